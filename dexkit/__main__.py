@@ -1,0 +1,25 @@
+"""Entry point for ``dexkit`` and ``python -m dexkit``.
+
+Kept lean on purpose: ``--version`` answers without importing Typer, Rich or kubernetes, and
+(later) ``dexkit token``, which kubectl runs before every command, gets its own import-light path.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        from dexkit import __version__
+
+        sys.stdout.write(f"dexkit {__version__}\n")
+        return
+    from dexkit.cli import run
+
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Options shared by several commands, so they read and behave the same everywhere."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DirOption = Annotated[
+    Path,
+    typer.Option("--dir", "-d", envvar="DEXKIT_DIR", file_okay=False,
+                 help="Project directory holding dexkit.yaml and ssl/."),
+]
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+OutputOption = Annotated[
+    Format, typer.Option("--output", "-o", help="Output format for data.")
+]

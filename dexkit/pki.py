@@ -1,0 +1,510 @@
+"""The CA and the serving certificate: create, load, inspect, check, ensure.
+
+Replaces the guide's gencert.sh (RSA-2048, a CA valid 10 days with the leaf's CN, keys left at
+the umask) with what mkcert and cert-manager do: a path-length-0 CA, a leaf with every SAN and
+the serverAuth EKU, random serials, a back-dated notBefore for clock skew, and keys that are
+0600 from the first byte. File names stay the guide's (``ssl/ca.pem`` …) so that its later
+steps still work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from dexkit import files
+from dexkit.errors import TLSError
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+# Certificates start this far in the past so that a node whose clock runs behind accepts them.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+# Re-issue the serving certificate when it expires within this window.
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class TLSPaths:
+    """Where the four files live: the guide's names under one directory."""
+
+    dir: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.dir / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca-key.pem"
+
+    @property
+    def cert(self) -> Path:
+        return self.dir / "cert.pem"
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "key.pem"
+
+    def all(self) -> list[Path]:
+        return [self.ca, self.ca_key, self.cert, self.key]
+
+
+# --- creation -------------------------------------------------------------------------------
+
+
+def generate_key(key_type: str) -> PrivateKey:
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type in ("rsa-2048", "rsa-3072", "rsa-4096"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
+    raise TLSError(f"unknown key type '{key_type}'",
+                   "use one of ecdsa-p256, rsa-2048, rsa-3072, rsa-4096")
+
+
+def _serial() -> int:
+    # 128 random bits, top bit cleared so DER keeps it positive in 16 bytes; never zero.
+    return secrets.randbits(127) | 1
+
+
+def _validity(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
+    return now - CLOCK_SKEW, now + dt.timedelta(days=days)
+
+
+def create_ca(key: PrivateKey, *, common_name: str, days: int, now: dt.datetime) -> x509.Certificate:
+    """A CA that can sign leaves only (pathlen 0), as mkcert makes it."""
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dexkit"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+    not_before, not_after = _validity(now, days)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def issue_serving_cert(
+    *,
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    key: PrivateKey,
+    hosts: Sequence[str],
+    ips: Sequence[str],
+    days: int,
+    now: dt.datetime,
+) -> x509.Certificate:
+    """A TLS server certificate for every host and IP, signed by the CA."""
+    if not hosts and not ips:
+        raise TLSError("a serving certificate needs at least one host or IP",
+                       "set tls.hosts or tls.ips in dexkit.yaml")
+    sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    # CN = first name: ignored by modern clients (SANs rule) but shown by every tool.
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (list(hosts) + list(ips))[0])])
+    not_before, not_after = _validity(now, days)
+    # A leaf must not outlive its CA: clamp, so verification never fails on that alone.
+    not_after = min(not_after, ca_cert.not_valid_after_utc)
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(rsa_key=isinstance(key, rsa.RSAPrivateKey)), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _key_usage(*, cert_sign: bool = False, rsa_key: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        # RSA key exchange (TLS 1.2 RSA suites) encrypts to the key; ECDSA keys never do.
+        key_encipherment=rsa_key and not cert_sign,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+# --- encoding and files ---------------------------------------------------------------------
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except FileNotFoundError:
+        raise TLSError(f"missing certificate {path}", "run 'dexkit init' to create it") from None
+    except ValueError as exc:
+        raise TLSError(f"{path} is not a PEM certificate: {exc}",
+                       "restore it from a backup or re-run 'dexkit init --force'") from None
+
+
+def load_key(path: Path) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise TLSError(f"missing private key {path}", "run 'dexkit init' to create it") from None
+    except (ValueError, TypeError) as exc:
+        raise TLSError(f"{path} is not an unencrypted PEM private key: {exc}",
+                       "restore it from a backup or re-run 'dexkit init --force'") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise TLSError(f"{path} holds a {type(key).__name__}, not an ECDSA or RSA key",
+                       "dexkit supports ecdsa-p256 and rsa-2048/3072/4096")
+    return key
+
+
+def write_key(path: Path, key: PrivateKey) -> None:
+    files.ensure_dir(path.parent)
+    files.atomic_write(path, key_pem(key), files.PRIVATE)
+
+
+def write_cert(path: Path, cert: x509.Certificate) -> None:
+    files.ensure_dir(path.parent)
+    files.atomic_write(path, cert_pem(cert), files.PUBLIC)
+
+
+# --- inspection -----------------------------------------------------------------------------
+
+
+def key_type_of(public_key: object) -> str:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "p256", "secp384r1": "p384"}.get(public_key.curve.name)
+        return f"ecdsa-{curve or public_key.curve.name}"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"rsa-{public_key.key_size}"
+    return type(public_key).__name__
+
+
+def sans_of(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """(DNS names, IP addresses) in the certificate's subjectAltName."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return ext.get_values_for_type(x509.DNSName), [
+        str(ip) for ip in ext.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def days_left(cert: x509.Certificate, now: dt.datetime) -> int:
+    return (cert.not_valid_after_utc - now).days
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    role: str
+    path: str
+    subject: str
+    issuer: str
+    dns_names: list[str]
+    ip_addresses: list[str]
+    not_before: str
+    not_after: str
+    days_left: int
+    key_type: str
+    sha256_fingerprint: str
+    serial: str
+    is_ca: bool
+
+
+def describe(role: str, path: Path, cert: x509.Certificate, now: dt.datetime) -> CertInfo:
+    dns, ips = sans_of(cert)
+    return CertInfo(
+        role=role,
+        path=str(path),
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        dns_names=dns,
+        ip_addresses=ips,
+        not_before=cert.not_valid_before_utc.isoformat(),
+        not_after=cert.not_valid_after_utc.isoformat(),
+        days_left=days_left(cert, now),
+        key_type=key_type_of(cert.public_key()),
+        sha256_fingerprint=fingerprint(cert),
+        serial=f"{cert.serial_number:x}",
+        is_ca=is_ca(cert),
+    )
+
+
+def verify_chain(ca: x509.Certificate, leaf: x509.Certificate, name: str,
+                 now: dt.datetime) -> str | None:
+    """Full RFC 5280 path validation of ``leaf`` for ``name``; None when it verifies."""
+    subject: x509.DNSName | x509.IPAddress
+    try:
+        subject = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        subject = x509.DNSName(name)
+    verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(subject)
+    try:
+        verifier.verify(leaf, [])
+    except VerificationError as exc:
+        return str(exc)
+    return None
+
+
+def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.DER
+    return cert.public_key().public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+
+
+Severity = Literal["fail", "warn"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    severity: Severity
+    message: str
+    hint: str
+
+
+def check_assets(
+    paths: TLSPaths, *, issuer_host: str, within_days: int, now: dt.datetime
+) -> list[Problem]:
+    """Everything that would make Dex's TLS fail, or fail soon, as a list of problems."""
+    ca, cert = load_cert(paths.ca), load_cert(paths.cert)
+    key, problems = load_key(paths.key), []
+    if not is_ca(ca):
+        problems.append(Problem("ca-not-ca", "fail", f"{paths.ca} is not a CA certificate",
+                                "run 'dexkit certs rotate --ca' to create a real CA"))
+    if not key_matches(cert, key):
+        problems.append(Problem("key-mismatch", "fail",
+                                f"{paths.key} does not match {paths.cert}",
+                                "run 'dexkit certs rotate' to issue a matching pair"))
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no common base
+        problems.append(Problem("not-signed-by-ca", "fail",
+                                f"{paths.cert} is not signed by {paths.ca} ({exc or 'bad signature'})",
+                                "run 'dexkit certs rotate' to re-issue it under this CA"))
+    dns, ips = sans_of(cert)
+    if not _covers(dns, ips, issuer_host):
+        problems.append(Problem("san-mismatch", "fail",
+                                f"the serving certificate does not cover the issuer host "
+                                f"'{issuer_host}' (SANs: {', '.join(dns + ips) or 'none'})",
+                                "add the host to tls.hosts and run 'dexkit certs rotate'"))
+    for role, c in (("CA", ca), ("serving certificate", cert)):
+        problems += _expiry_problems(role, c, within_days, now)
+    return problems
+
+
+def _expiry_problems(role: str, cert: x509.Certificate, within: int,
+                     now: dt.datetime) -> list[Problem]:
+    left = cert.not_valid_after_utc - now
+    fix = "dexkit certs rotate --ca" if role == "CA" else "dexkit certs rotate"
+    if left.total_seconds() <= 0:
+        return [Problem("expired", "fail",
+                        f"the {role} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+                        f"run '{fix}'")]
+    if left < dt.timedelta(days=within):
+        return [Problem("expiring", "fail",
+                        f"the {role} expires in {left.days} days "
+                        f"({cert.not_valid_after_utc:%Y-%m-%d}), within {within}",
+                        f"run '{fix}'")]
+    if cert.not_valid_before_utc > now:
+        return [Problem("not-yet-valid", "fail",
+                        f"the {role} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}",
+                        "check this machine's clock")]
+    return []
+
+
+def _covers(dns: list[str], ips: list[str], host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in {ipaddress.ip_address(i) for i in ips}
+    except ValueError:
+        pass
+    host = host.lower()
+    wildcard = "*." + host.split(".", 1)[-1]
+    return host in (d.lower() for d in dns) or wildcard in (d.lower() for d in dns)
+
+
+# --- ensuring the assets (init, rotate) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing done to the TLS files, for the user: ``created ssl/ca.pem``."""
+
+    verb: Literal["created", "kept", "reissued", "replaced", "backed up"]
+    path: Path
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the serving certificate must be, from the config."""
+
+    hosts: tuple[str, ...]
+    ips: tuple[str, ...]
+    key_type: str
+    ca_days: int
+    cert_days: int
+
+
+def ensure_assets(paths: TLSPaths, wanted: Wanted, *, force: bool,
+                  now: dt.datetime) -> list[Change]:
+    """Make the four files exist and fit ``wanted``, changing as little as possible.
+
+    The CA and both keys are kept byte for byte when they exist. The serving certificate is
+    re-issued only when it is missing, its names differ, it expires within 30 days, or it no
+    longer fits the key or the CA. An existing CA is replaced only with ``force``, after the
+    old files were moved to ``backup-<timestamp>/`` beside them.
+    """
+    changes: list[Change] = []
+    if force and (paths.ca.exists() or paths.ca_key.exists()):
+        backup = files.move_to_backup(paths.all(), paths.dir / f"backup-{files.timestamp(now)}")
+        changes.append(Change("backed up", backup, "previous CA, key and certificate"))
+    ca_cert, ca_key, ca_new = _ensure_ca(paths, wanted, now, changes)
+    key, key_new = _ensure_serving_key(paths, wanted, now, changes)
+    reason = "new CA" if ca_new else "new key" if key_new else _reissue_reason(
+        paths, wanted, ca_cert, key, now)
+    if reason:
+        cert = issue_serving_cert(ca_cert=ca_cert, ca_key=ca_key, key=key, hosts=wanted.hosts,
+                                  ips=wanted.ips, days=wanted.cert_days, now=now)
+        existed = paths.cert.exists()
+        write_cert(paths.cert, cert)
+        changes.append(Change("reissued" if existed else "created", paths.cert,
+                              reason if existed else ""))
+    else:
+        changes.append(Change("kept", paths.cert))
+    return changes
+
+
+def _ensure_ca(paths: TLSPaths, wanted: Wanted, now: dt.datetime,
+               changes: list[Change]) -> tuple[x509.Certificate, PrivateKey, bool]:
+    has_cert, has_key = paths.ca.exists(), paths.ca_key.exists()
+    if has_cert and has_key:
+        ca_cert, ca_key = load_cert(paths.ca), load_key(paths.ca_key)
+        if not key_matches(ca_cert, ca_key):
+            raise TLSError(f"{paths.ca_key} does not belong to {paths.ca}",
+                           "restore the matching pair, or replace both with --force")
+        changes += [Change("kept", paths.ca), Change("kept", paths.ca_key)]
+        return ca_cert, ca_key, False
+    if has_cert or has_key:
+        present, missing = (paths.ca, paths.ca_key) if has_cert else (paths.ca_key, paths.ca)
+        raise TLSError(
+            f"{present} exists but {missing} is missing; refusing to create a new CA over it",
+            "restore the missing file, or pass --force to back up the old CA and make a new one",
+        )
+    ca_key = generate_key(wanted.key_type)
+    first = (wanted.hosts + wanted.ips)[0]
+    ca_cert = create_ca(ca_key, common_name=f"dexkit CA for {first}", days=wanted.ca_days, now=now)
+    write_key(paths.ca_key, ca_key)
+    write_cert(paths.ca, ca_cert)
+    changes += [Change("created", paths.ca_key), Change("created", paths.ca)]
+    return ca_cert, ca_key, True
+
+
+def _ensure_serving_key(paths: TLSPaths, wanted: Wanted, now: dt.datetime,
+                        changes: list[Change]) -> tuple[PrivateKey, bool]:
+    if paths.key.exists():
+        key = load_key(paths.key)
+        have = key_type_of(key.public_key())
+        if have == wanted.key_type:
+            changes.append(Change("kept", paths.key))
+            return key, False
+        backup = files.backup_copy(paths.key, now)
+        key = generate_key(wanted.key_type)
+        write_key(paths.key, key)
+        changes.append(Change("replaced", paths.key,
+                              f"key type {have} -> {wanted.key_type}; old key in {backup.name}"))
+        return key, True
+    key = generate_key(wanted.key_type)
+    write_key(paths.key, key)
+    changes.append(Change("created", paths.key))
+    return key, True
+
+
+def _reissue_reason(paths: TLSPaths, wanted: Wanted, ca_cert: x509.Certificate,
+                    key: PrivateKey, now: dt.datetime) -> str:
+    """Why the existing serving certificate must be re-issued, or '' to keep it."""
+    if not paths.cert.exists():
+        return "missing"
+    cert = load_cert(paths.cert)
+    dns, ips = sans_of(cert)
+    want_ips = sorted(str(ipaddress.ip_address(i)) for i in wanted.ips)
+    if sorted(d.lower() for d in dns) != sorted(h.lower() for h in wanted.hosts) or \
+            sorted(ips) != want_ips:
+        return f"hosts changed: {', '.join(dns + ips)} -> {', '.join(wanted.hosts + wanted.ips)}"
+    if cert.not_valid_after_utc - now < RENEW_BEFORE:
+        return f"expires in {days_left(cert, now)} days"
+    if not key_matches(cert, key):
+        return "it did not match key.pem"
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except Exception:  # noqa: BLE001 - any failure means: not ours
+        return "it was not signed by ca.pem"
+    return ""
+
+
+def rotate(paths: TLSPaths, wanted: Wanted, *, ca: bool, now: dt.datetime) -> list[Change]:
+    """Re-issue the serving certificate (new key too); with ``ca``, a new CA first.
+
+    Old files are moved to ``backup-<timestamp>/`` so that a rotation can be undone.
+    """
+    moved = paths.all() if ca else [paths.cert, paths.key]
+    if not ca and not (paths.ca.exists() and paths.ca_key.exists()):
+        raise TLSError(f"no CA in {paths.dir} to sign with", "run 'dexkit init' first")
+    existing = [p for p in moved if p.exists()]
+    changes: list[Change] = []
+    if existing:
+        backup = files.move_to_backup(existing, paths.dir / f"backup-{files.timestamp(now)}")
+        changes.append(Change("backed up", backup, ", ".join(p.name for p in existing)))
+    return changes + ensure_assets(paths, wanted, force=False, now=now)

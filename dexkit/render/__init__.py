@@ -1,0 +1,58 @@
+"""Pure rendering: Config in, text out. Templates live in ``templates/`` as data.
+
+Nothing here touches the network or the cluster; commands decide where the text goes.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+import yaml
+
+from dexkit.resources import templates_dir
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML whose multi-line strings (PEM, config files) stay readable."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """YAML for ``value``, each line indented by ``indent`` spaces after the first."""
+    text = yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=1000).rstrip("\n")
+    return text.replace("\n", "\n" + " " * indent) if indent else text
+
+
+def dump_documents(documents: list[Any]) -> str:
+    return "".join(f"---\n{to_yaml(doc)}\n" for doc in documents)
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(  # noqa: S701 - renders YAML, never HTML
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["to_yaml"] = to_yaml
+    # JSON is valid YAML: a safe way to put any scalar into a template, quoted as needed.
+    env.filters["q"] = lambda v: json.dumps(v)
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)
