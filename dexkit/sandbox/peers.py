@@ -1,0 +1,574 @@
+"""The sandbox's peers: etcd, kube-apiserver, kubectl and Dex, built from their Go modules.
+
+Rules:
+- A peer is found, in this order: the environment variable named in :data:`ENV_OVERRIDES`
+  (a path to a binary; it wins over everything), then the cache
+  ``${DEXKIT_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/dexkit}/bin/<name>-<version>/<name>``.
+- A build never runs anything but the machine's ``go``: it generates a small module under
+  ``<cache>/work/``, lets ``go get`` resolve it through the configured module proxy with checksum
+  verification left on, and links the binary into a temporary name that is renamed into place
+  only once it is complete, next to a JSON manifest (versions, Go version, sha256, build time).
+- kube-apiserver and kubectl come from ``k8s.io/kubernetes``, whose go.mod replaces its staging
+  modules (``k8s.io/api`` …) with local directories; the generated module replaces each of them
+  with the matching ``v0.<minor>.<patch>`` release. The list is read from the real go.mod of the
+  requested version, never written down here.
+- Dex is required at the pseudo-version of its release commit: its ``v2.x`` tags are not valid
+  versions of the module ``github.com/dexidp/dex`` (no ``/v2`` suffix), and it is built with
+  ``CGO_ENABLED=0`` (memory and kubernetes storage need no cgo).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dexkit import files
+from dexkit.errors import DexkitError, UsageError
+
+Progress = Callable[[str], None]
+
+# Kubernetes minors the sandbox serves, each pinned to a patch release that the module proxy
+# serves. The first is the default.
+KUBERNETES_RELEASES: dict[str, str] = {
+    "1.34": "1.34.4",
+    "1.35": "1.35.4",
+    "1.36": "1.36.3",
+    "1.37": "1.37.2",
+}
+DEFAULT_KUBERNETES = "1.34"
+
+ETCD_VERSION = "3.6.16"
+ETCD_MODULE = "go.etcd.io/etcd/server/v3"
+
+# Dex v2.45.1 is commit 11d2eeb52b42e1980e14cb91e69dd9e3faab2076. Its module version is the
+# pseudo-version v0.0.0-<committer time, UTC>-<first 12 hex digits>; DEXKIT_DEX_MODULE_VERSION
+# overrides it (for another Dex commit, with DEXKIT_DEX_VERSION naming the release).
+DEX_VERSION = "2.45.1"
+DEX_COMMIT = "11d2eeb52b42e1980e14cb91e69dd9e3faab2076"
+DEX_MODULE = "github.com/dexidp/dex"
+DEX_PSEUDO = ""
+
+KUBELOGIN_VERSION = "1.34.0"
+KUBELOGIN_MODULE = "github.com/int128/kubelogin"
+
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin")
+# Peers `dexkit sandbox build` builds when no --only is given; kubelogin is on request.
+DEFAULT_PEERS = ("etcd", "kube-apiserver", "kubectl", "dex")
+ENV_OVERRIDES = {
+    "etcd": "DEXKIT_ETCD",
+    "kube-apiserver": "DEXKIT_KUBE_APISERVER",
+    "kubectl": "DEXKIT_KUBECTL",
+    "dex": "DEXKIT_DEX",
+    "kubelogin": "DEXKIT_KUBELOGIN",
+}
+MANIFEST = "manifest.json"
+HEARTBEAT_SECONDS = 30.0
+GO_TAIL_LINES = 30
+
+
+# --- versions -------------------------------------------------------------------------------
+
+_K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
+
+
+def resolve_kubernetes_version(wanted: str | None = None) -> str:
+    """``1.34`` / ``v1.34`` / ``1.34.4`` / ``v1.34.4`` -> ``1.34.4`` (a served release).
+
+    A minor picks its pinned patch; an explicit patch of a served minor is taken as given (the
+    module proxy decides whether it exists).
+    """
+    text = (wanted or DEFAULT_KUBERNETES).strip()
+    match = _K8S_VERSION.match(text)
+    if not match:
+        raise UsageError(f"'{wanted}' is not a Kubernetes version",
+                         f"use one of {', '.join(KUBERNETES_RELEASES)} (or a patch, e.g. "
+                         f"{KUBERNETES_RELEASES[DEFAULT_KUBERNETES]})")
+    major, minor, patch = match.groups()
+    key = f"{major}.{minor}"
+    if key not in KUBERNETES_RELEASES:
+        raise UsageError(f"Kubernetes {key} is not served by the sandbox",
+                         f"use one of {', '.join(KUBERNETES_RELEASES)}")
+    return f"{key}.{patch}" if patch is not None else KUBERNETES_RELEASES[key]
+
+
+def staging_version(kubernetes_version: str) -> str:
+    """The staging modules' release for a Kubernetes release: ``1.34.4`` -> ``v0.34.4``."""
+    major, minor, patch = kubernetes_version.lstrip("v").split(".")
+    if major != "1":
+        raise UsageError(f"Kubernetes {kubernetes_version} has no staging-module mapping",
+                         "use a 1.x release")
+    return f"v0.{minor}.{patch}"
+
+
+_PSEUDO = re.compile(r"^v0\.0\.0-(\d{14})-([0-9a-f]{12})$")
+
+
+def pseudo_version(commit: str, committed_at: dt.datetime) -> str:
+    """The Go pseudo-version of an untagged commit: ``v0.0.0-<UTC yyyymmddhhmmss>-<12 hex>``."""
+    if not re.fullmatch(r"[0-9a-f]{12,40}", commit):
+        raise UsageError(f"'{commit}' is not a git commit hash", "give 12 to 40 hex digits")
+    if committed_at.tzinfo is None:
+        raise UsageError("the commit time needs a time zone", "give it in UTC")
+    stamp = committed_at.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+    return f"v0.0.0-{stamp}-{commit[:12]}"
+
+
+def check_pseudo_version(version: str, commit: str) -> None:
+    """Refuse a pseudo-version that is malformed or names another commit."""
+    match = _PSEUDO.match(version)
+    if not match:
+        raise UsageError(f"'{version}' is not a v0.0.0 pseudo-version",
+                         "expected v0.0.0-<yyyymmddhhmmss>-<12 hex digits>")
+    if not commit.startswith(match[2]):
+        raise UsageError(f"pseudo-version {version} names commit {match[2]}, not {commit[:12]}",
+                         "take the commit hash of the release tag")
+
+
+def kubernetes_ldflags(kubernetes_version: str, *, commit: str = "",
+                       build_date: str = "") -> list[str]:
+    """``-X`` flags so that ``--version`` and ``/version`` report the real release."""
+    major, minor, _ = kubernetes_version.split(".")
+    values = {
+        "gitVersion": f"v{kubernetes_version}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+    }
+    if commit:
+        values["gitCommit"] = commit
+    if build_date:
+        values["buildDate"] = build_date
+    flags: list[str] = []
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {package}.{key}={value}" for key, value in values.items()]
+    return flags
+
+
+# --- go.mod ---------------------------------------------------------------------------------
+
+_REPLACE_LINE = re.compile(
+    r"^(?P<path>\S+)(?:\s+(?P<version>v\S+))?\s*=>\s*(?P<target>\S+)(?:\s+(?P<tversion>v\S+))?$"
+)
+
+
+@dataclass(frozen=True)
+class Replace:
+    path: str
+    target: str
+    version: str | None = None
+    target_version: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        """A replacement by a directory (``./x``, ``../x`` or absolute), not by a module."""
+        return self.target.startswith(("./", "../", "/")) or self.target in (".", "..")
+
+
+def parse_replaces(gomod: str) -> list[Replace]:
+    """Every ``replace`` directive of a go.mod text, single-line or in a block."""
+    replaces: list[Replace] = []
+    in_block = False
+    for raw in gomod.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if in_block:
+            if line == ")":
+                in_block = False
+                continue
+            body = line
+        elif line.startswith("replace"):
+            rest = line[len("replace"):].strip()
+            if rest == "(":
+                in_block = True
+                continue
+            if not rest or not raw.lstrip().startswith(("replace ", "replace\t", "replace(")):
+                continue
+            body = rest
+        else:
+            continue
+        match = _REPLACE_LINE.match(body)
+        if match:
+            replaces.append(Replace(path=match["path"], target=match["target"],
+                                    version=match["version"],
+                                    target_version=match["tversion"]))
+    return replaces
+
+
+def staging_modules(gomod: str) -> list[str]:
+    """The modules that k8s.io/kubernetes replaces with its own ``staging/`` directories."""
+    modules = [r.path for r in parse_replaces(gomod)
+               if r.is_local and r.target.lstrip("./").startswith("staging/")]
+    if not modules:
+        raise DexkitError("the k8s.io/kubernetes go.mod lists no staging modules",
+                          "the module layout changed; check the go.mod of that release")
+    return sorted(set(modules))
+
+
+# --- where peers live -----------------------------------------------------------------------
+
+
+def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    """``$DEXKIT_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/dexkit``."""
+    environ = os.environ if env is None else env
+    if environ.get("DEXKIT_CACHE_DIR"):
+        return Path(environ["DEXKIT_CACHE_DIR"]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "dexkit"
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """How to build one peer."""
+
+    name: str
+    version: str  # the release, without a leading v (1.34.4, 3.6.16, 2.45.1)
+    module: str  # the module to require
+    module_version: str  # the version to require it at (a tag or a pseudo-version)
+    package: str  # the main package to build
+    cgo: bool | None = None  # None: the toolchain default
+    ldflags: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+def peer_spec(name: str, kubernetes_version: str | None = None,
+              env: Mapping[str, str] | None = None) -> PeerSpec:
+    environ = os.environ if env is None else env
+    if name in ("kube-apiserver", "kubectl"):
+        version = resolve_kubernetes_version(kubernetes_version)
+        return PeerSpec(name=name, version=version, module=KUBERNETES_MODULE,
+                        module_version=f"v{version}",
+                        package=f"{KUBERNETES_MODULE}/cmd/{name}")
+    if name == "etcd":
+        return PeerSpec(name="etcd", version=ETCD_VERSION, module=ETCD_MODULE,
+                        module_version=f"v{ETCD_VERSION}", package=ETCD_MODULE)
+    if name == "dex":
+        pseudo = environ.get("DEXKIT_DEX_MODULE_VERSION") or DEX_PSEUDO
+        version = environ.get("DEXKIT_DEX_VERSION") or DEX_VERSION
+        return PeerSpec(name="dex", version=version, module=DEX_MODULE,
+                        module_version=pseudo, package=f"{DEX_MODULE}/cmd/dex", cgo=False,
+                        ldflags=(f"-X {DEX_MODULE}/version.Version=v{version}",))
+    if name == "kubelogin":
+        return PeerSpec(name="kubelogin", version=KUBELOGIN_VERSION, module=KUBELOGIN_MODULE,
+                        module_version=f"v{KUBELOGIN_VERSION}", package=KUBELOGIN_MODULE,
+                        cgo=False,
+                        ldflags=(f"-X main.version=v{KUBELOGIN_VERSION}",))
+    raise UsageError(f"unknown peer '{name}'", f"use one of {', '.join(PEER_NAMES)}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What was built, recorded beside the binary."""
+
+    name: str
+    version: str
+    module: str
+    module_version: str
+    package: str
+    go_version: str
+    sha256: str
+    built_at: str
+    build_seconds: float
+    cgo: bool | None = None
+    ldflags: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["ldflags"] = list(self.ldflags)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data: dict[str, Any] = json.loads(text)
+        data["ldflags"] = tuple(data.get("ldflags", ()))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class PeerLocation:
+    """Where a peer is, or would be once built."""
+
+    name: str
+    version: str
+    path: Path
+    source: str  # "env" | "cache" | "missing"
+    manifest: Manifest | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.source != "missing"
+
+
+def binary_dir(spec: PeerSpec, root: Path | None = None) -> Path:
+    return (root or cache_root()) / "bin" / spec.key
+
+
+def locate(spec: PeerSpec, *, root: Path | None = None,
+           env: Mapping[str, str] | None = None) -> PeerLocation:
+    """Find ``spec``'s binary: its environment override, then the cache."""
+    environ = os.environ if env is None else env
+    override = environ.get(ENV_OVERRIDES[spec.name], "")
+    if override:
+        path = Path(override).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise DexkitError(f"{ENV_OVERRIDES[spec.name]}={override} is not an executable file",
+                              f"point it at a {spec.name} binary or unset it")
+        return PeerLocation(spec.name, spec.version, path, "env")
+    directory = binary_dir(spec, root)
+    path = directory / spec.name
+    manifest_path = directory / MANIFEST
+    if path.is_file() and os.access(path, os.X_OK) and manifest_path.is_file():
+        try:
+            manifest = Manifest.from_json(manifest_path.read_text())
+        except (ValueError, TypeError):
+            manifest = None
+        if manifest is not None:
+            return PeerLocation(spec.name, spec.version, path, "cache", manifest)
+    return PeerLocation(spec.name, spec.version, path, "missing")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+@dataclass
+class GoRunner:
+    """Runs ``go`` with one environment, output to a log, progress on a heartbeat."""
+
+    workdir: Path
+    log_path: Path
+    progress: Progress
+    go: str = "go"
+    env: dict[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def __call__(self, what: str, args: Sequence[str], *, extra_env: Mapping[str, str] | None
+                 = None, capture: bool = False, note: str = "") -> str:
+        """Run ``go args`` in the work dir; one progress line before, one with the time after."""
+        self.progress(f"{what} ..." + (f" ({note})" if note else ""))
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        started = self.clock()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"\n$ {self.go} {' '.join(args)}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(
+                    [self.go, *args], cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if capture else log, stderr=log,
+                )
+            except FileNotFoundError as exc:
+                raise go_missing(self.go) from exc
+            out = b""
+            next_beat = started + HEARTBEAT_SECONDS
+            while True:
+                try:
+                    if capture:
+                        out, _ = proc.communicate(timeout=1.0)
+                    else:
+                        proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    now = self.clock()
+                    if now >= next_beat:
+                        self.progress(f"  ... still {what} ({_elapsed(now - started)})")
+                        next_beat = now + HEARTBEAT_SECONDS
+        elapsed = self.clock() - started
+        if proc.returncode != 0:
+            lines = _tail_text(self.log_path, GO_TAIL_LINES)
+            raise DexkitError(
+                f"'go {' '.join(args)}' failed (exit {proc.returncode}) while {what}:\n"
+                + "\n".join(f"  {line}" for line in lines),
+                f"the whole go output is in {self.log_path}; module proxy refusals (403) mean "
+                "that version is not served here")
+        self.progress(f"done {what} ({_elapsed(elapsed)})")
+        return out.decode()
+
+
+def go_missing(go: str = "go") -> DexkitError:
+    return DexkitError(f"the Go toolchain ('{go}') was not found",
+                       "install Go (1.25 or newer) and put it on PATH, or point "
+                       "DEXKIT_KUBE_APISERVER / DEXKIT_ETCD / DEXKIT_KUBECTL / DEXKIT_DEX at "
+                       "prebuilt binaries")
+
+
+def go_version(go: str = "go") -> str:
+    try:
+        result = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+                                check=False, timeout=60)
+    except FileNotFoundError as exc:
+        raise go_missing(go) from exc
+    if result.returncode != 0:
+        raise DexkitError(f"'{go} env GOVERSION' failed: {result.stderr.strip()}",
+                          "check the Go installation")
+    return result.stdout.strip()
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def _tail_text(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except FileNotFoundError:
+        return []
+
+
+def _base_env(spec: PeerSpec) -> dict[str, str]:
+    env = {
+        # Never let `go` swap itself for another toolchain download in the middle of a build.
+        "GOTOOLCHAIN": "local",
+        # The generated module is resolved by us, on purpose: go.mod is edited, not read-only.
+        "GOFLAGS": _join_goflags(os.environ.get("GOFLAGS", ""), "-mod=mod"),
+    }
+    if spec.cgo is not None:
+        env["CGO_ENABLED"] = "1" if spec.cgo else "0"
+    return env
+
+
+def _join_goflags(existing: str, *extra: str) -> str:
+    flags = existing.split()
+    for flag in extra:
+        name = flag.split("=", 1)[0]
+        if not any(f.split("=", 1)[0] == name for f in flags):
+            flags.append(flag)
+    return " ".join(flags)
+
+
+def _init_module(run: GoRunner, name: str) -> None:
+    workdir = run.workdir
+    for stale in ("go.mod", "go.sum"):
+        (workdir / stale).unlink(missing_ok=True)
+    run(f"creating module {name}", ["mod", "init", name])
+
+
+def _module_info(run: GoRunner, module: str, version: str) -> dict[str, Any]:
+    out = run(f"downloading {module}@{version}", ["mod", "download", "-json",
+                                                  f"{module}@{version}"], capture=True)
+    data: dict[str, Any] = json.loads(out)
+    if data.get("Error"):
+        raise DexkitError(f"cannot download {module}@{version}: {data['Error']}",
+                          "the module proxy does not serve that version here; try another")
+    return data
+
+
+def build_peers(specs: Iterable[PeerSpec], *, progress: Progress, root: Path | None = None,
+                go: str = "go", force: bool = False,
+                clock: Callable[[], float] = time.monotonic) -> list[Manifest]:
+    """Build every spec that is not yet in the cache (all of them with ``force``)."""
+    wanted = list(specs)
+    root = root or cache_root()
+    todo = [s for s in wanted
+            if force or locate(s, root=root, env={}).source == "missing"]
+    for spec in wanted:
+        if spec not in todo:
+            progress(f"{spec.name} {spec.version}: already built in {binary_dir(spec, root)}")
+    if not todo:
+        return []
+    gover = go_version(go)
+    manifests: list[Manifest] = []
+    # kube-apiserver and kubectl of one release share one generated module.
+    groups: dict[tuple[str, str], list[PeerSpec]] = {}
+    for spec in todo:
+        groups.setdefault((spec.module, spec.module_version), []).append(spec)
+    for (module, module_version), group in groups.items():
+        manifests += _build_group(module, module_version, group, progress=progress, root=root,
+                                  go=go, go_ver=gover, clock=clock)
+    return manifests
+
+
+def _build_group(module: str, module_version: str, group: list[PeerSpec], *, progress: Progress,
+                 root: Path, go: str, go_ver: str,
+                 clock: Callable[[], float]) -> list[Manifest]:
+    first = group[0]
+    if not module_version:
+        raise DexkitError(
+            f"no module version is known for {first.name} {first.version}",
+            "set DEXKIT_DEX_MODULE_VERSION to the pseudo-version of the release commit "
+            "(v0.0.0-<UTC committer time>-<12-hex commit>)")
+    label = "kubernetes" if module == KUBERNETES_MODULE else first.name
+    workdir = root / "work" / f"{label}-{first.version}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "build.log"
+    log_path.write_text(f"dexkit build of {module}@{module_version} "
+                        f"({dt.datetime.now(dt.UTC).isoformat(timespec='seconds')})\n")
+    run = GoRunner(workdir=workdir, log_path=log_path, go=go, env=_base_env(first), clock=clock,
+                   progress=lambda line: progress(f"[{label} {first.version}] {line}"))
+    started = clock()
+    _init_module(run, f"dexkit.local/sandbox/{label}")
+    info = _module_info(run, module, module_version)
+    if module == KUBERNETES_MODULE:
+        gomod_path = Path(info["GoMod"])
+        modules = staging_modules(gomod_path.read_text())
+        target = staging_version(first.version)
+        run(f"replacing {len(modules)} staging modules with their {target} releases",
+            ["mod", "edit", *[f"-replace={m}={m}@{target}" for m in modules]])
+    run(f"resolving {module}@{module_version}",
+        ["get", *[f"{spec.package}@{module_version}" for spec in group]])
+    commit = str((info.get("Origin") or {}).get("Hash", ""))
+    manifests = []
+    for spec in group:
+        manifests.append(_build_one(spec, run, root=root, go_ver=go_ver, commit=commit,
+                                    group_started=started, clock=clock))
+        started = clock()
+    return manifests
+
+
+def _build_one(spec: PeerSpec, run: GoRunner, *, root: Path, go_ver: str, commit: str,
+               group_started: float, clock: Callable[[], float]) -> Manifest:
+    built_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    ldflags = list(spec.ldflags)
+    if spec.module == KUBERNETES_MODULE:
+        ldflags = kubernetes_ldflags(spec.version, commit=commit,
+                                     build_date=built_at.replace("+00:00", "Z"))
+    directory = binary_dir(spec, root)
+    files.ensure_dir(directory, 0o755)
+    target = directory / spec.name
+    partial = directory / f".{spec.name}.partial"
+    partial.unlink(missing_ok=True)
+    args = ["build", "-o", str(partial)]
+    if ldflags:
+        args += ["-ldflags", " ".join(ldflags)]
+    args.append(spec.package)
+    extra = {"CGO_ENABLED": "1" if spec.cgo else "0"} if spec.cgo is not None else None
+    run(f"compiling {spec.name}", args, extra_env=extra,
+        note=f"a cold build takes minutes; a line every {HEARTBEAT_SECONDS:.0f}s")
+    partial.replace(target)
+    manifest = Manifest(
+        name=spec.name, version=spec.version, module=spec.module,
+        module_version=spec.module_version, package=spec.package, go_version=go_ver,
+        sha256=sha256_file(target), built_at=built_at,
+        build_seconds=round(clock() - group_started, 1), cgo=spec.cgo, ldflags=tuple(ldflags),
+    )
+    files.atomic_write(directory / MANIFEST, manifest.to_json())
+    run.progress(f"built {target} ({manifest.build_seconds:.0f}s, sha256 {manifest.sha256[:12]})")
+    return manifest
+
+
+def remove_work_dirs(root: Path | None = None) -> None:
+    """Drop the generated modules (the Go module and build caches are Go's own)."""
+    shutil.rmtree((root or cache_root()) / "work", ignore_errors=True)
