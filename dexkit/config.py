@@ -61,11 +61,11 @@ class Model(BaseModel):
     def _reject_unknown_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        known = {f.alias or name for name, f in cls.model_fields.items()} | set(cls.model_fields)
+        aliases = {f.alias or name for name, f in cls.model_fields.items()}
         for key in data:
-            if key not in known:
-                match = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
-                hint = f"did you mean '{match[0]}'?" if match else _valid_keys_hint(known)
+            if key not in aliases and key not in cls.model_fields:
+                match = difflib.get_close_matches(str(key), sorted(aliases), n=1, cutoff=0.6)
+                hint = f"did you mean '{match[0]}'?" if match else _valid_keys_hint(aliases)
                 raise PydanticCustomError(
                     "unknown_key",
                     "unknown key '{key}'",
@@ -74,9 +74,8 @@ class Model(BaseModel):
         return data
 
 
-def _valid_keys_hint(known: set[str]) -> str:
-    camel = sorted(k for k in known if k == to_camel(k))
-    return "valid keys here: " + ", ".join(camel)
+def _valid_keys_hint(aliases: set[str]) -> str:
+    return "valid keys here: " + ", ".join(sorted(aliases))
 
 
 # --- validators shared by several sections ---------------------------------------------------

@@ -1,0 +1,34 @@
+"""Run every benchmark section side by side and write BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks import bench_init
+
+SECTIONS = {"init": bench_init.run}
+OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def main(argv: list[str]) -> None:
+    chosen = argv or list(SECTIONS)
+    parts = []
+    for name in chosen:
+        text, _ = SECTIONS[name]()
+        print(text + "\n", flush=True)
+        parts.append(text)
+    header = (
+        "# Benchmarks\n\nWritten by `nox -s bench` on "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d}: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}. Every figure is the median of repeated runs of the "
+        "whole command (process start included), measured side by side in one run.\n\n"
+    )
+    OUT.write_text(header + "\n\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,41 @@
+"""Sessions: tests (everything, e2e included), lint, typecheck, bench.
+
+`nox -s tests` is the README's test command and what `.ci/run` runs. e2e tests build the real
+peers (etcd, kube-apiserver, kubectl, dex) from their Go modules on first use and cache them
+under ~/.cache/dexkit; with DEXKIT_REQUIRE_PEERS=1 (set by .ci/run) a missing peer fails.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit, interop (openssl, TLS), packaging and e2e tests against real peers."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "dexkit", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test]", "mypy>=1.10", "types-PyYAML")
+    session.run("mypy", "dexkit")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Side-by-side timings written to BENCHMARKS.md (targets live here, not in tests)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,125 @@
+"""The dexkit.yaml model: the guide's defaults, every rejection, locations and suggestions."""
+
+from __future__ import annotations
+
+import pytest
+
+from dexkit.config import Config, parse_config
+from dexkit.errors import ConfigError
+
+
+def test_defaults_are_the_guides() -> None:
+    c = Config()
+    assert c.issuer == "https://dex.example.com:32000"
+    assert c.namespace == "dex"
+    assert c.dex.service.type == "NodePort"
+    assert c.dex.service.node_port == 32000
+    assert c.api_server.ca_file == "/etc/ssl/certs/openid-ca.pem"
+    assert c.api_server.username_claim == "email"
+    assert c.api_server.groups_claim == "groups"
+    assert c.dex.image == "ghcr.io/dexidp/dex:v2.45.1"
+    github = c.connectors[0]
+    assert github.type == "github"
+    assert github.credentials_secret == "github-client"
+    assert c.tls.hosts == ["dex.example.com"]
+    assert c.tls.ips == []
+    assert c.tls_secret_name == "dex.example.com.tls"
+    assert c.trusted_client.id == c.api_server.client_id
+    assert c.warnings() == []
+
+
+def test_ip_issuer_goes_to_ips() -> None:
+    c = parse_config("issuer: https://127.0.0.1:32000\n")
+    assert c.tls.ips == ["127.0.0.1"]
+    assert c.tls.hosts == []
+    assert c.tls_secret_name == "127.0.0.1.tls"
+
+
+def test_username_prefix_follows_the_api_server_rule() -> None:
+    assert Config().effective_username_prefix == ""
+    sub = parse_config("apiServer: {usernameClaim: sub}\n")
+    assert sub.effective_username_prefix == "https://dex.example.com:32000#"
+    none = parse_config("apiServer: {usernameClaim: sub, usernamePrefix: '-'}\n")
+    assert none.effective_username_prefix == ""
+
+
+def _error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "dexkit.yaml")
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("issuer: http://dex.example.com:32000\n", 1, "https"),
+        ("namespace: dex\nissuer: https://dex.example.com:32000?a=b\n", 2, "query or fragment"),
+        ("issuer: https://dex.example.com:32000#frag\n", 1, "query or fragment"),
+        ("issuer: https://dex.example.com:32000/\n", 1, "must not end with '/'"),
+        ("issuer: https://bad_host:32000\n", 1, "not a valid DNS name or IP"),
+        ("dex:\n  service:\n    nodePort: 80\n", 3, "30000-32767"),
+        ("dex:\n  service:\n    nodePort: 32768\n", 3, "30000-32767"),
+        ("connectors:\n- type: github\n- type: saml\n", 3, "unknown type 'saml'"),
+        ("tls:\n  hosts: [dex.example.com, 'bad host']\n", 2, "'bad host' is not a valid DNS"),
+        ("tls:\n  hosts: [dex.example.com]\n  ips: [300.1.1.1]\n", 3, "not a valid IP"),
+        ("tls:\n  hosts: [other.example.com]\n", 1, "would not cover the issuer host"),
+        ("apiServer:\n  clientID: nope\n", 1, "not one of the Dex clients"),
+        ("connectors: []\n", 1, "at least one connector"),
+        ("connectors:\n- type: github\n  credentialsSecret: ''\n", 3, "credential source"),
+        ("clients:\n- id: kubernetes\n  redirectURIs: ['http://evil.example.com/cb']\n", 3,
+         "plain http on a non-loopback host"),
+        ("staticUsers:\n- email: a@b.c\n  username: a\n  userID: '1'\n  hash: hunter2\n", 5,
+         "bcrypt"),
+        ("kubernetesVersion: '1.20'\n", 1, "not supported"),
+    ],
+)
+def test_rejections_name_the_file_key_and_line(text: str, line: int, fragment: str) -> None:
+    error = _error(text)
+    assert error.message.startswith(f"dexkit.yaml:{line}:"), error.message
+    assert fragment in error.message
+    assert error.hint
+
+
+def test_typo_suggests_the_nearest_key() -> None:
+    error = _error("namespace: dex\nisuer: https://dex.example.com:32000\n")
+    assert error.message == "dexkit.yaml:2: unknown key 'isuer'"
+    assert error.hint == "did you mean 'issuer'?"
+
+
+def test_nested_typo_suggests_within_its_section() -> None:
+    error = _error("dex:\n  service:\n    nodeport: 32000\n")
+    assert error.message == "dexkit.yaml:3: dex.service: unknown key 'nodeport'"
+    assert error.hint == "did you mean 'nodePort'?"
+
+
+def test_connector_type_typo_suggests() -> None:
+    error = _error("connectors:\n- type: githb\n")
+    assert "unknown type 'githb'" in error.message
+    assert error.hint == "did you mean 'github'?"
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    error = _error("issuer: https://x.example.com\n  bad: [\n")
+    assert error.message.startswith("dexkit.yaml:")
+    assert "not valid YAML" in error.message
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    assert "mapping" in _error("- a\n- b\n").message
+
+
+def test_more_problems_are_counted() -> None:
+    error = _error("issuer: http://x\nnamespace: Bad_NS\n")
+    assert "(1 more problem after this one)" in error.message
+
+
+def test_issuer_port_differing_from_node_port_warns_not_fails() -> None:
+    c = parse_config("issuer: https://dex.example.com:443\n")
+    assert len(c.warnings()) == 1
+    assert "differs from the Dex NodePort 32000" in c.warnings()[0]
+
+
+def test_issuer_with_path_and_ipv6() -> None:
+    c = parse_config("issuer: https://[::1]:32000/dex\n")
+    assert c.issuer_host == "::1"
+    assert c.tls.ips == ["::1"]
