@@ -36,10 +36,11 @@ def _root(
 
 
 def _register() -> None:
-    from dexkit.cli import certs, init
+    from dexkit.cli import certs, init, sandbox
 
     app.command("init")(init.init)
     app.add_typer(certs.app, name="certs")
+    app.add_typer(sandbox.app, name="sandbox")
 
 
 def run(args: list[str]) -> None:

@@ -61,6 +61,11 @@ PEER_ORDER = ("etcd", "kube-apiserver", "dex")
 # --- layout ---------------------------------------------------------------------------------
 
 
+def sandbox_dir(project_dir: Path) -> Path:
+    """Where ``dexkit sandbox`` keeps one project's sandbox: ``<project>/.dexkit/sandbox``."""
+    return project_dir / ".dexkit" / "sandbox"
+
+
 @dataclass(frozen=True)
 class SandboxLayout:
     """The paths inside one sandbox directory."""
@@ -340,6 +345,9 @@ class ControlPlaneOptions:
     etcd_timeout: float = 30.0
     apiserver_timeout: float = 120.0
     kubernetes_version: str = ""
+    # True: the peers get SIGTERM if this process dies (tests, in-process use); False: they
+    # outlive it and are stopped with `dexkit sandbox down` (the CLI's `up`).
+    die_with_parent: bool = True
 
 
 class ControlPlane:
@@ -437,7 +445,8 @@ def start_control_plane(
         etcd = start_process(
             "etcd", etcd_argv(binaries.etcd, layout, etcd_client, etcd_peer),
             layout.log("etcd"), url_ready(f"{etcd_url}/health", body_contains='"health":"true"'),
-            timeout=opts.etcd_timeout, cwd=layout.dir, clock=clock)
+            timeout=opts.etcd_timeout, cwd=layout.dir, die_with_parent=opts.die_with_parent,
+            clock=clock)
         plane.attach(etcd, etcd_url)
         plane.timings["etcd"] = clock() - started
         started = clock()
@@ -449,7 +458,8 @@ def start_control_plane(
                            opts.extra_args),
             layout.log("kube-apiserver"),
             url_ready(f"{apiserver_url}/readyz", context=context, body_contains="ok"),
-            timeout=opts.apiserver_timeout, cwd=layout.dir, clock=clock)
+            timeout=opts.apiserver_timeout, cwd=layout.dir,
+            die_with_parent=opts.die_with_parent, clock=clock)
         plane.attach(apiserver, apiserver_url)
         plane.timings["kube-apiserver"] = clock() - started
         write_admin_kubeconfig(layout, apiserver_url)
@@ -557,6 +567,7 @@ def start_dex(
     scheme: str = "http",
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
+    die_with_parent: bool = True,
 ) -> ManagedProcess:
     """Start ``dex serve CONFIG``; return once ``<scheme>://<telemetry_addr>/healthz/ready`` is 200.
 
@@ -573,7 +584,7 @@ def start_dex(
     url = f"{scheme}://{telemetry_addr}/healthz/ready"
     process = start_process("dex", dex_argv(dex, config), log_path,
                             url_ready(url, context=context), timeout=timeout, env=env,
-                            cwd=config.parent)
+                            cwd=config.parent, die_with_parent=die_with_parent)
     if plane is not None:
         plane.attach(process, url.removesuffix("/healthz/ready"))
     return process

@@ -572,3 +572,32 @@ def _build_one(spec: PeerSpec, run: GoRunner, *, root: Path, go_ver: str, commit
 def remove_work_dirs(root: Path | None = None) -> None:
     """Drop the generated modules (the Go module and build caches are Go's own)."""
     shutil.rmtree((root or cache_root()) / "work", ignore_errors=True)
+
+
+def select_peers(only: Sequence[str] | None = None) -> list[str]:
+    """The peer names ``--only`` asks for (validated), or the default set."""
+    if not only:
+        return list(DEFAULT_PEERS)
+    unknown = [name for name in only if name not in PEER_NAMES]
+    if unknown:
+        raise UsageError(f"unknown peer '{unknown[0]}'", f"use one of {', '.join(PEER_NAMES)}")
+    return [name for name in PEER_NAMES if name in only]
+
+
+def list_peers(kubernetes_version: str | None = None, names: Sequence[str] = PEER_NAMES,
+               *, root: Path | None = None) -> list[PeerLocation]:
+    return [locate(peer_spec(name, kubernetes_version), root=root) for name in names]
+
+
+def require_peer(name: str, kubernetes_version: str | None = None, *,
+                 root: Path | None = None) -> Path:
+    """The path of a built (or overridden) peer, or an error that says how to get it."""
+    spec = peer_spec(name, kubernetes_version)
+    location = locate(spec, root=root)
+    if not location.available:
+        version = f" --kubernetes-version {spec.version}" if spec.module == KUBERNETES_MODULE \
+            else ""
+        raise DexkitError(f"{name} {spec.version} is not built ({location.path} is missing)",
+                          f"run 'dexkit sandbox build --only {name}{version}' (minutes on a cold "
+                          f"machine) or set {ENV_OVERRIDES[name]} to a binary")
+    return location.path

@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from dexkit.errors import DexkitError
 ReadyCheck = Callable[[], bool]
 TAIL_LINES = 25
 _POLL = 0.25
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,15 @@ def start_process(
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    die_with_parent: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> ManagedProcess:
-    """Start ``argv`` as peer ``name`` and wait until ``ready_check()`` returns True."""
+    """Start ``argv`` as peer ``name`` and wait until ``ready_check()`` returns True.
+
+    With ``die_with_parent`` (Linux), the peer gets SIGTERM if this process dies without
+    stopping it (a test run killed half-way); without it the peer outlives this process, as
+    ``dexkit sandbox up`` wants, and is stopped through the state file.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"--- dexkit: starting {name}: {' '.join(argv)}\n".encode())
@@ -103,6 +111,7 @@ def start_process(
             popen = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env=dict(env) if env is not None else None, cwd=cwd,
+                preexec_fn=_term_with_parent if die_with_parent else None,
             )
         except OSError as exc:
             raise DexkitError(f"cannot start {name}: {exc.strerror or exc}: {argv[0]}",
@@ -115,6 +124,13 @@ def start_process(
         process.stop()
         raise
     return process
+
+
+def _term_with_parent() -> None:
+    """In the child, before exec: ask the kernel for SIGTERM when the parent dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_ready(process: ManagedProcess, ready_check: ReadyCheck, *, timeout: float,
