@@ -417,7 +417,8 @@ def go_missing(go: str = "go") -> DexkitError:
 def go_version(go: str = "go") -> str:
     try:
         result = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
-                                check=False, timeout=60)
+                                check=False, timeout=60,
+                                env={**os.environ, "GOTOOLCHAIN": "local"})
     except FileNotFoundError as exc:
         raise go_missing(go) from exc
     if result.returncode != 0:

@@ -1,0 +1,326 @@
+"""Peers: version mapping, go.mod replace parsing, manifests, locating, and the build flow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dexkit.errors import DexkitError, UsageError
+from dexkit.sandbox import peers
+
+DATA = Path(__file__).parent / "data"
+# The real go.mod of k8s.io/kubernetes v1.34.4, as `go mod download -json` fetched it (GoMod).
+KUBERNETES_GOMOD = DATA / "kubernetes-v1.34.4.go.mod"
+
+
+# --- versions -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("wanted", "expected"), [
+    (None, "1.34.4"),
+    ("1.34", "1.34.4"),
+    ("v1.35", "1.35.4"),
+    ("1.36", "1.36.3"),
+    ("v1.37", "1.37.2"),
+    ("1.34.4", "1.34.4"),
+    ("v1.35.1", "1.35.1"),
+])
+def test_kubernetes_versions_map_to_served_releases(wanted: str | None, expected: str) -> None:
+    assert peers.resolve_kubernetes_version(wanted) == expected
+
+
+@pytest.mark.parametrize("wanted", ["1.33", "1.38.0", "2.0", "latest", "1"])
+def test_unserved_or_malformed_kubernetes_versions_are_usage_errors(wanted: str) -> None:
+    with pytest.raises(UsageError) as info:
+        peers.resolve_kubernetes_version(wanted)
+    assert "1.34" in info.value.hint
+
+
+def test_staging_modules_follow_the_minor_and_patch() -> None:
+    assert peers.staging_version("1.34.4") == "v0.34.4"
+    assert peers.staging_version("v1.37.2") == "v0.37.2"
+
+
+def test_kubernetes_ldflags_set_both_version_packages() -> None:
+    flags = peers.kubernetes_ldflags("1.35.4", commit="abc", build_date="2026-01-01T00:00:00Z")
+    assert "-X k8s.io/component-base/version.gitVersion=v1.35.4" in flags
+    assert "-X k8s.io/client-go/pkg/version.gitVersion=v1.35.4" in flags
+    assert "-X k8s.io/component-base/version.gitMinor=35" in flags
+    assert "-X k8s.io/component-base/version.gitCommit=abc" in flags
+    assert all(f.startswith("-X ") and " " not in f[3:] for f in flags)
+
+
+def test_pseudo_version_uses_utc_committer_time_and_twelve_hex_digits() -> None:
+    committed = dt.datetime(2026, 3, 3, 9, 8, 7, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    version = peers.pseudo_version(peers.DEX_COMMIT, committed)
+    assert version == "v0.0.0-20260303070807-11d2eeb52b42"
+    peers.check_pseudo_version(version, peers.DEX_COMMIT)
+
+
+def test_pseudo_version_checks() -> None:
+    with pytest.raises(UsageError):
+        peers.pseudo_version("not-a-hash", dt.datetime.now(dt.UTC))
+    with pytest.raises(UsageError):
+        peers.pseudo_version(peers.DEX_COMMIT, dt.datetime(2026, 3, 3))  # naive: no zone
+    with pytest.raises(UsageError, match="names commit"):
+        peers.check_pseudo_version("v0.0.0-20260303070807-aaaaaaaaaaaa", peers.DEX_COMMIT)
+    with pytest.raises(UsageError, match=r"not a v0\.0\.0 pseudo-version"):
+        peers.check_pseudo_version("v2.45.1", peers.DEX_COMMIT)
+
+
+# --- go.mod ---------------------------------------------------------------------------------
+
+
+def test_staging_modules_come_from_the_real_kubernetes_gomod() -> None:
+    modules = peers.staging_modules(KUBERNETES_GOMOD.read_text())
+    assert len(modules) == 31
+    for expected in ("k8s.io/api", "k8s.io/apimachinery", "k8s.io/apiserver", "k8s.io/client-go",
+                     "k8s.io/component-base", "k8s.io/kubectl", "k8s.io/externaljwt"):
+        assert expected in modules
+    assert modules == sorted(modules)
+    # They are required at v0.0.0 (the reason for the replaces), some only indirectly: the
+    # samples are replaced but not required, and replacing them too is harmless.
+    text = KUBERNETES_GOMOD.read_text()
+    required = [m for m in modules if f"\t{m} v0.0.0\n" in text]
+    assert len(required) == 29
+    assert set(modules) - set(required) == {"k8s.io/sample-cli-plugin",
+                                            "k8s.io/sample-controller"}
+
+
+def test_replace_forms_comments_and_non_local_targets() -> None:
+    gomod = textwrap.dedent("""\
+        module example.com/x
+
+        // replace k8s.io/commented => ./staging/src/k8s.io/commented
+        replace k8s.io/single => ./staging/src/k8s.io/single
+        replace k8s.io/versioned v0.0.0 => ./staging/src/k8s.io/versioned // why
+        replace (
+            k8s.io/in-block => ./staging/src/k8s.io/in-block
+            github.com/fork/lib => github.com/other/lib v1.2.3
+            example.com/vendored => ../vendored
+        )
+        require k8s.io/single v0.0.0
+        """)
+    replaces = peers.parse_replaces(gomod)
+    by_path = {r.path: r for r in replaces}
+    assert set(by_path) == {"k8s.io/single", "k8s.io/versioned", "k8s.io/in-block",
+                            "github.com/fork/lib", "example.com/vendored"}
+    assert by_path["k8s.io/versioned"].version == "v0.0.0"
+    assert by_path["github.com/fork/lib"].target_version == "v1.2.3"
+    assert not by_path["github.com/fork/lib"].is_local
+    assert by_path["example.com/vendored"].is_local
+    assert peers.staging_modules(gomod) == ["k8s.io/in-block", "k8s.io/single", "k8s.io/versioned"]
+
+
+def test_a_gomod_without_staging_modules_is_an_error() -> None:
+    with pytest.raises(DexkitError, match="no staging modules"):
+        peers.staging_modules("module x\n\nrequire k8s.io/api v0.34.4\n")
+
+
+# --- specs, cache and manifests -------------------------------------------------------------
+
+
+def test_peer_specs() -> None:
+    apiserver = peers.peer_spec("kube-apiserver", "1.36")
+    assert (apiserver.version, apiserver.module, apiserver.module_version, apiserver.package) == (
+        "1.36.3", "k8s.io/kubernetes", "v1.36.3", "k8s.io/kubernetes/cmd/kube-apiserver")
+    etcd = peers.peer_spec("etcd")
+    assert (etcd.module, etcd.module_version, etcd.package) == (
+        "go.etcd.io/etcd/server/v3", "v3.6.16", "go.etcd.io/etcd/server/v3")
+    dex = peers.peer_spec("dex", env={"DEXKIT_DEX_MODULE_VERSION": "v0.0.0-1-abc"})
+    assert dex.cgo is False and dex.package == "github.com/dexidp/dex/cmd/dex"
+    assert dex.module_version == "v0.0.0-1-abc"
+    assert dex.key == "dex-2.45.1"
+    with pytest.raises(UsageError):
+        peers.peer_spec("kubelet")
+
+
+def test_select_peers() -> None:
+    assert peers.select_peers(None) == ["etcd", "kube-apiserver", "kubectl", "dex"]
+    assert peers.select_peers(["kubectl", "etcd"]) == ["etcd", "kubectl"]
+    with pytest.raises(UsageError, match="unknown peer 'kubelet'"):
+        peers.select_peers(["kubelet"])
+
+
+def test_cache_root_precedence(tmp_path: Path) -> None:
+    assert peers.cache_root({"DEXKIT_CACHE_DIR": str(tmp_path / "c")}) == tmp_path / "c"
+    assert peers.cache_root({"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "dexkit"
+    assert peers.cache_root({}).parts[-2:] == (".cache", "dexkit")
+
+
+def _executable(path: Path, text: str = "#!/bin/sh\nexit 0\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _manifest(name: str = "etcd") -> peers.Manifest:
+    return peers.Manifest(name=name, version="3.6.16", module="go.etcd.io/etcd/server/v3",
+                          module_version="v3.6.16", package="go.etcd.io/etcd/server/v3",
+                          go_version="go1.26.8", sha256="0" * 64,
+                          built_at="2026-11-29T00:00:00+00:00", build_seconds=1.5,
+                          ldflags=("-X a=b",))
+
+
+def test_manifest_round_trips_and_ignores_unknown_keys() -> None:
+    manifest = _manifest()
+    data = json.loads(manifest.to_json())
+    assert data["ldflags"] == ["-X a=b"] and data["sha256"] == "0" * 64
+    data["from_the_future"] = 1
+    assert peers.Manifest.from_json(json.dumps(data)) == manifest
+
+
+def test_locate_env_override_then_cache_then_missing(tmp_path: Path) -> None:
+    spec = peers.peer_spec("etcd")
+    root = tmp_path / "cache"
+    missing = peers.locate(spec, root=root, env={})
+    assert missing.source == "missing" and not missing.available
+    assert missing.path == root / "bin" / "etcd-3.6.16" / "etcd"
+
+    binary = _executable(missing.path)
+    assert peers.locate(spec, root=root, env={}).source == "missing"  # no manifest: not built
+    (binary.parent / peers.MANIFEST).write_text(_manifest().to_json())
+    cached = peers.locate(spec, root=root, env={})
+    assert cached.source == "cache" and cached.manifest == _manifest()
+
+    override = _executable(tmp_path / "elsewhere" / "etcd")
+    found = peers.locate(spec, root=root, env={"DEXKIT_ETCD": str(override)})
+    assert (found.source, found.path) == ("env", override)
+    with pytest.raises(DexkitError, match="DEXKIT_ETCD"):
+        peers.locate(spec, root=root, env={"DEXKIT_ETCD": str(tmp_path / "nope")})
+
+
+def test_require_peer_says_how_to_build(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEXKIT_KUBE_APISERVER", raising=False)
+    with pytest.raises(DexkitError) as info:
+        peers.require_peer("kube-apiserver", "1.35", root=tmp_path)
+    assert "kube-apiserver 1.35.4 is not built" in info.value.message
+    assert "dexkit sandbox build --only kube-apiserver --kubernetes-version 1.35.4" in \
+        info.value.hint
+
+
+# --- the build flow, with a stand-in for `go` -----------------------------------------------
+
+FAKE_GO = """\
+#!{python}
+# A stand-in for `go`: records its arguments, fakes the few commands the build uses.
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_GO_LOG"], "a") as log:
+    log.write(json.dumps({{"args": args, "cgo": os.environ.get("CGO_ENABLED"),
+                          "toolchain": os.environ.get("GOTOOLCHAIN")}}) + "\\n")
+if args[:2] == ["env", "GOVERSION"]:
+    print("go1.99.0")
+elif args[:2] == ["mod", "init"]:
+    open("go.mod", "w").write("module " + args[2] + "\\n")
+elif args[:3] == ["mod", "download", "-json"]:
+    print(json.dumps({{"Path": "x", "Version": "v1", "GoMod": os.environ["FAKE_GOMOD"]}}))
+elif args[0] == "build":
+    if os.environ.get("FAKE_GO_FAIL"):
+        print("compile error: something broke", file=sys.stderr)
+        sys.exit(2)
+    out = args[args.index("-o") + 1]
+    open(out, "w").write("#!/bin/sh\\necho built\\n")
+    os.chmod(out, 0o755)
+"""
+
+
+@pytest.fixture
+def fake_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    go = _executable(tmp_path / "bin" / "go", FAKE_GO.format(python=sys.executable))
+    monkeypatch.setenv("FAKE_GO_LOG", str(tmp_path / "go-calls.jsonl"))
+    monkeypatch.setenv("FAKE_GOMOD", str(KUBERNETES_GOMOD))
+    return go
+
+
+def _calls(tmp_path: Path) -> list[dict[str, object]]:
+    lines = (tmp_path / "go-calls.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_build_generates_one_kubernetes_module_with_staging_replaces(
+        tmp_path: Path, fake_go: Path) -> None:
+    lines: list[str] = []
+    root = tmp_path / "cache"
+    specs = [peers.peer_spec("kube-apiserver", "1.34"), peers.peer_spec("kubectl", "1.34")]
+    manifests = peers.build_peers(specs, progress=lines.append, root=root, go=str(fake_go))
+
+    assert [m.name for m in manifests] == ["kube-apiserver", "kubectl"]
+    for manifest in manifests:
+        binary = root / "bin" / f"{manifest.name}-1.34.4" / manifest.name
+        assert os.access(binary, os.X_OK)
+        assert manifest.sha256 == peers.sha256_file(binary)
+        assert manifest.go_version == "go1.99.0"
+        assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in manifest.ldflags
+        assert peers.locate(peers.peer_spec(manifest.name), root=root, env={}).source == "cache"
+    calls = [c["args"] for c in _calls(tmp_path)]
+    edit = next(c for c in calls if c[:2] == ["mod", "edit"])
+    assert len(edit) == 2 + 31
+    assert "-replace=k8s.io/api=k8s.io/api@v0.34.4" in edit
+    gets = [c for c in calls if c[0] == "get"]
+    assert gets == [["get", "k8s.io/kubernetes/cmd/kube-apiserver@v1.34.4",
+                     "k8s.io/kubernetes/cmd/kubectl@v1.34.4"]]
+    assert sum(1 for c in calls if c[0] == "build") == 2
+    assert all(c["toolchain"] == "local" for c in _calls(tmp_path))
+    # One line per step, each finished step with its time.
+    assert any("replacing 31 staging modules with their v0.34.4 releases" in line
+               for line in lines)
+    assert any(line.startswith("[kubernetes 1.34.4] done compiling kube-apiserver (")
+               for line in lines)
+    assert not list((root / "bin").rglob(".*.partial"))
+
+    # Built peers are not built again.
+    again: list[str] = []
+    assert peers.build_peers(specs, progress=again.append, root=root, go=str(fake_go)) == []
+    assert all("already built" in line for line in again)
+
+
+def test_dex_is_built_without_cgo(tmp_path: Path, fake_go: Path) -> None:
+    spec = peers.peer_spec("dex", env={"DEXKIT_DEX_MODULE_VERSION":
+                                       "v0.0.0-20260303070807-11d2eeb52b42"})
+    [manifest] = peers.build_peers([spec], progress=lambda _: None, root=tmp_path / "c",
+                                   go=str(fake_go))
+    assert manifest.cgo is False
+    build = next(c for c in _calls(tmp_path) if c["args"][0] == "build")
+    assert build["cgo"] == "0"
+    assert build["args"][-1] == "github.com/dexidp/dex/cmd/dex"
+    assert not any(c["args"][:2] == ["mod", "edit"] for c in _calls(tmp_path))
+
+
+def test_dex_without_a_module_version_says_what_to_set(tmp_path: Path, fake_go: Path) -> None:
+    spec = peers.peer_spec("dex", env={})
+    if spec.module_version:
+        pytest.skip("a Dex pseudo-version is pinned")
+    with pytest.raises(DexkitError) as info:
+        peers.build_peers([spec], progress=lambda _: None, root=tmp_path / "c", go=str(fake_go))
+    assert "DEXKIT_DEX_MODULE_VERSION" in info.value.hint
+
+
+def test_a_failed_build_names_the_command_and_shows_go_output(
+        tmp_path: Path, fake_go: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GO_FAIL", "1")
+    with pytest.raises(DexkitError) as info:
+        peers.build_peers([peers.peer_spec("etcd")], progress=lambda _: None,
+                          root=tmp_path / "c", go=str(fake_go))
+    assert "'go build" in info.value.message and "exit 2" in info.value.message
+    assert "compile error: something broke" in info.value.message
+    assert "build.log" in info.value.hint
+    etcd_dir = tmp_path / "c" / "bin" / "etcd-3.6.16"
+    assert not (etcd_dir / "etcd").exists() and not (etcd_dir / peers.MANIFEST).exists()
+
+
+def test_a_missing_go_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DexkitError) as info:
+        peers.build_peers([peers.peer_spec("etcd")], progress=lambda _: None,
+                          root=tmp_path / "c", go=str(tmp_path / "no-go-here"))
+    assert "Go toolchain" in info.value.message
+    assert "DEXKIT_ETCD" in info.value.hint
