@@ -1,9 +1,11 @@
 """The only place that prints.
 
 Data goes to stdout (tables, JSON, rendered manifests), chatter to stderr (progress, what was
-written, warnings, errors). Colour only on a TTY and never with ``NO_COLOR``; every dynamic string
-is escaped before Rich sees it, so a host name such as ``[red]`` prints as itself.
-:func:`fail` is the single path from an exception to an exit code.
+written, warnings, errors). Colour only on a TTY and never with ``NO_COLOR``. Rich is imported
+only when colour or a table is wanted: CI logs and pipes get plain text without paying Rich's
+import time on every command. Dynamic text is escaped before Rich sees it, so a host name such as
+``[red]`` prints as itself. :meth:`Output.fail` is the single path from an exception to an exit
+code.
 """
 
 from __future__ import annotations
@@ -12,53 +14,77 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NoReturn
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from dexkit.errors import DexkitError
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def _make(stream: Any) -> Console:
-    plain = bool(os.environ.get("NO_COLOR")) or not stream.isatty()
-    return Console(
-        file=stream,
-        no_color=plain,
-        color_system=None if plain else "auto",
-        highlight=False,
-        soft_wrap=True,
-        emoji=False,
-    )
+
+def _wants_colour(stream: IO[str]) -> bool:
+    return not os.environ.get("NO_COLOR") and stream.isatty()
+
+
+class _Stream:
+    """One output stream: plain writes, or a Rich console when colour is on."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.colour = _wants_colour(stream)
+        self._rich: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(file=self.stream, no_color=not self.colour, highlight=False,
+                                 soft_wrap=True, emoji=False,
+                                 color_system="auto" if self.colour else None)
+        return self._rich
+
+    def line(self, text: str, style: str = "", lead: str = "", lead_style: str = "") -> None:
+        """``lead`` (styled) then ``text`` (styled), as one line."""
+        if not self.colour:
+            self.stream.write(f"{lead}{text}\n")
+            self.stream.flush()
+            return
+        from rich.text import Text
+
+        out = Text()
+        if lead:
+            out.append(lead, style=lead_style or None)
+        out.append(text, style=style or None)
+        self.rich.print(out)
 
 
 class Output:
     """Stdout for data, stderr for chatter; created per command so tests can capture both."""
 
     def __init__(self, *, debug: bool = False) -> None:
-        self.out = _make(sys.stdout)
-        self.err = _make(sys.stderr)
+        self.out = _Stream(sys.stdout)
+        self.err = _Stream(sys.stderr)
         self.debug = debug
 
     # chatter ---------------------------------------------------------------------------------
     def info(self, text: str) -> None:
-        self.err.print(escape(text))
+        self.err.line(text)
 
     def step(self, verb: str, what: str) -> None:
-        """One line per thing done: ``created  ssl/ca.pem``."""
-        self.err.print(f"[bold]{escape(verb):<10}[/bold] {escape(what)}")
+        """One line per thing done: ``created    ssl/ca.pem``."""
+        self.err.line(what, lead=f"{verb:<10} ", lead_style="bold")
 
     def success(self, text: str) -> None:
-        self.err.print(f"[green]{escape(text)}[/green]")
+        self.err.line(text, style="green")
 
     def warn(self, text: str, hint: str = "") -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {escape(text)}")
+        self.err.line(text, lead="warning: ", lead_style="yellow bold")
         if hint:
-            self.err.print(f"[dim]hint:[/dim] {escape(hint)}")
+            self.err.line(hint, lead="hint: ", lead_style="dim")
 
     def next_step(self, text: str) -> None:
-        self.err.print(f"[bold]next:[/bold] {escape(text)}")
+        self.err.line(text, lead="next: ", lead_style="bold")
 
     # data ------------------------------------------------------------------------------------
     def data(self, text: str) -> None:
@@ -67,26 +93,27 @@ class Output:
         sys.stdout.flush()
 
     def json(self, value: Any) -> None:
-        sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-        sys.stdout.flush()
+        self.data(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
-    def table(
-        self, columns: Sequence[str], rows: Iterable[Sequence[str]], title: str = ""
-    ) -> None:
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[str]],
+              title: str = "") -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
         table = Table(title=escape(title) if title else None, show_edge=False, pad_edge=False)
         for column in columns:
             table.add_column(escape(column))
         for row in rows:
             table.add_row(*(escape(str(cell)) for cell in row))
-        self.out.print(table)
+        self.out.rich.print(table)
 
     def fields(self, pairs: Mapping[str, str], title: str = "") -> None:
         """A two-column key/value listing on stdout."""
         if title:
-            self.out.print(f"[bold]{escape(title)}[/bold]")
+            self.out.line(title, style="bold")
         width = max((len(k) for k in pairs), default=0)
         for key, value in pairs.items():
-            self.out.print(f"  {escape(key):<{width}}  {escape(value)}")
+            self.out.line(value, lead=f"  {key:<{width}}  ")
 
     # errors ----------------------------------------------------------------------------------
     def fail(self, error: BaseException) -> NoReturn:
@@ -100,10 +127,10 @@ class Output:
             code, message = 1, f"unexpected {type(error).__name__}: {error}"
             hint = "re-run with --debug for the traceback and report it as a bug"
         if self.debug:
-            self.err.print_exception(show_locals=False)
-        self.err.print(f"[red bold]error:[/red bold] {escape(message)}")
+            self.err.rich.print_exception(show_locals=False)
+        self.err.line(message, lead="error: ", lead_style="red bold")
         if hint:
-            self.err.print(f"[dim]hint:[/dim] {escape(hint)}")
+            self.err.line(hint, lead="hint: ", lead_style="dim")
         raise SystemExit(code)
 
 

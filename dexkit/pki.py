@@ -80,7 +80,8 @@ def _validity(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
     return now - CLOCK_SKEW, now + dt.timedelta(days=days)
 
 
-def create_ca(key: PrivateKey, *, common_name: str, days: int, now: dt.datetime) -> x509.Certificate:
+def create_ca(key: PrivateKey, *, common_name: str, days: int,
+              now: dt.datetime) -> x509.Certificate:
     """A CA that can sign leaves only (pathlen 0), as mkcert makes it."""
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dexkit"),
@@ -332,7 +333,8 @@ def check_assets(
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no common base
         problems.append(Problem("not-signed-by-ca", "fail",
-                                f"{paths.cert} is not signed by {paths.ca} ({exc or 'bad signature'})",
+                                f"{paths.cert} is not signed by {paths.ca} "
+                                f"({exc or 'bad signature'})",
                                 "run 'dexkit certs rotate' to re-issue it under this CA"))
     dns, ips = sans_of(cert)
     if not _covers(dns, ips, issuer_host):
@@ -360,7 +362,8 @@ def _expiry_problems(role: str, cert: x509.Certificate, within: int,
                         f"run '{fix}'")]
     if cert.not_valid_before_utc > now:
         return [Problem("not-yet-valid", "fail",
-                        f"the {role} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}",
+                        f"the {role} is not valid before "
+                        f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M}",
                         "check this machine's clock")]
     return []
 
@@ -489,7 +492,7 @@ def _reissue_reason(paths: TLSPaths, wanted: Wanted, ca_cert: x509.Certificate,
         return "it did not match key.pem"
     try:
         cert.verify_directly_issued_by(ca_cert)
-    except Exception:  # noqa: BLE001 - any failure means: not ours
+    except Exception:
         return "it was not signed by ca.pem"
     return ""
 

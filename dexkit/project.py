@@ -22,6 +22,7 @@ from dexkit import files, pki
 from dexkit.config import (
     CONFIG_FILE,
     Config,
+    Connector,
     GitHubConnector,
     LDAPConnector,
     MockConnector,
@@ -29,6 +30,7 @@ from dexkit.config import (
     is_ip,
     issuer_host,
     load_config,
+    to_data,
     validate_values,
 )
 from dexkit.errors import UsageError
@@ -39,8 +41,8 @@ CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
 GITIGNORE = "# Written by dexkit: private keys and generated passwords never go to git.\n" \
             f"{STATE_DIR}/\nssl/*key.pem\nssl/backup-*/\n*.bak-*\n"
 # The guide's static user, with its groups (the groups field needs Dex >= v2.45.0).
-GUIDE_USER = {"email": "admin@example.com", "username": "admin",
-              "groups": ["team-a", "team-a/admins"]}
+GUIDE_EMAIL = "admin@example.com"
+GUIDE_GROUPS = ("team-a", "team-a/admins")
 
 
 @dataclass(frozen=True)
@@ -116,14 +118,13 @@ def init_project(req: InitRequest, now: dt.datetime | None = None) -> InitResult
 
 
 def render_config_file(config: Config) -> str:
-    data = config.model_dump(mode="json", by_alias=True)
-    return render_template("project/dexkit.yaml.j2", c=config, d=data)
+    return render_template("project/dexkit.yaml.j2", c=config, d=to_data(config))
 
 
 def _build_config(req: InitRequest, existing: Config | None,
                   directory: Path) -> tuple[Config, dict[str, str]]:
     """The config to write (validated) and any new plaintext passwords to store."""
-    base: dict[str, Any] = (existing or Config()).model_dump(mode="json", by_alias=True)
+    base: dict[str, Any] = to_data(existing or Config())
     if req.issuer is not None:
         base["issuer"] = req.issuer
     if req.issuer is not None or req.hosts or req.ips:
@@ -144,7 +145,8 @@ def _build_config(req: InitRequest, existing: Config | None,
     return validate_values(base), passwords
 
 
-def _names(issuer: str, hosts: tuple[str, ...], ips: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def _names(issuer: str, hosts: tuple[str, ...],
+           ips: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The issuer's host first, then the extra names, without duplicates."""
     try:
         host = issuer_host(issuer)
@@ -152,12 +154,12 @@ def _names(issuer: str, hosts: tuple[str, ...], ips: tuple[str, ...]) -> tuple[l
         host = ""
     out_hosts = [] if not host or is_ip(host) else [host]
     out_ips = [host] if host and is_ip(host) else []
-    for h in hosts:
-        if h not in out_hosts:
-            out_hosts.append(h)
-    for ip in ips:
-        if ip not in out_ips:
-            out_ips.append(ip)
+    # Like mkcert, a --host that is an address is an IP SAN; --ip values stay IPs (and fail
+    # validation if they are not).
+    for name in (*hosts, *ips):
+        target = out_ips if is_ip(name) or name in ips else out_hosts
+        if name not in target:
+            target.append(name)
     return out_hosts, out_ips
 
 
@@ -178,13 +180,11 @@ def _connector_settings(choice: str, base: dict[str, Any],
     if choice == "static":
         users, passwords = _static_users(base.get("staticUsers") or [], directory)
         return [], users, passwords
-    model = {"github": GitHubConnector, "ldap": LDAPConnector, "oidc": OIDCConnector,
-             "mock": MockConnector}[choice]
-    tag = "mockCallback" if choice == "mock" else choice
-    kept = [c for c in base["connectors"] if c.get("type") == tag]
-    connector = kept or [model.model_validate({"type": tag}).model_dump(mode="json",
-                                                                          by_alias=True)]
-    return connector, [], {}
+    defaults: dict[str, Connector] = {"github": GitHubConnector(), "ldap": LDAPConnector(),
+                                      "oidc": OIDCConnector(), "mock": MockConnector()}
+    fresh = defaults[choice]
+    kept = [c for c in base["connectors"] if c.get("type") == fresh.type]
+    return kept or [to_data(fresh)], [], {}
 
 
 def _static_users(existing: list[dict[str, Any]],
@@ -192,17 +192,17 @@ def _static_users(existing: list[dict[str, Any]],
     """Keep existing static users; otherwise create the guide's admin with a fresh password."""
     if existing:
         return existing, {}
-    if password_file(directory, GUIDE_USER["email"]).exists():  # type: ignore[arg-type]
-        password = password_file(directory, GUIDE_USER["email"]).read_text().strip()  # type: ignore[arg-type]
-    else:
-        password = secrets.token_urlsafe(18)
+    stored = password_file(directory, GUIDE_EMAIL)
+    password = stored.read_text().strip() if stored.exists() else secrets.token_urlsafe(18)
     user = {
-        **GUIDE_USER,
+        "email": GUIDE_EMAIL,
+        "username": "admin",
         # Stable across runs: derived from the email, as Dex's examples use a fixed UUID.
-        "userID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"dexkit:{GUIDE_USER['email']}")),
+        "userID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"dexkit:{GUIDE_EMAIL}")),
         "hash": hash_password(password),
+        "groups": list(GUIDE_GROUPS),
     }
-    return [user], {str(GUIDE_USER["email"]): password}
+    return [user], {GUIDE_EMAIL: password}
 
 
 def hash_password(password: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Annotated
 
@@ -35,19 +36,37 @@ def _root(
     """Wire Kubernetes API-server authentication to Dex, end to end."""
 
 
-def _register() -> None:
-    from dexkit.cli import certs, init, sandbox
+# name -> (module, attribute, is a group of subcommands). Only the command being run is
+# imported, so `dexkit init` never pays for the kubernetes client that `deploy` needs.
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "init": ("dexkit.cli.init", "init", False),
+    "certs": ("dexkit.cli.certs", "app", True),
+    "sandbox": ("dexkit.cli.sandbox", "app", True),
+}
 
-    app.command("init")(init.init)
-    app.add_typer(certs.app, name="certs")
-    app.add_typer(sandbox.app, name="sandbox")
+
+def _register(args: list[str]) -> None:
+    wanted = _command_name(args)
+    for name, (module, attribute, is_group) in COMMANDS.items():
+        if wanted in COMMANDS and name != wanted:
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if is_group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand in ``args`` (first word that is not a global option)."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 def run(args: list[str]) -> None:
     """Run the CLI; every error leaves through :meth:`dexkit.console.Output.fail`."""
     debug = "--debug" in args
     try:
-        _register()
+        _register(args)
         command = typer.main.get_command(app)
         code = command.main(args=args, prog_name="dexkit", standalone_mode=False)
     except typer.Exit as exc:
@@ -62,7 +81,7 @@ def run(args: list[str]) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
-    except Exception as exc:  # noqa: BLE001 - the one place that turns anything into an exit
+    except Exception as exc:
         _fail(exc, debug)
     raise SystemExit(code if isinstance(code, int) else 0)
 

@@ -108,11 +108,6 @@ def test_top_level_must_be_a_mapping() -> None:
     assert "mapping" in _error("- a\n- b\n").message
 
 
-def test_more_problems_are_counted() -> None:
-    error = _error("issuer: http://x\nnamespace: Bad_NS\n")
-    assert "(1 more problem after this one)" in error.message
-
-
 def test_issuer_port_differing_from_node_port_warns_not_fails() -> None:
     c = parse_config("issuer: https://dex.example.com:443\n")
     assert len(c.warnings()) == 1

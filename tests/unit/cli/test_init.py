@@ -45,6 +45,12 @@ def test_issuer_port_in_node_port_range_becomes_the_node_port(dexkit, project: P
     assert config.tls.ips == ["127.0.0.1"] and config.tls.hosts == []
 
 
+def test_names_are_sorted_into_hosts_and_ips(dexkit, project: Path) -> None:  # type: ignore[no-untyped-def]
+    assert dexkit("init", "--dir", project, "--host", "10.0.0.1", "--ip", "::1").code == 0
+    tls = load_config(project).config.tls
+    assert tls.hosts == ["dex.example.com"] and tls.ips == ["10.0.0.1", "::1"]
+
+
 def test_modes(dexkit, project: Path) -> None:  # type: ignore[no-untyped-def]
     assert dexkit("init", "--dir", project, "--connector", "static").code == 0
     mode = lambda p: (project / p).stat().st_mode & 0o777  # noqa: E731
@@ -122,7 +128,6 @@ def test_force_backs_up_the_ca_and_the_backup_restores(dexkit, project: Path) ->
         (["--issuer", "https://dex.example.com:80/"], 2, "must not end with '/'"),
         (["--issuer", "https://dex.example.com:99999"], 2, "port"),
         (["--host", "not a host"], 2, "'not a host' is not a valid DNS name"),
-        (["--host", "10.0.0.1"], 2, "put IP addresses under 'ips'"),
         (["--ip", "999.1.1.1"], 2, "not a valid IP"),
         (["--connector", "saml"], 2, "unknown connector 'saml'"),
         (["--key-type", "dsa"], 2, "unknown key type 'dsa'"),
