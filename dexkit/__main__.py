@@ -11,6 +11,11 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        # kubectl's credential plugin: the lean path, no typer/rich/kubernetes imports.
+        from dexkit.oidc.plugin import main as token_main
+
+        raise SystemExit(token_main(args[1:]))
     if args in (["--version"], ["-V"]):
         from dexkit import __version__
 

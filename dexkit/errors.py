@@ -35,3 +35,11 @@ class ConfigError(DexkitError):
 
 class TLSError(DexkitError):
     """The TLS assets are missing, broken or do not fit together."""
+
+
+class OIDCError(DexkitError):
+    """Discovery, login or token verification against the issuer failed."""
+
+
+class LoginRequired(OIDCError):
+    """No usable token and no way to log in without a person (non-interactive)."""

@@ -1,0 +1,132 @@
+"""OpenID provider discovery, with the issuer compared byte for byte as the API server does."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dexkit.errors import OIDCError
+
+if TYPE_CHECKING:
+    import httpx
+
+WELL_KNOWN = "/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What discovery told us about the issuer."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    device_authorization_endpoint: str | None = None
+    grant_types: tuple[str, ...] = ()
+    signing_algs: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def tls_context(ca_file: Path | None, *, insecure: bool = False) -> ssl.SSLContext:
+    """Trust ``ca_file`` (dexkit's CA) when given, else the system store; never nothing unless
+    the caller asked for ``insecure`` (and printed why)."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise OIDCError(f"cannot load the CA file {ca_file}: {exc}",
+                        "run 'dexkit init' or pass the CA that signed Dex's certificate") from None
+
+
+def make_client(ca_file: Path | None, *, insecure: bool = False,
+                timeout: float = 10.0) -> httpx.Client:
+    import httpx
+
+    return httpx.Client(verify=tls_context(ca_file, insecure=insecure), timeout=timeout,
+                        follow_redirects=False, headers={"User-Agent": "dexkit"})
+
+
+def discover(http: httpx.Client, issuer: str) -> Provider:
+    """Fetch ``<issuer>/.well-known/openid-configuration``; its ``issuer`` must equal ours."""
+    url = issuer.rstrip("/") + WELL_KNOWN
+    data = get_json(http, url, "discovery")
+    published = str(data.get("issuer", ""))
+    if published != issuer:
+        raise OIDCError(f"the issuer Dex publishes is '{published}', not '{issuer}': "
+                        f"{explain_difference(issuer, published)}",
+                        "make Dex's 'issuer' and the API server's issuer URL identical, byte for "
+                        "byte (re-render both with 'dexkit render')")
+    try:
+        return Provider(
+            issuer=published,
+            authorization_endpoint=str(data["authorization_endpoint"]),
+            token_endpoint=str(data["token_endpoint"]),
+            jwks_uri=str(data["jwks_uri"]),
+            device_authorization_endpoint=data.get("device_authorization_endpoint"),
+            grant_types=tuple(data.get("grant_types_supported", ())),
+            signing_algs=tuple(data.get("id_token_signing_alg_values_supported", ())),
+            scopes=tuple(data.get("scopes_supported", ())),
+            raw=data,
+        )
+    except KeyError as exc:
+        raise OIDCError(f"discovery document at {url} lacks {exc}",
+                        "is this URL really an OpenID provider?") from None
+
+
+def explain_difference(expected: str, got: str) -> str:
+    """Say how two issuer strings differ, in the terms users search for."""
+    from urllib.parse import urlsplit
+
+    if got.rstrip("/") == expected.rstrip("/"):
+        return "they differ only by a trailing slash"
+    a, b = urlsplit(expected), urlsplit(got)
+    for part in ("scheme", "hostname", "port", "path"):
+        if getattr(a, part) != getattr(b, part):
+            return f"the {part} differs ('{getattr(a, part)}' vs '{getattr(b, part)}')"
+    return "they differ in case or encoding"
+
+
+def get_json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        response = http.get(url)
+    except httpx.ConnectError as exc:
+        raise _connect_error(url, what, exc) from None
+    except httpx.HTTPError as exc:
+        raise OIDCError(f"{what} request to {url} failed: {exc}",
+                        "check that Dex is running and reachable at the issuer URL") from None
+    if response.status_code != 200:
+        raise OIDCError(f"{what} at {url} answered HTTP {response.status_code}",
+                        "check the issuer URL, including its path")
+    try:
+        body = response.json()
+    except ValueError:
+        raise OIDCError(f"{what} at {url} did not answer JSON",
+                        "is something other than Dex listening there?") from None
+    if not isinstance(body, dict):
+        raise OIDCError(f"{what} at {url} did not answer a JSON object", "")
+    return body
+
+
+def _connect_error(url: str, what: str, exc: Exception) -> OIDCError:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return OIDCError(f"TLS verification of {url} failed: {_short(text)}",
+                         "trust the CA that signed Dex's certificate (dexkit's ssl/ca.pem), or "
+                         "check that the certificate covers the issuer host")
+    return OIDCError(f"cannot connect to {url} for {what}: {_short(text)}",
+                     "check that Dex is running and the issuer host resolves to it")
+
+
+def _short(text: str) -> str:
+    return text.split("\n", 1)[0][:300]

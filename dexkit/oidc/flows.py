@@ -1,0 +1,294 @@
+"""The three ways to get an ID token from Dex, plus refresh.
+
+- authorization code + PKCE (S256) + state + nonce, through a loopback server on 127.0.0.1;
+- device code (RFC 8628) for SSH sessions and headless hosts;
+- password (resource owner) for CI, when Dex's ``oauth2.passwordConnector`` is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from dexkit.errors import OIDCError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dexkit.oidc.discovery import Provider
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@dataclass(frozen=True)
+class Client:
+    """The OAuth2 client we log in as (the one the API server trusts)."""
+
+    id: str
+    secret: str = ""
+    scopes: tuple[str, ...] = ("openid", "email", "profile", "groups", "offline_access")
+
+    @property
+    def scope(self) -> str:
+        return " ".join(self.scopes)
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    id_token: str
+    refresh_token: str | None
+    nonce: str | None = None
+
+
+def _form_auth(client: Client) -> dict[str, str]:
+    # Dex compares client_secret to the stored one; a public client's is empty.
+    return {"client_id": client.id, "client_secret": client.secret}
+
+
+def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
+                   what: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        response = http.post(provider.token_endpoint, data=form)
+    except httpx.HTTPError as exc:
+        raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
+                        "check that Dex is running") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200:
+        raise token_error(what, response.status_code, body)
+    if not isinstance(body, dict) or "id_token" not in body:
+        raise OIDCError(f"{what}: Dex answered without an id_token",
+                        "request the 'openid' scope")
+    return body
+
+
+def token_error(what: str, status: int, body: Any) -> OIDCError:
+    """Dex's OAuth2 error, with the fix people look for."""
+    code = body.get("error", "") if isinstance(body, dict) else ""
+    detail = body.get("error_description", "") if isinstance(body, dict) else ""
+    hints = {
+        "unsupported_grant_type": "enable the grant in Dex: for the password grant set "
+                                  "oauth2.passwordConnector (dexkit does when static users or "
+                                  "LDAP are configured)",
+        "invalid_client": "the client ID or secret is not one Dex knows; check 'clients' in "
+                          "dexkit.yaml and re-deploy",
+        "invalid_grant": "the credentials, code or refresh token were refused; log in again",
+        "access_denied": "the user was refused by the connector",
+        "invalid_scope": "remove scopes Dex does not support",
+    }
+    return OIDCError(f"{what} refused by Dex (HTTP {status}): {code or 'error'}"
+                     + (f": {detail}" if detail else ""),
+                     hints.get(code, "see Dex's log for the reason"))
+
+
+def _token_set(body: dict[str, Any], nonce: str | None) -> TokenSet:
+    return TokenSet(id_token=str(body["id_token"]), refresh_token=body.get("refresh_token"),
+                    nonce=nonce)
+
+
+def password_grant(http: httpx.Client, provider: Provider, client: Client, username: str,
+                   password: str) -> TokenSet:
+    if provider.grant_types and "password" not in provider.grant_types:
+        raise OIDCError("Dex does not offer the password grant",
+                        "set oauth2.passwordConnector in Dex's config (dexkit renders it when "
+                        "static users or an LDAP connector are configured)")
+    nonce = secrets.token_urlsafe(16)
+    form = {**_form_auth(client), "grant_type": "password", "username": username,
+            "password": password, "scope": client.scope, "nonce": nonce}
+    return _token_set(_token_request(http, provider, form, "password login"), nonce)
+
+
+def refresh(http: httpx.Client, provider: Provider, client: Client,
+            refresh_token: str) -> TokenSet:
+    form = {**_form_auth(client), "grant_type": "refresh_token",
+            "refresh_token": refresh_token, "scope": client.scope}
+    body = _token_request(http, provider, form, "token refresh")
+    # Dex rotates refresh tokens by default: keep the new one, or the old one if none came.
+    return TokenSet(id_token=str(body["id_token"]),
+                    refresh_token=body.get("refresh_token") or refresh_token)
+
+
+# --- PKCE and the loopback callback ---------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(verifier, S256 challenge) per RFC 7636: 43+ characters of unreserved alphabet."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass
+class _Callback:
+    state: str
+    code: str | None = None
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class LoopbackServer:
+    """Receives exactly one good redirect on ``http://127.0.0.1:<port>/callback``.
+
+    Bound to 127.0.0.1 only: nothing off this machine can deliver a code. A callback with a
+    wrong ``state`` is answered 400 and ignored (it may be a CSRF attempt), so the real one can
+    still arrive.
+    """
+
+    def __init__(self, state: str, ports: tuple[int, ...]) -> None:
+        self.result = _Callback(state=state)
+        self.server = self._bind(ports)
+        self.port = self.server.server_address[1]
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}/callback"
+
+    def _bind(self, ports: tuple[int, ...]) -> HTTPServer:
+        result = self.result
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                if parts.path != "/callback":
+                    self._reply(404, "not found")
+                    return
+                if not secrets.compare_digest(query.get("state", ""), result.state):
+                    self._reply(400, "state mismatch: this login was not started here")
+                    return
+                result.code, result.error = query.get("code"), query.get("error")
+                if result.error:
+                    result.error += f": {query.get('error_description', '')}"
+                self._reply(200, "Logged in. You can close this window and go back to the "
+                                 "terminal." if result.code else "Login failed.")
+                result.done.set()
+
+            def _reply(self, status: int, text: str) -> None:
+                body = f"<!doctype html><title>dexkit</title><p>{text}</p>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: the query carries the authorization code."""
+
+        last: OSError | None = None
+        for port in ports:
+            try:
+                return HTTPServer(("127.0.0.1", port), Handler)
+            except OSError as exc:
+                last = exc
+        raise OIDCError(f"cannot listen on 127.0.0.1 ports {', '.join(map(str, ports))}: {last}",
+                        "free one of the ports, or pass --listen-port")
+
+    def wait(self, timeout: float) -> str:
+        thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                  daemon=True)
+        thread.start()
+        try:
+            if not self.result.done.wait(timeout):
+                raise OIDCError(f"no login callback within {int(timeout)} s",
+                                "finish the login in the browser, or use --grant device on a "
+                                "host without a browser")
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.result.error or not self.result.code:
+            raise OIDCError(f"login failed: {self.result.error or 'no code'}",
+                            "check the user and the connector in Dex's log")
+        return self.result.code
+
+
+def authorization_code(http: httpx.Client, provider: Provider, client: Client, *,
+                       ports: tuple[int, ...], open_url: Callable[[str], None],
+                       timeout: float = 300) -> TokenSet:
+    """Log in through the browser: PKCE S256, state and nonce, loopback redirect."""
+    verifier, challenge = pkce_pair()
+    state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    server = LoopbackServer(state, ports)
+    query = urlencode({
+        "response_type": "code", "client_id": client.id, "redirect_uri": server.redirect_uri,
+        "scope": client.scope, "state": state, "nonce": nonce,
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    })
+    open_url(f"{provider.authorization_endpoint}?{query}")
+    code = server.wait(timeout)
+    form = {**_form_auth(client), "grant_type": "authorization_code", "code": code,
+            "redirect_uri": server.redirect_uri, "code_verifier": verifier}
+    return _token_set(_token_request(http, provider, form, "code exchange"), nonce)
+
+
+# --- device code ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceStart:
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    interval: int
+    expires_in: int
+
+
+def device_start(http: httpx.Client, provider: Provider, client: Client) -> DeviceStart:
+    import httpx
+
+    endpoint = provider.device_authorization_endpoint or provider.issuer + "/device/code"
+    try:
+        response = http.post(endpoint, data={"client_id": client.id,
+                                             "client_secret": client.secret,
+                                             "scope": client.scope})
+    except httpx.HTTPError as exc:
+        raise OIDCError(f"cannot start a device login at {endpoint}: {exc}",
+                        "check that Dex is running") from None
+    body = response.json() if response.headers.get("content-type", "").startswith(
+        "application/json") else {}
+    if response.status_code != 200:
+        raise token_error("device login", response.status_code, body)
+    return DeviceStart(device_code=body["device_code"], user_code=body["user_code"],
+                       verification_uri=body["verification_uri"],
+                       verification_uri_complete=body.get("verification_uri_complete"),
+                       interval=int(body.get("interval", 5)),
+                       expires_in=int(body.get("expires_in", 300)))
+
+
+def device_poll(http: httpx.Client, provider: Provider, client: Client, start: DeviceStart,
+                *, sleep: Callable[[float], None] = time.sleep,
+                clock: Callable[[], float] = time.monotonic) -> TokenSet:
+    """Poll the token endpoint until the user approved, honouring slow_down (RFC 8628 §3.5)."""
+    import httpx
+
+    interval, deadline = start.interval, clock() + start.expires_in
+    form = {**_form_auth(client), "grant_type": DEVICE_GRANT, "device_code": start.device_code}
+    while clock() < deadline:
+        sleep(interval)
+        try:
+            response = http.post(provider.token_endpoint, data=form)
+        except httpx.HTTPError as exc:
+            raise OIDCError(f"device login polling failed: {exc}", "check Dex") from None
+        body = response.json()
+        if response.status_code == 200:
+            return _token_set(body, None)
+        error = body.get("error")
+        if error == "authorization_pending":
+            continue
+        if error == "slow_down":
+            interval += 5
+            continue
+        raise token_error("device login", response.status_code, body)
+    raise OIDCError("the device code expired before the login was approved", "start again")

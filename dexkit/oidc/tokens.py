@@ -1,0 +1,124 @@
+"""ID token verification with a maintained JOSE library (joserfc), never hand-written JWT code.
+
+Rules, as the API server applies them and a little stricter:
+- the signature verifies against the issuer's JWKS, with an asymmetric algorithm from the
+  allow-list (never ``none``, never HMAC: an HMAC "signature" keyed with a public key is the
+  classic algorithm-confusion forgery);
+- ``iss`` equals the issuer byte for byte; ``aud`` contains the client ID the API server
+  trusts (and ``azp``, when present with several audiences, names it);
+- ``exp`` is in the future and ``iat`` not in the future, each with a small leeway;
+- ``nonce`` equals the one we sent, when we sent one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dexkit.errors import OIDCError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dexkit.oidc.discovery import Provider
+
+ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                   "ES512", "EdDSA")
+LEEWAY_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Expectations:
+    issuer: str
+    client_id: str
+    nonce: str | None = None
+    algorithms: Collection[str] = ASYMMETRIC_ALGS
+    leeway: int = LEEWAY_SECONDS
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT without checking anything: for expiry of our own cached tokens
+    and for showing why a token was refused, never for trusting it."""
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise OIDCError(f"not a JWT: {exc}", "the token is damaged; log in again") from None
+    if not isinstance(data, dict):
+        raise OIDCError("the JWT payload is not a JSON object", "log in again")
+    return data
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    try:
+        part = token.split(".")[0]
+        data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise OIDCError(f"not a JWT: {exc}", "the token is damaged; log in again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def fetch_jwks(http: httpx.Client, provider: Provider) -> dict[str, Any]:
+    from dexkit.oidc.discovery import get_json
+
+    jwks = get_json(http, provider.jwks_uri, "JWKS")
+    if not jwks.get("keys"):
+        raise OIDCError(f"the JWKS at {provider.jwks_uri} has no keys",
+                        "Dex creates its signing keys at start; check its storage and logs")
+    return jwks
+
+
+def verify_id_token(token: str, jwks: dict[str, Any], expect: Expectations,
+                    now: int) -> dict[str, Any]:
+    """Verify ``token`` and return its claims; raise OIDCError naming the first broken rule."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    header = unverified_header(token)
+    alg = str(header.get("alg", ""))
+    allowed = [a for a in expect.algorithms if a in ASYMMETRIC_ALGS]
+    if alg not in allowed:
+        raise OIDCError(f"ID token signed with alg '{alg or 'none'}', which is not allowed "
+                        f"(allowed: {', '.join(allowed)})",
+                        "the token was forged or the issuer is misconfigured; never accept "
+                        "'none' or HMAC-signed ID tokens")
+    try:
+        keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+        decoded = jwt.decode(token, keys, algorithms=allowed)
+    except (JoseError, ValueError) as exc:
+        raise OIDCError(f"ID token signature does not verify against the issuer's keys: "
+                        f"{exc}", "the token was not issued by this Dex (or its keys rotated "
+                        "away); log in again") from None
+    claims = dict(decoded.claims)
+    check_claims(claims, expect, now)
+    return claims
+
+
+def check_claims(claims: dict[str, Any], expect: Expectations, now: int) -> None:
+    if claims.get("iss") != expect.issuer:
+        raise OIDCError(f"ID token issuer is '{claims.get('iss')}', expected '{expect.issuer}'",
+                        "the issuer URL must match Dex's issuer byte for byte")
+    audiences = claims.get("aud")
+    audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
+    if expect.client_id not in audiences:
+        raise OIDCError(f"ID token audience is {audiences}, not the client the API server "
+                        f"trusts ('{expect.client_id}')",
+                        "log in with the client ID given to the API server "
+                        "(apiServer.clientID)")
+    if len(audiences) > 1 and claims.get("azp") not in (None, expect.client_id):
+        raise OIDCError(f"ID token azp is '{claims.get('azp')}', not '{expect.client_id}'",
+                        "log in with the client the API server trusts")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int | float) or exp + expect.leeway < now:
+        raise OIDCError("ID token has expired" if isinstance(exp, int | float)
+                        else "ID token has no exp claim", "log in again")
+    if isinstance(iat, int | float) and iat - expect.leeway > now:
+        raise OIDCError("ID token was issued in the future (iat); clocks disagree",
+                        "check this machine's clock against Dex's")
+    if expect.nonce is not None and claims.get("nonce") != expect.nonce:
+        raise OIDCError("ID token nonce does not match the one this login sent",
+                        "a replayed or foreign token; log in again")
