@@ -43,3 +43,7 @@ class OIDCError(DexkitError):
 
 class LoginRequired(OIDCError):
     """No usable token and no way to log in without a person (non-interactive)."""
+
+
+class ClusterError(DexkitError):
+    """The Kubernetes API could not be reached or refused a request."""
