@@ -52,7 +52,7 @@ def login(req: LoginRequest, http: httpx.Client | None = None) -> LoginResult:
     """Discover, log in with the requested grant, verify the ID token."""
     client_http = http or make_client(req.ca_file, insecure=req.insecure)
     provider = discover(client_http, req.issuer)
-    tokens = _grant(req, client_http, provider)
+    tokens = run_grant(req, client_http, provider)
     claims = verify(client_http, provider, req.client.id, tokens)
     return LoginResult(tokens, claims, provider)
 
@@ -64,7 +64,7 @@ def verify(http: httpx.Client, provider: Provider, client_id: str,
     return verify_id_token(tokens.id_token, jwks, expect, int(time.time()))
 
 
-def _grant(req: LoginRequest, http: httpx.Client, provider: Provider) -> flows.TokenSet:
+def run_grant(req: LoginRequest, http: httpx.Client, provider: Provider) -> flows.TokenSet:
     if req.grant == "password":
         if not req.username or req.password is None:
             raise UsageError("the password grant needs a username and a password",
@@ -121,7 +121,7 @@ def _plugin_login(args: argparse.Namespace, client: flows.Client, http: httpx.Cl
                             "log in again: run 'dexkit login' in a terminal")
     req = LoginRequest(issuer=args.issuer, client=client, ca_file=args.ca_file,
                        grant=args.grant, ports=tuple(args.ports or LOOPBACK_PORTS))
-    return _grant(req, http, provider)
+    return run_grant(req, http, provider)
 
 
 def _password(args: argparse.Namespace) -> str | None:

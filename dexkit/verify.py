@@ -1,0 +1,284 @@
+"""The whole chain, proven: TLS trust → discovery → login → token → API server → RBAC.
+
+Steps are small functions run in order over one shared state; the first failure stops the
+chain and the remaining steps are reported as skipped. Each result carries its timing, and a
+failure names the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from dexkit.errors import DexkitError
+
+if TYPE_CHECKING:
+    from dexkit.config import Config
+    from dexkit.kube import Identity, Target
+    from dexkit.oidc.discovery import Provider
+    from dexkit.oidc.flows import TokenSet
+
+Status = Literal["ok", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An authorization check: ``list nodes`` must (or must not) be allowed."""
+
+    verb: str
+    resource: str
+    namespace: str | None = None
+    expect_allowed: bool = True
+
+    @classmethod
+    def parse(cls, text: str, expect_allowed: bool = True) -> Probe:
+        words = text.split()
+        if len(words) not in (2, 3):
+            from dexkit.errors import UsageError
+
+            raise UsageError(f"'{text}' is not 'VERB RESOURCE [NAMESPACE]'",
+                             "for example --can 'list nodes' or --can 'get pods default'")
+        return cls(words[0], words[1], words[2] if len(words) == 3 else None, expect_allowed)
+
+    def __str__(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        return f"{self.verb} {self.resource}{where}"
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    config: Config
+    project_dir: Path
+    target: Target
+    grant: str = "password"
+    username: str | None = None
+    password: str | None = None
+    expect_user: str | None = None
+    expect_groups: tuple[str, ...] = ()
+    probes: tuple[Probe, ...] = ()
+    insecure: bool = False
+    # The API server retries discovery every 10 s: a fresh issuer may need one more round.
+    authenticator_wait: float = 25.0
+    open_browser: bool = True
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class _State:
+    req: VerifyRequest
+    http: Any = None
+    provider: Provider | None = None
+    tokens: TokenSet | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    identity: Identity | None = None
+
+
+Step = Callable[[_State], str]
+
+
+def run(req: VerifyRequest) -> list[StepResult]:
+    state = _State(req)
+    results: list[StepResult] = []
+    failed = False
+    for name, step in STEPS:
+        if failed:
+            results.append(StepResult(name, "skip", "an earlier step failed"))
+            continue
+        start = time.perf_counter()
+        try:
+            detail = step(state)
+            results.append(StepResult(name, "ok", detail, seconds=time.perf_counter() - start))
+        except DexkitError as exc:
+            failed = True
+            results.append(StepResult(name, "fail", exc.message, exc.hint,
+                                      time.perf_counter() - start))
+    if state.http is not None:
+        state.http.close()
+    return results
+
+
+def passed(results: list[StepResult]) -> bool:
+    return all(r.status == "ok" for r in results)
+
+
+# --- steps --------------------------------------------------------------------------------------
+
+
+def _ca_file(state: _State) -> Path:
+    return state.req.project_dir / state.req.config.tls.dir / "ca.pem"
+
+
+def step_tls(state: _State) -> str:
+    """A TLS handshake with the issuer, trusting only dexkit's CA."""
+    from dexkit.errors import OIDCError
+    from dexkit.oidc.discovery import tls_context
+
+    parts = urlsplit(state.req.config.issuer)
+    host, port = parts.hostname or "", parts.port or 443
+    context = tls_context(_ca_file(state), insecure=state.req.insecure)
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            version = tls.version()
+    except ssl.SSLCertVerificationError as exc:
+        raise OIDCError(f"Dex's certificate is not trusted by {_ca_file(state)}: "
+                        f"{exc.verify_message}",
+                        "serve Dex with ssl/cert.pem and ssl/key.pem from 'dexkit init' "
+                        "('dexkit deploy' updates the TLS secret)") from None
+    except OSError as exc:
+        raise OIDCError(f"cannot connect to {host}:{port}: {exc}",
+                        "is Dex running, and does the issuer host resolve to it?") from None
+    return f"{host}:{port} {version}, certificate verified by ssl/ca.pem"
+
+
+def step_discovery(state: _State) -> str:
+    from dexkit.oidc.discovery import discover, make_client
+
+    state.http = make_client(_ca_file(state), insecure=state.req.insecure)
+    state.provider = discover(state.http, state.req.config.issuer)
+    return f"issuer matches byte for byte; grants: {', '.join(state.provider.grant_types)}"
+
+
+def step_login(state: _State) -> str:
+    from dexkit.oidc import flows
+    from dexkit.oidc.session import LoginRequest, run_grant
+
+    assert state.provider is not None
+    req = state.req
+    client = flows.Client(id=req.config.api_server.client_id, scopes=scopes_for(req.config))
+    login = LoginRequest(issuer=req.config.issuer, client=client, ca_file=_ca_file(state),
+                         grant=req.grant, username=req.username, password=req.password,
+                         open_browser=req.open_browser, insecure=req.insecure)
+    state.tokens = run_grant(login, state.http, state.provider)
+    return f"{req.grant} grant as {req.username or 'the browser user'}"
+
+
+def step_token(state: _State) -> str:
+    from dexkit.errors import OIDCError
+    from dexkit.oidc.session import verify
+
+    assert state.provider is not None and state.tokens is not None
+    api = state.req.config.api_server
+    state.claims = verify(state.http, state.provider, api.client_id, state.tokens)
+    claims = state.claims
+    if api.username_claim not in claims:
+        raise OIDCError(f"the ID token has no '{api.username_claim}' claim (the API server's "
+                        "username claim)", f"request the scope that carries it, or set "
+                        f"apiServer.usernameClaim to one of {sorted(claims)}")
+    if api.username_claim == "email" and claims.get("email_verified") is False:
+        raise OIDCError("email_verified is false: the API server refuses an email username "
+                        "that is not verified", "verify the address upstream, or use another "
+                        "username claim with a prefix")
+    groups = claims.get(api.groups_claim)
+    if api.groups_claim and groups is None:
+        raise OIDCError(f"the ID token has no '{api.groups_claim}' claim",
+                        "request the 'groups' scope, and check that the connector returns "
+                        "groups")
+    return (f"aud={api.client_id} iss ok, {api.username_claim}={claims[api.username_claim]}, "
+            f"{api.groups_claim}={groups}")
+
+
+def step_review(state: _State) -> str:
+    from dexkit.errors import ClusterError
+    from dexkit.kube import connect, who_am_i
+
+    assert state.tokens is not None
+    deadline = time.monotonic() + state.req.authenticator_wait
+    while True:
+        cluster = connect(state.req.target, bearer_token=state.tokens.id_token)
+        try:
+            state.identity = who_am_i(cluster)
+            break
+        except ClusterError as exc:
+            if "401" not in exc.message or time.monotonic() > deadline:
+                raise
+            time.sleep(2)  # the authenticator may still be fetching Dex's discovery document
+    return f"{state.identity.username} in {', '.join(state.identity.groups)}"
+
+
+def expected_identity(config: Config, claims: dict[str, Any]) -> tuple[str, list[str]]:
+    """What the API server must make of ``claims``, by the config's mapping rules."""
+    api = config.api_server
+    username = config.effective_username_prefix + str(claims.get(api.username_claim, ""))
+    raw = claims.get(api.groups_claim) or []
+    groups = [api.groups_prefix + str(g) for g in (raw if isinstance(raw, list) else [raw])]
+    return username, groups
+
+
+def step_mapping(state: _State) -> str:
+    from dexkit.errors import DexkitError as Mismatch
+
+    assert state.identity is not None
+    req, identity = state.req, state.identity
+    username, groups = expected_identity(req.config, state.claims)
+    if identity.username != username:
+        raise Mismatch(f"the API server sees user '{identity.username}', the config promises "
+                       f"'{username}'", "the API server's username claim or prefix differs "
+                       "from dexkit.yaml; re-render its flags")
+    missing = [g for g in groups if g not in identity.groups]
+    if missing:
+        raise Mismatch(f"the API server does not see groups {missing}",
+                       "the groups claim or prefix differs from dexkit.yaml")
+    if req.expect_user is not None and identity.username != req.expect_user:
+        raise Mismatch(f"user is '{identity.username}', expected '{req.expect_user}'",
+                       "log in as the expected user")
+    absent = [g for g in req.expect_groups if g not in identity.groups]
+    if absent:
+        raise Mismatch(f"expected groups {absent} are not among {list(identity.groups)}",
+                       "check the user's groups upstream and the groups prefix")
+    prefix = req.config.api_server.groups_prefix
+    return f"user and {len(groups)} groups as promised (groups prefix '{prefix}')"
+
+
+def step_authorization(state: _State) -> str:
+    from dexkit.errors import DexkitError as Denied
+    from dexkit.kube import can_i, connect
+
+    assert state.tokens is not None
+    if not state.req.probes:
+        return "no probes asked (--can / --cannot)"
+    cluster = connect(state.req.target, bearer_token=state.tokens.id_token)
+    lines = []
+    for probe in state.req.probes:
+        result = can_i(cluster, probe.verb, probe.resource, probe.namespace)
+        if result.allowed != probe.expect_allowed:
+            verdict = "allowed" if result.allowed else "denied"
+            raise Denied(f"'{probe}' is {verdict}, expected "
+                         f"{'allowed' if probe.expect_allowed else 'denied'}",
+                         "bind a ClusterRole to the user's (prefixed) group, e.g. rbac: in "
+                         "dexkit.yaml and 'dexkit deploy'" if probe.expect_allowed else
+                         "this user has more rights than expected; check the bindings")
+        lines.append(f"{probe}: {'yes' if result.allowed else 'no'}")
+    return "; ".join(lines)
+
+
+def scopes_for(config: Config) -> tuple[str, ...]:
+    scopes = ["openid", "email", "profile", "offline_access"]
+    if config.api_server.groups_claim:
+        scopes.insert(2, "groups")
+    return tuple(scopes)
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("TLS trust", step_tls),
+    ("issuer discovery", step_discovery),
+    ("login", step_login),
+    ("token claims", step_token),
+    ("API server review", step_review),
+    ("claim mapping", step_mapping),
+    ("authorization", step_authorization),
+]
