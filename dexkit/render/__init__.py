@@ -6,6 +6,7 @@ Nothing here touches the network or the cluster; commands decide where the text 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -34,25 +35,45 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     return text.replace("\n", "\n" + " " * indent) if indent else text
 
 
+# Plain scalars only from this alphabet, and never a word some YAML parser reads as a bool or
+# null: Go's yaml.v2 (Dex, kubeadm) still takes y/n/on/off as booleans, PyYAML does not.
+_PLAIN = re.compile(r"^(?!---)[A-Za-z0-9_./@$-][A-Za-z0-9_./@$:+=,-]*$")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
+
+
+def scalar(value: Any) -> str:
+    """A YAML scalar for ``value``: plain when every parser reads it back unchanged, else quoted.
+
+    Strings that could be misread (numbers, booleans, ``key: value`` look-alikes) are written
+    as JSON strings, which YAML reads as double-quoted scalars.
+    """
+    if not isinstance(value, str):
+        return json.dumps(value)
+    plain = (bool(_PLAIN.match(value)) and value != "-" and value.lower() not in _YAML_WORDS
+             and not value.endswith(":") and yaml.safe_load(value) == value)
+    return value if plain else json.dumps(value)
+
+
 def dump_documents(documents: list[Any]) -> str:
     return "".join(f"---\n{to_yaml(doc)}\n" for doc in documents)
 
 
 @cache
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(  # noqa: S701 - renders YAML, never HTML
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - renders YAML, never HTML
     )
     env.filters["to_yaml"] = to_yaml
     # JSON is valid YAML: a safe way to put any scalar into a template, quoted as needed.
     env.filters["q"] = lambda v: json.dumps(v)
+    env.filters["scalar"] = scalar
     return env
 
 
-def render_template(name: str, **context: Any) -> str:
+def render_template(name: str, /, **context: Any) -> str:
     return environment().get_template(name).render(**context)
