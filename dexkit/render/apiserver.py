@@ -1,0 +1,602 @@
+"""The API-server side: ``--oidc-*`` flags, the AuthenticationConfiguration, the static-pod patch.
+
+Rules:
+
+- ``apiServer.mode: flags`` renders the ``--oidc-*`` flags; ``authentication-config`` renders an
+  AuthenticationConfiguration and the single ``--authentication-config`` flag. Never both: the
+  API server refuses to start with both.
+- Issuer, client ID, claims and prefixes come from the same :class:`~dexkit.config.Config` as
+  Dex's side, so the two cannot disagree.
+- :func:`patch_static_pod` edits a kubeadm ``kube-apiserver.yaml`` as text: only the lines it
+  adds, replaces or removes change, it is idempotent, and it refuses anything that is not a
+  kube-apiserver Pod. Pure: text in, text and a unified diff out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dexkit.errors import ConfigError, DexkitError, TLSError, UsageError
+from dexkit.render import render_template, scalar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from dexkit.config import Config
+
+AUTHN_KIND = "AuthenticationConfiguration"
+CA_VOLUME = "dexkit-oidc-ca"
+AUTHN_VOLUME = "dexkit-authn-config"
+# Volumes whose name starts with this are dexkit's: the patch may replace or remove them.
+OWNED_PREFIX = "dexkit-"
+# What the API server should check when the username is the email claim; the same rule the
+# API server applies itself to --oidc-username-claim=email (its docs give this expression).
+EMAIL_VERIFIED_RULE = "claims.?email_verified.orValue(true) == true"
+
+
+# --- flags ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One kube-apiserver flag; ``str(flag)`` is ``--name=value``."""
+
+    name: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"--{self.name}={self.value}"
+
+
+def oidc_flags(config: Config) -> list[Flag]:
+    """The guide's ``--oidc-*`` flags, every one spelled out (nothing left to defaults)."""
+    api = config.api_server
+    flags = [
+        Flag("oidc-issuer-url", config.issuer),
+        Flag("oidc-client-id", api.client_id),
+        Flag("oidc-ca-file", api.ca_file),
+        Flag("oidc-username-claim", api.username_claim),
+        # '-' is the flag's way to say "no prefix"; an empty value would mean "the default".
+        Flag("oidc-username-prefix", config.effective_username_prefix or "-"),
+    ]
+    if api.groups_claim:
+        flags.append(Flag("oidc-groups-claim", api.groups_claim))
+        if api.groups_prefix:
+            flags.append(Flag("oidc-groups-prefix", api.groups_prefix))
+    flags.append(Flag("oidc-signing-algs", ",".join(api.signing_algs)))
+    if api.required_claims:
+        flags.append(Flag("oidc-required-claim", _required_claims(config)))
+    return flags
+
+
+def _required_claims(config: Config) -> str:
+    """``key=value`` pairs, comma-separated: the flag is a map that takes them this way."""
+    pairs = sorted(config.api_server.required_claims.items())
+    for key, value in pairs:
+        if not key or any(ch in key for ch in ",=") or "," in value:
+            raise ConfigError(
+                f"apiServer.requiredClaims '{key}: {value}' cannot be passed as a flag",
+                "claim names may not contain ',' or '=', values may not contain ','")
+    return ",".join(f"{key}={value}" for key, value in pairs)
+
+
+def apiserver_flags(config: Config) -> list[Flag]:
+    """The flags for the configured mode: the OIDC flags, or only ``--authentication-config``."""
+    if config.api_server.mode == "authentication-config":
+        return [Flag("authentication-config", config.api_server.authentication_config_file)]
+    return oidc_flags(config)
+
+
+def identity_notes(config: Config) -> list[str]:
+    """How the API server will name users and groups, in sentences (the ``<issuer>#`` rule)."""
+    api = config.api_server
+    claim = api.username_claim
+    if api.username_prefix is None and claim == "email":
+        user = ("usernames are the email claim as is: the API server does not prefix the "
+                "email claim (and rejects tokens whose email_verified claim is false)")
+    elif api.username_prefix is None:
+        user = (f"usernames are '{config.issuer}#<{claim}>': the API server prefixes every claim "
+                "but email with the issuer URL and '#', so that a claim users control cannot "
+                "pass for another user; set apiServer.usernamePrefix to choose ('-' for none)")
+    elif config.effective_username_prefix == "":
+        user = f"usernames are the {claim} claim, without a prefix"
+    else:
+        user = f"usernames are '{config.effective_username_prefix}<{claim}>'"
+    notes = [user]
+    if api.groups_claim:
+        notes.append(f"groups are '{api.groups_prefix}<{api.groups_claim}>'; RBAC bindings "
+                     "must use these names (tokens carry groups only when the client asks "
+                     "for the 'groups' scope)")
+    return notes
+
+
+def render_flags_file(config: Config) -> str:
+    notes = [line for note in identity_notes(config) for line in _wrap(note)]
+    return render_template("apiserver/flags.txt.j2", c=config, notes=notes,
+                           flags=apiserver_flags(config))
+
+
+def _wrap(text: str, width: int = 96) -> list[str]:
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+# --- structured authentication configuration ------------------------------------------------------
+
+
+def authentication_api_version(minor: int) -> str:
+    """v1 from Kubernetes 1.34 (GA), v1beta1 for 1.30-1.33."""
+    return "apiserver.config.k8s.io/v1" if minor >= 34 else "apiserver.config.k8s.io/v1beta1"
+
+
+def claim_validation_rules(config: Config) -> list[dict[str, str]]:
+    api = config.api_server
+    rules: list[dict[str, str]] = []
+    if api.username_claim == "email":
+        rules.append({"expression": EMAIL_VERIFIED_RULE,
+                      "message": "the email address in the token is not verified"})
+    rules += [{"claim": key, "requiredValue": value}
+              for key, value in sorted(api.required_claims.items())]
+    return rules
+
+
+def render_authentication_config(config: Config, ca_pem: str) -> str:
+    """The AuthenticationConfiguration with Dex as its one JWT issuer and the CA inlined."""
+    return render_template(
+        "apiserver/authentication-config.yaml.j2", c=config,
+        api_version=authentication_api_version(config.minor), ca_pem=normalise_pem(ca_pem),
+        rules=claim_validation_rules(config))
+
+
+def normalise_pem(ca_pem: str) -> str:
+    """The CA as one or more PEM certificates ending in one newline; anything else is refused."""
+    text = ca_pem.replace("\r\n", "\n").strip()
+    if not text.startswith("-----BEGIN CERTIFICATE-----") or \
+            not text.endswith("-----END CERTIFICATE-----"):
+        raise TLSError("the CA file is not a PEM certificate",
+                       "run 'dexkit init' to create ssl/ca.pem, or put the CA there in PEM form")
+    return text + "\n"
+
+
+# --- what the API server must see from the node ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostPathMount:
+    """A node path the API server needs, mounted read-only at the same path in its pod."""
+
+    name: str
+    path: str
+    type: str  # the hostPath type: File or DirectoryOrCreate
+
+    def volume(self) -> dict[str, Any]:
+        # Keys in kubeadm's (alphabetical) order, so patched manifests read like kubeadm's own.
+        return {"hostPath": {"path": self.path, "type": self.type}, "name": self.name}
+
+    def volume_mount(self) -> dict[str, Any]:
+        return {"mountPath": self.path, "name": self.name, "readOnly": True}
+
+
+def host_path_mounts(config: Config) -> list[HostPathMount]:
+    """The CA file in flags mode; the AuthenticationConfiguration's directory in that mode.
+
+    The directory, not the file: the API server reloads the file when it changes, and a file
+    bind mount would keep showing the old one after an atomic replace on the node.
+    """
+    api = config.api_server
+    if api.mode == "flags":
+        return [HostPathMount(CA_VOLUME, api.ca_file, "File")]
+    directory = posixpath.dirname(api.authentication_config_file)
+    if directory.count("/") < 2:
+        raise ConfigError(
+            f"apiServer.authenticationConfigFile must be in a directory of its own, not in "
+            f"'{directory}': that whole directory is mounted into the API server",
+            "use a path such as /etc/kubernetes/dexkit/authentication-config.yaml")
+    return [HostPathMount(AUTHN_VOLUME, directory, "DirectoryOrCreate")]
+
+
+def render_volume_snippet(config: Config) -> str:
+    mounts = host_path_mounts(config)
+    what = ("the OIDC CA file" if config.api_server.mode == "flags"
+            else "the directory of the AuthenticationConfiguration")
+    return render_template("apiserver/volumes.yaml.j2", what=what,
+                           volume_mounts=[m.volume_mount() for m in mounts],
+                           volumes=[m.volume() for m in mounts])
+
+
+# --- the static-pod patch -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """The patched manifest, its unified diff, one line per change (none: already configured)."""
+
+    text: str
+    diff: str
+    changes: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True)
+class _Edit:
+    start: int
+    end: int
+    text: str
+    order: int = 0
+
+
+@dataclass
+class _Manifest:
+    """The parsed manifest and the YAML nodes the patch edits, with the text they come from."""
+
+    text: str
+    source: str
+    data: dict[str, Any]
+    container_index: int
+    command: yaml.SequenceNode
+    mounts: yaml.SequenceNode
+    volumes: yaml.SequenceNode
+
+    @property
+    def newline(self) -> str:
+        return "\r\n" if "\r\n" in self.text else "\n"
+
+
+def patch_static_pod(text: str, config: Config, *,
+                     source: str = "kube-apiserver.yaml") -> PatchResult:
+    """Set the API server's flags and mounts for Dex in a static-pod manifest.
+
+    Rules: dexkit's flags (every ``--oidc-*`` and ``--authentication-config``) are made exactly
+    the wanted ones (added, replaced or removed, so that the two modes never meet); volumes
+    named ``dexkit-*`` likewise. A mount path some other volume already provides is left to it.
+    Everything else stays byte for byte. Applied to its own output it changes nothing.
+    """
+    manifest = _parse_manifest(text, source)
+    edits: list[_Edit] = []
+    changes: list[str] = []
+    flags = apiserver_flags(config)
+    _plan_flags(manifest, flags, edits, changes)
+    mounts = host_path_mounts(config)
+    _plan_mounts(manifest, mounts, edits, changes)
+    new_text = _apply(text, edits)
+    if new_text != text:
+        _verify(manifest, new_text, flags, mounts)
+    diff = "".join(difflib.unified_diff(
+        text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+        fromfile=f"a/{source}", tofile=f"b/{source}"))
+    return PatchResult(text=new_text, diff=diff, changes=tuple(changes))
+
+
+def _not_apiserver(source: str, why: str) -> UsageError:
+    return UsageError(f"{source} is not a kube-apiserver Pod manifest: {why}",
+                      "pass the API server's static-pod manifest, "
+                      "e.g. /etc/kubernetes/manifests/kube-apiserver.yaml")
+
+
+def _unsupported(source: str, why: str) -> UsageError:
+    return UsageError(f"{source}: {why}, which dexkit does not edit automatically",
+                      "add the flags and mounts by hand: see 'dexkit apiserver flags' and "
+                      "'dexkit apiserver snippet'")
+
+
+def _parse_manifest(text: str, source: str) -> _Manifest:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _not_apiserver(source, f"not valid YAML{where}: {problem}") from None
+    index = _apiserver_container(data, source)
+    assert isinstance(root, yaml.MappingNode)  # _apiserver_container checked the shape
+    spec = _child(root, "spec")
+    containers = _child(spec, "containers")
+    assert isinstance(containers, yaml.SequenceNode)
+    container = containers.value[index]
+    return _Manifest(
+        text=text, source=source, data=data, container_index=index,
+        command=_block_sequence(container, "command", source),
+        mounts=_block_sequence(container, "volumeMounts", source),
+        volumes=_block_sequence(spec, "volumes", source))
+
+
+def _apiserver_container(data: Any, source: str) -> int:
+    if not isinstance(data, dict):
+        raise _not_apiserver(source, "it is not a YAML mapping")
+    if data.get("kind") != "Pod" or data.get("apiVersion") != "v1":
+        raise _not_apiserver(source, f"it is a {data.get('kind')!s} ({data.get('apiVersion')!s}),"
+                             " not a v1 Pod")
+    containers = (data.get("spec") or {}).get("containers") if isinstance(
+        data.get("spec"), dict) else None
+    if not isinstance(containers, list):
+        raise _not_apiserver(source, "it has no spec.containers")
+    for index, container in enumerate(containers):
+        command = container.get("command") if isinstance(container, dict) else None
+        if (isinstance(command, list) and command and isinstance(command[0], str)
+                and posixpath.basename(command[0]) == "kube-apiserver"):
+            return index
+    raise _not_apiserver(source, "no container runs the kube-apiserver command")
+
+
+def _child(node: yaml.Node, key: str) -> yaml.Node:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                found: yaml.Node = value
+                return found
+    raise KeyError(key)
+
+
+def _block_sequence(parent: yaml.Node, key: str, source: str) -> yaml.SequenceNode:
+    try:
+        node = _child(parent, key)
+    except KeyError:
+        raise _unsupported(source, f"the kube-apiserver pod has no {key} list") from None
+    if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
+        raise _unsupported(source, f"{key} is not a block-style list (kubeadm writes one)")
+    return node
+
+
+# --- text positions -------------------------------------------------------------------------------
+
+
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
+
+
+def _line_after(text: str, index: int) -> int:
+    """The index just past the newline that ends the line holding ``index``."""
+    newline = text.find("\n", index)
+    return len(text) if newline < 0 else newline + 1
+
+
+def _last_end(node: yaml.Node) -> int:
+    """Where the last scalar inside ``node`` ends (collections' own end marks overshoot)."""
+    if isinstance(node, yaml.ScalarNode):
+        return int(node.end_mark.index)
+    children: Iterable[yaml.Node]
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = node.value
+    return max((_last_end(child) for child in children), default=int(node.end_mark.index))
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One list item as lines of text: ``[start, end)``, and the ``- `` prefix it starts with."""
+
+    node: yaml.Node
+    start: int
+    end: int
+    prefix: str
+
+
+def _items(manifest: _Manifest, seq: yaml.SequenceNode) -> list[_Item]:
+    text = manifest.text
+    items = []
+    for node in seq.value:
+        begin = int(node.start_mark.index)
+        start = _line_start(text, begin)
+        prefix = text[start:begin]
+        if not re.fullmatch(r"[ ]*-[ ]+", prefix):
+            raise _unsupported(manifest.source, f"the list item on line {node.start_mark.line + 1}"
+                               " does not start its own line with '- '")
+        items.append(_Item(node, start, _line_after(text, _last_end(node) - 1), prefix))
+    return items
+
+
+def _item_text(item_value: Any, prefix: str, newline: str) -> str:
+    """A list item in the manifest's own indentation: ``prefix`` first, then aligned lines."""
+    if isinstance(item_value, str):
+        return prefix + scalar(item_value) + newline
+    lines = yaml.safe_dump(item_value, sort_keys=True, default_flow_style=False,
+                           width=10**6).splitlines()
+    pad = " " * len(prefix)
+    return "".join((prefix if i == 0 else pad) + line + newline for i, line in enumerate(lines))
+
+
+def _insert_sorted(items: list[_Item], key: Callable[[_Item], str], new_key: str,
+                   text: str, order: int) -> _Edit:
+    """An insertion before the first item that sorts after ``new_key`` (kubeadm sorts its lists)."""
+    for item in items:
+        if key(item) > new_key:
+            return _Edit(item.start, item.start, text, order)
+    return _Edit(items[-1].end, items[-1].end, text, order)
+
+
+def _apply(text: str, edits: list[_Edit]) -> str:
+    out, position = [], 0
+    for edit in sorted(edits, key=lambda e: (e.start, e.end > e.start, e.order)):
+        if edit.start < position:
+            raise DexkitError("internal error: overlapping edits to the manifest",
+                              "report it as a bug; nothing was written")
+        out.append(text[position:edit.start])
+        if edit.start == len(text) and text and not text.endswith("\n"):
+            out.append("\n")  # appending after a last line without its newline
+        out.append(edit.text)
+        position = edit.end
+    out.append(text[position:])
+    return "".join(out)
+
+
+# --- planning the flags ---------------------------------------------------------------------------
+
+
+def _owned_flag(name: str) -> bool:
+    return name.startswith("oidc-") or name == "authentication-config"
+
+
+def _flag_name(value: str) -> str:
+    return value[2:].split("=", 1)[0] if value.startswith("--") else ""
+
+
+def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
+                changes: list[str]) -> None:
+    items = _items(manifest, manifest.command)[1:]  # the first item is the command itself
+    if not items:
+        raise _unsupported(manifest.source, "the kube-apiserver command has no flags")
+    wanted = {flag.name: str(flag) for flag in flags}
+    done: set[str] = set()
+    nl, prefix = manifest.newline, items[0].prefix
+    for item in items:
+        value = str(getattr(item.node, "value", ""))
+        name = _flag_name(value)
+        if not _owned_flag(name):
+            continue
+        if name in wanted and name not in done:
+            done.add(name)
+            if value != wanted[name]:
+                edits.append(_Edit(item.start, item.end, _item_text(wanted[name], item.prefix, nl)))
+                changes.append(f"set {wanted[name]} (was {value})")
+        else:
+            edits.append(_Edit(item.start, item.end, ""))
+            changes.append(f"removed {value}")
+    # New flags go in kubeadm's alphabetical order, each before the first flag sorting after it.
+    for order, flag in enumerate(sorted(flags, key=lambda f: f.name)):
+        if flag.name not in done:
+            edits.append(_insert_sorted(
+                items, lambda i: _flag_name(str(getattr(i.node, "value", ""))), flag.name,
+                _item_text(str(flag), prefix, nl), order))
+            changes.append(f"added {flag}")
+
+
+# --- planning the volumes -------------------------------------------------------------------------
+
+
+def _with_values(manifest: _Manifest, seq: yaml.SequenceNode,
+                 values: list[Any]) -> list[tuple[_Item, dict[str, Any]]]:
+    """The items of ``seq`` with their parsed values (the same list, read by PyYAML)."""
+    return [(item, value if isinstance(value, dict) else {})
+            for item, value in zip(_items(manifest, seq), values, strict=True)]
+
+
+def wanted_mounts(mounts: list[HostPathMount],
+                  existing_mounts: list[dict[str, Any]]) -> list[HostPathMount]:
+    """The mounts to add: a path another (not dexkit's) volume already mounts is left to it."""
+    provided = {str(m.get("mountPath")) for m in existing_mounts
+                if isinstance(m, dict) and not str(m.get("name", "")).startswith(OWNED_PREFIX)}
+    return [m for m in mounts if m.path not in provided]
+
+
+def _plan_mounts(manifest: _Manifest, mounts: list[HostPathMount], edits: list[_Edit],
+                 changes: list[str]) -> None:
+    container = manifest.data["spec"]["containers"][manifest.container_index]
+    volumes = _with_values(manifest, manifest.volumes, manifest.data["spec"]["volumes"])
+    volume_mounts = _with_values(manifest, manifest.mounts, container["volumeMounts"])
+    wanted = wanted_mounts(mounts, container["volumeMounts"])
+    _plan_named(manifest, volumes, {m.name: m.volume() for m in wanted}, "volume", edits,
+                changes)
+    _plan_named(manifest, volume_mounts, {m.name: m.volume_mount() for m in wanted},
+                "volumeMount", edits, changes)
+
+
+def _plan_named(manifest: _Manifest, existing: list[tuple[_Item, dict[str, Any]]],
+                wanted: dict[str, dict[str, Any]], what: str, edits: list[_Edit],
+                changes: list[str]) -> None:
+    nl, prefix = manifest.newline, existing[0][0].prefix
+    done: set[str] = set()
+    for item, value in existing:
+        name = str(value.get("name", ""))
+        if not name.startswith(OWNED_PREFIX):
+            continue
+        if name in wanted and name not in done:
+            done.add(name)
+            if value != wanted[name]:
+                edits.append(_Edit(item.start, item.end, _item_text(wanted[name], item.prefix, nl)))
+                changes.append(f"replaced {what} {name}")
+        else:
+            edits.append(_Edit(item.start, item.end, ""))
+            changes.append(f"removed {what} {name}")
+    items = [item for item, _ in existing]
+    names = {id(item): str(value.get("name", "")) for item, value in existing}
+    for order, (name, value) in enumerate(sorted(wanted.items())):
+        if name not in done:
+            edits.append(_insert_sorted(items, lambda i: names[id(i)], name,
+                                        _item_text(value, prefix, nl), order))
+            changes.append(f"added {what} {name} ({_describe(value)})")
+
+
+def _describe(value: dict[str, Any]) -> str:
+    if "hostPath" in value:
+        return f"hostPath {value['hostPath']['path']}, {value['hostPath']['type']}"
+    return f"at {value['mountPath']}, read-only"
+
+
+# --- checking the result --------------------------------------------------------------------------
+
+
+def _verify(before: _Manifest, new_text: str, flags: list[Flag],
+            mounts: list[HostPathMount]) -> None:
+    """Re-read the patched text: exactly the planned changes, or nothing is written."""
+    try:
+        after = _parse_manifest(new_text, before.source)
+    except DexkitError as exc:
+        raise _internal(before.source, exc.message) from None
+    old, new = before.data, after.data
+    i = before.container_index
+    old_c, new_c = old["spec"]["containers"][i], new["spec"]["containers"][i]
+    if _foreign_flags(new_c["command"]) != _foreign_flags(old_c["command"]):
+        raise _internal(before.source, "other flags changed")
+    ours = [str(v) for v in new_c["command"] if _owned_flag(_flag_name(str(v)))]
+    if sorted(ours) != sorted(map(str, flags)):
+        raise _internal(before.source, "the flags did not come out as planned")
+    wanted = wanted_mounts(mounts, old_c["volumeMounts"])
+    checks = (("volumeMounts", old_c["volumeMounts"], new_c["volumeMounts"],
+               [m.volume_mount() for m in wanted]),
+              ("volumes", old["spec"]["volumes"], new["spec"]["volumes"],
+               [m.volume() for m in wanted]))
+    for key, old_list, new_list, owned in checks:
+        if _foreign(new_list) != _foreign(old_list):
+            raise _internal(before.source, f"other {key} changed")
+        if sorted(map(repr, _owned(new_list))) != sorted(map(repr, owned)):
+            raise _internal(before.source, f"dexkit's {key} did not come out as planned")
+    if _strip(old, i) != _strip(new, i):
+        raise _internal(before.source, "fields outside the flags and volumes changed")
+
+
+def _foreign_flags(command: list[Any]) -> list[Any]:
+    return [v for v in command if not _owned_flag(_flag_name(str(v)))]
+
+
+def _is_owned(entry: Any) -> bool:
+    return isinstance(entry, dict) and str(entry.get("name", "")).startswith(OWNED_PREFIX)
+
+
+def _foreign(entries: list[Any]) -> list[Any]:
+    return [e for e in entries if not _is_owned(e)]
+
+
+def _owned(entries: list[Any]) -> list[Any]:
+    return [e for e in entries if _is_owned(e)]
+
+
+def _strip(data: dict[str, Any], index: int) -> dict[str, Any]:
+    copy = yaml.safe_load(yaml.safe_dump(data))
+    container = copy["spec"]["containers"][index]
+    for key in ("command", "volumeMounts"):
+        container.pop(key, None)
+    copy["spec"].pop("volumes", None)
+    return dict(copy)
+
+
+def _internal(source: str, what: str) -> DexkitError:
+    return DexkitError(f"the patch of {source} did not come out as planned ({what}); "
+                       "nothing was written",
+                       "report it as a bug, and add the flags and mounts by hand: see "
+                       "'dexkit apiserver flags' and 'dexkit apiserver snippet'")
