@@ -239,6 +239,9 @@ class PeerSpec:
     package: str  # the main package to build
     cgo: bool | None = None  # None: the toolchain default
     ldflags: tuple[str, ...] = ()
+    # Modules (this peer's own, never a dependency) whose version the checksum database does
+    # not know; only these skip it (GONOSUMDB), and only for this build.
+    unverified: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -261,12 +264,15 @@ def peer_spec(name: str, kubernetes_version: str | None = None,
         version = environ.get("DEXKIT_DEX_VERSION") or DEX_VERSION
         return PeerSpec(name="dex", version=version, module=DEX_MODULE,
                         module_version=pseudo, package=f"{DEX_MODULE}/cmd/dex", cgo=False,
-                        ldflags=(f"-X {DEX_MODULE}/version.Version=v{version}",))
+                        # Dex's Makefile stamps its version the same way.
+                        ldflags=(f"-X main.version=v{version}",))
     if name == "kubelogin":
+        # The checksum database answers 404 for kubelogin v1.34.x through this machine's proxy,
+        # so that one module is taken from the proxy unverified; its dependencies still are.
         return PeerSpec(name="kubelogin", version=KUBELOGIN_VERSION, module=KUBELOGIN_MODULE,
                         module_version=f"v{KUBELOGIN_VERSION}", package=KUBELOGIN_MODULE,
-                        cgo=False,
-                        ldflags=(f"-X main.version=v{KUBELOGIN_VERSION}",))
+                        cgo=False, ldflags=(f"-X main.version=v{KUBELOGIN_VERSION}",),
+                        unverified=(KUBELOGIN_MODULE,))
     raise UsageError(f"unknown peer '{name}'", f"use one of {', '.join(PEER_NAMES)}")
 
 
@@ -285,16 +291,19 @@ class Manifest:
     build_seconds: float
     cgo: bool | None = None
     ldflags: tuple[str, ...] = ()
+    unverified: tuple[str, ...] = ()  # modules fetched without the checksum database
 
     def to_json(self) -> str:
         data = asdict(self)
         data["ldflags"] = list(self.ldflags)
+        data["unverified"] = list(self.unverified)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         data: dict[str, Any] = json.loads(text)
         data["ldflags"] = tuple(data.get("ldflags", ()))
+        data["unverified"] = tuple(data.get("unverified", ()))
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -448,6 +457,9 @@ def _base_env(spec: PeerSpec) -> dict[str, str]:
     }
     if spec.cgo is not None:
         env["CGO_ENABLED"] = "1" if spec.cgo else "0"
+    if spec.unverified:
+        existing = [p for p in os.environ.get("GONOSUMDB", "").split(",") if p]
+        env["GONOSUMDB"] = ",".join([*existing, *spec.unverified])
     return env
 
 
@@ -564,6 +576,7 @@ def _build_one(spec: PeerSpec, run: GoRunner, *, root: Path, go_ver: str, commit
         module_version=spec.module_version, package=spec.package, go_version=go_ver,
         sha256=sha256_file(target), built_at=built_at,
         build_seconds=round(clock() - group_started, 1), cgo=spec.cgo, ldflags=tuple(ldflags),
+        unverified=spec.unverified,
     )
     files.atomic_write(directory / MANIFEST, manifest.to_json())
     run.progress(f"built {target} ({manifest.build_seconds:.0f}s, sha256 {manifest.sha256[:12]})")

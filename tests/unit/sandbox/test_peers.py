@@ -217,7 +217,8 @@ import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_GO_LOG"], "a") as log:
     log.write(json.dumps({{"args": args, "cgo": os.environ.get("CGO_ENABLED"),
-                          "toolchain": os.environ.get("GOTOOLCHAIN")}}) + "\\n")
+                          "toolchain": os.environ.get("GOTOOLCHAIN"),
+                          "nosumdb": os.environ.get("GONOSUMDB")}}) + "\\n")
 if args[:2] == ["env", "GOVERSION"]:
     print("go1.99.0")
 elif args[:2] == ["mod", "init"]:
@@ -294,6 +295,22 @@ def test_dex_is_built_without_cgo(tmp_path: Path, fake_go: Path) -> None:
     assert build["cgo"] == "0"
     assert build["args"][-1] == "github.com/dexidp/dex/cmd/dex"
     assert not any(c["args"][:2] == ["mod", "edit"] for c in _calls(tmp_path))
+
+
+def test_only_kubelogin_itself_skips_the_checksum_database(
+        tmp_path: Path, fake_go: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GONOSUMDB", raising=False)
+    root = tmp_path / "c"
+    peers.build_peers([peers.peer_spec("etcd")], progress=lambda _: None, root=root,
+                      go=str(fake_go))
+    assert all(c["nosumdb"] is None for c in _calls(tmp_path))
+    [manifest] = peers.build_peers([peers.peer_spec("kubelogin")], progress=lambda _: None,
+                                   root=root, go=str(fake_go))
+    kubelogin_calls = [c for c in _calls(tmp_path) if c["args"][0] in ("get", "build")
+                       and str(c["args"][-1]).startswith("github.com/int128/kubelogin")]
+    assert kubelogin_calls
+    assert all(c["nosumdb"] == "github.com/int128/kubelogin" for c in kubelogin_calls)
+    assert manifest.unverified == ("github.com/int128/kubelogin",)
 
 
 def test_dex_without_a_module_version_says_what_to_set(tmp_path: Path, fake_go: Path) -> None:
