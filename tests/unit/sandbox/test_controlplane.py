@@ -162,3 +162,53 @@ def test_a_corrupt_state_file_is_an_error_with_a_hint(tmp_path: Path) -> None:
 
 def test_sandbox_dir_is_under_the_project_state_dir(tmp_path: Path) -> None:
     assert cp.sandbox_dir(tmp_path) == tmp_path / ".dexkit" / "sandbox"
+
+
+# A stand-in for `dex serve CONFIG`: serves /healthz/ready on the telemetry address in CONFIG.
+FAKE_DEX = """\
+import http.server, sys
+assert sys.argv[1] == "serve", sys.argv
+host, port = open(sys.argv[2]).read().split("telemetry: ")[1].split()[0].rsplit(":", 1)
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/healthz/ready" else 404)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+print("dex: serving", flush=True)
+http.server.HTTPServer((host, int(port)), Health).serve_forever()
+"""
+
+
+def test_start_dex_waits_for_its_telemetry_readiness_and_is_recorded(tmp_path: Path) -> None:
+    dex = tmp_path / "dex"
+    dex.write_text(f"#!{sys.executable}\n{FAKE_DEX}")
+    dex.chmod(0o755)
+    [port] = cp.free_ports(1)
+    config = tmp_path / "dex-config.yaml"
+    config.write_text(f"telemetry: 127.0.0.1:{port}\n")
+    layout = cp.SandboxLayout(tmp_path / "sandbox")
+    plane = cp.ControlPlane(layout, cp.SandboxState(dir=layout.dir))
+    try:
+        started = cp.start_dex(plane, dex, config, telemetry_addr=f"127.0.0.1:{port}",
+                               timeout=30)
+        assert started.alive()
+        assert "dex: serving" in layout.log("dex").read_text()
+        state = cp.SandboxState.load(layout.dir)
+        assert state is not None
+        assert [p.name for p in state.processes] == ["dex"]
+        assert state.endpoints["dex"] == f"http://127.0.0.1:{port}"
+        assert state.processes[0].argv == (str(dex), "serve", str(config))
+    finally:
+        plane.stop()
+    assert not started.alive()
+    assert cp.SandboxState.load(layout.dir) is None
+
+
+def test_start_dex_without_a_sandbox_needs_a_log_path(tmp_path: Path) -> None:
+    with pytest.raises(DexkitError, match="log path"):
+        cp.start_dex(None, tmp_path / "dex", tmp_path / "c.yaml", telemetry_addr="127.0.0.1:1")
