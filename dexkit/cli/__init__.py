@@ -42,6 +42,9 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "init": ("dexkit.cli.init", "init", False),
     "certs": ("dexkit.cli.certs", "app", True),
     "sandbox": ("dexkit.cli.sandbox", "app", True),
+    "render": ("dexkit.cli.render", "render", False),
+    "apiserver": ("dexkit.cli.apiserver", "app", True),
+    "kind": ("dexkit.cli.kind", "app", True),
 }
 
 
