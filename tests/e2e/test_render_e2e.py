@@ -1,0 +1,125 @@
+"""Rendered objects against a real kube-apiserver: a server-side dry run accepts every one.
+
+The unit tests validate against the OpenAPI schema offline; this asks the API server itself
+(defaulting, validation and admission included), for the version the sandbox runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dexkit.render.apiserver import patch_static_pod
+from dexkit.render.bundle import render_bundle
+from dexkit.sandbox import controlplane
+from tests.e2e.conftest import KUBERNETES_VERSION
+from tests.unit.render.helpers import FIXTURES, GOLDEN, golden_ca, make_config
+
+pytestmark = pytest.mark.e2e
+
+MINOR = ".".join(KUBERNETES_VERSION.lstrip("v").split(".")[:2])
+
+
+def _kubectl(kubectl: Path, plane: controlplane.ControlPlane, *args: str,
+             stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(kubectl), "--kubeconfig", str(plane.kubeconfig), *args],
+                          input=stdin, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _case(case: str, namespace: str) -> dict[str, Any]:
+    data = yaml.safe_load((GOLDEN / case / "dexkit.yaml").read_text()) or {}
+    return dict(data, namespace=namespace, kubernetesVersion=MINOR)
+
+
+@pytest.mark.parametrize("case", ["default", "static-authn", "ldap-postgres"])
+def test_server_side_dry_run_accepts_every_object(
+        control_plane: controlplane.ControlPlane, kubectl: Path, case: str) -> None:
+    namespace = f"dexkit-render-{case}"
+    config = make_config(_case(case, namespace))
+    pems = {"ldap": golden_ca()} if case == "ldap-postgres" else {}
+    bundle = render_bundle(config, ca_pem=golden_ca(), project_dir="/srv/dexkit",
+                           out_dir="/srv/dexkit/out", connector_ca_pems=pems)
+    # A dry run persists nothing, so the namespace the objects go into must really exist.
+    created = _kubectl(kubectl, control_plane, "create", "namespace", namespace)
+    assert created.returncode == 0, created.stderr
+    try:
+        result = _kubectl(kubectl, control_plane, "apply", "--server-side", "--dry-run=server",
+                          "--field-manager=dexkit", "-f", "-", stdin=bundle["dex.yaml"])
+        assert result.returncode == 0, result.stderr
+        kinds = [doc["kind"] for doc in yaml.safe_load_all(bundle["dex.yaml"]) if doc]
+        applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+        assert len(applied) == len(kinds), result.stdout
+    finally:
+        _kubectl(kubectl, control_plane, "delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.mark.parametrize("mode", ["flags", "authentication-config"])
+def test_patched_static_pod_is_accepted(control_plane: controlplane.ControlPlane, kubectl: Path,
+                                        mode: str) -> None:
+    config = make_config({"kubernetesVersion": MINOR, "apiServer": {"mode": mode}})
+    patched = patch_static_pod((FIXTURES / "kube-apiserver-1.34.yaml").read_text(), config)
+    result = _kubectl(kubectl, control_plane, "create", "--dry-run=server", "-f", "-",
+                      stdin=patched.text)
+    assert result.returncode == 0, result.stderr
+
+
+def _access(kubectl: Path, plane: controlplane.ControlPlane, user: str,
+            checks: list[tuple[str, str, str, str]]) -> list[bool]:
+    """SubjectAccessReviews for ``user``: (verb, group, resource, namespace) -> allowed."""
+    reviews = [{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": user, "groups": ["system:serviceaccounts"],
+                         "resourceAttributes": {"verb": verb, "group": group,
+                                                "resource": resource, "namespace": ns}}}
+               for verb, group, resource, ns in checks]
+    stream = "".join(f"---\n{yaml.safe_dump(r)}" for r in reviews)
+    result = _kubectl(kubectl, plane, "create", "-f", "-", "-o", "json", stdin=stream)
+    assert result.returncode == 0, result.stderr
+    items, text, decoder = [], result.stdout.strip(), json.JSONDecoder()
+    while text:  # one JSON object per review, one after the other
+        item, end = decoder.raw_decode(text)
+        items.append(item)
+        text = text[end:].strip()
+    assert len(items) == len(checks)
+    return [bool(item["status"].get("allowed")) for item in items]
+
+
+def test_dex_service_account_may_do_what_its_storage_does_and_no_more(
+        control_plane: controlplane.ControlPlane, kubectl: Path) -> None:
+    """The rendered RBAC, applied for real, allows exactly the calls of Dex's kubernetes storage
+    (dexidp/dex storage/kubernetes: list, get, create, update, delete of its own resources in
+    its namespace, create of its CRDs) and denies their neighbours."""
+    from dexkit.render.dex import CRD_GROUP, CRD_RESOURCES, STORAGE_VERBS
+
+    namespace = "dexkit-rbac"
+    config = make_config({"namespace": namespace, "kubernetesVersion": MINOR})
+    bundle = render_bundle(config, ca_pem=golden_ca(), project_dir="/srv/dexkit",
+                           out_dir="/srv/dexkit/out")
+    applied = _kubectl(kubectl, control_plane, "apply", "--server-side",
+                       "--field-manager=dexkit", "-f", "-", stdin=bundle["dex.yaml"])
+    assert applied.returncode == 0, applied.stderr
+    user = f"system:serviceaccount:{namespace}:dex"
+    try:
+        needed = [(verb, CRD_GROUP, resource, namespace)
+                  for resource in CRD_RESOURCES for verb in STORAGE_VERBS]
+        needed.append(("create", "apiextensions.k8s.io", "customresourcedefinitions", ""))
+        assert all(_access(kubectl, control_plane, user, needed))
+        denied = [
+            ("watch", CRD_GROUP, "authcodes", namespace),
+            ("patch", CRD_GROUP, "refreshtokens", namespace),
+            ("list", CRD_GROUP, "passwords", "default"),
+            ("create", CRD_GROUP, "passwords", "kube-system"),
+            ("get", "", "secrets", namespace),
+            ("list", "", "pods", namespace),
+            ("delete", "apiextensions.k8s.io", "customresourcedefinitions", ""),
+            ("update", "apiextensions.k8s.io", "customresourcedefinitions", ""),
+            ("create", "rbac.authorization.k8s.io", "clusterrolebindings", ""),
+        ]
+        assert _access(kubectl, control_plane, user, denied) == [False] * len(denied)
+    finally:
+        _kubectl(kubectl, control_plane, "delete", "-f", "-", "--wait=false",
+                 stdin=bundle["dex.yaml"])
