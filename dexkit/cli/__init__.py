@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "render": ("dexkit.cli.render", "render", False),
     "apiserver": ("dexkit.cli.apiserver", "app", True),
     "kind": ("dexkit.cli.kind", "app", True),
+    "login": ("dexkit.cli.login", "login", False),
+    "verify": ("dexkit.cli.login", "verify", False),
+    "kubeconfig": ("dexkit.cli.login", "kubeconfig", False),
+    # Runs through dexkit.__main__'s lean path; registered here for the help listing only.
+    "token": ("dexkit.cli.login", "token", False),
 }
 
 
