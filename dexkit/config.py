@@ -42,6 +42,7 @@ KeyType: TypeAlias = Literal["ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"]
 Port: TypeAlias = Annotated[int, Meta(ge=1, le=65535)]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _SEP = "\x1f"  # separates key, message and hint inside a validator's ValueError
 
@@ -472,8 +473,15 @@ class Config(Model, frozen=True):
 
     @property
     def tls_secret_name(self) -> str:
-        """The guide's ``dex.example.com.tls``: named after the first serving host."""
-        return f"{(self.tls.hosts or self.tls.ips)[0]}.tls"
+        """The guide's ``dex.example.com.tls``, named after the first serving host, as a valid
+        Secret name: lower case, and an IPv6 address or a wildcard spelled with hyphens."""
+        name = f"{(self.tls.hosts or self.tls.ips)[0]}.tls".lower()
+        if _DNS_SUBDOMAIN.match(name) and len(name) <= 253:
+            return name
+        host = name.removesuffix(".tls")
+        if is_ip(host):
+            host = "ip-" + ipaddress.ip_address(host).exploded.replace(":", "-")
+        return re.sub(r"[^a-z0-9.-]", "-", host.replace("*", "wildcard")).strip("-.") + ".tls"
 
     @property
     def trusted_client(self) -> OAuthClient:

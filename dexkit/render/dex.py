@@ -13,7 +13,6 @@ One function per object, each over one template in ``templates/dex/``. Rules:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -137,18 +136,8 @@ def dex_type(section: object) -> str:
 
 
 def tls_secret_name(config: Config) -> str:
-    """The guide's ``<host>.tls`` (``dex.example.com.tls``), as a valid Secret name.
-
-    Object names are lower-case DNS subdomains: a host with capitals is lower-cased, and a name
-    that still is not one (an IPv6 address, a wildcard) is spelled with hyphens.
-    """
-    name = config.tls_secret_name.lower()
-    if _DNS_SUBDOMAIN.match(name) and len(name) <= 253:
-        return name
-    host = name.removesuffix(".tls")
-    if is_ip(host):
-        host = "ip-" + ipaddress.ip_address(host).exploded.replace(":", "-")
-    return re.sub(r"[^a-z0-9.-]", "-", host.replace("*", "wildcard")).strip("-.") + ".tls"
+    """The TLS Secret's name (the guide's ``<host>.tls``); see Config.tls_secret_name."""
+    return config.tls_secret_name
 
 
 def credential_envs(config: Config) -> CredentialEnvs:
