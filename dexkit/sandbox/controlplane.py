@@ -384,6 +384,10 @@ class ControlPlane:
             self.state.endpoints[process.name] = endpoint
         self.state.save()
 
+    def recorder(self, endpoint: str) -> Callable[[ManagedProcess], None]:
+        """An ``on_started`` callback: record the peer the moment it exists."""
+        return lambda process: self.attach(process, endpoint)
+
     def stop(self, timeout: float = 10.0) -> None:
         errors: list[str] = []
         for process in reversed(self.processes):
@@ -415,6 +419,7 @@ def prepare_dir(directory: Path) -> SandboxLayout:
     layout.state.unlink(missing_ok=True)
     files.ensure_dir(directory)
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
+    shutil.rmtree(layout.files, ignore_errors=True)
     files.ensure_dir(layout.logs)
     for peer in PEER_ORDER:
         layout.log(peer).unlink(missing_ok=True)
@@ -442,25 +447,24 @@ def start_control_plane(
     try:
         started = clock()
         etcd_url = f"http://127.0.0.1:{etcd_client}"
-        etcd = start_process(
+        start_process(
             "etcd", etcd_argv(binaries.etcd, layout, etcd_client, etcd_peer),
             layout.log("etcd"), url_ready(f"{etcd_url}/health", body_contains='"health":"true"'),
             timeout=opts.etcd_timeout, cwd=layout.dir, die_with_parent=opts.die_with_parent,
-            clock=clock)
-        plane.attach(etcd, etcd_url)
+            on_started=plane.recorder(etcd_url), clock=clock)
         plane.timings["etcd"] = clock() - started
         started = clock()
         apiserver_url = f"https://127.0.0.1:{secure_port}"
         context = tls_context(layout.ca, layout.admin_cert, layout.admin_key)
-        apiserver = start_process(
+        start_process(
             "kube-apiserver",
             apiserver_argv(binaries.kube_apiserver, layout, etcd_url, secure_port,
                            opts.extra_args),
             layout.log("kube-apiserver"),
             url_ready(f"{apiserver_url}/readyz", context=context, body_contains="ok"),
             timeout=opts.apiserver_timeout, cwd=layout.dir,
-            die_with_parent=opts.die_with_parent, clock=clock)
-        plane.attach(apiserver, apiserver_url)
+            die_with_parent=opts.die_with_parent, on_started=plane.recorder(apiserver_url),
+            clock=clock)
         plane.timings["kube-apiserver"] = clock() - started
         write_admin_kubeconfig(layout, apiserver_url)
     except BaseException:
@@ -582,9 +586,8 @@ def start_dex(
                           "pass log_path=")
     context = tls_context(ca_file) if scheme == "https" else None
     url = f"{scheme}://{telemetry_addr}/healthz/ready"
-    process = start_process("dex", dex_argv(dex, config), log_path,
-                            url_ready(url, context=context), timeout=timeout, env=env,
-                            cwd=config.parent, die_with_parent=die_with_parent)
-    if plane is not None:
-        plane.attach(process, url.removesuffix("/healthz/ready"))
-    return process
+    endpoint = url.removesuffix("/healthz/ready")
+    return start_process("dex", dex_argv(dex, config), log_path,
+                         url_ready(url, context=context), timeout=timeout, env=env,
+                         cwd=config.parent, die_with_parent=die_with_parent,
+                         on_started=plane.recorder(endpoint) if plane is not None else None)

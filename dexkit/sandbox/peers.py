@@ -495,10 +495,14 @@ def build_peers(specs: Iterable[PeerSpec], *, progress: Progress, root: Path | N
     """Build every spec that is not yet in the cache (all of them with ``force``)."""
     wanted = list(specs)
     root = root or cache_root()
-    todo = [s for s in wanted
-            if force or locate(s, root=root, env={}).source == "missing"]
+    todo = []
     for spec in wanted:
-        if spec not in todo:
+        override = os.environ.get(ENV_OVERRIDES[spec.name], "")
+        if override and not force:
+            progress(f"{spec.name}: {ENV_OVERRIDES[spec.name]}={override} is used; not building")
+        elif force or locate(spec, root=root, env={}).source == "missing":
+            todo.append(spec)
+        else:
             progress(f"{spec.name} {spec.version}: already built in {binary_dir(spec, root)}")
     if not todo:
         return []

@@ -95,13 +95,16 @@ def start_process(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     die_with_parent: bool = False,
+    on_started: Callable[[ManagedProcess], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> ManagedProcess:
     """Start ``argv`` as peer ``name`` and wait until ``ready_check()`` returns True.
 
     With ``die_with_parent`` (Linux), the peer gets SIGTERM if this process dies without
     stopping it (a test run killed half-way); without it the peer outlives this process, as
-    ``dexkit sandbox up`` wants, and is stopped through the state file.
+    ``dexkit sandbox up`` wants, and is stopped through the state file. ``on_started`` is
+    called as soon as the process exists, before the wait, so that it can be recorded even if
+    this process is killed while waiting.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -119,6 +122,8 @@ def start_process(
                               "(dexkit sandbox peers)") from exc
     process = ManagedProcess(name, popen, log_path, argv)
     try:
+        if on_started is not None:
+            on_started(process)
         wait_ready(process, ready_check, timeout=timeout, clock=clock)
     except BaseException:
         process.stop()
