@@ -72,22 +72,49 @@ def list_peers(
 def up(
     directory: DirOption = Path(),
     kubernetes_version: KubernetesVersionOption = None,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="API-server mode: flags or authentication-config (default: the "
+        "config's apiServer.mode).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the API server.")]
         = 120.0,
 ) -> None:
-    """Start etcd and kube-apiserver on 127.0.0.1 (free ports) and write an admin kubeconfig."""
+    """Start etcd and kube-apiserver on 127.0.0.1, configured by dexkit's rendered OIDC flags
+    or AuthenticationConfiguration, and write an admin kubeconfig."""
+    from dexkit.config import load_config
+    from dexkit.errors import UsageError
+    from dexkit.sandbox import wiring
+
+    if mode not in (None, "flags", "authentication-config"):
+        raise UsageError(f"unknown mode '{mode}'", "use flags or authentication-config")
+    config = load_config(directory).config
     version = peers.resolve_kubernetes_version(kubernetes_version)
     binaries = controlplane.ControlPlaneBinaries(
         etcd=peers.require_peer("etcd"),
         kube_apiserver=peers.require_peer("kube-apiserver", version))
     target = controlplane.sandbox_dir(directory.resolve())
+    wired = wiring.apiserver_wiring(config, directory.resolve(),
+                                    controlplane.SandboxLayout(target).files,
+                                    mode)  # type: ignore[arg-type]
     out = Output()
-    out.info(f"starting etcd and kube-apiserver {version} in {target} ...")
+    if not wiring.issuer_is_local(config):
+        out.warn(f"the issuer host '{config.issuer_host}' is not this machine: the sandbox's "
+                 "API server will look for Dex there",
+                 "for a self-contained sandbox use 'dexkit init --issuer https://127.0.0.1:32000'")
+    out.info(f"starting etcd and kube-apiserver {version} in {target} "
+             f"({wired.config.api_server.mode} mode) ...")
     started = time.monotonic()
     plane = controlplane.start_control_plane(target, binaries, controlplane.ControlPlaneOptions(
-        apiserver_timeout=timeout, kubernetes_version=version, die_with_parent=False))
+        extra_args=wired.args, extra_files=wired.files, apiserver_timeout=timeout,
+        kubernetes_version=version, die_with_parent=False))
     for name, seconds in plane.timings.items():
         out.step("ready", f"{name} ({seconds:.1f}s)")
+    for arg in wired.args:
+        out.step("oidc", arg)
+    dex = peers.locate(peers.peer_spec("dex"))
+    if not dex.available:
+        out.warn("Dex is not started: its peer is not built "
+                 f"({dex.path}); the API server is configured and waits for the issuer",
+                 "build it with 'dexkit sandbox build --only dex'")
     out.fields({
         "API server": plane.apiserver_url,
         "etcd": plane.etcd_url,
