@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from dexkit.errors import ClusterError
 
@@ -46,71 +49,145 @@ def _kubeconfig_files(target: Target) -> list[str]:
 
 def connect(target: Target, *, bearer_token: str | None = None) -> Cluster:
     """An API client for ``target``; with ``bearer_token``, authenticated by that token alone
-    (the kubeconfig's client certificate and token are dropped), as kubectl --token does."""
-    from kubernetes import config
+    (the kubeconfig's client certificate and token are dropped), as kubectl --token does.
+
+    The files are those kubectl would read (``--kubeconfig``, else every file in
+    ``KUBECONFIG``, else ``~/.kube/config``), resolved now rather than when the client library
+    was imported, so a changed ``KUBECONFIG`` is honoured.
+    """
+    from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
+    from yaml import YAMLError
 
     files = _kubeconfig_files(target)
     existing = [f for f in files if Path(f).is_file()]
     if not existing:
         raise ClusterError(f"no kubeconfig at {', '.join(files)}",
                            "pass --kubeconfig, set KUBECONFIG, or start 'dexkit sandbox up'")
-    path = str(target.kubeconfig) if target.kubeconfig else None  # None: KUBECONFIG rules
+    where = ", ".join(existing)
+    # The library merges an os.pathsep-separated list as kubectl does.
+    merged = os.pathsep.join(existing)
     try:
-        api = config.new_client_from_config(config_file=path, context=target.context)
-        _contexts, active = config.list_kube_config_contexts(config_file=path)
+        contexts, active = config.list_kube_config_contexts(config_file=merged)
+        context = _pick_context(target.context, contexts, active, where)
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=merged, context=context,
+                                client_configuration=configuration)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ClusterError(f"the kubeconfig {where} is not valid YAML{line}",
+                           "fix or replace the file; 'kubectl config view' shows what "
+                           "kubectl makes of it") from None
     except (ConfigException, KeyError, ValueError, TypeError, OSError) as exc:
-        raise ClusterError(f"cannot use the kubeconfig {', '.join(existing)}: {exc}",
+        raise ClusterError(f"cannot use the kubeconfig {where}: {exc}",
                            "check the file and the --context name "
                            "('kubectl config get-contexts' lists them)") from None
-    context = target.context or str(active["name"])
-    configuration = api.configuration
     if bearer_token is not None:
+        # Before the ApiClient exists: it builds its connection pool (and loads the client
+        # certificate) from the configuration once, at construction.
         configuration.cert_file = None
         configuration.key_file = None
         configuration.api_key = {"authorization": f"Bearer {bearer_token}"}
         configuration.refresh_api_key_hook = None
-    return Cluster(server=str(configuration.host), context=context, api=api)
+    return Cluster(server=str(configuration.host), context=context,
+                   api=client.ApiClient(configuration))
+
+
+def _pick_context(wanted: str | None, contexts: Any, active: Any, where: str) -> str:
+    """The context kubectl would use, or a clear error naming the ones there are."""
+    names = [str(c.get("name")) for c in contexts or [] if isinstance(c, dict)]
+    listing = ", ".join(names) or "none"
+    if wanted is not None:
+        if wanted not in names:
+            raise ClusterError(f"context '{wanted}' is not in the kubeconfig {where}",
+                               f"use one of: {listing}")
+        return wanted
+    if not isinstance(active, dict) or not active.get("name"):
+        raise ClusterError(f"the kubeconfig {where} has no current-context",
+                           f"pass --context (one of: {listing}) or run "
+                           "'kubectl config use-context NAME'")
+    return str(active["name"])
 
 
 def translate(exc: BaseException, cluster: Cluster, action: str) -> ClusterError:
-    """An exception from the kubernetes client as one readable line with a hint."""
+    """An exception from the kubernetes client as one readable line with a hint.
+
+    ``action`` names what was refused as kubectl's RBAC messages do (``patch deployments.apps
+    "dex" in namespace "dex"``), so a 403 always says which verb on which resource.
+    """
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
     from urllib3.exceptions import MaxRetryError, SSLError
 
     where = f"{cluster.server} (context {cluster.context})"
+    tls_error = ClusterError(f"{action}: TLS verification of {where} failed",
+                             "the kubeconfig's certificate-authority does not match the API "
+                             "server's certificate (or the server's name is not in it)")
     if isinstance(exc, ApiException):
-        reason = _reason(exc)
-        if exc.status == 401:
-            return ClusterError(f"{action}: the API server at {where} did not accept the "
-                                f"credentials (401 Unauthorized)",
-                                "for an OIDC token: check the issuer, audience and CA the API "
-                                "server was given ('dexkit doctor' names the broken link)")
-        if exc.status == 403:
-            return ClusterError(f"{action}: forbidden (403): {reason}",
-                                "bind a Role or ClusterRole to this user or group")
-        return ClusterError(f"{action}: the API server answered {exc.status}: {reason}",
-                            "see the message; 'kubectl' with the same kubeconfig shows more")
-    if (isinstance(exc, MaxRetryError) and isinstance(exc.reason, SSLError)) or \
-            isinstance(exc, SSLError):
-        return ClusterError(f"{action}: TLS verification of {where} failed",
-                            "the kubeconfig's certificate-authority does not match the API "
-                            "server's certificate")
+        # The client turns an SSLError it catches itself into a status-0 ApiException.
+        if exc.status == 0 and str(exc.reason or "").startswith("SSLError"):
+            return tls_error
+        return _from_status(exc, where, action)
+    if isinstance(exc, SSLError) or (isinstance(exc, MaxRetryError)
+                                     and isinstance(exc.reason, SSLError)):
+        return tls_error
     if isinstance(exc, Urllib3Error | OSError):
         return ClusterError(f"{action}: cannot reach the API server at {where}: "
-                            f"{type(exc).__name__}",
-                            "is the cluster running? ('dexkit sandbox status' for the sandbox)")
+                            f"{_network_cause(exc)}",
+                            "is the cluster running and the kubeconfig's server URL right? "
+                            "('dexkit sandbox status' for the sandbox)")
     return ClusterError(f"{action}: {type(exc).__name__}: {exc}", "re-run with --debug")
 
 
+def _from_status(exc: Any, where: str, action: str) -> ClusterError:
+    reason = _reason(exc)
+    if exc.status == 401:
+        return ClusterError(f"{action}: the API server at {where} did not accept the "
+                            "credentials (401 Unauthorized)",
+                            "the kubeconfig's client certificate or token is not valid for "
+                            "this cluster; for a dexkit OIDC login 'dexkit verify' names the "
+                            "broken link")
+    if exc.status == 403 and "being terminated" in reason:
+        return ClusterError(f"{action}: {reason}",
+                            "wait until the namespace is gone ('kubectl get namespace'), "
+                            "then run the command again")
+    if exc.status == 403:
+        return ClusterError(f"{action}: forbidden (403): {reason}",
+                            "bind a Role or ClusterRole that allows it to this user or group, "
+                            "or use a kubeconfig context with more rights")
+    return ClusterError(f"{action}: the API server answered {exc.status}: {reason}",
+                        "see the message; 'kubectl' with the same kubeconfig shows more")
+
+
+def _network_cause(exc: BaseException) -> str:
+    """``connection refused`` rather than urllib3's MaxRetryError wrapping it."""
+    cause = getattr(exc, "reason", None) or exc
+    text = str(cause)
+    for marker, said in (("Connection refused", "connection refused"),
+                         ("timed out", "timed out"),
+                         ("Name or service not known", "unknown host"),
+                         ("No route to host", "no route to host")):
+        if marker in text:
+            return said
+    return type(cause).__name__
+
+
 def _reason(exc: Any) -> str:
-    """The Status message of an ApiException, trimmed; never the raw body (it may echo data)."""
+    """The Status message of an ApiException, trimmed; never the raw body (it may echo data).
+
+    Validation messages can quote a field's value (``Invalid value: "..."``); for a Secret that
+    value is a credential, so quoted values are always cut out.
+    """
     try:
         body = json.loads(exc.body or "{}")
     except (TypeError, ValueError):
         return str(exc.reason or "")
-    return str(body.get("message") or exc.reason or "")[:300]
+    message = str(body.get("message") or exc.reason or "") if isinstance(body, dict) else ""
+    return _QUOTED_VALUE.sub(r"\1(value not shown)", message)[:300]
+
+
+_QUOTED_VALUE = re.compile(r'(Invalid value: )"(?:[^"\\]|\\.)*"')
 
 
 @dataclass(frozen=True)
@@ -167,3 +244,260 @@ def can_i(cluster: Cluster, verb: str, resource: str, namespace: str | None = No
     return Permission(verb=verb, resource=resource, namespace=namespace,
                       allowed=bool(status.allowed),
                       reason=str(status.reason or status.evaluation_error or ""))
+
+
+# --- objects: reads, server-side apply, deletes ---------------------------------------------
+
+FIELD_MANAGER = "dexkit"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: the path segments kubectl learns from discovery."""
+
+    kind: str
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """``deployments.apps``: how RBAC messages and kubectl name a resource."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        return f"{base}/{quote(name, safe='')}" if name else base
+
+
+def _resource(kind: str, api_version: str, plural: str, namespaced: bool = True) -> Resource:
+    group, _, version = api_version.rpartition("/")
+    return Resource(kind, group, version, plural, namespaced)
+
+
+# The kinds dexkit renders, deletes or inspects. A fixed table instead of API discovery: the
+# paths of these stable kinds never move, and discovery would cost requests on every deploy.
+RESOURCES: dict[str, Resource] = {r.kind: r for r in (
+    _resource("Namespace", "v1", "namespaces", namespaced=False),
+    _resource("ServiceAccount", "v1", "serviceaccounts"),
+    _resource("Secret", "v1", "secrets"),
+    _resource("ConfigMap", "v1", "configmaps"),
+    _resource("Service", "v1", "services"),
+    _resource("Pod", "v1", "pods"),
+    _resource("Event", "v1", "events"),
+    _resource("Role", "rbac.authorization.k8s.io/v1", "roles"),
+    _resource("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings"),
+    _resource("ClusterRole", "rbac.authorization.k8s.io/v1", "clusterroles", namespaced=False),
+    _resource("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "clusterrolebindings",
+              namespaced=False),
+    _resource("Deployment", "apps/v1", "deployments"),
+    _resource("ReplicaSet", "apps/v1", "replicasets"),
+    _resource("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
+    _resource("Ingress", "networking.k8s.io/v1", "ingresses"),
+    _resource("CustomResourceDefinition", "apiextensions.k8s.io/v1",
+              "customresourcedefinitions", namespaced=False),
+)}
+
+
+def resource_of(kind: str, api_version: str | None = None) -> Resource:
+    found = RESOURCES.get(kind)
+    if found is None or (api_version is not None and found.api_version != api_version):
+        raise ClusterError(f"dexkit does not know where {api_version or ''} {kind} lives in "
+                           "the API", "this is a bug in dexkit: report it with the manifest")
+    return found
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object: its kind and name, and its namespace when the kind is namespaced."""
+
+    kind: str
+    name: str
+    namespace: str | None = None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
+        meta = obj.get("metadata") or {}
+        resource = resource_of(str(obj.get("kind")), str(obj.get("apiVersion")))
+        namespace = meta.get("namespace") if resource.namespaced else None
+        return cls(resource.kind, str(meta.get("name")), namespace)
+
+    @property
+    def resource(self) -> Resource:
+        return resource_of(self.kind)
+
+    @property
+    def path(self) -> str:
+        return self.resource.path(self.namespace, self.name)
+
+    def describe(self) -> str:
+        """``Deployment dex/dex``, ``ClusterRole dexkit:dex-crds``."""
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else \
+            f"{self.kind} {self.name}"
+
+    def action(self, verb: str) -> str:
+        """``patch deployments.apps "dex" in namespace "dex"``, as RBAC refusals read."""
+        where = f' in namespace "{self.namespace}"' if self.namespace else ""
+        return f'{verb} {self.resource.qualified} "{self.name}"{where}'
+
+
+def _call(cluster: Cluster, method: str, path: str, *,
+          query: Sequence[tuple[str, str]] = (), body: Any = None,
+          content_type: str = "application/json", accept: str = "application/json") -> Any:
+    """One request through the official client (its TLS, auth and proxy settings); the decoded
+    body. Non-2xx answers raise the client's ApiException, network failures urllib3's errors."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = cluster.api
+    request = api.param_serialize(method=method, resource_path=path, query_params=list(query),
+                                  header_params={"Content-Type": content_type, "Accept": accept},
+                                  body=body, auth_settings=["BearerToken"])
+    response = api.call_api(*request)
+    raw = response.read()
+    text = raw.decode("utf-8", errors="replace") if raw else ""
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=text, data=None)
+    if accept != "application/json":
+        return text
+    return json.loads(text) if text else None
+
+
+def _status(exc: BaseException) -> int | None:
+    from kubernetes.client.exceptions import ApiException
+
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def get_object(cluster: Cluster, ref: ObjectRef) -> dict[str, Any] | None:
+    """The live object, or None when it does not exist."""
+    try:
+        found: dict[str, Any] = _call(cluster, "GET", ref.path)
+    except Exception as exc:
+        if _status(exc) == 404:
+            return None
+        raise translate(exc, cluster, ref.action("get")) from None
+    return found
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    field: str
+    manager: str
+
+
+class ConflictError(ClusterError):
+    """Server-side apply refused: fields are owned by another field manager."""
+
+    def __init__(self, ref: ObjectRef, conflicts: list[FieldConflict]) -> None:
+        fields = "; ".join(f"{c.field} (owned by {c.manager})" for c in conflicts)
+        super().__init__(f"{ref.describe()}: conflicting fields: {fields}",
+                         "another tool changed these fields; re-run with --force-conflicts to "
+                         "take them over, or change them back with that tool")
+        self.ref = ref
+        self.conflicts = conflicts
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The object as the API server stored it (or would store it, in a dry run)."""
+
+    ref: ObjectRef
+    object: dict[str, Any]
+
+
+def apply_object(cluster: Cluster, obj: Mapping[str, Any], *, dry_run: bool = False,
+                 force: bool = False) -> Applied:
+    """Server-side apply of ``obj`` with field manager ``dexkit`` (``kubectl apply
+    --server-side``); with ``dry_run`` the API server validates and admits it but stores
+    nothing. A field owned by another manager raises :class:`ConflictError` unless ``force``."""
+    ref = ObjectRef.of(obj)
+    query = [("fieldManager", FIELD_MANAGER)]
+    if force:
+        query.append(("force", "true"))
+    if dry_run:
+        query.append(("dryRun", "All"))
+    try:
+        stored: dict[str, Any] = _call(cluster, "PATCH", ref.path, query=query, body=obj,
+                                       content_type=APPLY_CONTENT_TYPE)
+    except Exception as exc:
+        if _status(exc) == 409:
+            conflicts = _conflicts(exc)
+            if conflicts:
+                raise ConflictError(ref, conflicts) from None
+        raise translate(exc, cluster, ref.action("patch")) from None
+    return Applied(ref, stored)
+
+
+_CONFLICT_WITH = re.compile(r'conflict with "([^"]+)"')
+
+
+def _conflicts(exc: Any) -> list[FieldConflict]:
+    """The field and manager of each FieldManagerConflict cause in a 409 Status."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return []
+    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
+    found = []
+    for cause in causes:
+        if cause.get("reason") != "FieldManagerConflict":
+            continue
+        match = _CONFLICT_WITH.search(str(cause.get("message", "")))
+        found.append(FieldConflict(str(cause.get("field", "?")),
+                                   match.group(1) if match else "another manager"))
+    return found
+
+
+def list_objects(cluster: Cluster, kind: str, *, namespace: str | None = None,
+                 labels: str = "", fields: str = "") -> list[dict[str, Any]]:
+    """Objects of ``kind`` (in ``namespace``, or cluster-wide), filtered by label and field
+    selectors; the items of the list, each with its kind set (lists leave it out)."""
+    resource = resource_of(kind)
+    query = [(k, v) for k, v in (("labelSelector", labels), ("fieldSelector", fields)) if v]
+    where = f" in namespace \"{namespace}\"" if namespace and resource.namespaced else ""
+    try:
+        listed = _call(cluster, "GET", resource.path(namespace), query=query)
+    except Exception as exc:
+        raise translate(exc, cluster, f"list {resource.qualified}{where}") from None
+    items: list[dict[str, Any]] = listed.get("items") or []
+    for item in items:
+        item.setdefault("kind", kind)
+        item.setdefault("apiVersion", resource.api_version)
+    return items
+
+
+def delete_object(cluster: Cluster, ref: ObjectRef) -> bool:
+    """Delete ``ref``, its dependents in the background (as kubectl does); False when it was
+    already gone."""
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+    try:
+        _call(cluster, "DELETE", ref.path, body=body)
+    except Exception as exc:
+        if _status(exc) == 404:
+            return False
+        raise translate(exc, cluster, ref.action("delete")) from None
+    return True
+
+
+def pod_log(cluster: Cluster, namespace: str, pod: str, container: str, *,
+            previous: bool = False, tail: int = 10) -> str:
+    """The last ``tail`` lines a container logged (of its previous run with ``previous``)."""
+    ref = ObjectRef("Pod", pod, namespace)
+    query = [("container", container), ("tailLines", str(tail))]
+    if previous:
+        query.append(("previous", "true"))
+    try:
+        text: str = _call(cluster, "GET", f"{ref.path}/log", query=query, accept="text/plain")
+    except Exception as exc:
+        raise translate(exc, cluster, f'get pods/log "{pod}" in namespace "{namespace}"') \
+            from None
+    return text
