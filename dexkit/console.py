@@ -10,10 +10,11 @@ code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from dexkit.errors import DexkitError
@@ -71,9 +72,42 @@ class Output:
     def info(self, text: str) -> None:
         self.err.line(text)
 
-    def step(self, verb: str, what: str) -> None:
+    def step(self, verb: str, what: str, width: int = 10) -> None:
         """One line per thing done: ``created    ssl/ca.pem``."""
-        self.err.line(what, lead=f"{verb:<10} ", lead_style="bold")
+        self.err.line(what, lead=f"{verb:<{width}} ", lead_style="bold")
+
+    @contextlib.contextmanager
+    def progress(self, verb: str, title: str,
+                 width: int = 10) -> Iterator[Callable[[int, int, str], None]]:
+        """Live progress on stderr, updated with ``(done, total, text)``: a Rich bar on a
+        terminal; elsewhere (CI logs, pipes) one plain step line each time ``text`` changes."""
+        if not self.err.stream.isatty():
+            last: list[str] = []
+
+            def line(done: int, total: int, text: str) -> None:
+                if not last or last[-1] != text:
+                    last.append(text)
+                    self.step(verb, f"{title}: {text}", width)
+            yield line
+            return
+        from rich.markup import escape
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.err.rich) as bar:
+            task = bar.add_task(escape(title), total=None)
+
+            def update(done: int, total: int, text: str) -> None:
+                bar.update(task, completed=done, total=total,
+                           description=escape(f"{verb} {title}: {text}"))
+            yield update
 
     def success(self, text: str) -> None:
         self.err.line(text, style="green")

@@ -23,3 +23,12 @@ class Format(StrEnum):
 OutputOption = Annotated[
     Format, typer.Option("--output", "-o", help="Output format for data.")
 ]
+
+KubeconfigOption = Annotated[
+    Path | None,
+    typer.Option("--kubeconfig", help="Kubeconfig file (default: KUBECONFIG, then "
+                                      "~/.kube/config), read as kubectl reads it."),
+]
+ContextOption = Annotated[
+    str | None, typer.Option("--context", help="Kubeconfig context (default: the current one).")
+]

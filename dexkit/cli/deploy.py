@@ -1,0 +1,145 @@
+"""``dexkit deploy`` and ``dexkit destroy``: Dex into a cluster, and out of it again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dexkit.cli.options import ContextOption, DirOption, KubeconfigOption
+from dexkit.console import Output
+
+if TYPE_CHECKING:
+    from dexkit.deploy import Change, DeployResult
+    from dexkit.kube import Cluster, ObjectRef
+
+WIDTH = 12  # "would create" is the longest verb
+MAX_FIELDS = 4
+
+
+class _Printer:
+    """deploy's Reporter: one line per object, values never shown (there are none to show)."""
+
+    def __init__(self, out: Output, dry_run: bool) -> None:
+        self.out = out
+        self.dry_run = dry_run
+
+    def change(self, change: Change) -> None:
+        verb = change.action
+        if self.dry_run and verb in ("created", "updated"):
+            verb = "would " + verb.removesuffix("d")
+        what = change.ref.describe()
+        if change.fields:
+            shown = ", ".join(change.fields[:MAX_FIELDS])
+            more = len(change.fields) - MAX_FIELDS
+            what += f": {shown}" + (f" and {more} more" if more > 0 else "")
+        if change.note:
+            what += f" ({change.note})"
+        self.out.step(verb, what, width=WIDTH)
+
+    def warn(self, message: str) -> None:
+        self.out.warn(message)
+
+
+def _summary(result: DeployResult) -> str:
+    counts = result.counts()
+    parts = [f"{n} {action}" for action, n in counts.items()]
+    if result.dry_run:
+        return f"dry run: {', '.join(parts)}; nothing was changed"
+    return f"deployed: {', '.join(parts)}"
+
+
+def _cluster_line(out: Output, cluster: Cluster, note: str = "") -> None:
+    out.step("cluster", f"{cluster.server} (context {cluster.context}){note}", width=WIDTH)
+
+
+def deploy(
+    directory: DirOption = Path(),
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Send everything as a server-side dry run; print what would "
+                          "change.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for the Deployment to roll out.")] = True,
+    timeout: Annotated[float, typer.Option(
+        min=0, help="Seconds to wait for the rollout.")] = 300.0,
+    force_conflicts: Annotated[bool, typer.Option(
+        "--force-conflicts", help="Take over fields another field manager owns.")] = False,
+    env_file: Annotated[Path | None, typer.Option(
+        "--env-file", dir_okay=False,
+        help="KEY=VALUE file with credentials (GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET, "
+             "LDAP_BIND_PASSWORD, ...); the environment wins.")] = None,
+) -> None:
+    """Create or update Dex in the cluster (server-side apply), then wait for it to roll out.
+
+    Secrets come from ssl/ (the TLS secret) and from the environment variables Dex reads
+    (GITHUB_CLIENT_ID, ...); a credential that is missing everywhere stops the deploy before
+    anything is changed. Running it again with nothing changed changes nothing.
+    """
+    from dexkit import deploy as core
+    from dexkit.credentials import merged_environment, read_env_file
+    from dexkit.kube import Target, connect
+
+    project = core.load_project(directory)
+    env = merged_environment(os.environ, read_env_file(env_file) if env_file else None)
+    out = Output()
+    for warning in project.warnings:
+        out.warn(warning)
+    cluster = connect(Target(kubeconfig, context))
+    _cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
+    result = core.deploy(core.DeployRequest(project, env, dry_run=dry_run,
+                                            force_conflicts=force_conflicts),
+                         cluster, _Printer(out, dry_run))
+    if wait and not dry_run and result.deployment is not None:
+        _wait(out, cluster, result.deployment, timeout)
+    out.success(_summary(result))
+
+
+def _wait(out: Output, cluster: Cluster, ref: ObjectRef, timeout: float) -> None:
+    from dexkit import rollout
+
+    failure: rollout.RolloutError | None = None
+    with out.progress("rollout", ref.describe(), width=WIDTH) as update:
+        try:
+            rollout.wait_for_rollout(
+                cluster, ref, timeout=timeout,
+                on_status=lambda s: update(s.available, s.desired, s.message))
+        except rollout.RolloutError as exc:
+            failure = exc
+    if failure is not None:
+        for line in failure.details:
+            out.info(line)
+        raise failure
+
+
+def destroy(
+    directory: DirOption = Path(),
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    purge: Annotated[bool, typer.Option(
+        "--purge", help="Also delete the TLS and credential Secrets, and the namespace if "
+                        "deploy created it.")] = False,
+    purge_crds: Annotated[bool, typer.Option(
+        "--purge-crds", help="Also delete Dex's CRDs (dex.coreos.com) and all it stored in "
+                             "them: keys, refresh tokens, passwords.")] = False,
+) -> None:
+    """Remove what 'dexkit deploy' made (found by its labels); Secrets and CRDs stay unless
+    asked."""
+    from dexkit import destroy as core
+    from dexkit.config import load_config
+    from dexkit.kube import Target, connect
+
+    config = load_config(directory).config
+    out = Output()
+    cluster = connect(Target(kubeconfig, context))
+    _cluster_line(out, cluster)
+    removals = core.destroy(cluster, config, purge=purge, purge_crds=purge_crds)
+    for removal in removals:
+        note = f" ({removal.note})" if removal.note else ""
+        out.step(removal.action, removal.ref.describe() + note, width=WIDTH)
+    deleted = sum(1 for r in removals if r.action == "deleted")
+    kept = sum(1 for r in removals if r.action == "kept")
+    out.success(f"destroyed: {deleted} deleted, {kept} kept" if removals
+                else f"nothing of dexkit's found in namespace {config.namespace}")
