@@ -7,6 +7,7 @@ values never reach a message or a log.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -501,3 +502,57 @@ def pod_log(cluster: Cluster, namespace: str, pod: str, container: str, *,
         raise translate(exc, cluster, f'get pods/log "{pod}" in namespace "{namespace}"') \
             from None
     return text
+
+
+# --- doctor: read-only helpers (issue 7) ----------------------------------------------------
+# Kept apart from the deploy helpers above: these only read, for 'dexkit doctor'.
+
+
+@dataclass(frozen=True)
+class ServerClock:
+    """The API server's version and the moment it answered, from its ``Date`` header."""
+
+    version: str
+    date: dt.datetime | None
+
+
+def server_clock(cluster: Cluster) -> ServerClock:
+    """``GET /version`` (open to every authenticated user): version and ``Date`` header."""
+    from email.utils import parsedate_to_datetime
+
+    from kubernetes import client
+
+    try:
+        info, _status, headers = client.VersionApi(cluster.api).get_code_with_http_info()
+    except Exception as exc:
+        raise translate(exc, cluster, "get /version") from None
+    raw = (headers or {}).get("Date")
+    try:
+        date = parsedate_to_datetime(raw) if raw else None
+    except (TypeError, ValueError):
+        date = None
+    return ServerClock(version=str(getattr(info, "git_version", "") or ""), date=date)
+
+
+def subject_can(cluster: Cluster, user: str, groups: Sequence[str], verb: str, resource: str,
+                group: str = "", namespace: str | None = None) -> Permission:
+    """SubjectAccessReview: may ``user`` (in ``groups``) do ``verb`` on ``resource``? Asked by
+    the caller on someone else's behalf (``kubectl auth can-i --as``), e.g. Dex's
+    ServiceAccount."""
+    from kubernetes import client
+
+    attrs = client.V1ResourceAttributes(verb=verb, resource=resource, group=group or None,
+                                        namespace=namespace)
+    body = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+        user=user, groups=list(groups), resource_attributes=attrs))
+    qualified = f"{resource}.{group}" if group else resource
+    try:
+        review = client.AuthorizationV1Api(cluster.api).create_subject_access_review(body)
+    except Exception as exc:
+        raise translate(exc, cluster, f"SubjectAccessReview for {user}: {verb} {qualified}") \
+            from None
+    status = review.status
+    return Permission(verb=verb, resource=qualified, namespace=namespace,
+                      allowed=bool(status and status.allowed),
+                      reason=str((status.reason or status.evaluation_error or "") if status
+                                 else ""))
