@@ -8,9 +8,9 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import bench_init
+from benchmarks import bench_init, bench_token
 
-SECTIONS = {"init": bench_init.run}
+SECTIONS = {"init": bench_init.run, "token": bench_token.run}
 OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 

@@ -30,7 +30,7 @@ def test_cache_files_are_private(tmp_path: Path) -> None:
     key = cache_key(ISSUER, "kubernetes", ("openid", "groups"))
     cache.store(key, {"id_token": "t", "refresh_token": "r", "expiry": 1})
     assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
-    assert (tmp_path / "cache" / f"{key}.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "cache" / f"{key}.token").stat().st_mode & 0o777 == 0o600
     assert cache.load(key) == {"id_token": "t", "refresh_token": "r", "expiry": 1}
     with cache.lock(key):
         assert (tmp_path / "cache" / f"{key}.lock").exists()
@@ -94,11 +94,14 @@ def test_cached_path_imports_nothing_heavy(tmp_path: Path) -> None:
     code = ("import sys\nfrom dexkit.__main__ import main\n"
             "try: main(sys.argv[1:])\nexcept SystemExit: pass\n"
             "heavy = [m for m in ('kubernetes', 'typer', 'rich', 'httpx', 'joserfc', 'msgspec',"
-            " 'yaml', 'cryptography') if m in sys.modules]\nsys.stderr.write(repr(heavy))")
+            " 'yaml', 'cryptography', 'json', 'argparse', 'filelock', 'typing') if m in sys.modules]\nsys.stderr.write(repr(heavy))")
     result = subprocess.run([sys.executable, "-c", code, "token", "--issuer", ISSUER,
                              "--client-id", "kubernetes", "--cache-dir", str(tmp_path)],
                             capture_output=True, text=True, check=False,
-                            env={**os.environ, "KUBERNETES_EXEC_INFO": "{}"})
+                            env={**os.environ, "KUBERNETES_EXEC_INFO": (
+                                '{"kind":"ExecCredential","apiVersion":'
+                                '"client.authentication.k8s.io/v1","spec":{"interactive":false}}'
+                            )})
     assert result.stderr.strip() == "[]", result.stderr
 
 
@@ -110,3 +113,35 @@ def test_expired_cache_non_interactive_without_issuer_is_a_clear_error(tmp_path:
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ('{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1",'
+     '"spec":{"interactive":false}}', ("client.authentication.k8s.io/v1", False)),
+    ('{"kind": "ExecCredential", "apiVersion": "client.authentication.k8s.io/v1beta1", '
+     '"spec": {"interactive": true}}', ("client.authentication.k8s.io/v1beta1", True)),
+    # a cluster extension that mentions an apiVersion too: json decides, not the scan
+    ('{"apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false,'
+     '"cluster":{"config":{"apiVersion":"client.authentication.k8s.io/v1beta1"}}}}',
+     ("client.authentication.k8s.io/v1", False)),
+    ('not json', ("client.authentication.k8s.io/v1", False)),
+])
+def test_exec_info_is_read_with_or_without_json(monkeypatch: pytest.MonkeyPatch, raw: str,
+                                                expected: tuple[str, bool]) -> None:
+    from dexkit.oidc.plugin import _exec_info
+
+    monkeypatch.setenv("KUBERNETES_EXEC_INFO", raw)
+    assert _exec_info() == expected
+
+
+def test_hand_written_json_is_json() -> None:
+    text = exec_credential("a.b-c_d", 1_800_000_000, "client.authentication.k8s.io/v1beta1")
+    assert json.loads(text)["status"]["token"] == "a.b-c_d"
+    odd = exec_credential('we"ird', 1_800_000_000, "client.authentication.k8s.io/v1")
+    assert json.loads(odd)["status"]["token"] == 'we"ird'
+
+
+def test_cache_refuses_values_with_white_space(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="white space"):
+        TokenCache(tmp_path).store("k", {"id_token": "a b", "expiry": 1})
+    assert not (tmp_path / "k.token").exists()
