@@ -277,7 +277,8 @@ class Resource:
         if self.namespaced and namespace:
             base += f"/namespaces/{quote(namespace, safe='')}"
         base += f"/{self.plural}"
-        return f"{base}/{quote(name, safe='')}" if name else base
+        # ':' and '@' are valid in a path segment (RFC 3986 pchar); RBAC names use ':'.
+        return f"{base}/{quote(name, safe=':@')}" if name else base
 
 
 def _resource(kind: str, api_version: str, plural: str, namespaced: bool = True) -> Resource:
