@@ -56,6 +56,8 @@ class InitRequest:
     cert_days: int | None = None
     connector: str | None = None
     force: bool = False
+    # Start from scenarios/<name>/ instead of the defaults (a new project only).
+    scenario: str | None = None
 
 
 @dataclass
@@ -89,6 +91,10 @@ def init_project(req: InitRequest, now: dt.datetime | None = None) -> InitResult
         raise UsageError(f"{directory} is not a directory", "pass --dir a directory path")
     path = directory / CONFIG_FILE
     existing = load_config(directory).config if path.exists() else None
+    if req.scenario is not None and existing is not None:
+        raise UsageError(f"{path} already exists; --scenario starts a new project",
+                         "pick an empty directory, or run 'dexkit init' without --scenario to "
+                         "keep the project as it is")
     config, passwords = _build_config(req, existing, directory)
     result = InitResult(config=config, config_path=path, config_action="kept")
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,7 +130,14 @@ def render_config_file(config: Config) -> str:
 def _build_config(req: InitRequest, existing: Config | None,
                   directory: Path) -> tuple[Config, dict[str, str]]:
     """The config to write (validated) and any new plaintext passwords to store."""
-    base: dict[str, Any] = to_data(existing or Config())
+    passwords: dict[str, str] = {}
+    if req.scenario is not None:
+        if req.connector is not None:
+            raise UsageError("--scenario and --connector cannot be combined",
+                             "a scenario brings its own connectors; drop --connector")
+        base, passwords = _scenario_settings(req.scenario, directory)
+    else:
+        base = to_data(existing or Config())
     if req.issuer is not None:
         base["issuer"] = req.issuer
     if req.issuer is not None or req.hosts or req.ips:
@@ -138,7 +151,6 @@ def _build_config(req: InitRequest, existing: Config | None,
         port = _port_of(req.issuer)
         if port is not None and 30000 <= port <= 32767:
             base["dex"]["service"]["nodePort"] = port
-    passwords: dict[str, str] = {}
     if req.connector is not None:
         base["connectors"], base["staticUsers"], passwords = _connector_settings(
             req.connector, base, directory)
@@ -187,22 +199,54 @@ def _connector_settings(choice: str, base: dict[str, Any],
     return kept or [to_data(fresh)], [], {}
 
 
+def _scenario_settings(name: str, directory: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """A scenario's config with every default filled in, and the passwords of its users."""
+    from dexkit.scenarios import get_scenario
+
+    data = get_scenario(name).config_data()
+    data["staticUsers"], passwords = complete_static_users(data.get("staticUsers") or [],
+                                                           directory)
+    return to_data(validate_values(data)), passwords
+
+
 def _static_users(existing: list[dict[str, Any]],
                   directory: Path) -> tuple[list[Any], dict[str, str]]:
     """Keep existing static users; otherwise create the guide's admin with a fresh password."""
     if existing:
         return existing, {}
-    stored = password_file(directory, GUIDE_EMAIL)
-    password = stored.read_text().strip() if stored.exists() else secrets.token_urlsafe(18)
-    user = {
-        "email": GUIDE_EMAIL,
-        "username": "admin",
-        # Stable across runs: derived from the email, as Dex's examples use a fixed UUID.
-        "userID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"dexkit:{GUIDE_EMAIL}")),
-        "hash": hash_password(password),
-        "groups": list(GUIDE_GROUPS),
-    }
-    return [user], {GUIDE_EMAIL: password}
+    return complete_static_users(
+        [{"email": GUIDE_EMAIL, "username": "admin", "groups": list(GUIDE_GROUPS)}], directory)
+
+
+def complete_static_users(users: list[dict[str, Any]],
+                          directory: Path) -> tuple[list[Any], dict[str, str]]:
+    """Static users as dexkit.yaml holds them, and the plaintext passwords to store.
+
+    A user with a ``hash`` is kept as is. Any other gets a password (the one the project already
+    stores in .dexkit/passwords/<email>, else a fresh one) and its bcrypt hash; ``userID``
+    defaults to a UUID derived from the email (stable across runs, as Dex's examples use a fixed
+    one) and ``username`` to the email's local part.
+    """
+    out: list[Any] = []
+    passwords: dict[str, str] = {}
+    for user in users:
+        if not isinstance(user, dict) or user.get("hash"):
+            out.append(user)  # validation reports anything malformed, with its key path
+            continue
+        email = str(user.get("email", ""))
+        stored = password_file(directory, email)
+        password = stored.read_text().strip() if email and stored.is_file() \
+            else secrets.token_urlsafe(18)
+        out.append({
+            "email": email,
+            "username": user.get("username") or email.partition("@")[0],
+            "userID": user.get("userID") or str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                           f"dexkit:{email}")),
+            "hash": hash_password(password),
+            **{k: v for k, v in user.items() if k not in ("email", "username", "userID")},
+        })
+        passwords[email] = password
+    return out, passwords
 
 
 def hash_password(password: str) -> str:

@@ -40,6 +40,7 @@ def _root(
 # imported, so `dexkit init` never pays for the kubernetes client that `deploy` needs.
 COMMANDS: dict[str, tuple[str, str, bool]] = {
     "init": ("dexkit.cli.init", "init", False),
+    "scenarios": ("dexkit.cli.scenarios", "scenarios", False),
     "certs": ("dexkit.cli.certs", "app", True),
     "sandbox": ("dexkit.cli.sandbox", "app", True),
     "render": ("dexkit.cli.render", "render", False),

@@ -29,6 +29,9 @@ def init(
         min=1, help="Serving certificate validity in days.")] = None,
     connector: Annotated[str | None, typer.Option(
         help=f"Identity connector: {'|'.join(CONNECTOR_CHOICES)} (default github).")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="Start a new project from a ready setup ('dexkit scenarios' lists them); "
+             "--issuer, --host and --ip still apply.")] = None,
     force: Annotated[bool, typer.Option(
         help="Replace an existing CA (the old files are moved to a backup first).")] = False,
 ) -> None:
@@ -42,13 +45,20 @@ def init(
     if connector is not None and connector not in CONNECTOR_CHOICES:
         raise UsageError(f"unknown connector '{connector}'",
                          f"use one of {', '.join(CONNECTOR_CHOICES)}")
+    chosen = None
+    if scenario is not None:
+        from dexkit.scenarios import get_scenario
+
+        chosen = get_scenario(scenario)
     result = init_project(InitRequest(
         directory=directory, issuer=issuer, hosts=tuple(host or ()), ips=tuple(ip or ()),
         key_type=key_type, ca_days=ca_days, cert_days=cert_days, connector=connector,
-        force=force,
+        force=force, scenario=scenario,
     ))
     out = Output()
     out.step(result.config_action, str(result.config_path))
+    if chosen is not None:
+        out.step("scenario", f"{chosen.name}: {chosen.summary}")
     if result.config_backup:
         out.step("backed up", f"previous config to {result.config_backup.name}")
     for change in result.tls_changes:
@@ -60,4 +70,5 @@ def init(
                  f"copy it to {result.config.api_server.ca_file} on the control-plane nodes")
     for warning in result.warnings:
         out.warn(warning)
-    out.next_step(f"review {result.config_path.name}, then run 'dexkit render'")
+    readme = f"read {chosen.readme}, " if chosen is not None else ""
+    out.next_step(f"{readme}review {result.config_path.name}, then run 'dexkit render'")
