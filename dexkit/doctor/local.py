@@ -1,0 +1,348 @@
+"""Local checks: dexkit.yaml, the TLS files, and the kubeconfig users that log in to Dex.
+
+Each TLS check judges one thing: the chain check validates at a moment inside both validity
+windows, so an expired certificate is reported by ``local.expiry`` alone, and a certificate
+for another host by ``local.sans`` alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# warn when a certificate expires within this many days (the guide's certificates live 10)
+EXPIRY_WARN_DAYS = 30
+
+
+def covers(cert: x509.Certificate, host: str) -> bool:
+    """Whether the certificate's SANs cover ``host`` (an IP SAN for an address; a DNS SAN or
+    a one-label wildcard for a name), as TLS clients match them."""
+    from dexkit.pki import sans_of
+
+    dns, ips = sans_of(cert)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        name = host.lower().rstrip(".")
+        names = {d.lower() for d in dns}
+        return name in names or ("." in name and "*." + name.split(".", 1)[1] in names)
+    return address in {ipaddress.ip_address(i) for i in ips}
+
+
+def names_of(cert: x509.Certificate) -> str:
+    from dexkit.pki import sans_of
+
+    dns, ips = sans_of(cert)
+    return ", ".join(dns + ips) or "none"
+
+
+@check("local.config")
+def config_valid(ctx: Context) -> Result:
+    """dexkit.yaml validates and renders."""
+    from dexkit.render.dex import render_dex_config
+
+    loaded = ctx.loaded
+    config = loaded.config
+    render_dex_config(config)  # render-time rules (storage vs replicas, Secret names) too
+    where = ctx.relative(loaded.path)
+    if loaded.warnings:
+        return warn(f"{where}: " + "; ".join(loaded.warnings),
+                    "change dexkit.yaml if this is not on purpose")
+    return ok(f"{where} is valid: issuer {config.issuer}, client '{config.api_server.client_id}', "
+              f"API server mode {config.api_server.mode}")
+
+
+@check("local.tls-files", needs=("local.config",))
+def tls_files(ctx: Context) -> Result:
+    """ca.pem, cert.pem and key.pem exist and parse; private keys are readable by the owner only."""
+    paths = ctx.paths
+    missing = [ctx.relative(p) for p in (paths.ca, paths.cert, paths.key) if not p.is_file()]
+    if missing:
+        return fail(f"missing {', '.join(missing)}",
+                    f"run 'dexkit init --dir {ctx.directory}' to create the TLS files")
+    open_keys = [(p, stat.S_IMODE(p.stat().st_mode)) for p in (paths.key, paths.ca_key)
+                 if p.is_file() and stat.S_IMODE(p.stat().st_mode) & 0o077]
+    if open_keys:
+        listed = ", ".join(f"{ctx.relative(p)} (mode {mode:04o})" for p, mode in open_keys)
+        return fail(f"private keys readable by other users: {listed}",
+                    "chmod 600 " + " ".join(ctx.relative(p) for p, _ in open_keys))
+    ctx.ca, ctx.cert, ctx.key  # noqa: B018 - parse them now: a TLSError fails this check
+    note = "" if paths.ca_key.is_file() else \
+        f"; {ctx.relative(paths.ca_key)} is not here (kept offline? rotation needs it)"
+    return ok(f"{ctx.relative(paths.ca)}, {ctx.relative(paths.cert)}, "
+              f"{ctx.relative(paths.key)} present; keys are 0600{note}")
+
+
+@check("local.key-match", needs=("local.tls-files",))
+def key_matches(ctx: Context) -> Result:
+    """key.pem is the private key of cert.pem."""
+    from dexkit.pki import key_matches as matches
+
+    cert, key = ctx.relative(ctx.paths.cert), ctx.relative(ctx.paths.key)
+    if not matches(ctx.cert, ctx.key):
+        return fail(f"{key} is not the key of {cert}: Dex cannot serve TLS with this pair",
+                    "run 'dexkit certs rotate' to issue a matching pair, then 'dexkit deploy'")
+    return ok(f"{key} matches {cert}")
+
+
+@check("local.chain", needs=("local.tls-files",))
+def chain_verifies(ctx: Context) -> Result:
+    """cert.pem verifies against ca.pem (RFC 5280 path validation)."""
+    from dexkit.pki import is_ca, sans_of, verify_chain
+
+    ca_name, cert_name = ctx.relative(ctx.paths.ca), ctx.relative(ctx.paths.cert)
+    ca, cert = ctx.ca, ctx.cert
+    rotate = "run 'dexkit certs rotate' to re-issue cert.pem under this CA"
+    if not is_ca(ca):
+        return fail(f"{ca_name} is not a CA certificate (basicConstraints CA:FALSE)",
+                    "run 'dexkit certs rotate --ca' to create a real CA")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except Exception:
+        return fail(f"{cert_name} (issuer {cert.issuer.rfc4514_string()}) was not issued by "
+                    f"{ca_name} ({ca.subject.rfc4514_string()})", rotate)
+    dns, ips = sans_of(cert)
+    name = (dns + ips + [""])[0].replace("*.", "wildcard.")
+    # Judge the chain alone: at a moment both are valid (expiry is local.expiry's job).
+    start = max(ca.not_valid_before_utc, cert.not_valid_before_utc)
+    end = min(ca.not_valid_after_utc, cert.not_valid_after_utc)
+    if start >= end:
+        return fail(f"{cert_name} and {ca_name} are never valid at the same time", rotate)
+    moment = start + (end - start) / 2
+    problem = verify_chain(ca, cert, name, moment) if name else "the certificate has no SANs"
+    if problem:
+        return fail(f"{cert_name} does not verify against {ca_name}: {problem}", rotate)
+    return ok(f"{cert_name} chains to {ca_name} ({ca.subject.rfc4514_string()})")
+
+
+@check("local.sans", needs=("local.tls-files",))
+def sans_cover_issuer(ctx: Context) -> Result:
+    """cert.pem's SANs cover the issuer's host."""
+    host, cert_name = ctx.config.issuer_host, ctx.relative(ctx.paths.cert)
+    if not covers(ctx.cert, host):
+        where = "tls.ips" if _is_ip(host) else "tls.hosts"
+        return fail(f"{cert_name} does not cover the issuer host '{host}' "
+                    f"(SANs: {names_of(ctx.cert)}): every client will refuse Dex's certificate",
+                    f"add '{host}' to {where} in dexkit.yaml, run 'dexkit certs rotate' and "
+                    "'dexkit deploy'")
+    return ok(f"{cert_name} covers '{host}' (SANs: {names_of(ctx.cert)})")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@check("local.expiry", needs=("local.tls-files",))
+def expiry(ctx: Context) -> Result:
+    """Days until cert.pem and ca.pem expire: warn under 30, fail when expired."""
+    now = ctx.now
+    lines: list[str] = []
+    worst = "ok"
+    hints: list[str] = []
+    for role, cert, fix in ((ctx.relative(ctx.paths.cert), ctx.cert, "dexkit certs rotate"),
+                            (ctx.relative(ctx.paths.ca), ctx.ca, "dexkit certs rotate --ca")):
+        left = cert.not_valid_after_utc - now
+        until = f"{cert.not_valid_after_utc:%Y-%m-%d}"
+        if cert.not_valid_before_utc > now:
+            lines.append(f"{role} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}"
+                         " UTC")
+            worst = "fail"
+            hints.append("check this machine's clock")
+        elif left <= dt.timedelta(0):
+            lines.append(f"{role} expired on {until}")
+            worst = "fail"
+            hints.append(f"run '{fix}', then 'dexkit deploy'")
+        elif left < dt.timedelta(days=EXPIRY_WARN_DAYS):
+            lines.append(f"{role} expires in {left.days} days ({until})")
+            worst = "warn" if worst == "ok" else worst
+            hints.append(f"run '{fix}' soon, then 'dexkit deploy'")
+        else:
+            lines.append(f"{role}: {left.days} days left ({until})")
+    message = "; ".join(lines)
+    if worst == "fail":
+        return fail(message, "; ".join(hints))
+    if worst == "warn":
+        return warn(message, "; ".join(hints))
+    return ok(message)
+
+
+# --- kubeconfig users that log in to this issuer ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginUser:
+    """A kubeconfig user whose exec plugin logs in to an issuer: ``dexkit token`` or kubelogin
+    (``kubectl oidc-login get-token``), with the settings that matter here."""
+
+    name: str
+    source: Path
+    tool: str  # "dexkit token" | "kubelogin"
+    issuer: str
+    client_id: str | None
+    scopes: tuple[str, ...]
+    ca_files: tuple[str, ...]
+    insecure: bool
+    client_secret: str | None  # a literal secret on the command line (kubelogin)
+
+
+# dexkit token's scopes when none are given (dexkit.oidc.plugin.DEFAULT_SCOPES); kubelogin
+# always asks for openid and adds --oidc-extra-scope values.
+_DEXKIT_DEFAULT_SCOPES = ("openid", "email", "profile", "groups", "offline_access")
+
+
+def _options(args: list[str]) -> list[tuple[str, str | None]]:
+    """``--name=value`` and ``--name value`` pairs (a flag alone has value None)."""
+    found: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if eq:
+                found.append((name, value))
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                found.append((name, args[i + 1]))
+                i += 1
+            else:
+                found.append((name, None))
+        i += 1
+    return found
+
+
+def parse_login_user(name: str, source: Path, user: Any) -> LoginUser | None:
+    exec_ = user.get("exec") if isinstance(user, dict) else None
+    if not isinstance(exec_, dict):
+        return None
+    args = [str(a) for a in exec_.get("args") or []]
+    opts = _options(args)
+    values: dict[str, list[str]] = {}
+    for key, value in opts:
+        values.setdefault(key, []).append(value or "")
+    flags = {key for key, _ in opts}
+    if args[:1] == ["token"] and "issuer" in values:  # dexkit token (any way it is started)
+        return LoginUser(name, source, "dexkit token", values["issuer"][0],
+                         _first(values, "client-id"),
+                         tuple(values.get("scope") or _DEXKIT_DEFAULT_SCOPES),
+                         tuple(values.get("ca-file") or ()), "insecure" in flags, None)
+    if "oidc-issuer-url" in values:  # kubelogin: kubectl oidc-login get-token / kubelogin
+        extra = [s for v in values.get("oidc-extra-scope", []) for s in v.split(",") if s]
+        return LoginUser(name, source, "kubelogin", values["oidc-issuer-url"][0],
+                         _first(values, "oidc-client-id"),
+                         ("openid", *extra), tuple(values.get("certificate-authority") or ()),
+                         "insecure-skip-tls-verify" in flags,
+                         _first(values, "oidc-client-secret"))
+    return None
+
+
+def _first(values: dict[str, list[str]], key: str) -> str | None:
+    found = values.get(key)
+    return found[0] if found else None
+
+
+def _same_issuer(a: str, b: str) -> bool:
+    """The same issuer as a person would read it: case and a trailing slash aside."""
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def kubeconfig_documents(ctx: Context) -> list[tuple[Path, dict[str, Any]]]:
+    def load() -> list[tuple[Path, dict[str, Any]]]:
+        from dexkit.kubeconfig import kubeconfig_paths
+        from dexkit.kubeconfig import load as load_file
+
+        explicit = ctx.target.kubeconfig
+        if explicit is None and ctx.edges.environ.get("KUBECONFIG"):
+            paths = [Path(p) for p in ctx.edges.environ["KUBECONFIG"].split(os.pathsep) if p]
+        else:
+            paths = kubeconfig_paths(explicit)
+        return [(p, load_file(p)) for p in paths if p.is_file()]
+    return ctx.fact("kubeconfig.documents", load)
+
+
+def login_users(ctx: Context) -> list[LoginUser]:
+    """kubeconfig users that log in to this issuer (or to one that differs only by case or a
+    trailing slash: the classic mismatch)."""
+    def load() -> list[LoginUser]:
+        found = []
+        for path, doc in kubeconfig_documents(ctx):
+            for item in doc.get("users") or []:
+                if not isinstance(item, dict):
+                    continue
+                user = parse_login_user(str(item.get("name")), path, item.get("user"))
+                if user is not None and _same_issuer(user.issuer, ctx.config.issuer):
+                    found.append(user)
+        return found
+    return ctx.fact("kubeconfig.login-users", load)
+
+
+@check("local.kubeconfig-user", needs=("local.config", "local.tls-files"))
+def kubeconfig_user(ctx: Context) -> Result:
+    """kubeconfig users for this issuer use its exact URL, the API server's client ID, the
+    groups scope and dexkit's CA."""
+    from dexkit.oidc.discovery import explain_difference
+
+    users = login_users(ctx)
+    if not users:
+        raise Skip("no kubeconfig user logs in to this issuer ('dexkit kubeconfig' adds one)")
+    config = ctx.config
+    problems: list[str] = []
+    for user in users:
+        who = f"kubeconfig user '{user.name}' ({user.tool})"
+        if user.issuer != config.issuer:
+            problems.append(f"{who} uses issuer '{user.issuer}', not '{config.issuer}': "
+                            f"{explain_difference(config.issuer, user.issuer)}")
+        if user.client_id != config.api_server.client_id:
+            problems.append(f"{who} logs in as client '{user.client_id}', but the API server "
+                            f"accepts only tokens for '{config.api_server.client_id}'")
+        groups_claim = config.api_server.groups_claim
+        if groups_claim and "groups" not in user.scopes:
+            problems.append(f"{who} does not request the 'groups' scope "
+                            f"(scopes: {' '.join(user.scopes)}): its tokens carry no "
+                            f"'{groups_claim}' claim, so group RBAC never matches")
+        problems += _ca_problems(ctx, who, user)
+    if problems:
+        return fail("; ".join(problems),
+                    "rewrite the user with 'dexkit kubeconfig' (it takes issuer, client ID, "
+                    "scopes and CA from dexkit.yaml)")
+    names = ", ".join(f"'{u.name}'" for u in users)
+    return ok(f"{names}: issuer, client ID, groups scope and CA as dexkit.yaml says")
+
+
+def _ca_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
+    from dexkit.pki import fingerprint
+
+    problems = []
+    ours = fingerprint(ctx.ca)
+    for ca_file in user.ca_files:
+        path = Path(ca_file)
+        try:
+            held = _certs_in(path.read_bytes())
+        except OSError as exc:
+            problems.append(f"{who} trusts {ca_file}, which cannot be read ({exc.strerror})")
+            continue
+        if ours not in {fingerprint(c) for c in held}:
+            problems.append(f"{who} trusts {ca_file}, which does not hold dexkit's CA "
+                            f"({ctx.relative(ctx.paths.ca)})")
+    return problems
+
+
+def _certs_in(data: bytes) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        return []
