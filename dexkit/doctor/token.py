@@ -1,0 +1,241 @@
+"""Token checks (``--login password|device``): a real login, and the token as the API server
+needs it.
+
+The login is made as kubectl would make it: with the client ID and scopes of the one kubeconfig
+user that logs in to this issuer, when there is one (so a user that forgets the ``groups``
+scope is caught here), else with dexkit.yaml's client and scopes. The ID token's signature is
+verified against the issuer's JWKS; its ``iss``, ``aud``, ``email_verified`` and groups are then
+each judged by their own check, against the API server's live values where they can be seen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dexkit.doctor.core import Context, Result, check, fail, ok, warn
+
+if TYPE_CHECKING:
+    from dexkit.doctor.apiserver import ApiServerView
+
+
+@dataclass(frozen=True)
+class Login:
+    id_token: str
+    claims: dict[str, Any]
+    client_id: str
+    scopes: tuple[str, ...]
+    via: str  # whose settings the login used, for messages
+
+
+def _client_settings(ctx: Context) -> tuple[str, tuple[str, ...], str]:
+    from dexkit.doctor.local import login_users
+    from dexkit.verify import scopes_for
+
+    exact = [u for u in login_users(ctx) if u.issuer == ctx.config.issuer]
+    if len(exact) == 1 and exact[0].client_id:
+        user = exact[0]
+        return user.client_id or "", user.scopes, f"kubeconfig user '{user.name}'"
+    return ctx.config.api_server.client_id, scopes_for(ctx.config), "dexkit.yaml's client"
+
+
+def _password(ctx: Context, username: str) -> str | None:
+    from dexkit.project import password_file
+
+    if ctx.request.password:
+        return ctx.request.password
+    if ctx.edges.environ.get("DEXKIT_PASSWORD"):
+        return ctx.edges.environ["DEXKIT_PASSWORD"]
+    stored = password_file(ctx.directory, username)
+    return stored.read_text().strip() if stored.is_file() else None
+
+
+def login(ctx: Context) -> Login:
+    def load() -> Login:
+        from dexkit.doctor.network import provider
+        from dexkit.errors import OIDCError
+        from dexkit.oidc import flows
+        from dexkit.oidc.session import LoginRequest, run_grant
+        from dexkit.oidc.tokens import (
+            Expectations,
+            fetch_jwks,
+            unverified_claims,
+            verify_id_token,
+        )
+
+        config = ctx.config
+        client_id, scopes, via = _client_settings(ctx)
+        grant = ctx.request.login
+        username = ctx.request.username or (config.static_users[0].email
+                                            if config.static_users else None)
+        password = None
+        if grant == "password":
+            if username is None:
+                raise OIDCError("the password login needs a user",
+                                "pass --username (a static user or an LDAP user)")
+            password = _password(ctx, username)
+            if password is None:
+                raise OIDCError(f"no password for {username}",
+                                "set DEXKIT_PASSWORD, or keep it in .dexkit/passwords/ "
+                                "('dexkit init --connector static' does)")
+        found = provider(ctx)
+        request = LoginRequest(issuer=config.issuer, client=flows.Client(id=client_id,
+                                                                         scopes=scopes),
+                               ca_file=ctx.paths.ca, grant=grant, username=username,
+                               password=password, open_browser=False)
+        tokens = run_grant(request, ctx.http, found)
+        # The signature, expiry and nonce are verified here; iss and aud are judged by their
+        # own checks below, against the API server, so verification takes the token's own.
+        audiences = unverified_claims(tokens.id_token).get("aud")
+        first = audiences if isinstance(audiences, str) else (list(audiences or []) or [""])[0]
+        expect = Expectations(issuer=str(unverified_claims(tokens.id_token).get("iss", "")),
+                              client_id=str(first), nonce=tokens.nonce)
+        claims = verify_id_token(tokens.id_token, fetch_jwks(ctx.http, found), expect,
+                                 int(ctx.now.timestamp()))
+        return Login(tokens.id_token, claims, client_id, tuple(scopes), via)
+    return ctx.fact("token.login", load)
+
+
+@check("token.login", needs=("network.discovery", "local.config"), login=True)
+def logs_in(ctx: Context) -> Result:
+    """A login succeeds and its ID token's signature verifies against the issuer's JWKS."""
+    from dexkit.oidc.tokens import unverified_header
+
+    got = login(ctx)
+    who = got.claims.get("email") or got.claims.get("sub")
+    alg = unverified_header(got.id_token).get("alg")
+    return ok(f"{ctx.request.login} login as {who} with {got.via} ('{got.client_id}', scopes "
+              f"{' '.join(got.scopes)}): ID token signed {alg}, signature verified")
+
+
+def _views(ctx: Context) -> list[ApiServerView]:
+    """The API servers whose configuration can be seen (none offline or when hidden)."""
+    from dexkit.doctor.apiserver import views
+
+    if ctx.request.offline or not ctx.passed("apiserver.visible"):
+        return []
+    return views(ctx)
+
+
+@check("token.issuer", needs=("token.login",), login=True)
+def token_issuer(ctx: Context) -> Result:
+    """The token's iss is the configured issuer (and the API server's), byte for byte."""
+    from dexkit.oidc.discovery import explain_difference
+
+    iss = str(login(ctx).claims.get("iss", ""))
+    wanted = [("dexkit.yaml", ctx.config.issuer)]
+    wanted += [(v.source, v.flag("oidc-issuer-url") or "") for v in _views(ctx)
+               if v.mode == "flags"]
+    for where, issuer in wanted:
+        if iss != issuer:
+            return fail(f"the token's iss is '{iss}', {where} has '{issuer}': "
+                        f"{explain_difference(issuer, iss)}",
+                        "Dex's issuer and the API server's issuer URL must be identical: "
+                        "re-render both from dexkit.yaml ('dexkit deploy', 'dexkit apiserver "
+                        "patch')")
+    return ok(f"iss is '{iss}', as " + " and ".join(w for w, _ in wanted) + " say")
+
+
+@check("token.audience", needs=("token.login",), login=True)
+def token_audience(ctx: Context) -> Result:
+    """The token's aud holds the client ID the API server accepts."""
+    got = login(ctx)
+    raw = got.claims.get("aud")
+    audiences = [raw] if isinstance(raw, str) else [str(a) for a in raw or []]
+    wanted = [("dexkit.yaml's apiServer.clientID", ctx.config.api_server.client_id)]
+    wanted += [(f"{v.source}'s --oidc-client-id", v.flag("oidc-client-id") or "")
+               for v in _views(ctx) if v.mode == "flags"]
+    for where, client_id in wanted:
+        if client_id not in audiences:
+            return fail(f"the token's aud is {audiences}, but {where} is '{client_id}': the "
+                        "API server refuses it (401)",
+                        "log in with the client the API server trusts, and make dexkit.yaml's "
+                        "apiServer.clientID, Dex's client and the API server's flag one value "
+                        "('dexkit kubeconfig', 'dexkit apiserver patch')")
+    return ok(f"aud {audiences} holds '{ctx.config.api_server.client_id}'")
+
+
+@check("token.email-verified", needs=("token.login",), login=True)
+def email_verified(ctx: Context) -> Result:
+    """With the email username claim, the token's email_verified is not false."""
+    claims = login(ctx).claims
+    api = ctx.config.api_server
+    if api.username_claim != "email":
+        return ok(f"the username claim is '{api.username_claim}': email_verified does not "
+                  "matter")
+    if "email" not in claims:
+        return fail("the token has no 'email' claim, the API server's username claim",
+                    "request the 'email' scope, and check that the connector returns an email")
+    if claims.get("email_verified") is False:
+        return fail(f"email_verified is false for {claims['email']}: the API server refuses an "
+                    "email username that is not verified",
+                    "verify the address upstream (or, for a connector that cannot, use another "
+                    "username claim with a prefix)")
+    return ok(f"email {claims['email']}, email_verified "
+              f"{claims.get('email_verified', 'absent (allowed)')}")
+
+
+@check("token.groups", needs=("token.login",), login=True)
+def groups(ctx: Context) -> Result:
+    """The token carries the groups claim the API server maps (the groups scope was asked)."""
+    got = login(ctx)
+    claim = ctx.config.api_server.groups_claim
+    if not claim:
+        return ok("no groups claim is configured (apiServer.groupsClaim is empty)")
+    value = got.claims.get(claim)
+    if value is None:
+        if "groups" not in got.scopes:
+            return fail(f"the token has no '{claim}' claim: the login ({got.via}) did not "
+                        f"request the 'groups' scope (scopes: {' '.join(got.scopes)})",
+                        "add the 'groups' scope to the login ('dexkit kubeconfig' writes it; "
+                        "kubelogin needs --oidc-extra-scope=groups)")
+        return fail(f"the token has no '{claim}' claim although the 'groups' scope was "
+                    "requested: the connector returned no groups for this user",
+                    "check the connector's group settings (GitHub orgs and teams, LDAP "
+                    "groupSearch, static users' groups)")
+    if not isinstance(value, list):
+        return fail(f"the token's '{claim}' claim is a {type(value).__name__}, not a list",
+                    "map a list-valued claim with apiServer.groupsClaim (Dex's is 'groups')")
+    if not value:
+        return warn(f"the token's '{claim}' claim is empty: group RBAC bindings cannot match "
+                    "this user", "give the user groups upstream, or bind RBAC to the user")
+    prefix = ctx.config.api_server.groups_prefix
+    return ok(f"{claim}: {', '.join(map(str, value))} (the API server sees "
+              f"{', '.join(prefix + str(g) for g in value)})")
+
+
+@check("token.review", needs=("token.login", "cluster.reachable"), cluster=True, login=True)
+def review(ctx: Context) -> Result:
+    """The API server accepts the token and maps user and groups as dexkit.yaml promises
+    (SelfSubjectReview)."""
+    from dexkit.errors import ClusterError
+    from dexkit.kube import connect, who_am_i
+    from dexkit.verify import expected_identity
+
+    got = login(ctx)
+    # The API server retries discovery every 10 s: a freshly configured one may need a round.
+    deadline = time.monotonic() + 25
+    while True:
+        try:
+            identity = who_am_i(connect(ctx.target, bearer_token=got.id_token))
+            break
+        except ClusterError as exc:
+            if "401" not in exc.message:
+                raise
+            if time.monotonic() > deadline:
+                return fail("the API server refuses the token (401 Unauthorized)",
+                            "the failing checks above name why (apiserver.*, token.*); the "
+                            "API server's log says 'Unable to authenticate the request'")
+            time.sleep(2)
+    username, wanted_groups = expected_identity(ctx.config, got.claims)
+    if identity.username != username:
+        return fail(f"the API server sees user '{identity.username}', dexkit.yaml promises "
+                    f"'{username}'", "the API server's username claim or prefix differs from "
+                    "dexkit.yaml (see apiserver.oidc)")
+    missing = [g for g in wanted_groups if g not in identity.groups]
+    if missing:
+        return fail(f"the API server does not see groups {missing} (it sees "
+                    f"{list(identity.groups)})", "the API server's groups claim or prefix "
+                    "differs from dexkit.yaml (see apiserver.oidc)")
+    return ok(f"the API server sees '{identity.username}' in {', '.join(identity.groups)}")
