@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "login": ("dexkit.cli.login", "login", False),
     "verify": ("dexkit.cli.login", "verify", False),
     "kubeconfig": ("dexkit.cli.login", "kubeconfig", False),
+    "doctor": ("dexkit.cli.doctor", "doctor", False),
     "deploy": ("dexkit.cli.deploy", "deploy", False),
     "destroy": ("dexkit.cli.deploy", "destroy", False),
     # Runs through dexkit.__main__'s lean path; registered here for the help listing only.

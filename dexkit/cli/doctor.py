@@ -1,0 +1,61 @@
+"""``dexkit doctor``: run every check, show a table (or JSON) and a verdict; exit 1 on a failure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dexkit.cli.options import DirOption, Format, OutputOption
+
+LOGINS = ("none", "password", "device")
+_MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+def doctor(
+    directory: DirOption = Path(),
+    kubeconfig: Annotated[Path | None, typer.Option(
+        "--kubeconfig", help="Kubeconfig file (default: KUBECONFIG, then ~/.kube/config).")]
+        = None,
+    context: Annotated[str | None, typer.Option(
+        "--context", help="Kubeconfig context (default: the current one).")] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Do not contact the cluster (Dex itself is still checked).")] = False,
+    login: Annotated[str, typer.Option(
+        "--login", help="Also log in and check the token: password, device, or none.")]
+        = "none",
+    username: Annotated[str | None, typer.Option(
+        "--username", "-u", help="User for --login password (default: the first static "
+        "user); the password comes from DEXKIT_PASSWORD or .dexkit/passwords/.")] = None,
+    output: OutputOption = Format.text,
+) -> None:
+    """Check every link between the browser, Dex and the API server, and name the broken one."""
+    from dexkit import doctor as checks
+    from dexkit.console import Output
+    from dexkit.errors import UsageError
+    from dexkit.kube import Target
+
+    if login not in LOGINS:
+        raise UsageError(f"unknown login '{login}'", f"use one of {', '.join(LOGINS)}")
+    results = checks.run(checks.DoctorRequest(
+        directory=directory, target=Target(kubeconfig, context), offline=offline,
+        login=login,  # type: ignore[arg-type]
+        username=username, password=os.environ.get("DEXKIT_PASSWORD") or None))
+    summary = checks.summarise(results)
+    out = Output()
+    if output is Format.json:
+        out.json(checks.as_json(results))
+    else:
+        out.table(["check", "result", "detail"],
+                  [(r.id, _MARK[r.status], r.message) for r in results])
+        for result in results:
+            if result.status in ("fail", "warn") and result.hint:
+                out.err.line(result.hint, lead=f"hint [{result.id}]: ", lead_style="dim")
+        if summary.passed:
+            out.success(f"doctor: {summary.sentence()}")
+        else:
+            out.err.line(summary.sentence(), lead="doctor: ", lead_style="red bold")
+    if not summary.passed:
+        raise typer.Exit(1)
