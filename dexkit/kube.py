@@ -498,7 +498,7 @@ def pod_log(cluster: Cluster, namespace: str, pod: str, container: str, *,
     if previous:
         query.append(("previous", "true"))
     try:
-        text: str = _call(cluster, "GET", f"{ref.path}/log", query=query, accept="text/plain")
+        text: str = _call(cluster, "GET", f"{ref.path}/log", query=query, accept="*/*")
     except Exception as exc:
         raise translate(exc, cluster, f'get pods/log "{pod}" in namespace "{namespace}"') \
             from None

@@ -15,15 +15,18 @@ What the sandbox is, and what that means for these tests:
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import http.server
 import json
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -346,9 +349,63 @@ def _status(site: Site, kind: str, name: str, status: dict[str, Any]) -> None:
                  "--type=merge", "-p", json.dumps({"status": status}))
 
 
-def test_rollout_diagnosis_names_pod_states_events_and_logs(site: Site) -> None:
+class _LogHandler(http.server.BaseHTTPRequestHandler):
+    """The one kubelet endpoint the API server's pods/log proxies to."""
+
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        body = b"time=... level=info msg=\"loading config\"\nfailed to open TLS key: no such file\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def stand_in_kubelet(site: Site, tmp_path: Path, node: str) -> Iterator[list[str]]:
+    """A Node whose kubelet endpoint is a local HTTPS server answering /containerLogs, so that
+    the API server's real pods/log proxy path runs; the requested paths are yielded. (The
+    sandbox API server has no --kubelet-certificate-authority, so it does not verify it.)"""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = pki.generate_key("ecdsa-p256")
+    ca = pki.create_ca(ca_key, common_name="stand-in kubelet CA", days=1, now=now)
+    key = pki.generate_key("ecdsa-p256")
+    cert = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=key, hosts=["localhost"],
+                                  ips=["127.0.0.1"], days=1, now=now)
+    (tmp_path / "kubelet.pem").write_bytes(pki.cert_pem(cert))
+    (tmp_path / "kubelet-key.pem").write_bytes(pki.key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "kubelet.pem", tmp_path / "kubelet-key.pem")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LogHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _LogHandler.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    site.kubectl("create", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))
+    site.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p",
+                 json.dumps({"status": {
+                     "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                     "daemonEndpoints": {"kubeletEndpoint": {
+                         "Port": server.server_address[1]}}}}))
+    try:
+        yield _LogHandler.requests
+    finally:
+        site.kubectl("delete", "node", node, "--wait=false")
+        server.shutdown()
+        thread.join()
+
+
+def test_rollout_diagnosis_names_pod_states_events_and_logs(site: Site, tmp_path: Path) -> None:
     """Pods, their statuses and events are written here as the ReplicaSet controller and the
-    kubelet would write them (neither runs in the sandbox); deploy then reads them for real."""
+    kubelet would write them (neither runs in the sandbox); the crashing container's log comes
+    through the API server from a stand-in kubelet endpoint. deploy reads all of it for real."""
     assert site.deploy("--no-wait").code == 0
     deployment = site.get("deployment", "dex")
     assert deployment is not None
@@ -356,6 +413,7 @@ def test_rollout_diagnosis_names_pod_states_events_and_logs(site: Site) -> None:
     generation = deployment["metadata"]["generation"]
     _status(site, "deployment", "dex", {"observedGeneration": generation, "replicas": 2,
                                         "updatedReplicas": 2, "unavailableReplicas": 2})
+    node = f"node-{site.namespace}"[:63]
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for pod, waiting, restarts in (("dex-pull", {"reason": "ImagePullBackOff",
                                                  "message": "Back-off pulling image"}, 0),
@@ -365,7 +423,7 @@ def test_rollout_diagnosis_names_pod_states_events_and_logs(site: Site) -> None:
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod, "namespace": site.namespace,
                          "labels": template["metadata"]["labels"]},
-            "spec": {**template["spec"], "nodeName": "node-a"}}))
+            "spec": {**template["spec"], "nodeName": node}}))
         container: dict[str, Any] = {"name": "dex", "image": "x", "imageID": "", "ready": False,
                                      "restartCount": restarts, "state": {"waiting": waiting}}
         if restarts:
@@ -377,17 +435,21 @@ def test_rollout_diagnosis_names_pod_states_events_and_logs(site: Site) -> None:
         "involvedObject": {"kind": "Pod", "name": "dex-crash", "namespace": site.namespace},
         "reason": "BackOff", "message": "Back-off restarting failed container dex",
         "type": "Warning", "count": 5, "firstTimestamp": now, "lastTimestamp": now,
-        "source": {"component": "kubelet", "host": "node-a"}}))
+        "source": {"component": "kubelet", "host": node}}))
 
-    result = site.deploy("--timeout", "2")
+    with stand_in_kubelet(site, tmp_path, node) as log_requests:
+        result = site.deploy("--timeout", "2")
     assert_one_error(result, "0 of 2 updated replicas available")
     err = result.err
-    assert "pod dex-pull: Pending on node-a" in err
+    assert f"pod dex-pull: Pending on {node}" in err
     assert "container dex: waiting: ImagePullBackOff: Back-off pulling image" in err
     assert "container dex: waiting: CrashLoopBackOff: back-off 40s restarting " \
            "(restarted 3 times)" in err
-    # The API server proxies logs from the kubelet, and there is none: said, not crashed on.
-    assert "last log lines of dex: unavailable" in err
+    # The crashed run's log, through the API server's pods/log: the previous container's.
+    assert "last log lines of dex:\n    | time=... level=info" in err
+    assert "    | failed to open TLS key: no such file" in err
+    assert log_requests == [f"/containerLogs/{site.namespace}/dex-crash/dex"
+                            "?previous=true&tailLines=10"]
     assert "Warning BackOff pod/dex-crash: Back-off restarting failed container dex (x5)" in err
 
 
