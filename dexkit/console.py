@@ -99,14 +99,20 @@ class Output:
             TextColumn,
             TimeElapsedColumn,
         )
+        from rich.table import Column
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.err.rich) as bar:
-            task = bar.add_task(escape(title), total=None)
+        # Title, bar and counts first, at their width; the status text takes what is left of
+        # the line and is cut there (Rich shrinks every column of a non-expanding table).
+        status = TextColumn("{task.fields[status]}",
+                            table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"))
+        with Progress(SpinnerColumn(), TextColumn("{task.description}",
+                                                  table_column=Column(no_wrap=True)),
+                      BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(), status,
+                      console=self.err.rich, expand=True) as bar:
+            task = bar.add_task(escape(f"{verb} {title}"), total=None, status="")
 
             def update(done: int, total: int, text: str) -> None:
-                bar.update(task, completed=done, total=total,
-                           description=escape(f"{verb} {title}: {text}"))
+                bar.update(task, completed=done, total=total, status=escape(text))
             yield update
 
     def success(self, text: str) -> None:

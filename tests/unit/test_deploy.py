@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 
 from dexkit import credentials, deploy, kube, rollout
 from dexkit.config import Config
+from dexkit.console import Output
 from dexkit.errors import ConfigError, TLSError, UsageError
 from dexkit.render.dex import credential_envs, render_manifests
 from tests.unit.render.helpers import GOLDEN, case_config, connector_pems, make_config
@@ -475,3 +477,36 @@ def test_recent_events_are_those_of_the_deployment_its_sets_and_pods() -> None:
     assert rollout.recent_events(events, {"nothing"}) == [
         "no events about the Deployment, its ReplicaSets or pods"]
 
+
+
+# --- the rollout's progress display ------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_off_a_terminal_is_one_line_per_change(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = Output()
+    with out.progress("rollout", "Deployment dex/dex", width=12) as update:
+        update(0, 1, "waiting")
+        update(0, 1, "waiting")
+        update(1, 1, "1 of 1 replicas available")
+    assert capsys.readouterr().err.splitlines() == [
+        "rollout      Deployment dex/dex: waiting",
+        "rollout      Deployment dex/dex: 1 of 1 replicas available"]
+
+
+def test_progress_on_a_terminal_is_a_rich_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "100")
+    out = Output()
+    with out.progress("rollout", "Deployment dex/dex") as update:
+        update(1, 1, "1 of 1 replicas available")
+    frame = terminal.getvalue()
+    assert "rollout Deployment dex/dex" in frame and "1/1" in frame
+    assert "1 of 1 replicas available" in frame
+    assert "\x1b[" in frame  # drawn in place, not printed as lines
