@@ -250,6 +250,9 @@ def can_i(cluster: Cluster, verb: str, resource: str, namespace: str | None = No
 # --- objects: reads, server-side apply, deletes ---------------------------------------------
 
 FIELD_MANAGER = "dexkit"
+# (connect, read) seconds: without them a server that drops packets hangs a deploy for as
+# long as the OS keeps retrying the connection. urllib3 retries a failed connect 3 times.
+REQUEST_TIMEOUT = (5.0, 60.0)
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 
 
@@ -363,7 +366,7 @@ def _call(cluster: Cluster, method: str, path: str, *,
     request = api.param_serialize(method=method, resource_path=path, query_params=list(query),
                                   header_params={"Content-Type": content_type, "Accept": accept},
                                   body=body, auth_settings=["BearerToken"])
-    response = api.call_api(*request)
+    response = api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
     raw = response.read()
     text = raw.decode("utf-8", errors="replace") if raw else ""
     if not 200 <= response.status <= 299:

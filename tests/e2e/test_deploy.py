@@ -310,6 +310,38 @@ def test_credentials_the_cluster_has_are_kept(site: Site,
     assert step(result, "unchanged", f"Deployment {site.namespace}/dex")
 
 
+def test_ldap_oidc_and_client_secrets_come_from_the_variables_dex_reads(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(site.project, site.namespace,
+                 connectors=[{"type": "ldap"}, {"type": "oidc", "id": "upstream"}],
+                 clients=[{"id": "kubernetes"},
+                          {"id": "dash", "public": False, "secretName": "dash-client",
+                           "redirectURIs": ["https://dash.example.com/callback"]}])
+    values = {"LDAP_BIND_PASSWORD": "bind-pw-1", "UPSTREAM_CLIENT_ID": "up-id",
+              "UPSTREAM_CLIENT_SECRET": "up-secret-2", "DEX_CLIENT_DASH_SECRET": "dash-3"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    result = site.deploy("--no-wait")
+    assert result.code == 0, result.err
+    assert not any(v in result.out + result.err for v in values.values())
+    expected = {"ldap-bind": {"password": "bind-pw-1"},
+                "oidc-client": {"client-id": "up-id", "client-secret": "up-secret-2"},
+                "dash-client": {"client-secret": "dash-3"}}
+    for name, data in expected.items():
+        secret = site.get("secret", name)
+        assert secret is not None, name
+        assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == data
+    assert site.get("secret", "github-client") is None
+    deployment = site.get("deployment", "dex")
+    assert deployment is not None
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+    assert refs == {"LDAP_BIND_PASSWORD": "ldap-bind", "UPSTREAM_CLIENT_ID": "oidc-client",
+                    "UPSTREAM_CLIENT_SECRET": "oidc-client",
+                    "DEX_CLIENT_DASH_SECRET": "dash-client"}
+
+
 # --- field conflicts --------------------------------------------------------------------------
 
 
