@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -224,6 +225,8 @@ def _private_key(data: bytes) -> Any:
 
 _SECRET_WORDS = ("hash", "secret", "password", "bindpw", "token")
 HIDDEN = "<hidden>"
+HIDDEN_RENDERED = "<hidden, as rendered>"
+HIDDEN_CHANGED = "<hidden, changed in the cluster>"
 
 
 def _is_secret_key(key: object) -> bool:
@@ -234,7 +237,7 @@ def _hide(value: Any) -> Any:
     """Every credential-like value replaced by HIDDEN; ``$VAR`` references stay (they name an
     environment variable, not a value)."""
     if isinstance(value, dict):
-        return {k: (v if isinstance(v, str) and v.startswith("$") else HIDDEN)
+        return {k: (v if _is_reference(v) else HIDDEN)
                 if _is_secret_key(k) and not isinstance(v, dict | list) else _hide(v)
                 for k, v in value.items()}
     if isinstance(value, list):
@@ -252,13 +255,14 @@ def hide_pair(rendered: Any, live_value: Any) -> tuple[Any, Any]:
             a, b = rendered.get(key, _ABSENT), live_value.get(key, _ABSENT)
             if _is_secret_key(key) and not isinstance(a, dict | list) and \
                     not isinstance(b, dict | list):
-                same = a == b
+                # Both sides present and different: markers that differ, so the line shows.
+                changed = a is not _ABSENT and b is not _ABSENT and a != b
                 if a is not _ABSENT:
-                    left[key] = a if _is_reference(a) else (HIDDEN if same else
-                                                              "<hidden: rendered value>")
+                    left[key] = a if _is_reference(a) else (HIDDEN_RENDERED if changed
+                                                              else HIDDEN)
                 if b is not _ABSENT:
-                    right[key] = b if _is_reference(b) else (HIDDEN if same else
-                                                               "<hidden: changed value>")
+                    right[key] = b if _is_reference(b) else (HIDDEN_CHANGED if changed
+                                                               else HIDDEN)
                 continue
             if a is not _ABSENT and b is not _ABSENT:
                 left[key], right[key] = hide_pair(a, b)
@@ -277,8 +281,13 @@ def hide_pair(rendered: Any, live_value: Any) -> tuple[Any, Any]:
 _ABSENT = object()
 
 
+_REFERENCE = re.compile(r"^\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})$")
+
+
 def _is_reference(value: object) -> bool:
-    return isinstance(value, str) and value.startswith("$")
+    """``$VAR`` or ``${VAR}``: Dex expands it from the environment; it names no value. A
+    bcrypt hash (``$2y$10$...``) is not one."""
+    return isinstance(value, str) and bool(_REFERENCE.match(value))
 
 
 def config_drift(rendered: str, live_text: str, where: str) -> list[str]:

@@ -211,6 +211,10 @@ class Context:
             raise value.error
         return cast("T", value)
 
+    def provide(self, key: str, value: object) -> None:
+        """Set a fact before the checks run (tests; callers that already hold it)."""
+        self._facts[key] = value
+
     def passed(self, check_id: str) -> bool:
         result = self.results.get(check_id)
         return result is not None and result.status in ("ok", "warn")

@@ -1,0 +1,214 @@
+"""Cluster checks over live objects given as facts (what the API server would return)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dexkit import kube, pki
+from dexkit.config import load_config
+from dexkit.doctor.cluster import HIDDEN, config_drift, hide_pair
+from dexkit.doctor.core import Context
+from dexkit.kube import ServerClock
+from dexkit.render.dex import render_dex_config, render_service
+from tests.unit.doctor.helpers import ca_and_leaf, context, run
+
+Project = Callable[..., Path]
+NS = "dex"
+
+
+class FakeCluster:
+    server = "https://127.0.0.1:6443"
+    context = "test"
+    api = None
+
+
+TLS_SECRET = "Secret/dex.example.com.tls"
+
+
+def _ctx(project: Path, live: dict[str, dict[str, Any] | None] | None = None) -> Context:
+    """A context whose cluster returns ``live`` objects, keyed ``Kind/name`` (in dex)."""
+    facts: dict[str, object] = {"cluster": FakeCluster(),
+                                "cluster.clock": (ServerClock("v1.34.4", None), None)}
+    for key, value in (live or {}).items():
+        kind, name = key.split("/")
+        facts[f"live:{kind}:{NS}/{name}"] = value
+    return context(project, facts=facts)
+
+
+def _b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _deployment(available: int = 1, status: bool = True, message: str = "") -> dict[str, Any]:
+    return {"spec": {"replicas": 1, "template": {"spec": {"containers": [
+        {"name": "dex", "image": "ghcr.io/dexidp/dex:v2.45.1"}]}}},
+        "status": {"availableReplicas": available, "conditions": [
+            {"type": "Available", "status": "True" if status else "False",
+             "message": message}]}}
+
+
+def test_reachable_names_server_and_version(new_project: Project) -> None:
+    result = run(_ctx(new_project()), "cluster.reachable")
+    assert result.message == "https://127.0.0.1:6443 (context test) answers: Kubernetes v1.34.4"
+
+
+def test_deployment_states(new_project: Project) -> None:
+    project = new_project()
+    healthy = _ctx(project, {"Deployment/dex": _deployment()})
+    assert run(healthy, "cluster.deployment").status == "ok"
+    missing = run(_ctx(project, {"Deployment/dex": None}), "cluster.deployment")
+    assert missing.status == "fail" and missing.message == "Deployment dex/dex does not exist"
+    assert "dexkit deploy" in missing.hint
+    down = run(_ctx(project, {"Deployment/dex": _deployment(
+        0, False, "Deployment does not have minimum availability.")}), "cluster.deployment")
+    assert down.status == "fail"
+    assert "not available: 0 of 1 replicas available; Deployment does not have minimum " \
+           "availability." in down.message
+    assert "kubectl -n dex describe deployment dex" in down.hint
+
+
+def test_deployment_with_another_image_warns(new_project: Project) -> None:
+    deployment = _deployment()
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "dex:old"
+    result = run(_ctx(new_project(), {"Deployment/dex": deployment}), "cluster.deployment")
+    assert result.status == "warn" and "runs dex:old" in result.message
+
+
+def _service(project: Path) -> dict[str, Any]:
+    return {"spec": yaml.safe_load(render_service(load_config(project).config))["spec"]}
+
+
+def test_service_as_rendered_exposes_the_issuer_port(new_project: Project) -> None:
+    project = new_project()
+    result = run(_ctx(project, {"Service/dex": _service(project)}), "cluster.service")
+    assert result.status == "ok"
+    assert result.message == ("Service dex/dex: NodePort 32000 (the issuer's port) -> 5556 -> "
+                              "Dex's https port")
+
+
+def test_service_with_another_node_port_fails(new_project: Project) -> None:
+    project = new_project()
+    service = _service(project)
+    service["spec"]["ports"][0]["nodePort"] = 31999
+    result = run(_ctx(project, {"Service/dex": service}), "cluster.service")
+    assert result.status == "fail"
+    assert result.message == "Service dex/dex: nodePort is 31999, dexkit renders 32000"
+
+
+def _tls_secret(cert: bytes, key: bytes) -> dict[str, Any]:
+    return {"data": {"tls.crt": _b64(cert), "tls.key": _b64(key)}}
+
+
+def test_tls_secret_with_our_certificate(new_project: Project) -> None:
+    project = new_project()
+    secret = _tls_secret((project / "ssl/cert.pem").read_bytes(),
+                         (project / "ssl/key.pem").read_bytes())
+    result = run(_ctx(project, {TLS_SECRET: secret}), "cluster.tls-secret")
+    assert result.status == "ok" and "holds ssl/cert.pem" in result.message
+
+
+def test_tls_secret_with_another_certificate_fails(new_project: Project) -> None:
+    project = new_project()
+    _, _, leaf, key = ca_and_leaf(["dex.example.com"], common_name="Old CA")
+    secret = _tls_secret(pki.cert_pem(leaf), pki.key_pem(key))
+    result = run(_ctx(project, {TLS_SECRET: secret}), "cluster.tls-secret")
+    assert result.status == "fail"
+    assert result.message.startswith("Secret dex/dex.example.com.tls holds another certificate "
+                                     "(CN=dex.example.com, SHA-256 ")
+    assert "than ssl/cert.pem" in result.message and "dexkit deploy" in result.hint
+    assert "PRIVATE" not in result.message
+
+
+def test_tls_secret_missing_fails(new_project: Project) -> None:
+    result = run(_ctx(new_project(), {TLS_SECRET: None}),
+                 "cluster.tls-secret")
+    assert result.status == "fail" and "does not exist" in result.message
+
+
+def _config_secret(text: str) -> dict[str, Any]:
+    return {"data": {"config.yaml": _b64(text)}}
+
+
+def test_dex_config_as_rendered(new_project: Project) -> None:
+    project = new_project()
+    rendered = render_dex_config(load_config(project).config)
+    ctx = _ctx(project, {"Secret/dex-config": _config_secret(rendered)})
+    assert run(ctx, "cluster.dex-config").message == \
+        "Secret dex/dex-config holds exactly what dexkit renders now"
+
+
+def test_dex_config_drift_is_a_diff_without_secret_values(new_project: Project) -> None:
+    project = new_project()
+    rendered = render_dex_config(load_config(project).config)
+    data = yaml.safe_load(rendered)
+    old_hash = data["staticPasswords"][0]["hash"]
+    data["logger"]["level"] = "debug"
+    data["staticPasswords"][0]["hash"] = "$2y$10$" + "x" * 53
+    data["staticClients"][0]["secret"] = "ZXhhbXBsZS1hcHAtc2VjcmV0"
+    edited = yaml.safe_dump(data, sort_keys=False)
+    result = run(_ctx(project, {"Secret/dex-config": _config_secret(edited)}),
+                 "cluster.dex-config")
+    assert result.status == "fail"
+    assert "-  level: info" in result.message and "+  level: debug" in result.message
+    assert "-  hash: <hidden, as rendered>" in result.message
+    assert "+  hash: <hidden, changed in the cluster>" in result.message
+    assert "+  secret: <hidden>" in result.message
+    for value in (old_hash, "x" * 53, "ZXhhbXBsZS1hcHAtc2VjcmV0"):
+        assert value not in result.message
+    assert "dexkit deploy" in result.hint
+
+
+def test_dex_config_with_only_comments_changed_passes(new_project: Project) -> None:
+    project = new_project()
+    rendered = render_dex_config(load_config(project).config)
+    result = run(_ctx(project, {"Secret/dex-config": _config_secret("# edited\n" + rendered)}),
+                 "cluster.dex-config")
+    assert result.status == "ok" and "comments or layout differ" in result.message
+
+
+def test_hide_pair_keeps_env_references_and_hides_values() -> None:
+    left, right = hide_pair({"clientSecret": "$GITHUB_CLIENT_SECRET", "bindPW": "a"},
+                            {"clientSecret": "$GITHUB_CLIENT_SECRET", "bindPW": "a",
+                             "password": "b"})
+    assert left == {"clientSecret": "$GITHUB_CLIENT_SECRET", "bindPW": HIDDEN}
+    assert right == {"clientSecret": "$GITHUB_CLIENT_SECRET", "bindPW": HIDDEN,
+                     "password": HIDDEN}
+    assert config_drift("a: 1\n", "a: 1\n", "x") == []
+
+
+@pytest.fixture
+def sar(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    denied: list[tuple[str, str, str]] = []
+
+    def fake(cluster: object, user: str, groups: list[str], verb: str, resource: str,
+             group: str = "", namespace: str | None = None) -> kube.Permission:
+        assert user == "system:serviceaccount:dex:dex"
+        allowed = (verb, group, resource) not in denied
+        return kube.Permission(verb, f"{resource}.{group}", namespace, allowed)
+    monkeypatch.setattr(kube, "subject_can", fake)
+    return denied
+
+
+def test_dex_rbac_allowed(new_project: Project, sar: list[tuple[str, str, str]]) -> None:
+    result = run(_ctx(new_project(), {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
+    assert result.status == "ok" and "51 SubjectAccessReviews" in result.message
+
+
+def test_dex_rbac_denied_names_what(new_project: Project, sar: list[tuple[str, str, str]]) -> None:
+    sar.append(("create", "apiextensions.k8s.io", "customresourcedefinitions"))
+    result = run(_ctx(new_project(), {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
+    assert result.status == "fail"
+    assert result.message.startswith("ServiceAccount dex/dex may not: create "
+                                     "customresourcedefinitions.apiextensions.k8s.io.")
+    assert "ClusterRole" in result.hint
+
+
+def test_dex_rbac_skipped_for_other_storage(new_project: Project) -> None:
+    result = run(_ctx(new_project(dex={"storage": {"type": "memory"}})), "cluster.dex-rbac")
+    assert result.status == "skip" and "storage is memory" in result.message

@@ -1,0 +1,101 @@
+"""Token checks over a login given as a fact (the claims Dex would sign)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dexkit.config import load_config
+from dexkit.doctor.apiserver import pod_view
+from dexkit.doctor.core import Context, Result
+from dexkit.doctor.token import Login
+from tests.unit.doctor.helpers import ISSUER, context, run
+from tests.unit.doctor.test_apiserver import _pod
+
+Project = Callable[..., Path]
+SCOPES = ("openid", "email", "groups", "profile", "offline_access")
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    claims = {"iss": ISSUER, "aud": "kubernetes", "sub": "Cg", "email": "admin@example.com",
+              "email_verified": True, "groups": ["team-a", "team-a/admins"]}
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _ctx(project: Path, claims: dict[str, Any], scopes: tuple[str, ...] = SCOPES,
+         facts: dict[str, object] | None = None) -> Context:
+    login = Login("e30.e30.sig", claims, "kubernetes", scopes, "dexkit.yaml's client")
+    return context(project, login="password", facts={"token.login": login, **(facts or {})})
+
+
+def test_a_good_token_passes_every_claim_check(new_project: Project) -> None:
+    ctx = _ctx(new_project(), _claims())
+    for check_id in ("token.issuer", "token.audience", "token.email-verified", "token.groups"):
+        assert run(ctx, check_id).status == "ok", check_id
+    assert run(ctx, "token.groups").message == ("groups: team-a, team-a/admins (the API server "
+                                                "sees oidc:team-a, oidc:team-a/admins)")
+
+
+def test_email_verified_false_fails(new_project: Project) -> None:
+    result = run(_ctx(new_project(), _claims(email_verified=False)), "token.email-verified")
+    assert result.status == "fail"
+    assert result.message == ("email_verified is false for admin@example.com: the API server "
+                              "refuses an email username that is not verified")
+
+
+def test_email_verified_does_not_matter_for_another_claim(new_project: Project) -> None:
+    project = new_project(apiServer={"usernameClaim": "sub"})
+    assert run(_ctx(project, _claims(email_verified=False)), "token.email-verified").status \
+        == "ok"
+
+
+def test_groups_scope_not_requested_fails_and_says_so(new_project: Project) -> None:
+    result = run(_ctx(new_project(), _claims(groups=None), scopes=("openid", "email")),
+                 "token.groups")
+    assert result.status == "fail"
+    assert "did not request the 'groups' scope (scopes: openid email)" in result.message
+    assert "--oidc-extra-scope=groups" in result.hint
+
+
+def test_groups_requested_but_none_returned(new_project: Project) -> None:
+    result = run(_ctx(new_project(), _claims(groups=None)), "token.groups")
+    assert result.status == "fail" and "connector returned no groups" in result.message
+
+
+def test_empty_groups_warn(new_project: Project) -> None:
+    assert run(_ctx(new_project(), _claims(groups=[])), "token.groups").status == "warn"
+
+
+def test_issuer_of_the_token_differs(new_project: Project) -> None:
+    result = run(_ctx(new_project(), _claims(iss=ISSUER + "/")), "token.issuer")
+    assert result.status == "fail" and "differ only by a trailing slash" in result.message
+
+
+def _visible(project: Path, client_id: str) -> dict[str, object]:
+    config = load_config(project).config
+    pod = _pod(config, lambda cmd: [f"--oidc-client-id={client_id}"
+                                    if c.startswith("--oidc-client-id=") else c for c in cmd])
+    return {"apiserver.views": [pod_view(pod, config)]}
+
+
+def test_audience_against_the_api_servers_client_id(new_project: Project) -> None:
+    project = new_project()
+    ctx = _ctx(project, _claims(), facts=_visible(project, "example-app"))
+    ctx.results["apiserver.visible"] = Result("apiserver.visible", "ok", "")
+    result = run(ctx, "token.audience")
+    assert result.status == "fail"
+    assert result.message == ("the token's aud is ['kubernetes'], but Pod "
+                              "kube-system/kube-apiserver-node1's --oidc-client-id is "
+                              "'example-app': the API server refuses it (401)")
+
+
+def test_audience_against_the_config(new_project: Project) -> None:
+    result = run(_ctx(new_project(), _claims(aud=["example-app"])), "token.audience")
+    assert result.status == "fail" and "apiServer.clientID is 'kubernetes'" in result.message
+
+
+def test_login_is_skipped_without_login_option(new_project: Project) -> None:
+    ctx = context(new_project())
+    assert run(ctx, "token.login").status == "skip"
