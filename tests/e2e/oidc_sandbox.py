@@ -1,0 +1,117 @@
+"""A sandbox wired like a cluster dexkit deployed to: an API server started with the rendered
+OIDC flags, the rendered RBAC applied, and Dex running the rendered Dex config as a process.
+
+What differs from a cluster, and why (each is something a pod gets from its cluster, not from
+dexkit's rendering):
+
+- Dex runs as a local process, not a pod: ``storage`` becomes ``memory`` (no in-cluster
+  service account to reach the kubernetes storage with), the listeners bind 127.0.0.1 on the
+  issuer's port, and the TLS and connector-CA paths point at the project's files instead of the
+  Secret mounts. Everything else (issuer, connectors, static users, clients, password connector)
+  is the rendered config, byte for byte the same data.
+- The API server gets the rendered ``--oidc-*`` flags; only ``--oidc-ca-file`` points at a copy
+  of the project's CA in the sandbox instead of the node path.
+- The sandbox runs no kube-controller-manager, so the aggregated ClusterRoles (view, edit,
+  admin) have no rules; :func:`aggregate_cluster_roles` fills them in as its
+  clusterrole-aggregation controller would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dexkit.config import Config
+from dexkit.render.apiserver import apiserver_flags
+from dexkit.render.dex import connector_ca_paths, credential_envs, render_dex_config
+from dexkit.sandbox import controlplane
+
+CA_IN_SANDBOX = "openid-ca.pem"
+
+
+def kubectl_run(kubectl: Path, plane: controlplane.ControlPlane, *args: str,
+                stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(kubectl), "--kubeconfig", str(plane.kubeconfig), *args],
+                          input=stdin, capture_output=True, text=True, timeout=120, check=False)
+
+
+def aggregate_cluster_roles(kubectl: Path, plane: controlplane.ControlPlane) -> None:
+    """Give every ClusterRole with an aggregationRule the rules of the roles it selects."""
+    for _ in range(3):  # admin <- edit <- view: a few rounds reach the fixed point
+        listed = kubectl_run(kubectl, plane, "get", "clusterroles", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        roles: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+        changed = False
+        for role in roles:
+            selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
+            if not selectors:
+                continue
+            rules: list[Any] = []
+            for other in roles:
+                labels = other["metadata"].get("labels") or {}
+                if other is role or not any(
+                        all(labels.get(k) == v for k, v in (s.get("matchLabels") or {}).items())
+                        for s in selectors):
+                    continue
+                rules += [r for r in other.get("rules") or [] if r not in rules]
+            if rules != (role.get("rules") or []):
+                patch = json.dumps({"rules": rules})
+                done = kubectl_run(kubectl, plane, "patch", "clusterrole",
+                                   role["metadata"]["name"], "--type=merge", "-p", patch)
+                assert done.returncode == 0, done.stderr
+                changed = True
+        if not changed:
+            return
+
+
+def oidc_apiserver_options(config: Config, ca_pem: str,
+                           kubernetes_version: str) -> controlplane.ControlPlaneOptions:
+    """The rendered API-server flags, with the CA file in the sandbox's files/."""
+    args = []
+    for flag in apiserver_flags(config):
+        value = flag.value
+        if flag.name == "oidc-ca-file":
+            value = "{files}/" + CA_IN_SANDBOX
+        args.append(f"--{flag.name}={value}")
+    return controlplane.ControlPlaneOptions(
+        extra_args=tuple(args), extra_files={CA_IN_SANDBOX: ca_pem},
+        kubernetes_version=kubernetes_version)
+
+
+def local_dex_config(config: Config, project: Path, *, telemetry_port: int,
+                     connector_cas: dict[str, Path] | None = None) -> str:
+    """The rendered Dex config, with only what a pod would provide swapped (see the module)."""
+    data: dict[str, Any] = yaml.safe_load(render_dex_config(config))
+    data["storage"] = {"type": "memory"}
+    data["web"] = {
+        "https": f"127.0.0.1:{config.issuer_port}",
+        "tlsCert": str(project / config.tls.dir / "cert.pem"),
+        "tlsKey": str(project / config.tls.dir / "key.pem"),
+    }
+    data["telemetry"] = {"http": f"127.0.0.1:{telemetry_port}"}
+    cas = connector_cas or {}
+    in_pod = connector_ca_paths(config)
+    for connector in data.get("connectors") or []:
+        cid = connector["id"]
+        if cid not in in_pod:
+            continue
+        settings = connector["config"]
+        local = str(cas[cid])
+        if "rootCA" in settings:
+            settings["rootCA"] = local
+        if "rootCAs" in settings:
+            settings["rootCAs"] = [local]
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def dex_environment(config: Config, values: dict[str, str]) -> dict[str, str]:
+    """The variables the rendered config reads credentials from ($LDAP_BIND_PASSWORD, ...),
+    each from ``values``; every one the config needs must be given."""
+    wanted = [e.env for e in credential_envs(config).all()]
+    missing = [name for name in wanted if name not in values]
+    assert not missing, f"the test gives Dex no value for {missing}"
+    return {name: values[name] for name in wanted}
