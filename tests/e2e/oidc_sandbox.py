@@ -9,8 +9,9 @@ dexkit's rendering):
   issuer's port, and the TLS and connector-CA paths point at the project's files instead of the
   Secret mounts. Everything else (issuer, connectors, static users, clients, password connector)
   is the rendered config, byte for byte the same data.
-- The API server gets the rendered ``--oidc-*`` flags; only ``--oidc-ca-file`` points at a copy
-  of the project's CA in the sandbox instead of the node path.
+- The API server gets the rendered ``--oidc-*`` flags through :mod:`dexkit.sandbox.wiring`, as
+  ``dexkit sandbox up`` does: only ``--oidc-ca-file`` points at a copy of the project's CA in
+  the sandbox instead of the node path.
 - The sandbox runs no kube-controller-manager, so the aggregated ClusterRoles (view, edit,
   admin) have no rules; :func:`aggregate_cluster_roles` fills them in as its
   clusterrole-aggregation controller would.
@@ -26,11 +27,8 @@ from typing import Any
 import yaml
 
 from dexkit.config import Config
-from dexkit.render.apiserver import apiserver_flags
 from dexkit.render.dex import connector_ca_paths, credential_envs, render_dex_config
-from dexkit.sandbox import controlplane
-
-CA_IN_SANDBOX = "openid-ca.pem"
+from dexkit.sandbox import controlplane, wiring
 
 
 def kubectl_run(kubectl: Path, plane: controlplane.ControlPlane, *args: str,
@@ -68,18 +66,14 @@ def aggregate_cluster_roles(kubectl: Path, plane: controlplane.ControlPlane) -> 
             return
 
 
-def oidc_apiserver_options(config: Config, ca_pem: str,
+def oidc_apiserver_options(config: Config, project: Path, sandbox_dir: Path,
                            kubernetes_version: str) -> controlplane.ControlPlaneOptions:
-    """The rendered API-server flags, with the CA file in the sandbox's files/."""
-    args = []
-    for flag in apiserver_flags(config):
-        value = flag.value
-        if flag.name == "oidc-ca-file":
-            value = "{files}/" + CA_IN_SANDBOX
-        args.append(f"--{flag.name}={value}")
+    """The API-server side of ``config`` as ``dexkit sandbox up`` wires it (dexkit's rendered
+    flags, the CA moved into the sandbox's files/), for a sandbox in ``sandbox_dir``."""
+    files_dir = controlplane.SandboxLayout(sandbox_dir.resolve()).files
+    wired = wiring.apiserver_wiring(config, project.resolve(), files_dir)
     return controlplane.ControlPlaneOptions(
-        extra_args=tuple(args), extra_files={CA_IN_SANDBOX: ca_pem},
-        kubernetes_version=kubernetes_version)
+        extra_args=wired.args, extra_files=wired.files, kubernetes_version=kubernetes_version)
 
 
 def local_dex_config(config: Config, project: Path, *, telemetry_port: int,

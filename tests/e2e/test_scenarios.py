@@ -189,10 +189,9 @@ def test_api_server_takes_the_rendered_oidc_flags(
     (port,) = controlplane.free_ports(1)
     project = _project(dexkit, tmp_path, name, issuer=f"https://127.0.0.1:{port}")
     config = load_config(project).config
-    ca_pem = (project / "ssl" / "ca.pem").read_text()
     plane = controlplane.start_control_plane(
         tmp_path / "sandbox", control_plane_binaries,
-        oidc_apiserver_options(config, ca_pem, KUBERNETES_VERSION))
+        oidc_apiserver_options(config, project, tmp_path / "sandbox", KUBERNETES_VERSION))
     try:
         argv = " ".join(plane.processes[-1].argv)
         assert f"--oidc-issuer-url={config.issuer}" in argv
@@ -321,10 +320,9 @@ def _start(tmp_path: Path, binaries: controlplane.ControlPlaneBinaries, kubectl:
            connector_cas: dict[str, Path] | None = None) -> controlplane.ControlPlane:
     """An API server with the project's rendered flags and RBAC, and its Dex next to it."""
     config = load_config(project).config
-    ca_pem = (project / config.tls.dir / "ca.pem").read_text()
     plane = controlplane.start_control_plane(
-        tmp_path / "sandbox", binaries, oidc_apiserver_options(config, ca_pem,
-                                                               KUBERNETES_VERSION))
+        tmp_path / "sandbox", binaries,
+        oidc_apiserver_options(config, project, tmp_path / "sandbox", KUBERNETES_VERSION))
     try:
         aggregate_cluster_roles(kubectl, plane)
         applied = kubectl_run(kubectl, plane, "apply", "--server-side", "-f",

@@ -29,13 +29,21 @@ from dexkit.config import (
     load_config,
     validate_values,
 )
+from dexkit.errors import ConfigError
 from dexkit.project import complete_static_users, password_file
 from dexkit.render.apiserver import apiserver_flags
 from dexkit.render.bundle import KIND_CONFIG, KIND_HOSTS, render_bundle
 from dexkit.render.dex import render_dex_config, render_manifests
 from dexkit.render.kind import KIND_API_VERSION, kubeadm_api_version
 from dexkit.resources import scenarios_dir
-from dexkit.scenarios import FILES, Expectations, Scenario, get_scenario, list_scenarios
+from dexkit.scenarios import (
+    FILES,
+    Expectations,
+    Scenario,
+    get_scenario,
+    list_scenarios,
+    load_expectations,
+)
 from dexkit.verify import Probe
 from tests.conftest import snapshot
 from tests.ldif import Entry, in_subtree, parse_ldif
@@ -131,6 +139,36 @@ def test_expectations_parse_and_agree_with_the_config(name: str, tmp_path: Path)
     bound = {b.group for b in config.rbac if b.group is not None}
     raw_groups = {g.removeprefix(api.groups_prefix) for g in expected.api_server.groups}
     assert bound & raw_groups, "the rights come from a binding of one of the expected groups"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("proof: offline\nlogin: {grant: password, user: a}\napiServer: {username: a}\n",
+     "offlineReason"),
+    ("proof: login\nlogin: {grant: pasword, user: a}\napiServer: {username: a}\n",
+     "grant"),
+    ("proof: login\nlogin: {grant: password, user: a}\napiServer: {username: a}\n"
+     "can: [list]\n", "VERB RESOURCE"),
+    ("proof: login\nlogin: {grant: password, user: a}\napiServer: {username: a, group: [x]}\n",
+     "group"),
+    ("proof: login\napiServer: {username: a}\n", "login"),
+], ids=["offline-without-reason", "unknown-grant", "bad-probe", "unknown-key", "missing-login"])
+def test_broken_expectations_are_refused_with_the_reason(tmp_path: Path, text: str,
+                                                         problem: str) -> None:
+    path = tmp_path / "expectations.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=problem) as refused:
+        load_expectations(path)
+    assert str(path) in refused.value.message
+
+
+def test_a_readme_without_its_title_line_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "odd").mkdir()
+    for name in FILES:
+        (tmp_path / "odd" / name).write_text("# odd\n")
+    (tmp_path / "not-a-scenario").mkdir()  # no dexkit.yaml: not listed
+    assert [s.name for s in list_scenarios(tmp_path)] == ["odd"]
+    with pytest.raises(ConfigError, match="first line must be '# odd: <summary>'"):
+        _ = get_scenario("odd", tmp_path).summary
 
 
 def test_only_github_is_proven_offline_and_says_why() -> None:
