@@ -234,6 +234,10 @@ def complete_static_users(users: list[dict[str, Any]],
             out.append(user)  # validation reports anything malformed, with its key path
             continue
         email = str(user.get("email", ""))
+        if "/" in email or email.startswith("."):
+            # The email names the password file: it must stay inside .dexkit/passwords/.
+            raise UsageError(f"static user email '{email}' cannot name a password file",
+                             "use a plain address such as admin@example.com")
         stored = password_file(directory, email)
         password = stored.read_text().strip() if email and stored.is_file() \
             else secrets.token_urlsafe(18)

@@ -29,7 +29,7 @@ from dexkit.config import (
     load_config,
     validate_values,
 )
-from dexkit.errors import ConfigError
+from dexkit.errors import ConfigError, UsageError
 from dexkit.project import complete_static_users, password_file
 from dexkit.render.apiserver import apiserver_flags
 from dexkit.render.bundle import KIND_CONFIG, KIND_HOSTS, render_bundle
@@ -372,6 +372,12 @@ def test_complete_static_users_keeps_given_hashes_and_reuses_stored_passwords(
         [{"email": "b@example.com"}], tmp_path)[0][0]["userID"]  # stable
     assert bcrypt.checkpw(b"kept-password", users[1]["hash"].encode())
     assert passwords == {"b@example.com": "kept-password"}
+
+
+def test_a_static_user_email_never_leaves_the_password_directory(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot name a password file"):
+        complete_static_users([{"email": "../../escape@example.com"}], tmp_path)
+    assert not list(tmp_path.rglob("*"))
 
 
 # --- dexkit scenarios ----------------------------------------------------------------------------
