@@ -297,33 +297,48 @@ def check_namespace(config: Config, live: Mapping[kube.ObjectRef, Any]) -> None:
                            f"{config.namespace}'), or deploy into another namespace")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What to apply, decided from the project, the environment and the live state."""
+
+    objects: list[dict[str, Any]]
+    live: Mapping[kube.ObjectRef, dict[str, Any] | None]
+    kept: list[Change]
+    namespace_exists: bool
+
+
+def plan(pool: ThreadPoolExecutor, request: DeployRequest, cluster: kube.Cluster) -> Plan:
+    """Read the cluster and decide; every refusal here comes before any change."""
+    config = request.project.config
+    live = read_live(pool, cluster, refs_to_read(request.project))
+    check_namespace(config, live)
+    wanted = credentials.credential_secrets(config)
+    existing = {s.name: secret_data(live.get(kube.ObjectRef("Secret", s.name, config.namespace)))
+                for s in wanted}
+    resolved = credentials.resolve_credentials(wanted, request.env, existing)
+    kept = [Change(kube.ObjectRef("Secret", r.secret.name, config.namespace), "kept",
+                   note=f"{', '.join(r.secret.variables)} not set: the cluster's values are used")
+            for r in resolved if r.untouched]
+    return Plan(build_objects(request.project, resolved), live, kept,
+                live.get(namespace_ref(config)) is not None)
+
+
 def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) -> DeployResult:
     """Apply the project to ``cluster`` by the module's rules; report each object."""
-    project = request.project
-    config = project.config
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        live = read_live(pool, cluster, refs_to_read(project))
-        check_namespace(config, live)
-        wanted = credentials.credential_secrets(config)
-        existing = {s.name: secret_data(live.get(kube.ObjectRef("Secret", s.name,
-                                                                config.namespace)))
-                    for s in wanted}
-        resolved = credentials.resolve_credentials(wanted, request.env, existing)
-        objects = build_objects(project, resolved)
-        namespace_exists = live.get(namespace_ref(config)) is not None
-        checked = preflight(pool, cluster, objects, namespace_exists=namespace_exists,
+        decided = plan(pool, request, cluster)
+        checked = preflight(pool, cluster, decided.objects,
+                            namespace_exists=decided.namespace_exists,
                             force=request.force_conflicts, reporter=reporter)
-        kept = [Change(kube.ObjectRef("Secret", r.secret.name, config.namespace), "kept",
-                       note=f"{', '.join(r.secret.variables)} not set: the cluster's values "
-                            "are used") for r in resolved if r.untouched]
         if request.dry_run:
-            changes = with_kept(_dry_run_changes(objects, live, checked, config), kept)
+            changes = with_kept(_dry_run_changes(decided.objects, decided.live, checked,
+                                                 request.project.config), decided.kept)
             _report(reporter, changes)
         else:
-            changes = apply_all(pool, cluster, objects, live, request.force_conflicts,
-                                reporter, kept)
-    deployment = next((kube.ObjectRef.of(o) for o in objects if o.get("kind") == "Deployment"),
-                      None)
+            changes = apply_all(pool, cluster, decided.objects, decided.live,
+                                request.force_conflicts, reporter, decided.kept)
+    deployment = next((kube.ObjectRef.of(o) for o in decided.objects
+                       if o.get("kind") == "Deployment"), None)
     return DeployResult(changes, deployment, request.dry_run)
 
 
