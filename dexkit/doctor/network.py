@@ -145,7 +145,8 @@ def _untrusted(ctx: Context, reason: str) -> Result:
     message, hint = whose(served, ours=ctx.cert, ca=ctx.ca, host=ctx.config.issuer_host,
                           now=ctx.now, cert_name=ctx.relative(ctx.paths.cert),
                           tls_secret=f"{ctx.config.namespace}/{ctx.config.tls_secret_name}")
-    return fail(f"{_where(ctx)}: {reason}: {message}", hint)
+    return fail(f"{_where(ctx)}: the certificate does not verify with "
+                f"{ctx.relative(ctx.paths.ca)} ({reason}): {message}", hint)
 
 
 def whose(served: x509.Certificate, *, ours: x509.Certificate, ca: x509.Certificate, host: str,
@@ -188,10 +189,44 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def discovery_document(ctx: Context) -> dict[str, Any]:
+    """``<issuer>/.well-known/openid-configuration``, fetched trusting only dexkit's CA."""
+    from dexkit.oidc.discovery import WELL_KNOWN, get_json
+
+    url = ctx.config.issuer.rstrip("/") + WELL_KNOWN
+    return ctx.fact("network.discovery", lambda: get_json(ctx.http, url, "discovery"))
+
+
 def provider(ctx: Context) -> Provider:
+    """The full provider (endpoints for a login), by dexkit's own discovery."""
     from dexkit.oidc.discovery import discover
 
     return ctx.fact("network.provider", lambda: discover(ctx.http, ctx.config.issuer))
+
+
+def judge_discovery(document: dict[str, Any], issuer: str, url: str) -> Result:
+    """What the API server needs from discovery (the issuer, byte for byte, and the JWKS),
+    then what a login needs (the authorization and token endpoints)."""
+    from dexkit.oidc.discovery import explain_difference
+
+    published = str(document.get("issuer", ""))
+    if published != issuer:
+        return fail(f"{url} publishes issuer '{published}', not '{issuer}': "
+                    f"{explain_difference(issuer, published)}",
+                    "make Dex's 'issuer' and the API server's issuer URL identical, byte for "
+                    "byte (both are rendered from dexkit.yaml: 'dexkit deploy', 'dexkit "
+                    "apiserver patch')")
+    if not document.get("jwks_uri"):
+        return fail(f"{url} has no jwks_uri: the API server cannot fetch the signing keys",
+                    "is this really Dex? check what serves the issuer URL")
+    missing = [k for k in ("authorization_endpoint", "token_endpoint") if not document.get(k)]
+    if missing:
+        return warn(f"{url} publishes issuer '{published}' (byte for byte) and its keys, but "
+                    f"no {' or '.join(missing)}: tokens verify, yet nobody can log in here",
+                    "Dex always publishes both: check that Dex, not another issuer, serves "
+                    "this URL")
+    grants = ", ".join(document.get("grant_types_supported") or []) or "none listed"
+    return ok(f"{url} publishes issuer '{published}' (byte for byte); grants: {grants}")
 
 
 @check("network.discovery", needs=("network.tls",))
@@ -199,10 +234,8 @@ def discovery(ctx: Context) -> Result:
     """Discovery answers and its issuer equals the configured issuer byte for byte."""
     from dexkit.oidc.discovery import WELL_KNOWN
 
-    found = provider(ctx)
-    grants = ", ".join(found.grant_types) or "none listed"
-    return ok(f"{ctx.config.issuer}{WELL_KNOWN} publishes issuer '{found.issuer}' (byte for "
-              f"byte); grants: {grants}")
+    url = ctx.config.issuer.rstrip("/") + WELL_KNOWN
+    return judge_discovery(discovery_document(ctx), ctx.config.issuer, url)
 
 
 def key_algorithm(key: dict[str, Any]) -> str | None:
@@ -246,8 +279,8 @@ def jwks(ctx: Context) -> Result:
     """JWKS answers with keys of an algorithm the API server accepts."""
     from dexkit.oidc.discovery import get_json
 
-    found = provider(ctx)
-    document = get_json(ctx.http, found.jwks_uri, "JWKS")
+    uri = str(discovery_document(ctx)["jwks_uri"])
+    document = get_json(ctx.http, uri, "JWKS")
     flags = ctx.config.api_server.mode == "flags"
-    return judge_jwks(document, accepted_algorithms(ctx), found.jwks_uri,
+    return judge_jwks(document, accepted_algorithms(ctx), uri,
                       " (--oidc-signing-algs)" if flags else "")

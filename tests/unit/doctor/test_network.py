@@ -121,7 +121,9 @@ def test_discovery_with_a_trailing_slash_fails_and_says_so(new_project: Project)
     ctx = context(new_project(), http=_provider_http(ISSUER + "/", [RSA_KEY]))
     result = run(ctx, "network.discovery")
     assert result.status == "fail"
-    assert "they differ only by a trailing slash" in result.message
+    assert result.message == (f"{ISSUER}/.well-known/openid-configuration publishes issuer "
+                              f"'{ISSUER}/', not '{ISSUER}': they differ only by a trailing "
+                              "slash")
     assert "byte for byte" in result.hint
 
 
@@ -164,3 +166,12 @@ def test_ip_sans_are_matched_as_addresses() -> None:
     leaf = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=pki.generate_key("ecdsa-p256"),
                                   hosts=[], ips=["127.0.0.1"], days=1, now=NOW)
     assert covers(leaf, "127.0.0.1") and not covers(leaf, "127.0.0.2")
+
+
+def test_discovery_without_login_endpoints_warns() -> None:
+    from dexkit.doctor.network import judge_discovery
+
+    document = {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/keys"}
+    result = judge_discovery(document, ISSUER, "u")
+    assert result.status == "warn" and "nobody can log in here" in result.message
+    assert judge_discovery({"issuer": ISSUER}, ISSUER, "u").status == "fail"
