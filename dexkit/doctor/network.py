@@ -232,10 +232,17 @@ def judge_discovery(document: dict[str, Any], issuer: str, url: str) -> Result:
 @check("network.discovery", needs=("network.tls",))
 def discovery(ctx: Context) -> Result:
     """Discovery answers and its issuer equals the configured issuer byte for byte."""
+    from dexkit.errors import OIDCError
     from dexkit.oidc.discovery import WELL_KNOWN
 
     url = ctx.config.issuer.rstrip("/") + WELL_KNOWN
-    return judge_discovery(discovery_document(ctx), ctx.config.issuer, url)
+    try:
+        document = discovery_document(ctx)
+    except OIDCError as exc:
+        return fail(exc.message, f"{exc.hint}; Dex serves discovery under its issuer's path, "
+                    "so a 404 or a page that is not JSON means another path, or another server "
+                    "than Dex, behind the issuer URL")
+    return judge_discovery(document, ctx.config.issuer, url)
 
 
 def key_algorithm(key: dict[str, Any]) -> str | None:

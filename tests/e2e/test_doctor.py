@@ -437,7 +437,8 @@ def test_server_presents_another_cas_certificate(in_cluster: SetupFactory,
     report = setup.doctor()
     report.assert_broken("Server presents a certificate from another CA", "network.tls",
                          "the certificate does not verify with ssl/ca.pem (unable to get "
-                         "local issuer certificate)", "issued by 'CN=Some Ingress CA,O=dexkit'", "not by dexkit's CA",
+                         "local issuer certificate)", "issued by 'CN=Some Ingress CA,O=dexkit'",
+                         "not by dexkit's CA",
                          hint="dexkit deploy")
 
 
