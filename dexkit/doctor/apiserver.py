@@ -313,15 +313,16 @@ def judge_authentication_config(view: ApiServerView, data: dict[str, Any]) -> Re
     path = view.flag("authentication-config")
     if entry is None:
         near = [u for u in urls if u.rstrip("/").lower() == config.issuer.rstrip("/").lower()]
-        why = f": '{near[0]}' {explain_difference(config.issuer, near[0])}" if near else \
+        why = f" ('{near[0]}': {explain_difference(config.issuer, near[0])})" if near else \
             f" (it has {', '.join(urls) or 'no jwt issuer'})"
         return fail(f"{path} has no jwt issuer.url equal to {config.issuer}{why}", PATCH_HINT)
     mappings = entry.get("claimMappings") or {}
     username, groups = mappings.get("username") or {}, mappings.get("groups") or {}
+    audiences = [str(a) for a in (entry.get("issuer") or {}).get("audiences") or []]
     live = {
         "issuer": config.issuer,
-        "client ID": api.client_id if api.client_id in (entry["issuer"].get("audiences") or [])
-        else ", ".join(entry["issuer"].get("audiences") or []),
+        # Several audiences are fine as long as the client ID is one of them.
+        "client ID": api.client_id if api.client_id in audiences else ", ".join(audiences),
         "username claim": username.get("claim"),
         "username prefix": username.get("prefix"),
         "groups claim": groups.get("claim", ""),

@@ -204,3 +204,19 @@ def test_flags_in_both_spellings() -> None:
     view = ApiServerView("x", ("--a=1", "--b", "2", "--c", "--a=3"), None, None)  # type: ignore[arg-type]
     assert view.flags() == {"a": ["1", "3"], "b": ["2"], "c": [""]}
     assert view.flag("a") == "3"
+
+
+def test_authentication_config_with_a_trailing_slash_issuer(new_project: Project,
+                                                            tmp_path: Path) -> None:
+    project = new_project(apiServer={"mode": "authentication-config"})
+    config = load_config(project).config
+    path = tmp_path / "authn.yaml"
+    text = render_authentication_config(config, (project / "ssl/ca.pem").read_text())
+    path.write_text(text.replace("url: https://dex.example.com:32000",
+                                 "url: https://dex.example.com:32000/"))
+    result = run(_ctx(project, [_local(project, [f"--authentication-config={path}"])]),
+                 "apiserver.oidc")
+    assert result.status == "fail"
+    assert result.message == (f"{path} has no jwt issuer.url equal to "
+                              "https://dex.example.com:32000 ('https://dex.example.com:32000/': "
+                              "they differ only by a trailing slash)")
