@@ -112,9 +112,10 @@ def test_api_server_that_cannot_start_is_reported_with_its_log(
     assert processes_mentioning(str(directory)) == []  # etcd was stopped too
 
 
+@pytest.mark.parametrize("mode", ["flags", "authentication-config"])
 def test_cli_up_status_down_across_processes(
         tmp_path: Path, control_plane_binaries: controlplane.ControlPlaneBinaries,
-        kubectl: Path) -> None:
+        kubectl: Path, mode: str) -> None:
     env = {**os.environ, "NO_COLOR": "1",
            "DEXKIT_ETCD": str(control_plane_binaries.etcd),
            "DEXKIT_KUBE_APISERVER": str(control_plane_binaries.kube_apiserver)}
@@ -123,11 +124,25 @@ def test_cli_up_status_down_across_processes(
         return subprocess.run([sys.executable, "-m", "dexkit", *args, "--dir", str(tmp_path)],
                               capture_output=True, text=True, env=env, timeout=180, check=False)
 
-    up = dexkit("sandbox", "up")
+    init = dexkit("init", "--issuer", "https://127.0.0.1:32000", "--connector", "static")
+    assert init.returncode == 0, init.stderr
+    up = dexkit("sandbox", "up", "--mode", mode)
     directory = controlplane.sandbox_dir(tmp_path)
     try:
         assert up.returncode == 0, up.stderr
         assert "sandbox ready in" in up.stdout
+        # The API server runs with what dexkit rendered for this project, and nothing by hand.
+        started = (directory / "logs" / "kube-apiserver.log").read_text().splitlines()[0]
+        if mode == "flags":
+            assert "--oidc-issuer-url=https://127.0.0.1:32000" in started
+            assert f"--oidc-ca-file={directory}/files/openid-ca.pem" in started
+            assert "--authentication-config" not in started
+        else:
+            assert f"--authentication-config={directory}/files/authentication-config.yaml" \
+                in started
+            assert "--oidc-" not in started
+        assert (directory / "files" / "openid-ca.pem").read_bytes() == \
+            (tmp_path / "ssl" / "ca.pem").read_bytes()
         # The `up` process has exited; its peers run on, detached.
         status = dexkit("sandbox", "status", "-o", "json")
         assert status.returncode == 0, status.stderr

@@ -51,10 +51,23 @@ def test_bad_versions_and_names_are_usage_errors(dexkit) -> None:  # type: ignor
 
 
 def test_up_without_peers_says_how_to_build_them(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert dexkit("init", "--dir", tmp_path, "--issuer", "https://127.0.0.1:32000").code == 0
     result = dexkit("sandbox", "up", "--dir", tmp_path)
     assert result.code == 1
     assert "etcd 3.6.16 is not built" in result.err
     assert "dexkit sandbox build --only etcd" in result.err
+
+
+def test_up_needs_a_project(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = dexkit("sandbox", "up", "--dir", tmp_path)
+    assert result.code == 1
+    assert result.err.startswith(f"error: no dexkit.yaml in {tmp_path}")
+
+
+def test_up_rejects_an_unknown_mode(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = dexkit("sandbox", "up", "--dir", tmp_path, "--mode", "both")
+    assert result.code == 2
+    assert "unknown mode 'both'" in result.err
 
 
 def test_status_and_down_without_a_sandbox(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
