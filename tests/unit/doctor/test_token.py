@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
 
 from dexkit.config import load_config
 from dexkit.doctor.apiserver import pod_view
@@ -99,3 +106,82 @@ def test_audience_against_the_config(new_project: Project) -> None:
 def test_login_is_skipped_without_login_option(new_project: Project) -> None:
     ctx = context(new_project())
     assert run(ctx, "token.login").status == "skip"
+
+
+# --- the login itself, against a fake provider (a unit-level stand-in, not Dex) -------------------
+
+
+def _fake_provider(key: Any, *, groups_if_asked: bool = True,
+                   seen: list[dict[str, str]] | None = None) -> Callable[[Path], Any]:
+    """Discovery, a password grant that signs an RS256 ID token, and the JWKS."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(200, json={
+                "issuer": ISSUER, "authorization_endpoint": f"{ISSUER}/auth",
+                "token_endpoint": f"{ISSUER}/token", "jwks_uri": f"{ISSUER}/keys",
+                "grant_types_supported": ["authorization_code", "password"]})
+        if request.url.path == "/keys":
+            return httpx.Response(200, json=KeySet([key]).as_dict(private=False))
+        if request.url.path == "/token":
+            form = dict(urllib.parse.parse_qsl(request.content.decode()))
+            if seen is not None:
+                seen.append(form)
+            now = int(time.time())
+            claims = {"iss": ISSUER, "aud": form["client_id"], "sub": "Cg",
+                      "email": form["username"], "email_verified": True, "iat": now,
+                      "exp": now + 600, "nonce": form["nonce"]}
+            if groups_if_asked and "groups" in form["scope"].split():
+                claims["groups"] = ["team-a"]
+            token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+            return httpx.Response(200, json={"id_token": token, "token_type": "bearer"})
+        return httpx.Response(404)
+    return lambda ca: httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_password_login_verifies_the_token_and_feeds_the_claim_checks(
+        new_project: Project) -> None:
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
+    seen: list[dict[str, str]] = []
+    project = new_project()
+    ctx = context(project, login="password", http=_fake_provider(key, seen=seen),
+                  environ={"DEXKIT_PASSWORD": "from-the-environment"})
+    ctx.now = dt.datetime.now(dt.UTC)
+    result = run(ctx, "token.login")
+    assert result.status == "ok", result
+    assert result.message.startswith("password login as admin@example.com with dexkit.yaml's "
+                                     "client ('kubernetes', scopes openid email groups")
+    assert "signature verified" in result.message
+    assert seen[0]["password"] == "from-the-environment"
+    assert run(ctx, "token.groups").status == "ok"
+    assert run(ctx, "token.audience").status == "ok"
+
+
+def test_login_with_a_forged_signature_fails(new_project: Project) -> None:
+    signer = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
+    published = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
+    fake = _fake_provider(signer)
+
+    def swapped(ca: Path) -> Any:
+        inner = fake(ca)
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/keys":
+                return httpx.Response(200, json=KeySet([published]).as_dict(private=False))
+            return inner.send(request)
+        return httpx.Client(transport=httpx.MockTransport(handler))
+
+    ctx = context(new_project(), login="password", http=swapped,
+                  environ={"DEXKIT_PASSWORD": "x"})
+    ctx.now = dt.datetime.now(dt.UTC)
+    result = run(ctx, "token.login")
+    assert result.status == "fail" and "signature does not verify" in result.message
+
+
+def test_password_login_without_a_password_says_where_to_put_it(new_project: Project) -> None:
+    project = new_project()
+    for stored in (project / ".dexkit" / "passwords").glob("*"):
+        stored.unlink()
+    ctx = context(project, login="password", http=_fake_provider(None))
+    result = run(ctx, "token.login")
+    assert result.status == "fail" and result.message == "no password for admin@example.com"
+    assert "DEXKIT_PASSWORD" in result.hint
