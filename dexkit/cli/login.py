@@ -10,16 +10,13 @@ from typing import Annotated
 
 import typer
 
-from dexkit.cli.options import DirOption, Format, OutputOption
+from dexkit.cli.options import ContextOption, DirOption, Format, KubeconfigOption, OutputOption
 from dexkit.config import Config, load_config
 from dexkit.console import Output
 from dexkit.errors import UsageError
 
 GrantOption = Annotated[str, typer.Option(
     "--grant", help="authcode (browser), device (no browser here), or password (CI).")]
-KubeconfigOption = Annotated[Path | None, typer.Option(
-    "--kubeconfig", help="Kubeconfig file (default: KUBECONFIG, then ~/.kube/config).")]
-ContextOption = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 UsernameOption = Annotated[str | None, typer.Option(
     "--username", "-u", help="User for the password grant (default: the first static user).")]
 InsecureOption = Annotated[bool, typer.Option(
