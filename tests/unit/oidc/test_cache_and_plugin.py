@@ -94,7 +94,8 @@ def test_cached_path_imports_nothing_heavy(tmp_path: Path) -> None:
     code = ("import sys\nfrom dexkit.__main__ import main\n"
             "try: main(sys.argv[1:])\nexcept SystemExit: pass\n"
             "heavy = [m for m in ('kubernetes', 'typer', 'rich', 'httpx', 'joserfc', 'msgspec',"
-            " 'yaml', 'cryptography', 'json', 'argparse', 'filelock', 'typing') if m in sys.modules]\nsys.stderr.write(repr(heavy))")
+            " 'yaml', 'cryptography', 'json', 'argparse', 'filelock', 'typing')"
+            " if m in sys.modules]\nsys.stderr.write(repr(heavy))")
     result = subprocess.run([sys.executable, "-c", code, "token", "--issuer", ISSUER,
                              "--client-id", "kubernetes", "--cache-dir", str(tmp_path)],
                             capture_output=True, text=True, check=False,
