@@ -62,6 +62,17 @@ def _password_for(directory: Path, config: Config, username: str | None,
                      "one in .dexkit/passwords/")
 
 
+def _prepare(directory: Path, grant: str, username: str | None,
+             insecure: bool) -> tuple[Config, Output, str | None, str | None]:
+    """What login and verify share: check the grant, load the project, find the password."""
+    _check_grant(grant)
+    config = load_config(directory).config
+    out = Output()
+    _warn_insecure(out, insecure)
+    user, password = _password_for(directory, config, username, grant)
+    return config, out, user, password
+
+
 def login(
     directory: DirOption = Path(),
     grant: GrantOption = "authcode",
@@ -79,11 +90,7 @@ def login(
     from dexkit.oidc.session import login as do_login
     from dexkit.verify import scopes_for
 
-    _check_grant(grant)
-    config = load_config(directory).config
-    out = Output()
-    _warn_insecure(out, insecure)
-    user, password = _password_for(directory, config, username, grant)
+    config, out, user, password = _prepare(directory, grant, username, insecure)
     result = do_login(LoginRequest(
         issuer=config.issuer, client=flows.Client(id=config.api_server.client_id,
                                                   scopes=scopes_for(config)),
@@ -122,11 +129,7 @@ def verify(
     from dexkit import verify as chain
     from dexkit.kube import Target
 
-    _check_grant(grant)
-    config = load_config(directory).config
-    out = Output()
-    _warn_insecure(out, insecure)
-    user, password = _password_for(directory, config, username, grant)
+    config, out, user, password = _prepare(directory, grant, username, insecure)
     probes = tuple(chain.Probe.parse(t) for t in can or []) + tuple(
         chain.Probe.parse(t, expect_allowed=False) for t in cannot or [])
     results = chain.run(chain.VerifyRequest(
