@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dexkit.config import LOOPBACK_PORTS
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 
 if TYPE_CHECKING:
@@ -197,6 +198,9 @@ class LoginUser:
     ca_files: tuple[str, ...]
     insecure: bool
     client_secret: str | None  # a literal secret on the command line (kubelogin)
+    # The redirect URIs a browser login comes back on; empty when unknown or not a browser
+    # login (password and device grants need none).
+    redirect_uris: tuple[str, ...] = ()
 
 
 # dexkit token's scopes when none are given (dexkit.oidc.plugin.DEFAULT_SCOPES); kubelogin
@@ -234,10 +238,17 @@ def parse_login_user(name: str, source: Path, user: Any) -> LoginUser | None:
         values.setdefault(key, []).append(value or "")
     flags = {key for key, _ in opts}
     if args[:1] == ["token"] and "issuer" in values:  # dexkit token (any way it is started)
+        grant = _first(values, "grant") or "authcode"
+        ports = [p for p in values.get("listen-port", []) if p.isdigit()] or \
+            [str(p) for p in LOOPBACK_PORTS]
+        # dexkit's loopback server: http://127.0.0.1:<port>/callback (dexkit.oidc.flows)
+        redirects = tuple(f"http://127.0.0.1:{p}/callback" for p in ports) \
+            if grant == "authcode" else ()
         return LoginUser(name, source, "dexkit token", values["issuer"][0],
                          _first(values, "client-id"),
                          tuple(values.get("scope") or _DEXKIT_DEFAULT_SCOPES),
-                         tuple(values.get("ca-file") or ()), "insecure" in flags, None)
+                         tuple(values.get("ca-file") or ()), "insecure" in flags, None,
+                         redirects)
     if "oidc-issuer-url" in values:  # kubelogin: kubectl oidc-login get-token / kubelogin
         extra = [s for v in values.get("oidc-extra-scope", []) for s in v.split(",") if s]
         return LoginUser(name, source, "kubelogin", values["oidc-issuer-url"][0],
@@ -291,7 +302,7 @@ def login_users(ctx: Context) -> list[LoginUser]:
 @check("local.kubeconfig-user", needs=("local.config", "local.tls-files"))
 def kubeconfig_user(ctx: Context) -> Result:
     """kubeconfig users for this issuer use its exact URL, the API server's client ID, the
-    groups scope and dexkit's CA."""
+    groups scope, a registered redirect URI and dexkit's CA."""
     from dexkit.oidc.discovery import explain_difference
 
     users = login_users(ctx)
@@ -299,6 +310,7 @@ def kubeconfig_user(ctx: Context) -> Result:
         raise Skip("no kubeconfig user logs in to this issuer ('dexkit kubeconfig' adds one)")
     config = ctx.config
     problems: list[str] = []
+    # (kubelogin's redirect URI depends on its own flags and is not judged here)
     for user in users:
         who = f"kubeconfig user '{user.name}' ({user.tool})"
         if user.issuer != config.issuer:
@@ -313,12 +325,30 @@ def kubeconfig_user(ctx: Context) -> Result:
                             f"(scopes: {' '.join(user.scopes)}): its tokens carry no "
                             f"'{groups_claim}' claim, so group RBAC never matches")
         problems += _ca_problems(ctx, who, user)
+        problems += _redirect_problems(ctx, who, user)
     if problems:
         return fail("; ".join(problems),
                     "rewrite the user with 'dexkit kubeconfig' (it takes issuer, client ID, "
                     "scopes and CA from dexkit.yaml)")
     names = ", ".join(f"'{u.name}'" for u in users)
-    return ok(f"{names}: issuer, client ID, groups scope and CA as dexkit.yaml says")
+    return ok(f"{names}: issuer, client ID, groups scope, redirect URIs and CA as dexkit.yaml "
+              "says")
+
+
+def _redirect_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
+    """Dex answers 'Unregistered redirect_uri' to a browser login that comes back on a URI its
+    client does not list; dexkit's loopback server tries its ports in order, so each one used
+    must be registered."""
+    from dexkit.render.dex import dex_clients
+
+    client = next((c for c in dex_clients(ctx.config) if c.id == user.client_id), None)
+    if client is None or not user.redirect_uris:
+        return []
+    missing = [uri for uri in user.redirect_uris if uri not in client.redirect_uris]
+    if not missing:
+        return []
+    return [f"{who} logs in on {', '.join(missing)}, which client '{client.id}' does not "
+            "register in redirectURIs: Dex refuses that login ('Unregistered redirect_uri')"]
 
 
 def _ca_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:

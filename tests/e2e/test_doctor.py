@@ -565,6 +565,17 @@ def test_kubeconfig_user_without_groups_scope(in_cluster: SetupFactory, tmp_path
                          hint="dexkit kubeconfig")
 
 
+def test_kubeconfig_user_with_an_unregistered_redirect_uri(in_cluster: SetupFactory,
+                                                          tmp_path: Path) -> None:
+    setup = in_cluster()
+    kubeconfig = _kubeconfig_with_user(setup, tmp_path / "kc",
+                                       _dexkit_user(setup, "--listen-port", "9000"))
+    report = run_doctor(setup.project, kubeconfig)
+    report.assert_broken("redirect URI not registered (login on port 9000)",
+                         "local.kubeconfig-user", "http://127.0.0.1:9000/callback",
+                         "does not register in redirectURIs", hint="dexkit kubeconfig")
+
+
 def test_insecure_login_user_warns(in_cluster: SetupFactory, tmp_path: Path) -> None:
     setup = in_cluster()
     kubeconfig = _kubeconfig_with_user(setup, tmp_path / "kc",

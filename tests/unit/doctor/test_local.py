@@ -207,3 +207,18 @@ def test_kubeconfig_from_the_environment(new_project: Project, tmp_path: Path) -
     kubeconfig = _kubeconfig(tmp_path / "kc", {"me": _dexkit_user(project, ISSUER + "/")})
     ctx = context(project, environ={"KUBECONFIG": f"{tmp_path / 'none'}:{kubeconfig}"})
     assert run(ctx, "local.kubeconfig-user").status == "fail"
+
+
+def test_unregistered_redirect_uri_fails(new_project: Project, tmp_path: Path) -> None:
+    project = new_project()
+    user = _dexkit_user(project)
+    user["exec"]["args"] += ["--listen-port", "9000"]  # type: ignore[index]
+    kubeconfig = _kubeconfig(tmp_path / "kc", {"me": user})
+    result = run(context(project, kubeconfig=kubeconfig), "local.kubeconfig-user")
+    assert result.status == "fail"
+    assert ("'me' (dexkit token) logs in on http://127.0.0.1:9000/callback, which client "
+            "'kubernetes' does not register in redirectURIs") in result.message
+    # the password grant needs no redirect URI
+    user["exec"]["args"] += ["--grant", "password"]  # type: ignore[index]
+    kubeconfig = _kubeconfig(tmp_path / "kc2", {"me": user})
+    assert run(context(project, kubeconfig=kubeconfig), "local.kubeconfig-user").status == "ok"
