@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dexkit.cli.options import DirOption, Format, OutputOption
+from dexkit.cli.options import ContextOption, DirOption, Format, KubeconfigOption, OutputOption
 
 LOGINS = ("none", "password", "device")
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -16,11 +16,8 @@ _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 def doctor(
     directory: DirOption = Path(),
-    kubeconfig: Annotated[Path | None, typer.Option(
-        "--kubeconfig", help="Kubeconfig file (default: KUBECONFIG, then ~/.kube/config).")]
-        = None,
-    context: Annotated[str | None, typer.Option(
-        "--context", help="Kubeconfig context (default: the current one).")] = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
     offline: Annotated[bool, typer.Option(
         "--offline", help="Do not contact the cluster (Dex itself is still checked).")] = False,
     login: Annotated[str, typer.Option(
