@@ -226,7 +226,7 @@ class GitHubConnector(Tagged, frozen=True, tag_field="type", tag="github"):
     orgs: list[GitHubOrg] = msgspec.field(default_factory=list)
     load_all_groups: bool = False
     team_name_field: Literal["name", "slug", "both"] = "slug"
-    use_login_as_id: bool = False
+    use_login_as_id: bool = msgspec.field(default=False, name="useLoginAsID")
 
     def __post_init__(self) -> None:
         _needs_secret(self.credentials_secret, "GitHub")
@@ -259,10 +259,11 @@ class LDAPConnector(Tagged, frozen=True, tag_field="type", tag="ldap"):
     id: str = "ldap"
     name: str = "LDAP"
     host: str = "ldap.example.com:636"
-    insecure_no_ssl: bool = False
-    start_tls: bool = False
+    # Dex's own spellings, so that keys copied from Dex's docs work as they are.
+    insecure_no_ssl: bool = msgspec.field(default=False, name="insecureNoSSL")
+    start_tls: bool = msgspec.field(default=False, name="startTLS")
     # CA of the LDAP server: a PEM file in the project, mounted into Dex.
-    root_ca: str | None = None
+    root_ca: str | None = msgspec.field(default=None, name="rootCA")
     bind_dn: str | None = msgspec.field(default="cn=admin,dc=example,dc=org", name="bindDN")
     # Secret holding the bind password under key 'password'; read as $<ID>_BIND_PASSWORD.
     bind_password_secret: str | None = "ldap-bind"
@@ -290,7 +291,7 @@ class OIDCConnector(Tagged, frozen=True, tag_field="type", tag="oidc"):
     insecure_skip_email_verified: bool = False
     get_user_info: bool = False
     user_name_key: str | None = None
-    root_ca: str | None = None
+    root_ca: str | None = msgspec.field(default=None, name="rootCA")
 
     def __post_init__(self) -> None:
         _checked("issuer", check_issuer, self.issuer)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dexkit.cli.options import DirOption, Format, OutputOption
+from dexkit.config import Config
 from dexkit.console import Output
 from dexkit.sandbox import controlplane, peers
 
@@ -110,11 +111,11 @@ def up(
         out.step("ready", f"{name} ({seconds:.1f}s)")
     for arg in wired.args:
         out.step("oidc", arg)
-    dex = peers.locate(peers.peer_spec("dex"))
-    if not dex.available:
-        out.warn("Dex is not started: its peer is not built "
-                 f"({dex.path}); the API server is configured and waits for the issuer",
-                 "build it with 'dexkit sandbox build --only dex'")
+    try:
+        _start_dex(out, plane, config, directory.resolve())
+    except BaseException:
+        plane.stop()
+        raise
     out.fields({
         "API server": plane.apiserver_url,
         "etcd": plane.etcd_url,
@@ -123,6 +124,39 @@ def up(
     }, title=f"sandbox ready in {time.monotonic() - started:.1f}s")
     out.next_step(f"KUBECONFIG={plane.kubeconfig} kubectl auth whoami; "
                   f"stop it with 'dexkit sandbox down --dir {directory}'")
+
+
+def _start_dex(out: Output, plane: controlplane.ControlPlane, config: Config,
+               project: Path) -> None:
+    """Dex next to the API server, running the rendered config (see sandbox.dexlocal), when
+    its peer is built and the issuer is this machine; otherwise say why not."""
+    import os
+
+    from dexkit import files
+    from dexkit.sandbox import dexlocal, wiring
+
+    dex = peers.locate(peers.peer_spec("dex"))
+    if not dex.available:
+        out.warn("Dex is not started: its peer is not built "
+                 f"({dex.path}); the API server is configured and waits for the issuer",
+                 "build it with 'dexkit sandbox build --only dex'")
+        return
+    if not wiring.issuer_is_local(config):
+        out.warn("Dex is not started: the issuer is not on this machine")
+        return
+    missing = dexlocal.missing_credentials(config, dict(os.environ))
+    if missing:
+        out.warn(f"Dex is not started: it needs {', '.join(missing)} in the environment",
+                 "export them and run 'dexkit sandbox down' and 'up' again")
+        return
+    (telemetry,) = controlplane.free_ports(1)
+    path = plane.layout.files / "dex.yaml"
+    files.atomic_write(path, dexlocal.local_dex_config(config, project, telemetry_port=telemetry),
+                       files.PRIVATE)
+    started = time.monotonic()
+    controlplane.start_dex(plane, dex.path, path, telemetry_addr=f"127.0.0.1:{telemetry}",
+                           env=dict(os.environ), die_with_parent=False)
+    out.step("ready", f"dex at {config.issuer} ({time.monotonic() - started:.1f}s)")
 
 
 @app.command()

@@ -24,11 +24,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dexkit.config import Config
-from dexkit.render.dex import connector_ca_paths, credential_envs, render_dex_config
+from dexkit.render.dex import credential_envs
 from dexkit.sandbox import controlplane, wiring
+from dexkit.sandbox.dexlocal import local_dex_config
+
+__all__ = ["aggregate_cluster_roles", "dex_environment", "kubectl_run", "local_dex_config",
+           "oidc_apiserver_options"]
 
 
 def kubectl_run(kubectl: Path, plane: controlplane.ControlPlane, *args: str,
@@ -74,32 +76,6 @@ def oidc_apiserver_options(config: Config, project: Path, sandbox_dir: Path,
     wired = wiring.apiserver_wiring(config, project.resolve(), files_dir)
     return controlplane.ControlPlaneOptions(
         extra_args=wired.args, extra_files=wired.files, kubernetes_version=kubernetes_version)
-
-
-def local_dex_config(config: Config, project: Path, *, telemetry_port: int,
-                     connector_cas: dict[str, Path] | None = None) -> str:
-    """The rendered Dex config, with only what a pod would provide swapped (see the module)."""
-    data: dict[str, Any] = yaml.safe_load(render_dex_config(config))
-    data["storage"] = {"type": "memory"}
-    data["web"] = {
-        "https": f"127.0.0.1:{config.issuer_port}",
-        "tlsCert": str(project / config.tls.dir / "cert.pem"),
-        "tlsKey": str(project / config.tls.dir / "key.pem"),
-    }
-    data["telemetry"] = {"http": f"127.0.0.1:{telemetry_port}"}
-    cas = connector_cas or {}
-    in_pod = connector_ca_paths(config)
-    for connector in data.get("connectors") or []:
-        cid = connector["id"]
-        if cid not in in_pod:
-            continue
-        settings = connector["config"]
-        local = str(cas[cid])
-        if "rootCA" in settings:
-            settings["rootCA"] = local
-        if "rootCAs" in settings:
-            settings["rootCAs"] = [local]
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def dex_environment(config: Config, values: dict[str, str]) -> dict[str, str]:

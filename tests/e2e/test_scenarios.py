@@ -373,7 +373,7 @@ def test_password_login_meets_the_expectations(
         def point_at_slapd(data: dict[str, Any]) -> None:
             ldap = data["connectors"][0]
             ldap["host"] = f"127.0.0.1:{server.ldap_port if starttls else server.ldaps_port}"
-            ldap["startTls"] = starttls
+            ldap["startTLS"] = starttls
 
         _edit(project, point_at_slapd)
         env["LDAP_BIND_PASSWORD"] = server.passwords[conn.bind_dn]
@@ -484,7 +484,7 @@ def test_upstream_oidc_login_meets_the_expectations(
 
         def point_at_upstream(data: dict[str, Any]) -> None:
             data["connectors"][0]["issuer"] = upstream_issuer
-            data["connectors"][0]["rootCa"] = "upstream-ca.pem"
+            data["connectors"][0]["rootCA"] = "upstream-ca.pem"
 
         _edit(project, point_at_upstream)
         _render(dexkit, project)

@@ -74,7 +74,7 @@ def test_example_secret_on_a_kubelogin_command_line_warns(new_project: Project,
 def test_insecure_anywhere_warns(new_project: Project, tmp_path: Path) -> None:
     kubeconfig = _kubeconfig(tmp_path / "kc", "--insecure-skip-tls-verify",
                              insecure_cluster=True)
-    project = new_project(connectors=[{"type": "ldap", "insecureNoSsl": True}], staticUsers=[])
+    project = new_project(connectors=[{"type": "ldap", "insecureNoSSL": True}], staticUsers=[])
     result = run(context(project, kubeconfig=kubeconfig), "security.insecure")
     assert result.status == "warn"
     for part in ("kubeconfig user 'kl' (--insecure-skip-tls-verify)",

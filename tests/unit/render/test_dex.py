@@ -272,8 +272,8 @@ def test_tls_secret_name(issuer: str, name: str) -> None:
 
 
 def test_connector_ca_from_the_project_travels_in_a_secret() -> None:
-    data = {"connectors": [{"type": "ldap", "rootCa": "certs/ldap-ca.pem"},
-                           {"type": "oidc", "rootCa": "/etc/ssl/upstream.pem"}]}
+    data = {"connectors": [{"type": "ldap", "rootCA": "certs/ldap-ca.pem"},
+                           {"type": "oidc", "rootCA": "/etc/ssl/upstream.pem"}]}
     config = make_config(data)
     dex = _dex(data)
     assert dex["connectors"][0]["config"]["rootCA"] == "/etc/dex/connector-ca/ldap.pem"

@@ -32,7 +32,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "issuer": "https://id.example.net:8443/dex",
         "dex": {"storage": {"type": "sqlite3"}, "service": {"type": "LoadBalancer"},
                 "ingress": {"enabled": True}},
-        "connectors": [{"type": "oidc", "rootCa": "/etc/ssl/certs/upstream.pem"},
+        "connectors": [{"type": "oidc", "rootCA": "/etc/ssl/certs/upstream.pem"},
                        {"type": "github", "orgs": [{"name": "kubernetes", "teams": ["a"]}]}],
     },
     "memory-ipv6-builtin-namespace": {

@@ -1,0 +1,59 @@
+"""Dex as a local process of the sandbox, running dexkit's rendered Dex config.
+
+Only what a pod would get from its cluster is swapped, and nothing else:
+- ``storage`` becomes ``memory``: a local process has no in-cluster ServiceAccount to reach
+  the kubernetes storage with;
+- the HTTPS listener binds 127.0.0.1 on the issuer's port and the telemetry listener a free
+  port, instead of 0.0.0.0 inside the pod;
+- the TLS files and connector CAs are the project's files instead of the Secret mounts.
+Issuer, connectors, static users, clients and the password connector are the rendered data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dexkit.config import Config
+from dexkit.render.dex import (
+    connector_ca_paths,
+    credential_envs,
+    project_connector_cas,
+    render_dex_config,
+)
+
+
+def local_dex_config(config: Config, project: Path, *, telemetry_port: int,
+                     connector_cas: dict[str, Path] | None = None) -> str:
+    data: dict[str, Any] = yaml.safe_load(render_dex_config(config))
+    data["storage"] = {"type": "memory"}
+    data["web"] = {
+        "https": f"127.0.0.1:{config.issuer_port}",
+        "tlsCert": str(project / config.tls.dir / "cert.pem"),
+        "tlsKey": str(project / config.tls.dir / "key.pem"),
+    }
+    data["telemetry"] = {"http": f"127.0.0.1:{telemetry_port}"}
+    # A connector CA that ships in the project is read from the project; an absolute one is
+    # used as is; the caller may point either elsewhere.
+    cas: dict[str, str] = {cid: str(project / rel)
+                           for cid, rel in project_connector_cas(config).items()}
+    cas.update({cid: str(path) for cid, path in (connector_cas or {}).items()})
+    in_pod = connector_ca_paths(config)
+    for connector in data.get("connectors") or []:
+        cid = connector["id"]
+        if cid not in in_pod:
+            continue
+        settings = connector["config"]
+        local = cas.get(cid, in_pod[cid])
+        if "rootCA" in settings:
+            settings["rootCA"] = local
+        if "rootCAs" in settings:
+            settings["rootCAs"] = [local]
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def missing_credentials(config: Config, environ: dict[str, str]) -> list[str]:
+    """The variables the rendered config reads credentials from that ``environ`` lacks."""
+    return [e.env for e in credential_envs(config).all() if e.env not in environ]
