@@ -219,20 +219,32 @@ def expected_identity(config: Config, claims: dict[str, Any]) -> tuple[str, list
     return username, groups
 
 
+def mapping_mismatch(config: Config, claims: dict[str, Any],
+                     identity: Identity) -> tuple[str, str] | None:
+    """(message, hint) when the API server's view of ``claims`` is not what the config
+    promises; None when it is. Shared by verify and doctor."""
+    username, groups = expected_identity(config, claims)
+    if identity.username != username:
+        return (f"the API server sees user '{identity.username}', dexkit.yaml promises "
+                f"'{username}'", "the API server's username claim or prefix differs from "
+                "dexkit.yaml; re-render its flags (see 'dexkit doctor', apiserver.oidc)")
+    missing = [g for g in groups if g not in identity.groups]
+    if missing:
+        return (f"the API server does not see groups {missing} (it sees "
+                f"{list(identity.groups)})", "the API server's groups claim or prefix differs "
+                "from dexkit.yaml (see 'dexkit doctor', apiserver.oidc)")
+    return None
+
+
 def step_mapping(state: _State) -> str:
     from dexkit.errors import DexkitError as Mismatch
 
     assert state.identity is not None
     req, identity = state.req, state.identity
-    username, groups = expected_identity(req.config, state.claims)
-    if identity.username != username:
-        raise Mismatch(f"the API server sees user '{identity.username}', the config promises "
-                       f"'{username}'", "the API server's username claim or prefix differs "
-                       "from dexkit.yaml; re-render its flags")
-    missing = [g for g in groups if g not in identity.groups]
-    if missing:
-        raise Mismatch(f"the API server does not see groups {missing}",
-                       "the groups claim or prefix differs from dexkit.yaml")
+    mismatch = mapping_mismatch(req.config, state.claims, identity)
+    if mismatch is not None:
+        raise Mismatch(*mismatch)
+    _, groups = expected_identity(req.config, state.claims)
     if req.expect_user is not None and identity.username != req.expect_user:
         raise Mismatch(f"user is '{identity.username}', expected '{req.expect_user}'",
                        "log in as the expected user")

@@ -211,7 +211,7 @@ def review(ctx: Context) -> Result:
     (SelfSubjectReview)."""
     from dexkit.errors import ClusterError
     from dexkit.kube import connect, who_am_i
-    from dexkit.verify import expected_identity
+    from dexkit.verify import mapping_mismatch
 
     got = login(ctx)
     # The API server retries discovery every 10 s: a freshly configured one may need a round.
@@ -228,14 +228,7 @@ def review(ctx: Context) -> Result:
                             "the failing checks above name why (apiserver.*, token.*); the "
                             "API server's log says 'Unable to authenticate the request'")
             time.sleep(2)
-    username, wanted_groups = expected_identity(ctx.config, got.claims)
-    if identity.username != username:
-        return fail(f"the API server sees user '{identity.username}', dexkit.yaml promises "
-                    f"'{username}'", "the API server's username claim or prefix differs from "
-                    "dexkit.yaml (see apiserver.oidc)")
-    missing = [g for g in wanted_groups if g not in identity.groups]
-    if missing:
-        return fail(f"the API server does not see groups {missing} (it sees "
-                    f"{list(identity.groups)})", "the API server's groups claim or prefix "
-                    "differs from dexkit.yaml (see apiserver.oidc)")
+    mismatch = mapping_mismatch(ctx.config, got.claims, identity)
+    if mismatch is not None:
+        return fail(*mismatch)
     return ok(f"the API server sees '{identity.username}' in {', '.join(identity.groups)}")
