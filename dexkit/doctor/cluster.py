@@ -49,6 +49,21 @@ def _name(ctx: Context, name: str) -> str:
     return f"{ctx.config.namespace}/{name}"
 
 
+def skip_if_sandbox_runs_dex(ctx: Context) -> None:
+    """`dexkit sandbox up` runs Dex as a local process, not in the cluster: when the kubeconfig
+    points at the project's sandbox and nothing was deployed into it, the in-cluster checks do
+    not apply (the network and API-server checks still judge that Dex)."""
+    from dexkit.doctor.apiserver import sandbox_view
+    from dexkit.render.dex import NAME
+
+    def load() -> bool:
+        if sandbox_view(ctx.directory, ctx.config, ctx.cluster.server) is None:
+            return False
+        return live(ctx, "Deployment", NAME) is None
+    if ctx.fact("cluster.sandbox-dex", load):
+        raise Skip("the project's sandbox runs Dex as a local process, not in the cluster")
+
+
 @check("cluster.reachable", needs=("local.config",), cluster=True)
 def reachable(ctx: Context) -> Result:
     """The cluster answers through the kubeconfig."""
@@ -64,6 +79,7 @@ def reachable(ctx: Context) -> Result:
 @check("cluster.deployment", needs=("cluster.reachable",), cluster=True)
 def deployment(ctx: Context) -> Result:
     """Dex's Deployment exists and is available."""
+    skip_if_sandbox_runs_dex(ctx)
     from dexkit.render.dex import NAME
 
     found = live(ctx, "Deployment", NAME)
@@ -127,6 +143,7 @@ def _pod_problems(ctx: Context, deployment: dict[str, Any]) -> list[str]:
 @check("cluster.service", needs=("cluster.reachable",), cluster=True)
 def service(ctx: Context) -> Result:
     """Dex's Service exposes the port dexkit renders (the issuer's port for a NodePort)."""
+    skip_if_sandbox_runs_dex(ctx)
     from dexkit.render.dex import NAME, render_service
 
     found = live(ctx, "Service", NAME)
@@ -178,6 +195,7 @@ def secret_bytes(secret: dict[str, Any], key: str) -> bytes | None:
 @check("cluster.tls-secret", needs=("cluster.reachable", "local.tls-files"), cluster=True)
 def tls_secret(ctx: Context) -> Result:
     """The TLS Secret in the cluster holds ssl/cert.pem (and its key)."""
+    skip_if_sandbox_runs_dex(ctx)
     from cryptography import x509
 
     from dexkit.pki import key_matches
@@ -311,6 +329,7 @@ def dex_config(ctx: Context) -> Result:
     """The Dex config in the cluster is what dexkit renders now (drift as a diff, no secrets)."""
     from dexkit.render.dex import CONFIG_FILE, CONFIG_SECRET, render_dex_config
 
+    skip_if_sandbox_runs_dex(ctx)
     key = CONFIG_FILE.rsplit("/", 1)[-1]
     where = f"Secret {_name(ctx, CONFIG_SECRET)}"
     found = live(ctx, "Secret", CONFIG_SECRET)
@@ -359,6 +378,7 @@ def dex_rbac(ctx: Context) -> Result:
     from dexkit.kube import subject_can
     from dexkit.render.dex import CRD_RESOURCES, NAME
 
+    skip_if_sandbox_runs_dex(ctx)
     config = ctx.config
     if not isinstance(config.dex.storage, KubernetesStorage):
         raise Skip(f"storage is {config.dex.storage.type}: Dex needs no Kubernetes API "
