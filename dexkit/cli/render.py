@@ -46,6 +46,6 @@ def render(directory: DirOption = Path(), out: OutOption = None) -> None:
     if inputs.ca_pem is None:
         output.warn(f"{config.tls.dir}/ca.pem does not exist yet; the kind config mounts it",
                     f"run 'dexkit init --dir {directory}'")
-    output.next_step(f"kubectl apply -f {out_dir / 'dex.yaml'} (after creating the "
-                     f"{tls_secret_name(config)} secret), or 'kind create cluster --config "
-                     f"{out_dir / KIND_CONFIG}'")
+    output.next_step(f"'dexkit deploy' (secrets included), or kubectl apply -f "
+                     f"{out_dir / 'dex.yaml'} after creating the {tls_secret_name(config)} "
+                     f"secret; for CI, 'kind create cluster --config {out_dir / KIND_CONFIG}'")
