@@ -4,10 +4,11 @@ Rules:
 - A peer is found, in this order: the environment variable named in :data:`ENV_OVERRIDES`
   (a path to a binary; it wins over everything), then the cache
   ``${DEXKIT_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/dexkit}/bin/<name>-<version>/<name>``.
-- A build never runs anything but the machine's ``go``: it generates a small module under
-  ``<cache>/work/``, lets ``go get`` resolve it through the configured module proxy with checksum
-  verification left on, and links the binary into a temporary name that is renamed into place
-  only once it is complete, next to a JSON manifest (versions, Go version, sha256, build time).
+- A build never runs anything but the machine's ``go``: it generates a small module in the
+  cache's ``work`` directory, lets ``go get`` resolve it through the configured module proxy
+  with checksum verification left on, and links the binary into a temporary name that is
+  renamed into place only once it is complete, next to a JSON manifest (versions, Go version,
+  sha256, build time).
 - kube-apiserver and kubectl come from ``k8s.io/kubernetes``, whose go.mod replaces its staging
   modules (``k8s.io/api`` …) with local directories; the generated module replaces each of them
   with the matching ``v0.<minor>.<patch>`` release. The list is read from the real go.mod of the
