@@ -279,10 +279,12 @@ def step_authorization(state: _State) -> str:
 
 
 def scopes_for(config: Config) -> tuple[str, ...]:
-    scopes = ["openid", "email", "profile", "offline_access"]
+    """dexkit's scopes, without ``groups`` when the API server maps no groups claim."""
+    from dexkit.oidc import DEFAULT_SCOPES
+
     if config.api_server.groups_claim:
-        scopes.insert(2, "groups")
-    return tuple(scopes)
+        return DEFAULT_SCOPES
+    return tuple(s for s in DEFAULT_SCOPES if s != "groups")
 
 
 STEPS: list[tuple[str, Step]] = [

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dexkit.config import LOOPBACK_PORTS
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
+from dexkit.oidc import DEFAULT_SCOPES
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -203,9 +204,8 @@ class LoginUser:
     redirect_uris: tuple[str, ...] = ()
 
 
-# dexkit token's scopes when none are given (dexkit.oidc.plugin.DEFAULT_SCOPES); kubelogin
-# always asks for openid and adds --oidc-extra-scope values.
-_DEXKIT_DEFAULT_SCOPES = ("openid", "email", "profile", "groups", "offline_access")
+# dexkit token asks for DEFAULT_SCOPES when none are given; kubelogin always asks for openid
+# and adds --oidc-extra-scope values.
 
 
 def _options(args: list[str]) -> list[tuple[str, str | None]]:
@@ -246,7 +246,7 @@ def parse_login_user(name: str, source: Path, user: Any) -> LoginUser | None:
             if grant == "authcode" else ()
         return LoginUser(name, source, "dexkit token", values["issuer"][0],
                          _first(values, "client-id"),
-                         tuple(values.get("scope") or _DEXKIT_DEFAULT_SCOPES),
+                         tuple(values.get("scope") or DEFAULT_SCOPES),
                          tuple(values.get("ca-file") or ()), "insecure" in flags, None,
                          redirects)
     if "oidc-issuer-url" in values:  # kubelogin: kubectl oidc-login get-token / kubelogin

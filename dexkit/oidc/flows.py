@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from dexkit.errors import OIDCError
+from dexkit.oidc import DEFAULT_SCOPES
 
 if TYPE_CHECKING:
     import httpx
@@ -34,7 +35,7 @@ class Client:
 
     id: str
     secret: str = ""
-    scopes: tuple[str, ...] = ("openid", "email", "profile", "groups", "offline_access")
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
 
     @property
     def scope(self) -> str:

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from dexkit.oidc import DEFAULT_SCOPES
 from dexkit.oidc.cache import cache_key, cache_path, default_dir, read_entry
 
 TYPE_CHECKING = False
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 MIN_VALIDITY = 60
 DEFAULT_API_VERSION = "client.authentication.k8s.io/v1"
 SUPPORTED_API_VERSIONS = (DEFAULT_API_VERSION, "client.authentication.k8s.io/v1beta1")
-DEFAULT_SCOPES = ("openid", "email", "profile", "groups", "offline_access")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

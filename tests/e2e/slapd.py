@@ -16,7 +16,6 @@ Rules:
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import os
 import secrets
@@ -26,9 +25,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dexkit import files, pki
+from dexkit import files
 from dexkit.sandbox.controlplane import free_ports
 from dexkit.sandbox.process import ManagedProcess, start_process
+from tests.e2e.tlsfiles import write_localhost_tls
 from tests.ldif import Entry, dump_ldif, parse_ldif
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -165,15 +165,7 @@ def start_slapd(directory: Path, tools: Tools, *, suffix: str, entries: list[Ent
                 reader_dn: str, timeout: float = 30.0) -> Slapd:
     """Start slapd with ``entries`` below ``suffix``; ``reader_dn`` may read everything."""
     files.ensure_dir(directory)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = pki.generate_key("ecdsa-p256")
-    ca = pki.create_ca(ca_key, common_name="dexkit test LDAP CA", days=2, now=now)
-    key = pki.generate_key("ecdsa-p256")
-    cert = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=key, hosts=["localhost"],
-                                  ips=["127.0.0.1"], days=2, now=now)
-    pki.write_cert(directory / "ca.pem", ca)
-    pki.write_cert(directory / "cert.pem", cert)
-    pki.write_key(directory / "key.pem", key)
+    write_localhost_tls(directory)
 
     passwords: dict[str, str] = {}
     loaded = [_suffix_entry(suffix)]

@@ -45,6 +45,7 @@ from tests.e2e.oidc_sandbox import (
     oidc_apiserver_options,
 )
 from tests.e2e.slapd import LDAPError, Slapd, Tools, find_tools, start_slapd
+from tests.e2e.tlsfiles import write_localhost_tls
 from tests.ldif import Entry, escape_filter_value, parse_ldif
 
 pytestmark = pytest.mark.e2e
@@ -404,22 +405,12 @@ def _upstream_dex(directory: Path, dex: Path, *, user: str, groups: list[str],
                   redirect_uri: str) -> tuple[Any, str, str, str]:
     """A second real Dex as the upstream OIDC provider; returns (process, issuer, CA PEM,
     password of ``user``)."""
-    import datetime as dt
     import secrets
     import uuid
 
-    from dexkit import pki
 
     port, telemetry = controlplane.free_ports(2)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = pki.generate_key("ecdsa-p256")
-    ca = pki.create_ca(ca_key, common_name="upstream test CA", days=2, now=now)
-    key = pki.generate_key("ecdsa-p256")
-    cert = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=key, hosts=["localhost"],
-                                  ips=["127.0.0.1"], days=2, now=now)
-    pki.write_cert(directory / "ca.pem", ca)
-    pki.write_cert(directory / "cert.pem", cert)
-    pki.write_key(directory / "key.pem", key)
+    write_localhost_tls(directory)
     password = secrets.token_urlsafe(12)
     issuer = f"https://127.0.0.1:{port}"
     config = {
