@@ -57,7 +57,7 @@ ETCD_MODULE = "go.etcd.io/etcd/server/v3"
 DEX_VERSION = "2.45.1"
 DEX_COMMIT = "11d2eeb52b42e1980e14cb91e69dd9e3faab2076"
 DEX_MODULE = "github.com/dexidp/dex"
-DEX_PSEUDO = ""
+DEX_PSEUDO = "v0.0.0-20260303133905-11d2eeb52b42"
 
 KUBELOGIN_VERSION = "1.34.0"
 KUBELOGIN_MODULE = "github.com/int128/kubelogin"

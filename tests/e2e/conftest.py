@@ -9,11 +9,8 @@ Rules:
   on skipped e2e tests.
 - ``control_plane`` is one etcd + kube-apiserver for the whole session; tests that need to stop
   or break a control plane start their own with ``start_control_plane``.
-- Tests that log in through Dex carry ``@pytest.mark.needs_dex``. With ``DEXKIT_DEX_BLOCKED=1``
-  they are deselected before they run, and the run says so at its start and in its summary:
-  for a CI run that knows the Dex binary cannot be built (its module version refused by the Go
-  module proxy) and must still fail on every other missing peer. Without that variable they run,
-  and a missing Dex follows the rule above (skip locally, fail with DEXKIT_REQUIRE_PEERS=1).
+- Tests that log in through Dex carry ``@pytest.mark.needs_dex`` (so ``-m needs_dex`` selects
+  them); a missing Dex follows the rule above like any other peer.
 """
 
 from __future__ import annotations
@@ -30,9 +27,6 @@ from dexkit.errors import DexkitError
 from dexkit.sandbox import controlplane, peers
 
 REQUIRE_PEERS = os.environ.get("DEXKIT_REQUIRE_PEERS", "") not in ("", "0")
-DEX_BLOCKED = os.environ.get("DEXKIT_DEX_BLOCKED", "") not in ("", "0")
-DEX_BLOCKED_REASON = ("DEXKIT_DEX_BLOCKED=1: the tests marked needs_dex (logins through a real "
-                      "Dex) were NOT RUN; unset it once 'dexkit sandbox build --only dex' works")
 KUBERNETES_VERSION = peers.resolve_kubernetes_version(
     os.environ.get("DEXKIT_E2E_KUBERNETES_VERSION") or None)
 
@@ -49,34 +43,6 @@ _CONFIG: list[pytest.Config] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     _CONFIG.append(config)
-
-
-_DEX_DESELECTED: list[str] = []
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the needs_dex tests when DEXKIT_DEX_BLOCKED=1, and say so loudly."""
-    if not DEX_BLOCKED:
-        return
-    blocked = [item for item in items if item.get_closest_marker("needs_dex")]
-    if not blocked:
-        return
-    items[:] = [item for item in items if not item.get_closest_marker("needs_dex")]
-    config.hook.pytest_deselected(items=blocked)
-    _DEX_DESELECTED.extend(item.nodeid for item in blocked)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"!!! {DEX_BLOCKED_REASON} ({len(blocked)} tests)", red=True,
-                            bold=True)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _DEX_DESELECTED:
-        return
-    terminalreporter.section("needs_dex tests NOT RUN", sep="!", red=True, bold=True)
-    terminalreporter.write_line(DEX_BLOCKED_REASON, red=True, bold=True)
-    for nodeid in _DEX_DESELECTED:
-        terminalreporter.write_line(f"  not run: {nodeid}")
 
 
 def say(line: str) -> None:
