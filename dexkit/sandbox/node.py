@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -301,6 +301,14 @@ def namespace_holder(state: SandboxState) -> int:
             return record.pid
     raise DexkitError(f"the node sandbox in {state.dir} is not running",
                       "start it with 'dexkit sandbox up --node'")
+
+
+def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Become ``argv`` (from :func:`exec_argv`): its exit code is the command's."""
+    try:
+        os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - argv is the user's command
+    except OSError as exc:
+        raise DexkitError(f"cannot run {argv[0]}: {exc.strerror}", PACKAGES_HINT) from exc
 
 
 def exec_argv(sandbox: Path, argv: Sequence[str], cwd: Path) -> list[str]:
