@@ -561,7 +561,9 @@ def start(req: NodeRequest, progress: Progress | None = None, *,
         raise DexkitError(f"{NodeLayout(target).state} records a node sandbox that was not "
                           "stopped", f"run 'dexkit sandbox down --dir {project}' first")
     wired = wiring.apiserver_wiring(req.config, project, SandboxLayout(target).files, req.mode)
-    plane = _open_plane(target, wired, req.kubernetes_version)
+    plane = controlplane.open_control_plane(target, controlplane.ControlPlaneOptions(
+        extra_args=wired.args, extra_files=wired.files, kubernetes_version=req.kubernetes_version,
+        die_with_parent=req.die_with_parent))
     layout = plane.layout
     node_layout = NodeLayout(layout.dir)
     shutil.rmtree(node_layout.dir, ignore_errors=True)
@@ -579,20 +581,6 @@ def start(req: NodeRequest, progress: Progress | None = None, *,
         raise
     node.timings["total"] = clock() - started
     return node
-
-
-def _open_plane(target: Path, wired: wiring.APIServerWiring,
-                kubernetes_version: str) -> ControlPlane:
-    """A fresh level-1 sandbox directory (keys, the rendered files, an empty state)."""
-    layout = controlplane.prepare_dir(target)
-    now = dt.datetime.now(dt.UTC)
-    controlplane.write_pki(layout, now)
-    controlplane._write_extra_files(layout, wired.files)
-    state = SandboxState(dir=layout.dir, kubernetes_version=kubernetes_version,
-                         created_at=now.isoformat(timespec="seconds"),
-                         kubeconfig=str(layout.kubeconfig))
-    state.save()
-    return ControlPlane(layout, state)
 
 
 def _start(req: NodeRequest, node: Node, built: images.NodeImages, say: Progress,
@@ -645,11 +633,8 @@ def _start(req: NodeRequest, node: Node, built: images.NodeImages, say: Progress
            on_started=record_holder)
     prefix = in_namespace(holder["pid"])
 
-    etcd_port, etcd_peer = controlplane.free_ports(2)
-    etcd_url = f"http://127.0.0.1:{etcd_port}"
-    launch("etcd", controlplane.etcd_argv(req.binaries.etcd, layout, etcd_port, etcd_peer),
-           controlplane.url_ready(f"{etcd_url}/health", body_contains='"health":"true"'),
-           timeout=30, endpoint=etcd_url)
+    timed("etcd", lambda: plane.start_etcd(req.binaries.etcd, clock=clock))
+    etcd_url = plane.etcd_url
 
     ports = controlplane.free_ports(8, host=net.node_ip)
     api_port, kcm_port, sched_port, kubelet_port, healthz, proxy_healthz, proxy_metrics = \

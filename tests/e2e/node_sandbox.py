@@ -60,12 +60,14 @@ def set_in_config(project: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def cli_env(home: Path, kubeconfig: Path, **extra: str) -> dict[str, str]:
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """A user's environment: a fresh HOME and no KUBECONFIG, so project commands find the
+    project's running sandbox by themselves (dexkit.sandbox.target)."""
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "DEXKIT_DIR")}
     # The kubeconfig user runs `dexkit token` from PATH, as kubectl does for a user.
     path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update({"HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200", "PATH": path,
-                "KUBECONFIG": str(kubeconfig), **extra})
+                **extra})
     return env
 
 

@@ -54,8 +54,7 @@ class Guide:
         self.node = running
         self.home = home
         self.kubectl = kubectl
-        self.env = cli_env(home, running.kubeconfig,
-                           DEXKIT_TOKEN_CACHE=str(home / "token-cache"))
+        self.env = cli_env(home, DEXKIT_TOKEN_CACHE=str(home / "token-cache"))
 
     @property
     def kubeconfig(self) -> Path:
