@@ -157,13 +157,22 @@ def test_dex_keeps_its_state_in_crds_through_the_rendered_rbac(guide: Guide) -> 
     assert any(v.get("projected") for v in pod["spec"]["volumes"])
 
 
-def _served_certificate(port: int, ca: Path, host: str) -> bytes:
+def _served_certificate(port: int, ca: Path, host: str, wait: float = 15.0) -> bytes:
+    """The certificate 127.0.0.1:port serves for ``host``; a refused connection is retried for
+    ``wait`` seconds (kube-proxy follows a rollout's endpoint changes within a moment)."""
     context = ssl.create_default_context(cafile=str(ca))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+        except ConnectionRefusedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _pem_der(path: Path) -> bytes:
