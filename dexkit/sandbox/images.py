@@ -346,7 +346,7 @@ class DexSource:
     binary: Path
     version: str  # 2.45.1
     module_version: str  # v0.0.0-20260303133905-11d2eeb52b42
-    module_dir: Path  # the module's files in Go's module cache
+    module_dir: Path | None = None  # the module's files in Go's module cache, once looked up
 
     @property
     def committed_at(self) -> dt.datetime:
@@ -362,21 +362,28 @@ def dex_image_name(version: str = peers.DEX_VERSION) -> str:
 
 
 def dex_source(root: Path | None = None) -> DexSource:
-    """The built Dex peer and its module's source directory (downloaded by that build)."""
+    """The built Dex peer and the module version it was built from (no Go call: the source
+    directory is looked up only when an image has to be written, see :func:`module_dir`)."""
     spec = peers.peer_spec("dex")
     binary = peers.require_peer("dex", root=root)
     location = peers.locate(spec, root=root)
     module_version = location.manifest.module_version if location.manifest else \
         spec.module_version
-    out = _go(["mod", "download", "-json", f"{spec.module}@{module_version}"],
-              cwd=peers.cache_root() if root is None else root,
-              env={"GOFLAGS": "-mod=mod"}, what=f"locating {spec.module}@{module_version}")
+    return DexSource(binary, spec.version, module_version, None)
+
+
+def module_dir(module_version: str) -> Path:
+    """Dex's module source in Go's module cache (downloaded by the peer's build)."""
+    out = _go(["mod", "download", "-json", f"{peers.DEX_MODULE}@{module_version}"],
+              cwd=Path.cwd() if not peers.cache_root().is_dir() else peers.cache_root(),
+              env={"GOFLAGS": "-mod=mod"},
+              what=f"locating {peers.DEX_MODULE}@{module_version}")
     info = json.loads(out)
     if info.get("Error") or not info.get("Dir"):
-        raise DexkitError(f"cannot find the source of {spec.module}@{module_version}: "
+        raise DexkitError(f"cannot find the source of {peers.DEX_MODULE}@{module_version}: "
                           f"{info.get('Error', 'no directory')}",
                           "rebuild Dex with 'dexkit sandbox build --only dex --force'")
-    return DexSource(binary, spec.version, module_version, Path(info["Dir"]))
+    return Path(info["Dir"])
 
 
 def dex_entries(source: DexSource, ca_bundle: Path = CA_BUNDLE) -> list[Entry]:
@@ -384,9 +391,10 @@ def dex_entries(source: DexSource, ca_bundle: Path = CA_BUNDLE) -> list[Entry]:
     if not ca_bundle.is_file():
         raise DexkitError(f"no CA bundle at {ca_bundle} for the Dex image",
                           "install Debian's ca-certificates (apt-get install ca-certificates)")
-    web = source.module_dir / "web"
+    source_dir = source.module_dir or module_dir(source.module_version)
+    web = source_dir / "web"
     if not web.is_dir():
-        raise DexkitError(f"{source.module_dir} has no web/ directory",
+        raise DexkitError(f"{source_dir} has no web/ directory",
                           "is this the Dex module? rebuild Dex with --force")
     entries = [
         Entry("/usr/local/bin/dex", source=source.binary, mode=0o755),
@@ -399,7 +407,7 @@ def dex_entries(source: DexSource, ca_bundle: Path = CA_BUNDLE) -> list[Entry]:
         directory("/etc/dex", owner=DEX_UID),
         *tree(web, "/srv/dex/web"),
     ]
-    sample = source.module_dir / "config.docker.yaml"
+    sample = source_dir / "config.docker.yaml"
     if sample.is_file():
         entries.append(Entry("/etc/dex/config.docker.yaml", source=sample, uid=DEX_UID,
                              gid=DEX_UID))
