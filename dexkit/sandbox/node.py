@@ -200,9 +200,9 @@ class NodeBinaries:
                    kube_proxy=get("kube-proxy"))
 
 
-def preflight(config: Config, net: network.NodeNetwork) -> None:
+def preflight(config: Config, net: network.NodeNetwork, *, euid: int | None = None) -> None:
     """Refuse, before anything changes, what would make the node fail or touch others' state."""
-    if os.geteuid() != 0:
+    if (os.geteuid() if euid is None else euid) != 0:
         raise DexkitError("the node sandbox needs root: it creates a bridge, iptables rules "
                           "(kube-proxy), cgroups and a mount namespace",
                           "run it as root (sudo -E dexkit sandbox up --node), or use the "
