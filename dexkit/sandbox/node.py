@@ -576,8 +576,12 @@ def start(req: NodeRequest, progress: Progress | None = None, *,
     node = Node(plane, node_layout, node_state, wired, timings)
     try:
         _start(req, node, built, say, clock)
-    except BaseException:
-        node.stop()
+    except BaseException as exc:
+        try:
+            node.stop()
+        except DexkitError as cleanup:
+            raise DexkitError(f"{getattr(exc, 'message', exc)}; then undoing the start failed "
+                              f"too: {cleanup.message}", cleanup.hint) from exc
         raise
     node.timings["total"] = clock() - started
     return node
@@ -804,12 +808,31 @@ def teardown(sandbox: Path) -> None:
         if path:
             attempt(f"removing {path}", lambda p=path: shutil.rmtree(p)  # type: ignore[misc]
                     if Path(p).exists() else None)
+    attempt("removing the node's entries in shared directories",
+            lambda: remove_own_entries(NodeLayout(sandbox)))
     left = leftovers(state, sandbox)
     if problems or left:
         raise DexkitError("the node sandbox did not stop cleanly: " + "; ".join(problems + left),
                           f"{NodeLayout(sandbox).state} is kept so that 'dexkit sandbox down' "
                           "can try again")
     NodeLayout(sandbox).state.unlink(missing_ok=True)
+
+
+def own_entries(layout: NodeLayout) -> list[Path]:
+    """What the node left in host directories that existed before it (and so stay): libcni's
+    cached results for its network, and the kubelet's symlinks to its containers' logs."""
+    found = sorted(Path("/var/lib/cni/results").glob("dexkit-*"))
+    containers = Path("/var/log/containers")
+    if containers.is_dir():
+        for link in containers.iterdir():
+            if link.is_symlink() and str(link.readlink()).startswith(str(layout.pod_logs)):
+                found.append(link)
+    return found
+
+
+def remove_own_entries(layout: NodeLayout) -> None:
+    for path in own_entries(layout):
+        path.unlink(missing_ok=True)
 
 
 def leftovers(state: NodeState, sandbox: Path) -> list[str]:
@@ -829,6 +852,7 @@ def leftovers(state: NodeState, sandbox: Path) -> list[str]:
     for path in [*state.absent, state.run_dir]:
         if path and Path(path).exists():
             found.append(f"{path} remains")
+    found += [f"{path} remains" for path in own_entries(NodeLayout(sandbox))]
     return found
 
 
