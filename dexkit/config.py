@@ -909,15 +909,21 @@ class APIServerSettings(Model, frozen=True):
         for entry in self.extra_jwt:
             _check_jwt_entry(entry)
 
-    def _check_flags_mode(self) -> None:
-        used = [name for name, value in (
+    def structured_only(self, *, effective: bool = False) -> list[str]:
+        """The settings in use that only the AuthenticationConfiguration can express (with
+        ``effective``, dexkit's default userValidationRules count as in use)."""
+        user_rules = self.effective_user_rules if effective else self.user_validation_rules
+        return [name for name, value in (
             ("audiences", self.audiences), ("discoveryURL", self.discovery_url),
             ("usernameExpression", self.username_expression),
             ("groupsExpression", self.groups_expression), ("uidClaim", self.uid_claim),
             ("uidExpression", self.uid_expression), ("extra", self.extra),
             ("claimValidationRules", self.claim_validation_rules),
-            ("userValidationRules", self.user_validation_rules),
+            ("userValidationRules", user_rules),
             ("extraJWT", self.extra_jwt), ("anonymous", self.anonymous)) if value]
+
+    def _check_flags_mode(self) -> None:
+        used = self.structured_only()
         if used:
             invalid(used[0], f"apiServer.{used[0]} needs the AuthenticationConfiguration: the "
                     "--oidc-* flags cannot express it", "set apiServer.mode: "
