@@ -1190,6 +1190,10 @@ def _check_cluster_fit(config: Config) -> None:
             host not in [h.host.lower() for h in ingress.hosts]:
         invalid(("dex", "ingress", "hosts"), f"no ingress host serves the issuer's host '{host}'",
                 "add it to dex.ingress.hosts (the issuer must be reachable at its own URL)")
+    urls = [config.issuer] + [str(e["issuer"]["url"]) for e in config.api_server.extra_jwt]
+    if len(urls) != len(set(urls)):
+        invalid(("apiServer", "extraJWT"), f"an extraJWT issuer is already in the file: {urls} "
+                "(the API server wants each issuer URL once)", "remove the duplicate")
     if config.api_server.anonymous is not None and config.minor < 32:
         invalid(("apiServer", "anonymous"), "anonymous in the AuthenticationConfiguration needs "
                 "Kubernetes 1.32 or later", "raise kubernetesVersion or drop apiServer.anonymous")
