@@ -37,8 +37,9 @@ def flags(directory: DirOption = Path(), output: OutputOption = Format.text) -> 
     rendered = [str(flag) for flag in apiserver_flags(config)]
     notes = identity_notes(config)
     out = Output()
-    if output is Format.json:
-        out.json({"mode": config.api_server.mode, "flags": rendered, "notes": notes})
+    if output.structured:
+        out.structured(output, {"mode": config.api_server.mode, "flags": rendered,
+                                "notes": notes})
         return
     out.data("".join(f"{flag}\n" for flag in rendered))
     for note in notes:
