@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dexkit.cli.options import ContextOption, DirOption, KubeconfigOption, cluster_target
+from dexkit.cli.options import (
+    ContextOption,
+    DirOption,
+    KubeconfigOption,
+    cluster_target,
+    resolve_cluster,
+)
 from dexkit.console import Output
 
 if TYPE_CHECKING:
@@ -87,8 +93,15 @@ def deploy(
     out = Output()
     for warning in project.warnings:
         out.warn(warning)
-    cluster = connect(cluster_target(out, directory, kubeconfig, context))
+    resolved = resolve_cluster(out, directory, kubeconfig, context)
+    cluster = connect(resolved.target)
     _cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
+    if wait and resolved.sandbox is not None and not resolved.sandbox_has_node:
+        out.warn("the project's sandbox runs no node (kubelet), so Dex's Pods cannot start "
+                 "there: not waiting for the rollout",
+                 "the sandbox already runs Dex as a process; for Dex as a Pod start "
+                 "'dexkit sandbox up --node'")
+        wait = False
     result = core.deploy(core.DeployRequest(project, env, dry_run=dry_run,
                                             force_conflicts=force_conflicts),
                          cluster, _Printer(out, dry_run))

@@ -11,6 +11,7 @@ import typer
 if TYPE_CHECKING:
     from dexkit.console import Output
     from dexkit.kube import Target
+    from dexkit.sandbox.target import Resolved
 
 DirOption = Annotated[
     Path,
@@ -48,9 +49,15 @@ def cluster_target(out: Output, directory: Path, kubeconfig: Path | None,
                    context: str | None) -> Target:
     """The cluster a project command talks to (see :mod:`dexkit.sandbox.target`); one line
     says so when it is the project's running sandbox."""
+    return resolve_cluster(out, directory, kubeconfig, context).target
+
+
+def resolve_cluster(out: Output, directory: Path, kubeconfig: Path | None,
+                    context: str | None) -> Resolved:
+    """:func:`cluster_target`, with what was picked (the sandbox's state, if it was)."""
     from dexkit.sandbox.target import resolve
 
     resolved = resolve(directory, kubeconfig, context)
     if resolved.note:
         out.info(resolved.note)
-    return resolved.target
+    return resolved

@@ -389,6 +389,15 @@ class ControlPlane:
             self.state.endpoints[process.name] = endpoint
         self.state.save()
 
+    def forget_exited(self, name: str) -> None:
+        """Drop the records of peer ``name``'s processes that have exited (a failed start that
+        is tried again), so that status and ``down`` see only what runs."""
+        gone = [p for p in self.processes if p.name == name and not p.alive()]
+        self.processes = [p for p in self.processes if p not in gone]
+        records = {p.record for p in gone}
+        self.state.processes = [r for r in self.state.processes if r not in records]
+        self.state.save()
+
     def recorder(self, endpoint: str) -> Callable[[ManagedProcess], None]:
         """An ``on_started`` callback: record the peer the moment it exists."""
         return lambda process: self.attach(process, endpoint)

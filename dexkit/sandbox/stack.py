@@ -184,6 +184,7 @@ def _start_dex(req: StackRequest, stack: Stack, project: Path, storage: dict[str
             # cluster the kubelet restarts it. Do the same, a few times.
             if attempt == DEX_STARTS or storage["type"] != "kubernetes":
                 raise
+            plane.forget_exited("dex")
             say("restarted", f"dex exited during start {attempt} (its CRDs were not yet "
                              "established); starting it again, as a kubelet would")
             time.sleep(DEX_RESTART_DELAY)

@@ -24,6 +24,13 @@ SANDBOX_CONTEXT = "dexkit-sandbox"  # the context name in the sandbox's admin ku
 class Resolved:
     target: Target
     note: str = ""  # set when the project's sandbox was picked
+    sandbox: SandboxState | None = None  # the sandbox picked, if one was
+
+    @property
+    def sandbox_has_node(self) -> bool:
+        """Whether the picked sandbox runs a kubelet (Pods run) or only a control plane."""
+        return self.sandbox is not None and any(p.name == "kubelet"
+                                                for p in self.sandbox.processes)
 
 
 def running_sandbox(project: Path) -> SandboxState | None:
@@ -50,7 +57,7 @@ def resolve(project: Path, kubeconfig: Path | None, context: str | None,
         return Resolved(Target())
     return Resolved(Target(Path(state.kubeconfig)),
                     f"using the project's running sandbox ({state.kubeconfig}); pass "
-                    "--kubeconfig or set KUBECONFIG for another cluster")
+                    "--kubeconfig or set KUBECONFIG for another cluster", state)
 
 
 @dataclass(frozen=True)
