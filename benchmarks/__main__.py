@@ -8,13 +8,14 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import bench_deploy, bench_init, bench_sandbox, bench_token
+from benchmarks import bench_deploy, bench_init, bench_node, bench_sandbox, bench_token
 
 SECTIONS = {
     "init": bench_init.run,
     "token": bench_token.run,
     "sandbox": bench_sandbox.run,
     "deploy": bench_deploy.run,
+    "node": bench_node.run,
 }
 OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 

@@ -298,6 +298,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     _resource("ConfigMap", "v1", "configmaps"),
     _resource("Service", "v1", "services"),
     _resource("Pod", "v1", "pods"),
+    _resource("Node", "v1", "nodes", namespaced=False),
     _resource("Event", "v1", "events"),
     _resource("Role", "rbac.authorization.k8s.io/v1", "roles"),
     _resource("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings"),

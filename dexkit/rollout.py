@@ -235,7 +235,11 @@ def crashing_containers(pod: Mapping[str, Any]) -> list[tuple[str, bool]]:
         state = cs.get("state") or {}
         reason = str((state.get("waiting") or state.get("terminated") or {}).get("reason", ""))
         if reason in _CRASHING or int(cs.get("restartCount") or 0) > 0:
-            found.append((str(cs.get("name")), bool(cs.get("lastState", {}).get("terminated"))))
+            # A container that is terminated now holds the crash's log itself; its "previous"
+            # run may already be removed (the kubelet keeps one dead container).
+            previous = bool(cs.get("lastState", {}).get("terminated")) and \
+                not state.get("terminated")
+            found.append((str(cs.get("name")), previous))
     return found
 
 

@@ -92,10 +92,18 @@ def up(
         "rendered ServiceAccount and RBAC), or memory.")] = Storage.rendered,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the API server.")]
         = 120.0,
+    node: Annotated[bool, typer.Option(
+        "--node", help="Add a real node (containerd, kubelet, kube-proxy, controller-manager, "
+        "scheduler; needs root): Dex then runs from 'dexkit deploy'.")] = False,
 ) -> None:
     """Start etcd, kube-apiserver (configured only by dexkit's rendered OIDC flags or
     AuthenticationConfiguration) and Dex (the rendered config) on 127.0.0.1; ready once the API
-    server accepts a Dex token."""
+    server accepts a Dex token. With --node, a real node instead of Dex as a process."""
+    if node:
+        from dexkit.cli.sandbox_node import up_node
+
+        up_node(directory, kubernetes_version, mode.value if mode else None, timeout)
+        return
     import os
 
     from dexkit.config import load_config
@@ -193,9 +201,25 @@ def status(directory: DirOption = Path(), output: OutputOption = Format.text) ->
 @app.command()
 def down(directory: DirOption = Path()) -> None:
     """Stop every peer of the sandbox (even after one crashed) and forget its state."""
+    from dexkit.sandbox import node
+
     target = controlplane.sandbox_dir(directory.resolve())
-    stopped = controlplane.stop_sandbox(target)
+    stopped = node.down(target)  # the level-1 peers, and a node's bridge, chains and cgroups
     out = Output()
     for name in stopped:
         out.step("stopped", name)
     out.success("sandbox stopped" if stopped else f"nothing was running in {target}")
+
+
+@app.command("exec", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})
+def exec_(
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after "
+                                                 "'--'.", show_default=False)],
+    directory: DirOption = Path(),
+) -> None:
+    """Run a command in the node sandbox's mount namespace, where its /etc/hosts maps the
+    issuer's host to the NodePort on 127.0.0.1 (e.g. -- dexkit verify --grant password)."""
+    from dexkit.cli.sandbox_node import exec_in_node
+
+    exec_in_node(directory, command)

@@ -111,12 +111,48 @@ def deployment(ctx: Context) -> Result:
                     f"'kubectl -n {ns} describe deployment {NAME}' and 'kubectl -n {ns} logs "
                     f"deployment/{NAME}' say why; 'dexkit deploy' re-applies and waits for the "
                     "rollout")
+    stuck = _stuck_rollout(found)
+    if stuck:
+        ns = ctx.config.namespace
+        return fail(f"{where} still serves from its old pods, but its rollout is stuck: "
+                    + "; ".join([stuck, *_pod_problems(ctx, found)]),
+                    f"'kubectl -n {ns} describe pods -l app.kubernetes.io/name={NAME}' shows "
+                    "the events; fix the cause and run 'dexkit deploy' again")
     images = [c.get("image") for c in (spec.get("template") or {}).get("spec", {})
               .get("containers", []) if c.get("name") == "dex"]
     if images and images[0] != ctx.config.dex.image:
         return warn(f"{where} is available ({available}/{wanted}) but runs {images[0]}, "
                     f"dexkit.yaml says {ctx.config.dex.image}", DEPLOY_HINT)
     return ok(f"{where} is available: {available}/{wanted} replicas")
+
+
+def _stuck_rollout(deployment: dict[str, Any]) -> str:
+    """Why a Deployment that is available has not finished rolling out, or ""."""
+    meta, spec = deployment.get("metadata") or {}, deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return ""  # the controller has not looked yet; that is not stuck
+    wanted = int(spec.get("replicas", 1))
+    # The API leaves zero counts out: an absent updatedReplicas is judged by unavailable alone.
+    updated = int(status.get("updatedReplicas", wanted) or 0)
+    unavailable = int(status.get("unavailableReplicas") or 0)
+    if updated >= wanted and not unavailable:
+        return ""
+    return f"{updated} of {wanted} replicas updated, {unavailable} unavailable"
+
+
+def _probe_mismatch(pod: dict[str, Any]) -> list[str]:
+    """Readiness probes that ask a port the container does not declare (a hand edit)."""
+    found = []
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        declared = {str(p.get("containerPort")) for p in container.get("ports") or []} | \
+            {str(p.get("name")) for p in container.get("ports") or [] if p.get("name")}
+        probe = ((container.get("readinessProbe") or {}).get("httpGet") or {})
+        port = probe.get("port")
+        if port is not None and str(port) not in declared:
+            found.append(f"its readiness probe asks port {port}, which {container.get('name')} "
+                         f"does not serve (ports: {', '.join(sorted(declared))})")
+    return found
 
 
 def _pod_problems(ctx: Context, deployment: dict[str, Any]) -> list[str]:
@@ -139,9 +175,13 @@ def _pod_problems(ctx: Context, deployment: dict[str, Any]) -> list[str]:
                    if (w := (s.get("state") or {}).get("waiting"))]
         unscheduled = [c.get("message") for c in status.get("conditions") or []
                        if c.get("type") == "PodScheduled" and c.get("status") == "False"]
+        not_ready = [f"not ready ({'; '.join(_probe_mismatch(pod)) or 'readiness probe failing'})"
+                     for c in status.get("conditions") or []
+                     if c.get("type") == "Ready" and c.get("status") == "False"
+                     and status.get("phase") == "Running" and not reasons]
+        details = reasons + [str(u) for u in unscheduled] + not_ready
         found.append(f"pod {name} {status.get('phase', '?')}"
-                     + (": " + ", ".join(reasons + [str(u) for u in unscheduled])
-                        if reasons or unscheduled else ""))
+                     + (": " + ", ".join(details) if details else ""))
     return found
 
 

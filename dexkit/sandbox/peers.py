@@ -1,5 +1,6 @@
 """The sandbox's peers: etcd, kube-apiserver, kubectl, Dex (and kubelogin, helm), built from
-their Go modules.
+their Go modules (and, for the node sandbox, kubelet, kube-proxy, kube-controller-manager and
+kube-scheduler).
 
 Rules:
 - A peer is found, in this order: the environment variable named in :data:`ENV_OVERRIDES`
@@ -10,7 +11,8 @@ Rules:
   with checksum verification left on, and links the binary into a temporary name that is
   renamed into place only once it is complete, next to a JSON manifest (versions, Go version,
   sha256, build time).
-- kube-apiserver and kubectl come from ``k8s.io/kubernetes``, whose go.mod replaces its staging
+- kube-apiserver, kubectl and the node's four components come from ``k8s.io/kubernetes`` (one
+  generated module, so one ``go get`` and a shared build cache), whose go.mod replaces its staging
   modules (``k8s.io/api`` …) with local directories; the generated module replaces each of them
   with the matching ``v0.<minor>.<patch>`` release. The list is read from the real go.mod of the
   requested version, never written down here.
@@ -68,8 +70,14 @@ HELM_VERSION = "3.22.0"
 HELM_MODULE = "helm.sh/helm/v3"
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
-PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin", "helm")
-# Peers `dexkit sandbox build` builds when no --only is given; kubelogin is on request.
+# What the node sandbox (`dexkit sandbox up --node`) adds to the control plane; `--only node`
+# names all four.
+NODE_PEERS = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
+NODE_ALIAS = "node"
+KUBERNETES_PEERS = ("kube-apiserver", "kubectl", *NODE_PEERS)
+PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin", "helm", *NODE_PEERS)
+# Peers `dexkit sandbox build` builds when no --only is given; kubelogin, helm and the node's
+# components are on request.
 DEFAULT_PEERS = ("etcd", "kube-apiserver", "kubectl", "dex")
 ENV_OVERRIDES = {
     "etcd": "DEXKIT_ETCD",
@@ -78,6 +86,10 @@ ENV_OVERRIDES = {
     "dex": "DEXKIT_DEX",
     "kubelogin": "DEXKIT_KUBELOGIN",
     "helm": "DEXKIT_HELM",
+    "kube-controller-manager": "DEXKIT_KUBE_CONTROLLER_MANAGER",
+    "kube-scheduler": "DEXKIT_KUBE_SCHEDULER",
+    "kubelet": "DEXKIT_KUBELET",
+    "kube-proxy": "DEXKIT_KUBE_PROXY",
 }
 MANIFEST = "manifest.json"
 HEARTBEAT_SECONDS = 30.0
@@ -258,7 +270,7 @@ class PeerSpec:
 def peer_spec(name: str, kubernetes_version: str | None = None,
               env: Mapping[str, str] | None = None) -> PeerSpec:
     environ = os.environ if env is None else env
-    if name in ("kube-apiserver", "kubectl"):
+    if name in KUBERNETES_PEERS:
         version = resolve_kubernetes_version(kubernetes_version)
         return PeerSpec(name=name, version=version, module=KUBERNETES_MODULE,
                         module_version=f"v{version}",
@@ -607,13 +619,17 @@ def remove_work_dirs(root: Path | None = None) -> None:
 
 
 def select_peers(only: Sequence[str] | None = None) -> list[str]:
-    """The peer names ``--only`` asks for (validated), or the default set."""
+    """The peer names ``--only`` asks for (validated; ``node`` stands for :data:`NODE_PEERS`),
+    or the default set."""
     if not only:
         return list(DEFAULT_PEERS)
-    unknown = [name for name in only if name not in PEER_NAMES]
+    wanted = {n for name in only for n in (NODE_PEERS if name == NODE_ALIAS else (name,))}
+    unknown = [name for name in wanted if name not in PEER_NAMES]
     if unknown:
-        raise UsageError(f"unknown peer '{unknown[0]}'", f"use one of {', '.join(PEER_NAMES)}")
-    return [name for name in PEER_NAMES if name in only]
+        raise UsageError(f"unknown peer '{unknown[0]}'",
+                         f"use one of {', '.join(PEER_NAMES)} (or '{NODE_ALIAS}' for "
+                         f"{', '.join(NODE_PEERS)})")
+    return [name for name in PEER_NAMES if name in wanted]
 
 
 def list_peers(kubernetes_version: str | None = None, names: Sequence[str] = PEER_NAMES,

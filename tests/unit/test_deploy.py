@@ -460,6 +460,13 @@ def test_pods_are_described_with_their_waiting_reasons() -> None:
         "  not scheduled: Unschedulable 0/1 nodes are available",
         "  container dex: waiting: ImagePullBackOff"]
     assert rollout.crashing_containers(pulling) == []
+    # Seen on the node sandbox: between two restarts the container is terminated, and its log
+    # is its own; asking for the previous run then got "unable to retrieve container logs".
+    dead = {"metadata": {"name": "dex-3"}, "status": {"containerStatuses": [
+        {"name": "dex", "restartCount": 2,
+         "state": {"terminated": {"reason": "Error", "exitCode": 2}},
+         "lastState": {"terminated": {"reason": "Error", "exitCode": 2}}}]}}
+    assert rollout.crashing_containers(dead) == [("dex", False)]
 
 
 def test_recent_events_are_those_of_the_deployment_its_sets_and_pods() -> None:

@@ -73,6 +73,26 @@ def test_deployment_states(new_project: Project) -> None:
     assert "kubectl -n dex describe deployment dex" in down.hint
 
 
+def test_an_available_deployment_with_a_stuck_rollout_fails(new_project: Project) -> None:
+    deployment = _deployment()
+    deployment["status"].update({"updatedReplicas": 1, "unavailableReplicas": 1})
+    result = run(_ctx(new_project(), {"Deployment/dex": deployment}), "cluster.deployment")
+    assert result.status == "fail"
+    assert "rollout is stuck: 1 of 1 replicas updated, 1 unavailable" in result.message
+
+
+def test_a_probe_on_an_undeclared_port_is_named() -> None:
+    from dexkit.doctor.cluster import _probe_mismatch
+
+    pod = {"spec": {"containers": [{"name": "dex", "ports": [
+        {"name": "https", "containerPort": 5556}, {"name": "telemetry", "containerPort": 5558}],
+        "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 5559}}}]}}
+    assert _probe_mismatch(pod) == ["its readiness probe asks port 5559, which dex does not "
+                                    "serve (ports: 5556, 5558, https, telemetry)"]
+    pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = "telemetry"
+    assert _probe_mismatch(pod) == []
+
+
 def test_deployment_with_another_image_warns(new_project: Project) -> None:
     deployment = _deployment()
     deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "dex:old"

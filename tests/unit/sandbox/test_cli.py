@@ -42,9 +42,9 @@ def test_peers_table_follows_the_kubernetes_version(dexkit) -> None:  # type: ig
 
 
 def test_bad_versions_and_names_are_usage_errors(dexkit) -> None:  # type: ignore[no-untyped-def]
-    result = dexkit("sandbox", "build", "--only", "kubelet")
+    result = dexkit("sandbox", "build", "--only", "kubeadm")
     assert result.code == 2
-    assert "unknown peer 'kubelet'" in result.err
+    assert "unknown peer 'kubeadm'" in result.err
     result = dexkit("sandbox", "peers", "-k", "1.20")
     assert result.code == 2
     assert "Kubernetes 1.20 is not served" in result.err

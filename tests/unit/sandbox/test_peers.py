@@ -139,14 +139,27 @@ def test_peer_specs() -> None:
     assert dex.module_version == "v0.0.0-1-abc"
     assert dex.key == "dex-2.45.1"
     with pytest.raises(UsageError):
-        peers.peer_spec("kubelet")
+        peers.peer_spec("kubeadm")
+
+
+@pytest.mark.parametrize("name", peers.NODE_PEERS)
+def test_node_peers_come_from_the_kubernetes_module_group(name: str) -> None:
+    spec = peers.peer_spec(name, "1.35")
+    apiserver = peers.peer_spec("kube-apiserver", "1.35")
+    # One (module, version) group: built from the same generated module as kube-apiserver.
+    assert (spec.module, spec.module_version) == (apiserver.module, apiserver.module_version)
+    assert spec.package == f"k8s.io/kubernetes/cmd/{name}"
+    assert spec.version == "1.35.4"
+    assert peers.ENV_OVERRIDES[name].startswith("DEXKIT_KUBE")
 
 
 def test_select_peers() -> None:
     assert peers.select_peers(None) == ["etcd", "kube-apiserver", "kubectl", "dex"]
     assert peers.select_peers(["kubectl", "etcd"]) == ["etcd", "kubectl"]
-    with pytest.raises(UsageError, match="unknown peer 'kubelet'"):
-        peers.select_peers(["kubelet"])
+    assert peers.select_peers(["node"]) == list(peers.NODE_PEERS)
+    assert peers.select_peers(["kubelet", "etcd"]) == ["etcd", "kubelet"]
+    with pytest.raises(UsageError, match="unknown peer 'kubeadm'"):
+        peers.select_peers(["kubeadm"])
 
 
 def test_cache_root_precedence(tmp_path: Path) -> None:
