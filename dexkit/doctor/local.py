@@ -275,12 +275,23 @@ def kubeconfig_documents(ctx: Context) -> list[tuple[Path, dict[str, Any]]]:
         from dexkit.kubeconfig import load as load_file
 
         explicit = ctx.target.kubeconfig
-        if explicit is None and ctx.edges.environ.get("KUBECONFIG"):
-            paths = [Path(p) for p in ctx.edges.environ["KUBECONFIG"].split(os.pathsep) if p]
+        environ = ctx.edges.environ.get("KUBECONFIG")
+        if explicit is None and environ:
+            paths = [Path(p) for p in environ.split(os.pathsep) if p]
         else:
             paths = kubeconfig_paths(explicit)
+        if explicit is not None and _is_sandbox_admin(ctx, explicit) and not environ:
+            # The project's sandbox was picked for the cluster; the users that log in live in
+            # the user's own kubeconfig, where 'dexkit kubeconfig' writes them.
+            paths += [p for p in kubeconfig_paths(None) if p not in paths]
         return [(p, load_file(p)) for p in paths if p.is_file()]
     return ctx.fact("kubeconfig.documents", load)
+
+
+def _is_sandbox_admin(ctx: Context, path: Path) -> bool:
+    from dexkit.sandbox.controlplane import SandboxLayout, sandbox_dir
+
+    return path.resolve() == SandboxLayout(sandbox_dir(ctx.directory.resolve())).kubeconfig
 
 
 def login_users(ctx: Context) -> list[LoginUser]:
