@@ -369,13 +369,18 @@ class Transaction:
         self._groups.append(_Group(stem, tuple(paths)))
         return stem
 
+    def remove(self, path: Path) -> None:
+        """Plan ``path`` to be removed (put back if the transaction fails)."""
+        if path not in self._removes:
+            self._removes.append(path)
+
     def planned(self, path: Path) -> bytes | None:
         """The bytes planned for ``path``, if any (later planning steps read them)."""
         return next((w.data for w in self._writes if w.path == path), None)
 
     @property
     def empty(self) -> bool:
-        return not (self._writes or self._groups)
+        return not (self._writes or self._groups or self._removes)
 
     def apply(self) -> Applied:
         """Do it all, or raise :class:`FileError` with nothing changed."""
@@ -390,6 +395,9 @@ class Transaction:
             for w in self._writes:
                 current = (w.path.parent, "create the directory")
                 _make_dirs(w.path.parent, w.dir_mode, made_dirs)
+                if w.backup is not None:
+                    current = (w.backup.parent, "create the directory")
+                    _make_dirs(w.backup.parent, PRIVATE_DIR, made_dirs)
                 if w.mode & 0o077 == 0:
                     note = dir_warning(w.path.parent)
                     if note and note not in applied.warnings:

@@ -27,6 +27,7 @@ from dexkit.config import (
     LDAPConnector,
     MockConnector,
     OIDCConnector,
+    check_issuer,
     is_ip,
     issuer_host,
     load_config,
@@ -191,6 +192,7 @@ def _names(issuer: str, hosts: tuple[str, ...],
            ips: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The issuer's host first, then the extra names, without duplicates."""
     try:
+        check_issuer(issuer)  # a bad issuer is reported as such, not as a bad tls.hosts entry
         host = issuer_host(issuer)
     except ValueError:
         host = ""
