@@ -211,13 +211,18 @@ def is_private(path: Path) -> bool:
 
 
 def backup_copy(path: Path, now: dt.datetime | None = None) -> Path:
-    """Back ``path`` up beside itself as ``<name>.bak-<timestamp>`` (``.1``… when taken)."""
+    """Copy ``path`` beside itself as ``<name>.bak-<timestamp>`` (``.1``… when taken)."""
     return backup_to(path, path.with_name(f"{path.name}.bak-{timestamp(now)}"))
 
 
 def backup_to(path: Path, stem: Path) -> Path:
-    """Back ``path`` up at ``stem`` or the first free ``stem.N``; return where it went."""
-    return _publish_backup(path, stem, [], private=is_private(path))
+    """Copy ``path`` to ``stem`` or the first free ``stem.N``; return where it went.
+
+    Always a copy (written like any file: temporary, fsync, exclusive link), never a hard
+    link: outside a transaction nothing guarantees the file is replaced next, and an edit in
+    place would change a linked backup with it.
+    """
+    return _publish_backup(path, stem, [], private=is_private(path), link=False)
 
 
 def _candidates(stem: Path) -> Iterator[Path]:
@@ -226,11 +231,13 @@ def _candidates(stem: Path) -> Iterator[Path]:
         yield stem.with_name(f"{stem.name}.{n}")
 
 
-def _publish_backup(source: Path, stem: Path, made: list[Path], *, private: bool) -> Path:
-    """Link ``source`` to a free name from ``stem``; copy it where a link cannot be made, or
-    where the backup of a private file would otherwise share a mode others can read."""
+def _publish_backup(source: Path, stem: Path, made: list[Path], *, private: bool,
+                    link: bool = True) -> Path:
+    """Link ``source`` to a free name from ``stem`` (the transaction replaces ``source`` right
+    after, so the link is the old file alone); copy it where a link cannot be made, or where
+    the backup of a private file would otherwise share a mode others can read."""
     mode = stat.S_IMODE(source.lstat().st_mode)
-    if not (private and mode & 0o077):
+    if link and not (private and mode & 0o077):
         for target in _candidates(stem):
             try:
                 os.link(source, target, follow_symlinks=False)
@@ -432,9 +439,10 @@ class Transaction:
                 undo.append(_save(path))
             for entry in undo:
                 current = (entry.target, "replace")
-                tmp = temps.pop(entry.target, None)
+                tmp = temps.get(entry.target)
                 if tmp is not None:
                     tmp.replace(entry.target)
+                    del temps[entry.target]
                 else:
                     entry.target.unlink()
                 committed.append(entry)
