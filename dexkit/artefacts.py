@@ -84,9 +84,6 @@ def write_bundle(bundle: Mapping[str, str], out_dir: Path) -> list[Written]:
     for relative in bundle:
         _check_relative(relative)
         _check_no_links(out_dir, relative)
-    if not out_dir.exists():
-        # Created private: the Dex config Secret carries password hashes.
-        files.ensure_dir(out_dir, files.PRIVATE_DIR)
     tx = files.Transaction()
     results = [_plan_one(tx, out_dir, relative, text) for relative, text in bundle.items()]
     results += _remove_stale(tx, out_dir, previous=_read_record(out_dir), current=set(bundle))
@@ -149,7 +146,8 @@ def _plan_one(tx: files.Transaction, out_dir: Path, relative: str, text: str) ->
     old = _read(path)
     if old == text and files.file_mode(path) == mode and not path.is_symlink():
         return Written(path, "unchanged")
-    tx.write(path, text, mode, dir_mode=files.PRIVATE_DIR if mode == files.PRIVATE else None)
+    # Directories it makes are private: the Dex config Secret carries password hashes.
+    tx.write(path, text, mode, dir_mode=files.PRIVATE_DIR)
     return Written(path, "created" if old is None else "updated")
 
 
