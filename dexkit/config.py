@@ -86,9 +86,11 @@ def is_dns_name(value: str) -> bool:
     so browsers) read such a host as an IPv4 address, and fail on it.
     """
     name = value[2:] if value.startswith("*.") else value
-    if not name or len(name) > 253 or is_ip(name):
+    # No trailing dot: certificates and TLS server names never carry one (and the
+    # verifiers refuse "a." outright).
+    if not name or len(name) > 253 or is_ip(name) or name.endswith("."):
         return False
-    labels = name.removesuffix(".").split(".")
+    labels = name.split(".")
     if re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", labels[-1]):
         return False
     return all(_HOST_LABEL.match(label) for label in labels)
@@ -96,7 +98,8 @@ def is_dns_name(value: str) -> bool:
 
 # RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
 _URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")
+# A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
 
 
 def _userinfo_span(value: str) -> tuple[int, int] | None:
@@ -170,7 +173,9 @@ def _check_issuer_port(netloc: str, shown: str) -> None:
         return
     port = after.rsplit(":", 1)[1]
     if not re.fullmatch(r"[1-9][0-9]{0,4}", port) or int(port) > 65535:
-        raise ValueError(f"issuer port '{port}' in '{shown}' is not a port from 1 to 65535"
+        # Only digits are echoed: in 'https://u:pw/x@host' the parser takes 'pw' for the port.
+        what = f"port '{port}'" if re.fullmatch(r"[0-9]{0,12}", port) else "port"
+        raise ValueError(f"issuer {what} in '{shown}' is not a port from 1 to 65535"
                          + (" (leave it out for 443)" if port in ("", "0") else ""))
 
 
@@ -703,7 +708,7 @@ MAX_DEPTH = 64
 
 def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
     root = _compose(text, source)
-    _check_nodes(root, source)
+    check_nodes(root, source)
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
@@ -748,7 +753,7 @@ def _compose(text: str, source: str) -> yaml.Node | None:
                           f"dexkit.yaml nests a few levels; keep it under {MAX_DEPTH}") from None
 
 
-def _check_nodes(root: yaml.Node | None, source: str) -> None:
+def check_nodes(root: yaml.Node | None, source: str) -> None:
     """What PyYAML lets pass and dexkit refuses, with the line: keys that are not strings,
     the same key twice in one mapping (YAML keeps the last one silently), and nesting deeper
     than :data:`MAX_DEPTH`. Each node is visited once, so aliases cannot blow this up."""
@@ -788,12 +793,16 @@ def _key_name(key: yaml.Node, path: list[str | int], source: str) -> str:
         return "<<"
     if isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:str":
         return str(key.value)
-    shown = key.value if isinstance(key, yaml.ScalarNode) else "a " + (
-        "list" if isinstance(key, yaml.SequenceNode) else "mapping")
-    kind = key.tag.rsplit(":", 1)[-1] if isinstance(key, yaml.ScalarNode) else "collection"
-    raise ConfigError(f"{source}:{line}: {where}: the key {shown!r} is not a string (YAML reads "
-                      f"it as {'an' if kind[0] in 'aeiou' else 'a'} {kind})",
-                      f"keys are names; quote it (\"{shown}\": ...) if it is meant as one")
+    if not isinstance(key, yaml.ScalarNode):
+        kind = "a list" if isinstance(key, yaml.SequenceNode) else "a mapping"
+        raise ConfigError(f"{source}:{line}: {where}: a key is {kind}, not a name",
+                          "keys are names such as 'issuer' or 'hosts'")
+    core = key.tag.removeprefix("tag:yaml.org,2002:")
+    kind = f"the tag {key.tag}" if core == key.tag or not core else \
+        ("an " if core[0] in "aeiou" else "a ") + core
+    raise ConfigError(f"{source}:{line}: {where}: the key {key.value!r} is not a string (YAML "
+                      f"reads it as {kind})",
+                      f"keys are names; quote it (\"{key.value}\": ...) if it is meant as one")
 
 
 def validate_values(data: dict[str, Any]) -> Config:

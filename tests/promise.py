@@ -31,8 +31,10 @@ def run(*args: str | os.PathLike[str]) -> Result:
     from dexkit.cli import app
 
     # The CLI registers the command it runs on the one Typer app; a process runs it once, a
-    # fuzz run thousands of times: put the app back as it was, or each run gets slower.
+    # fuzz run thousands of times (after every other test that ran the CLI in this process):
+    # start each run from an empty app and put it back after, or each run gets slower.
     registered = (list(app.registered_groups), list(app.registered_commands))
+    app.registered_groups[:], app.registered_commands[:] = [], []
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:

@@ -302,6 +302,9 @@ def _parse_manifest(text: str, source: str) -> _Manifest:
         where = f" (line {mark.line + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise _not_apiserver(source, f"not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise _not_apiserver(source, "it is nested far too deeply") from None
+    _check_plain_yaml(text, root, source)
     index = _apiserver_container(data, source)
     assert isinstance(root, yaml.MappingNode)  # _apiserver_container checked the shape
     spec = _child(root, "spec")
@@ -313,6 +316,21 @@ def _parse_manifest(text: str, source: str) -> _Manifest:
         command=_block_sequence(container, "command", source),
         mounts=_block_sequence(container, "volumeMounts", source),
         volumes=_block_sequence(spec, "volumes", source))
+
+
+def _check_plain_yaml(text: str, root: yaml.Node | None, source: str) -> None:
+    """Refuse what a text edit cannot get right: the same key twice (PyYAML keeps the last,
+    the kubelet refuses the file) and anchors or aliases (one edit would change two places).
+    kubeadm writes neither."""
+    from dexkit.config import check_nodes
+
+    try:
+        check_nodes(root, source)
+    except ConfigError as exc:
+        raise _not_apiserver(source, exc.message.removeprefix(f"{source}:")) from None
+    if any(isinstance(t, yaml.AnchorToken | yaml.AliasToken)
+           for t in yaml.scan(text, Loader=yaml.SafeLoader)):
+        raise _unsupported(source, "it uses YAML anchors or aliases")
 
 
 def _apiserver_container(data: Any, source: str) -> int:

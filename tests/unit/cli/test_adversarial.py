@@ -486,3 +486,42 @@ def test_18_one_bad_kubeconfig_is_one_doctor_failure(project: Path, tmp_path: Pa
     report = json.loads(result.out)
     about = [r for r in report["results"] if r["status"] == "fail" and "kc" in r["message"]]
     assert len(about) == 1, about
+
+
+# --- found by the new fuzz tests (beyond the 18) -------------------------------------
+
+
+def test_fuzz_a_password_in_a_malformed_issuer_never_prints(tmp_path: Path) -> None:
+    for issuer in (f"https:/user:{SECRET}@dex.example.com?", f"user:{SECRET}@dex.example.com",
+                   f"https://u:{SECRET}/x@dex.example.com"):
+        result = run("init", "--dir", tmp_path / "p", "--issuer", issuer)
+        assert_clean_failure(result, code=2, secrets=(SECRET,))
+
+
+def test_fuzz_a_trailing_dot_host_is_refused_before_it_breaks_certs(tmp_path: Path) -> None:
+    result = run("init", "--dir", tmp_path / "p", "--issuer", "https://dex.example.com.")
+    assert_clean_failure(result, code=2)
+    assert "not a valid DNS name" in result.err
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda t: t.replace("    volumeMounts:\n", "    volumeMounts: []\n    volumeMounts:\n", 1),
+     "duplicate key"),
+    (lambda t: t.replace("  - command:\n", "  - command: &cmd\n", 1), "anchors or aliases"),
+])
+def test_fuzz_a_manifest_with_duplicate_keys_or_anchors_is_refused(
+        project: Path, tmp_path: Path, change: object, says: str) -> None:
+    text = change((FIXTURES / "kube-apiserver-1.34.yaml").read_text())  # type: ignore[operator]
+    manifest = _manifest(tmp_path, text)
+    before = snapshot(tmp_path)
+    result = run("apiserver", "patch", manifest, "--dir", project)
+    assert_clean_failure(result, code=2)
+    assert says in result.err
+    assert snapshot(tmp_path) == before
+
+
+def test_fuzz_a_key_with_a_local_tag_is_a_clean_error(tmp_path: Path) -> None:
+    (tmp_path / "dexkit.yaml").write_text("\n!ls : x\n")
+    result = run("apiserver", "flags", "--dir", tmp_path)
+    assert_clean_failure(result, code=1)
+    assert ":2: the top level: the key" in result.err
