@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dexkit.cli.options import ContextOption, DirOption, KubeconfigOption
+from dexkit.cli.options import (
+    ContextOption,
+    DirOption,
+    KubeconfigOption,
+    resolve_cluster,
+)
 from dexkit.console import Output
 
 if TYPE_CHECKING:
@@ -80,15 +85,22 @@ def deploy(
     """
     from dexkit import deploy as core
     from dexkit.credentials import merged_environment, read_env_file
-    from dexkit.kube import Target, connect
+    from dexkit.kube import connect
 
     project = core.load_project(directory)
     env = merged_environment(os.environ, read_env_file(env_file) if env_file else None)
     out = Output()
     for warning in project.warnings:
         out.warn(warning)
-    cluster = connect(Target(kubeconfig, context))
+    resolved = resolve_cluster(out, directory, kubeconfig, context)
+    cluster = connect(resolved.target)
     _cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
+    if wait and resolved.sandbox is not None and not resolved.sandbox_has_node:
+        out.warn("the project's sandbox runs no node (kubelet), so Dex's Pods cannot start "
+                 "there: not waiting for the rollout",
+                 "the sandbox already runs Dex as a process; for Dex as a Pod start "
+                 "'dexkit sandbox up --node'")
+        wait = False
     result = core.deploy(core.DeployRequest(project, env, dry_run=dry_run,
                                             force_conflicts=force_conflicts),
                          cluster, _Printer(out, dry_run))
@@ -129,12 +141,17 @@ def destroy(
     asked."""
     from dexkit import destroy as core
     from dexkit.config import load_config
-    from dexkit.kube import Target, connect
+    from dexkit.kube import connect
 
     config = load_config(directory).config
     out = Output()
-    cluster = connect(Target(kubeconfig, context))
+    resolved = resolve_cluster(out, directory, kubeconfig, context)
+    cluster = connect(resolved.target)
     _cluster_line(out, cluster)
+    if resolved.sandbox is not None and resolved.sandbox.dex_storage == "kubernetes":
+        out.warn("the sandbox's Dex reads its kubernetes storage through the ServiceAccount "
+                 "and RBAC this removes: it fails from now on",
+                 "'dexkit sandbox down' and 'up' again bring them back")
     removals = core.destroy(cluster, config, purge=purge, purge_crds=purge_crds)
     for removal in removals:
         note = f" ({removal.note})" if removal.note else ""
