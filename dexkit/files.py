@@ -381,14 +381,6 @@ class Transaction:
         if path not in self._removes:
             self._removes.append(path)
 
-    def planned(self, path: Path) -> bytes | None:
-        """The bytes planned for ``path``, if any (later planning steps read them)."""
-        return next((w.data for w in self._writes if w.path == path), None)
-
-    @property
-    def empty(self) -> bool:
-        return not (self._writes or self._groups or self._removes)
-
     def apply(self) -> Applied:
         """Do it all, or raise :class:`FileError` with nothing changed."""
         applied = Applied()
@@ -398,6 +390,7 @@ class Transaction:
         undo: list[_Undo] = []
         committed: list[_Undo] = []
         current: tuple[Path, str] = (Path(), "")
+        removes = list(self._removes)
         try:
             for w in self._writes:
                 current = (w.path.parent, "create the directory")
@@ -425,8 +418,8 @@ class Transaction:
                     current = (path, "back up")
                     private = modes.get(path, PRIVATE if is_private(path) else PUBLIC) & 0o077 == 0
                     _publish_backup(path, directory / path.name, made_files, private=private)
-                    if path not in written:
-                        self._removes.append(path)
+                    if path not in written and path not in removes:
+                        removes.append(path)
                 _fsync_dir(directory)
             for w in self._writes:
                 if w.backup is not None and w.path.exists():
@@ -434,7 +427,7 @@ class Transaction:
                     applied.backups[w.backup] = _publish_backup(
                         w.path, w.backup, made_files, private=w.mode & 0o077 == 0)
                     _fsync_dir(applied.backups[w.backup].parent)
-            for path in [w.path for w in self._writes] + self._removes:
+            for path in [w.path for w in self._writes] + removes:
                 current = (path, "prepare to replace")
                 undo.append(_save(path))
             for entry in undo:
