@@ -159,3 +159,20 @@ def test_render_on_a_full_disk(tmpfs: Path) -> None:
     failed, succeeded = _sweep(tmpfs, _init, lambda p: run("render", "--dir", p), rendered,
                                levels=16, step=3)
     assert failed and succeeded
+
+
+def test_init_on_a_read_only_filesystem_changes_nothing(tmpfs: Path) -> None:
+    project = tmpfs / "p"
+    _init(project)
+    before = snapshot(project)
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    try:
+        for args in (["init", "--issuer", "https://new.example.com"], ["certs", "rotate"],
+                     ["render"]):
+            result = run(*args, "--dir", project)
+            assert_clean_failure(result, code=1)
+            assert "Read-only file system" in result.err and "read-only filesystem" in result.err
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
+    assert snapshot(project) == before
+    assert run("certs", "check", "--dir", project).code == 0
