@@ -505,8 +505,8 @@ def test_fuzz_a_trailing_dot_host_is_refused_before_it_breaks_certs(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("change", "says"), [
-    (lambda t: t.replace("    volumeMounts:\n", "    volumeMounts: []\n    volumeMounts:\n", 1),
-     "duplicate key"),
+    (lambda t: t.replace("    volumeMounts:\n", "    volumeMounts:\n    - mountPath: /x\n"
+                         "      name: y\n    volumeMounts:\n", 1), "duplicate key"),
     (lambda t: t.replace("  - command:\n", "  - command: &cmd\n", 1), "anchors or aliases"),
 ])
 def test_fuzz_a_manifest_with_duplicate_keys_or_anchors_is_refused(
