@@ -49,7 +49,8 @@ _SEP = "\x1f"  # separates key, message and hint inside a validator's ValueError
 
 def invalid(key: str, message: str, hint: str = "") -> NoReturn:
     """Raise a validation error about ``key`` of the struct being checked, with a hint."""
-    raise ValueError(f"{_SEP}{key}{_SEP}{message}{_SEP}{hint}")
+    clean = [part.replace(_SEP, "\\x1f") for part in (key, message, hint)]
+    raise ValueError(_SEP + _SEP.join(clean))
 
 
 class Model(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True,
@@ -133,35 +134,37 @@ def check_issuer(value: str) -> SplitResult:
     Credentials are checked first, and every message shows the URL without them: a password
     in an issuer must never reach a terminal or a CI log.
     """
-    shown = redact_url(value)
+    shown = quoted(redact_url(value))
     if _userinfo_span(value) is not None:
-        raise ValueError(f"issuer must not contain credentials: '{shown}'")
+        raise ValueError(f"issuer must not contain credentials: {shown}")
     if re.search(r"[\x00-\x20\x7f-\x9f]", value) or not value.isascii():
-        raise ValueError(f"issuer {json_quote(shown)} contains white space, a control character "
-                         "or a non-ASCII character (Dex and the API server compare it byte for "
-                         "byte; spell an international host name in its xn-- form)")
+        raise ValueError(f"issuer {json_quote(redact_url(value))} contains white space, a "
+                         "control character or a non-ASCII character (Dex and the API server "
+                         "compare it byte for byte; spell an international host name in its "
+                         "xn-- form)")
     try:
         parts = urlsplit(value)
     except ValueError as exc:
-        raise ValueError(f"issuer '{shown}' is not a URL: {exc}") from None
+        raise ValueError(f"issuer {shown} is not a URL: {exc}") from None
     if parts.scheme != "https":
-        raise ValueError(f"issuer must be an https URL, got '{shown}' "
+        raise ValueError(f"issuer must be an https URL, got {shown} "
                          "(the API server accepts only https issuers)")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
-        raise ValueError(f"issuer must not have a query or fragment: '{shown}'")
+        raise ValueError(f"issuer must not have a query or fragment: {shown}")
     host = parts.hostname or ""
     _check_issuer_port(parts.netloc, shown)
     if "%" in host:
-        raise ValueError(f"issuer host '{host}' has an IPv6 zone ('%{host.split('%', 1)[1]}'), "
+        zone = host.split("%", 1)[1]
+        raise ValueError(f"issuer host {quoted(host)} has an IPv6 zone ({quoted('%' + zone)}), "
                          "which only means something on one machine and no certificate can "
                          "hold")
     if not host or not (is_dns_name(host) or is_ip(host)):
-        raise ValueError(f"issuer host '{host}' is not a valid DNS name or IP address")
+        raise ValueError(f"issuer host {quoted(host)} is not a valid DNS name or IP address")
     if not _URL_PATH.fullmatch(parts.path):
-        raise ValueError(f"issuer path '{parts.path}' has characters a URL path cannot hold "
-                         "unescaped")
+        raise ValueError(f"issuer path {quoted(parts.path)} has characters a URL path cannot "
+                         "hold unescaped")
     if parts.path.endswith("/"):
-        raise ValueError(f"issuer must not end with '/': '{shown}' (Dex and the API server "
+        raise ValueError(f"issuer must not end with '/': {shown} (Dex and the API server "
                          "compare the issuer byte for byte; a trailing slash is the classic "
                          "mismatch)")
     return parts
@@ -175,7 +178,7 @@ def _check_issuer_port(netloc: str, shown: str) -> None:
     if not re.fullmatch(r"[1-9][0-9]{0,4}", port) or int(port) > 65535:
         # Only digits are echoed: in 'https://u:pw/x@host' the parser takes 'pw' for the port.
         what = f"port '{port}'" if re.fullmatch(r"[0-9]{0,12}", port) else "port"
-        raise ValueError(f"issuer {what} in '{shown}' is not a port from 1 to 65535"
+        raise ValueError(f"issuer {what} in {shown} is not a port from 1 to 65535"
                          + (" (leave it out for 443)" if port in ("", "0") else ""))
 
 
@@ -184,6 +187,12 @@ def json_quote(value: str) -> str:
     import json
 
     return json.dumps(value)
+
+
+def quoted(value: str) -> str:
+    """``'value'`` for a message; with JSON escapes when it holds anything unprintable (a
+    control character must not reach the terminal, nor break the message into lines)."""
+    return f"'{value}'" if value.isprintable() else json_quote(value)
 
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,

@@ -184,7 +184,11 @@ class Output:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """``text`` on one line, with anything a terminal would act on (ESC...) shown escaped."""
+    flat = " ".join(text.split())
+    if flat.isprintable():
+        return flat
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)
 
 
 def _describe_os_error(error: OSError) -> str:

@@ -525,3 +525,15 @@ def test_fuzz_a_key_with_a_local_tag_is_a_clean_error(tmp_path: Path) -> None:
     result = run("apiserver", "flags", "--dir", tmp_path)
     assert_clean_failure(result, code=1)
     assert ":2: the top level: the key" in result.err
+
+
+def test_fuzz_control_characters_never_reach_the_terminal_or_split_the_message(
+        tmp_path: Path) -> None:
+    # \x1f once split dexkit's own validator message, leaving "hint: '" behind
+    result = run("init", "--dir", tmp_path / "p", "--issuer", "https://user@host/\x1f")
+    assert_clean_failure(result, code=2)
+    assert "\\u001f" in result.err and "hint: see 'dexkit init --help'" in result.err
+    (tmp_path / "dexkit.yaml").write_text('tls:\n  hosts: ["a\\u001b[31mred"]\n')
+    result = run("certs", "show", "--dir", tmp_path)
+    assert_clean_failure(result, code=1)
+    assert "\x1b" not in result.err and "\\x1b[31mred" in result.err
