@@ -26,5 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     run(args)
 
 
+def kubectl_main() -> None:
+    """``kubectl-dexkit``: kubectl runs a ``kubectl-<name>`` it finds on PATH for
+    ``kubectl <name> ...``, with the remaining arguments; the same CLI, named as it was called."""
+    args = sys.argv[1:]
+    if args[:1] == ["token"] or args in (["--version"], ["-V"]):
+        main(args)
+        return
+    from dexkit.cli import run
+
+    run(args, prog_name="kubectl dexkit")
+
+
 if __name__ == "__main__":
     main()

@@ -104,9 +104,9 @@ def login(
         ca_file=directory / config.tls.dir / "ca.pem", grant=grant, username=user,
         password=password, open_browser=not no_browser, insecure=insecure))
     claims = {k: v for k, v in result.claims.items() if k not in ("at_hash", "c_hash")}
-    if output is Format.json:
-        out.json({"claims": claims, **({"id_token": result.tokens.id_token}
-                                       if print_token else {})})
+    if output.structured:
+        token = {"id_token": result.tokens.id_token} if print_token else {}
+        out.structured(output, {"claims": claims, **token})
         return
     out.fields({k: str(v) for k, v in sorted(claims.items())}, title="ID token claims")
     if print_token:
@@ -145,8 +145,8 @@ def verify(
         expect_groups=tuple(expect_group or ()), probes=probes, insecure=insecure,
         open_browser=not no_browser))
     ok = chain.passed(results)
-    if output is Format.json:
-        out.json({"passed": ok, "steps": [dataclasses.asdict(r) for r in results]})
+    if output.structured:
+        out.structured(output, {"passed": ok, "steps": [dataclasses.asdict(r) for r in results]})
     else:
         out.table(["step", "result", "ms", "detail"],
                   [(r.name, r.status, f"{r.seconds * 1000:.0f}", r.detail) for r in results])
