@@ -1,4 +1,4 @@
-"""Sessions: tests (everything, e2e included), lint, typecheck, bench.
+"""Sessions: tests (everything, e2e included), lint, typecheck, bench, fuzz.
 
 `nox -s tests` is the README's test command and what `.ci/run` runs. e2e tests build the real
 peers (etcd, kube-apiserver, kubectl, dex) from their Go modules on first use and cache them
@@ -39,3 +39,20 @@ def bench(session: nox.Session) -> None:
     """Side-by-side timings written to BENCHMARKS.md (targets live here, not in tests)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """The promise fuzzed for longer than CI can: hypothesis with DEXKIT_FUZZ_EXAMPLES
+    (default 5000) per test, then each atheris target for FUZZ_SECONDS (default 300).
+    ``nox -s fuzz -- config`` runs only that atheris target."""
+    import os
+
+    session.install("-e", ".[test]")
+    examples = os.environ.get("DEXKIT_FUZZ_EXAMPLES", "5000")
+    session.run("pytest", "-q", "tests/fuzz/test_promise.py", "--hypothesis-show-statistics",
+                env={"DEXKIT_FUZZ_EXAMPLES": examples})
+    seconds = os.environ.get("FUZZ_SECONDS", "300")
+    for target in session.posargs or ["config", "issuer", "patch"]:
+        session.run("python", "-m", "tests.fuzz.atheris_targets", target,
+                    f"-max_total_time={seconds}", "-print_final_stats=1")

@@ -8,17 +8,24 @@ Rules for :func:`write_bundle`:
   down to one replica, the AuthenticationConfiguration after switching to flags) is removed, so
   that ``kubectl apply -f out/dex/`` never applies a stale object. Only files listed in the
   previous render's record are ever removed.
-- Nothing is written when rendering fails: callers render everything first, then write.
+- Nothing is written when rendering fails: callers render everything first, then write; and
+  the writing is one transaction (:class:`dexkit.files.Transaction`): all files or none.
+- Files that hold a Kubernetes Secret (the Dex config, with bcrypt hashes, and the all-in-one
+  ``dex.yaml``) are 0600 whatever the output directory's mode; a new output directory is 0700.
+- Below the output directory, dexkit writes and removes only through real directories: a
+  sub-directory that is a symbolic link is refused for writing and never followed to remove.
 """
 
 from __future__ import annotations
 
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from dexkit import files
-from dexkit.errors import ConfigError, TLSError
+from dexkit.errors import ConfigError, TLSError, UsageError
 from dexkit.project import tls_paths
 from dexkit.render.dex import project_connector_cas
 
@@ -76,12 +83,14 @@ def write_bundle(bundle: Mapping[str, str], out_dir: Path) -> list[Written]:
     """Write ``bundle`` below ``out_dir`` (see the module's rules); one entry per file."""
     for relative in bundle:
         _check_relative(relative)
-    if not out_dir.exists():
-        # Created private: the Dex config Secret carries password hashes.
-        out_dir.mkdir(parents=True, mode=files.PRIVATE_DIR)
-    results = [_write_one(out_dir, relative, text) for relative, text in bundle.items()]
-    results += _remove_stale(out_dir, previous=_read_record(out_dir), current=set(bundle))
-    files.atomic_write(out_dir / RECORD, "".join(f"{p}\n" for p in bundle))
+        _check_no_links(out_dir, relative)
+    tx = files.Transaction()
+    results = [_plan_one(tx, out_dir, relative, text) for relative, text in bundle.items()]
+    results += _remove_stale(tx, out_dir, previous=_read_record(out_dir), current=set(bundle))
+    record = "".join(f"{p}\n" for p in bundle)
+    if _read(out_dir / RECORD) != record:
+        tx.write(out_dir / RECORD, record)
+    tx.apply()
     return results
 
 
@@ -91,36 +100,78 @@ def _check_relative(relative: str) -> None:
         raise ValueError(f"artefact path {relative!r} must stay inside the output directory")
 
 
-def _write_one(out_dir: Path, relative: str, text: str) -> Written:
-    path = out_dir / relative
-    mode = EXECUTABLE if relative.endswith(".sh") else files.PUBLIC
+def _linked_dir(out_dir: Path, relative: str) -> Path | None:
+    """The first directory between ``out_dir`` and ``relative``'s file that is a symbolic
+    link (or not a directory), if any."""
+    here = out_dir
+    for part in PurePosixPath(relative).parts[:-1]:
+        here = here / part
+        try:
+            info = here.lstat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            return here
+    return None
+
+
+def _check_no_links(out_dir: Path, relative: str) -> None:
+    bad = _linked_dir(out_dir, relative)
+    if bad is not None:
+        what = "a symbolic link" if bad.is_symlink() else "not a directory"
+        raise UsageError(f"{bad} is {what}; dexkit writes only into real directories below "
+                         f"{out_dir}", f"remove {bad} (dexkit re-creates it), or render into "
+                         "another --out")
+
+
+def is_secret(text: str) -> bool:
+    """Whether a rendered file holds a Kubernetes Secret (so it is written 0600)."""
+    return _SECRET.search(text) is not None
+
+
+_SECRET = re.compile(r"^kind:[ \t]*[\"']?Secret[\"']?[ \t]*\r?$", re.MULTILINE)
+
+
+def _read(path: Path) -> str | None:
     try:
-        old = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
-        old = None
-    if old == text and files.file_mode(path) == mode:
+        return None
+
+
+def _plan_one(tx: files.Transaction, out_dir: Path, relative: str, text: str) -> Written:
+    path = out_dir / relative
+    mode = EXECUTABLE if relative.endswith(".sh") else \
+        files.PRIVATE if is_secret(text) else files.PUBLIC
+    old = _read(path)
+    if old == text and files.file_mode(path) == mode and not path.is_symlink():
         return Written(path, "unchanged")
-    files.atomic_write(path, text, mode)
+    # Directories it makes are private: the Dex config Secret carries password hashes.
+    tx.write(path, text, mode, dir_mode=files.PRIVATE_DIR)
     return Written(path, "created" if old is None else "updated")
 
 
 def _read_record(out_dir: Path) -> set[str]:
-    try:
-        lines = (out_dir / RECORD).read_text().splitlines()
-    except FileNotFoundError:
-        return set()
-    return {line for line in lines if line.strip()}
+    text = _read(out_dir / RECORD)
+    return {line for line in (text or "").splitlines() if line.strip()}
 
 
-def _remove_stale(out_dir: Path, *, previous: set[str], current: set[str]) -> list[Written]:
+def _remove_stale(tx: files.Transaction, out_dir: Path, *, previous: set[str],
+                  current: set[str]) -> list[Written]:
     removed = []
     for relative in sorted(previous - current):
         try:
             _check_relative(relative)
         except ValueError:
             continue  # a hand-edited record: never delete outside the output directory
+        if _linked_dir(out_dir, relative) is not None:
+            continue  # never follow a link out of the output directory
         path = out_dir / relative
-        if path.is_file():
-            path.unlink()
+        try:
+            regular = stat.S_ISREG(path.lstat().st_mode)
+        except FileNotFoundError:
+            continue
+        if regular:
+            tx.remove(path)
             removed.append(Written(path, "removed"))
     return removed

@@ -55,7 +55,9 @@ def invalid(key: str | tuple[str | int, ...], message: str, hint: str = "") -> N
     """
     if isinstance(key, tuple):
         key = _PART.join(str(part) for part in key)
-    raise ValueError(f"{_SEP}{key}{_SEP}{message}{_SEP}{hint}")
+    # The separators can never come from a value (a \x1f in an issuer once split the hint).
+    clean = [part.replace(_SEP, "\\x1f") for part in (key, message, hint)]
+    raise ValueError(_SEP + _SEP.join(clean))
 
 
 class Model(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True,
@@ -75,6 +77,9 @@ class Tagged(Model, frozen=True):
 
 
 def is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 address a certificate can hold: no IPv6 zone (``fe80::1%eth0``)."""
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -83,35 +88,144 @@ def is_ip(value: str) -> bool:
 
 
 def is_dns_name(value: str) -> bool:
-    """A host name for a certificate SAN: labels of letters, digits and hyphens; ``*.`` first."""
+    """A host name for a certificate SAN: labels of letters, digits and hyphens; ``*.`` first.
+
+    The last label may not be a number (``999.1.1.1``, ``10.0x1``): URL parsers (WHATWG, and
+    so browsers) read such a host as an IPv4 address, and fail on it.
+    """
     name = value[2:] if value.startswith("*.") else value
-    if not name or len(name) > 253 or is_ip(name):
+    # No trailing dot: certificates and TLS server names never carry one (and the
+    # verifiers refuse "a." outright).
+    if not name or len(name) > 253 or is_ip(name) or name.endswith("."):
         return False
-    return all(_HOST_LABEL.match(label) for label in name.rstrip(".").split("."))
+    labels = name.split(".")
+    if re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", labels[-1]):
+        return False
+    return all(_HOST_LABEL.match(label) for label in labels)
+
+
+# RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
+_URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+# A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
+
+
+def _userinfo_span(value: str) -> tuple[int, int] | None:
+    """Where ``user:password`` sits in a URL, however malformed the rest (``https:/u:p@h``,
+    ``u:p@h``): before the last '@' of the part that comes before any '/', '?' or '#'."""
+    match = _SCHEME.match(value)
+    start = match.end() if match else 0
+    end = len(value)
+    for stop in "/?#":
+        found = value.find(stop, start)
+        if found >= 0:
+            end = min(end, found)
+    at = value.rfind("@", start, end)
+    return (start, at) if at >= 0 else None
+
+
+def redact_url(value: str) -> str:
+    """``value`` with any ``user:password@`` replaced by ``***@``: safe to print. When in
+    doubt (an '@' after a '/', as in ``https://u:p/w@h``) everything up to the last '@' goes:
+    a message that hides too much is better than a password in a CI log."""
+    span = _userinfo_span(value)
+    if span is None and "@" in value:
+        match = _SCHEME.match(value)
+        span = (match.end() if match else 0, value.rfind("@"))
+    return value if span is None else value[:span[0]] + "***" + value[span[1]:]
 
 
 def check_issuer(value: str) -> SplitResult:
-    """The rules the API server and Dex put on an issuer URL, as one readable error each."""
-    parts = urlsplit(value)
+    """The rules the API server and Dex put on an issuer URL, as one readable error each.
+
+    Credentials are checked first, and every message shows the URL without them: a password
+    in an issuer must never reach a terminal or a CI log.
+    """
+    shown = quoted(redact_url(value))
+    if _userinfo_span(value) is not None:
+        raise ValueError(f"issuer must not contain credentials: {shown}")
+    if re.search(r"[\x00-\x20\x7f-\x9f]", value) or not value.isascii():
+        raise ValueError(f"issuer {json_quote(redact_url(value))} contains white space, a "
+                         "control character or a non-ASCII character (Dex and the API server "
+                         "compare it byte for byte; spell an international host name in its "
+                         "xn-- form)")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError(f"issuer {shown} is not a URL: {exc}") from None
     if parts.scheme != "https":
-        raise ValueError(f"issuer must be an https URL, got '{value}' "
+        raise ValueError(f"issuer must be an https URL, got {shown} "
                          "(the API server accepts only https issuers)")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
-        raise ValueError(f"issuer must not have a query or fragment: '{value}'")
-    if parts.username or parts.password:
-        raise ValueError("issuer must not contain credentials")
-    try:
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for an out-of-range port
-    except ValueError as exc:
-        raise ValueError(f"issuer port is invalid: {exc}") from None
+        raise ValueError(f"issuer must not have a query or fragment: {shown}")
+    host = parts.hostname or ""
+    _check_issuer_port(parts.netloc, shown)
+    if "%" in host:
+        zone = host.split("%", 1)[1]
+        raise ValueError(f"issuer host {quoted(host)} has an IPv6 zone ({quoted('%' + zone)}), "
+                         "which only means something on one machine and no certificate can "
+                         "hold")
     if not host or not (is_dns_name(host) or is_ip(host)):
-        raise ValueError(f"issuer host '{host}' is not a valid DNS name or IP address")
+        raise ValueError(f"issuer host {quoted(host)} is not a valid DNS name or IP address")
+    if not _URL_PATH.fullmatch(parts.path):
+        raise ValueError(f"issuer path {quoted(parts.path)} has characters a URL path cannot "
+                         "hold unescaped")
     if parts.path.endswith("/"):
-        raise ValueError(f"issuer must not end with '/': '{value}' (Dex and the API server "
+        raise ValueError(f"issuer must not end with '/': {shown} (Dex and the API server "
                          "compare the issuer byte for byte; a trailing slash is the classic "
                          "mismatch)")
     return parts
+
+
+def _check_issuer_port(netloc: str, shown: str) -> None:
+    after = netloc.rsplit("]", 1)[-1] if netloc.startswith("[") else netloc
+    if ":" not in after:
+        return
+    port = after.rsplit(":", 1)[1]
+    if not re.fullmatch(r"[1-9][0-9]{0,4}", port) or int(port) > 65535:
+        # Only digits are echoed: in 'https://u:pw/x@host' the parser takes 'pw' for the port.
+        what = f"port '{port}'" if re.fullmatch(r"[0-9]{0,12}", port) else "port"
+        raise ValueError(f"issuer {what} in {shown} is not a port from 1 to 65535"
+                         + (" (leave it out for 443)" if port in ("", "0") else ""))
+
+
+def json_quote(value: str) -> str:
+    """``value`` quoted with escapes, so white space and control characters show."""
+    import json
+
+    return json.dumps(value)
+
+
+def quoted(value: str) -> str:
+    """``'value'`` for a message; with JSON escapes when it holds anything unprintable (a
+    control character must not reach the terminal, nor break the message into lines)."""
+    return f"'{value}'" if value.isprintable() else json_quote(value)
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                   "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# Go's time.Duration is an int64 of nanoseconds.
+_MAX_DURATION = (2**63 - 1) * 1e-9
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Go duration (``24h``, ``1h30m``, ``90s``), as Dex parses its expiries with
+    ``time.ParseDuration``; ValueError for anything it would refuse, or that is not positive."""
+    text = value.strip()
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _GO_DURATION.match(text, pos)
+        if match is None:
+            raise ValueError(f"'{value}' is not a duration (Go syntax: a number and a unit ns, "
+                             "us, ms, s, m or h, e.g. '24h' or '1h30m')")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if text != value or not text:
+        raise ValueError(f"'{value}' is not a duration (e.g. '24h' or '1h30m')")
+    if total <= 0 or total > _MAX_DURATION:
+        raise ValueError(f"duration '{value}' must be more than 0 and at most 2562047h")
+    return total
 
 
 def issuer_port(issuer: str) -> int:
@@ -553,6 +667,8 @@ class DexSettings(Model, frozen=True):
     extra_config: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _checked("idTokenLifetime", duration_seconds, self.id_token_lifetime,
+                 "Dex reads it with Go's time.ParseDuration: e.g. '24h', '1h30m', '15m'")
         check_labels("commonLabels", self.common_labels)
         check_labels("podLabels", self.pod_labels)
         check_annotations("podAnnotations", self.pod_annotations)
@@ -888,6 +1004,7 @@ class APIServerSettings(Model, frozen=True):
         self._check_mappings()
         if self.mode == "flags":
             self._check_flags_mode()
+            _check_flag_claims(self.required_claims)
 
     def _check_mappings(self) -> None:
         if self.username_expression is not None and self.username_prefix is not None:
@@ -965,6 +1082,16 @@ class EKSSettings(Model, frozen=True):
     region: str | None = None
     identity_provider_config_name: str = "dex"
     tags: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def _check_flag_claims(claims: dict[str, str]) -> None:
+    """--oidc-required-claim is a map flag: pairs split at ',' and each at its first '='."""
+    for key, value in claims.items():
+        if not key or any(ch in key for ch in ",=") or "," in value:
+            invalid("requiredClaims", f"'{key}: {value}' cannot be passed as the "
+                    "--oidc-required-claim flag",
+                    "claim names may not be empty or contain ',' or '=', values may not contain "
+                    "','; or use apiServer.mode: authentication-config")
 
 
 class RBACBinding(Model, frozen=True):
@@ -1239,27 +1366,54 @@ def load_config(directory: Path) -> LoadedConfig:
     """Read and validate ``<directory>/dexkit.yaml``; raise :class:`ConfigError` if it is bad."""
     path = config_path(directory)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"no {CONFIG_FILE} in {directory}",
                           f"run 'dexkit init --dir {directory}' first, or pass --dir to the "
                           "project") from None
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory", "move it away and run 'dexkit init'") from None
-    config = parse_config(text, str(path))
+    except OSError as exc:
+        from dexkit.files import os_error
+
+        raise os_error(exc, path, "read") from None
+    config = parse_config(decode_text(raw, str(path)), str(path))
     return LoadedConfig(config=config, path=path, warnings=config.warnings())
 
 
-def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
+def decode_text(raw: bytes, source: str) -> str:
+    """UTF-8 text (a BOM allowed), or a ConfigError that says the file is not text."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not a UTF-8 text file (byte {exc.start + 1} is "
+                          f"0x{raw[exc.start]:02x})",
+                          "dexkit.yaml is YAML text: restore it from a backup "
+                          "(dexkit.yaml.bak-*) or write a new one with 'dexkit init'") from None
+    if "\x00" in text:
+        raise ConfigError(f"{source}: not a text file (it holds NUL bytes)",
+                          "restore it from a backup (dexkit.yaml.bak-*) or write a new one "
+                          "with 'dexkit init'")
+    return text
+
+
+# PyYAML composes nested collections recursively; this deep is far beyond any real config
+# and far below the interpreter's recursion limit.
+MAX_DEPTH = 64
+
+
+def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
+    root = _compose(text, source)
+    check_nodes(root, source)
+    try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+        # The composer accepted it, so this is a value PyYAML cannot construct (a timestamp
+        # such as 2026-13-45, a bad !!binary...).
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}",
-                          "fix the YAML syntax (indentation, quotes, colons)") from None
+        raise ConfigError(f"{where}: a value YAML cannot read: {_one_line(exc)}",
+                          "quote the value if it is meant as text") from None
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys",
@@ -1275,6 +1429,76 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
                           else f"{where}: {problem.message}",
                           problem.hint or "fix the value and run the command again") from None
     return config
+
+
+def _one_line(exc: BaseException) -> str:
+    problem = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
+    return " ".join(str(problem).split())
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {_one_line(exc)}",
+                          "fix the YAML syntax (indentation, quotes, colons)") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a dexkit.yaml",
+                          f"dexkit.yaml nests a few levels; keep it under {MAX_DEPTH}") from None
+
+
+def check_nodes(root: yaml.Node | None, source: str) -> None:
+    """What PyYAML lets pass and dexkit refuses, with the line: keys that are not strings,
+    the same key twice in one mapping (YAML keeps the last one silently), and nesting deeper
+    than :data:`MAX_DEPTH`. Each node is visited once, so aliases cannot blow this up."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, list[str | int]]] = [(root, [])] if root is not None else []
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: nested more than "
+                              f"{MAX_DEPTH} levels deep", "dexkit.yaml nests a few levels; "
+                              "check the indentation")
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, [*path, i]) for i, child in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = _key_name(key, path, source)
+                line = key.start_mark.line + 1
+                if name == "<<":
+                    continue  # a merge key: YAML allows several
+                if name in first:
+                    where = _key_path([*path, name])
+                    raise ConfigError(f"{source}:{line}: {where}: duplicate key (first on line "
+                                      f"{first[name]}); YAML would keep only this one",
+                                      "remove one of the two, or merge them") from None
+                first[name] = line
+                stack.append((value, [*path, name]))
+
+
+def _key_name(key: yaml.Node, path: list[str | int], source: str) -> str:
+    line = key.start_mark.line + 1
+    where = _key_path(path) or "the top level"
+    if isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:merge":
+        return "<<"
+    if isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:str":
+        return str(key.value)
+    if not isinstance(key, yaml.ScalarNode):
+        kind = "a list" if isinstance(key, yaml.SequenceNode) else "a mapping"
+        raise ConfigError(f"{source}:{line}: {where}: a key is {kind}, not a name",
+                          "keys are names such as 'issuer' or 'hosts'")
+    core = key.tag.removeprefix("tag:yaml.org,2002:")
+    kind = f"the tag {key.tag}" if core == key.tag or not core else \
+        ("an " if core[0] in "aeiou" else "a ") + core
+    raise ConfigError(f"{source}:{line}: {where}: the key {key.value!r} is not a string (YAML "
+                      f"reads it as {kind})",
+                      f"keys are names; quote it (\"{key.value}\": ...) if it is meant as one")
 
 
 def validate_values(data: dict[str, Any]) -> Config:
@@ -1302,7 +1526,8 @@ class Problem:
         return self.path + ([self.unknown_key] if self.unknown_key else [])
 
 
-_LOCATION = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_LOCATION = re.compile(r"^(?P<msg>.*?)(?: - at (?:`key` in )?`\$(?P<path>[^`]*)`)?$",
+                       re.DOTALL)
 
 
 def describe_error(text: str, data: Any) -> Problem:

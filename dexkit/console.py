@@ -175,17 +175,34 @@ class Output:
         if isinstance(error, DexkitError):
             code, message, hint = error.exit_code, error.message, error.hint
         elif isinstance(error, OSError):
-            code, message = 1, _describe_os_error(error)
-            hint = "check the path and its permissions"
+            from dexkit.files import os_error
+
+            described = os_error(error, error.filename or "", "use") if error.filename else None
+            code = 1
+            message = described.message if described else _describe_os_error(error)
+            hint = described.hint if described else "check the paths involved and run it again"
+        elif isinstance(error, RecursionError | MemoryError):
+            code, message = 1, f"the input is too large or too deeply nested ({error})"
+            hint = "check the files the command reads"
         else:
             code, message = 1, f"unexpected {type(error).__name__}: {error}"
             hint = "re-run with --debug for the traceback and report it as a bug"
         if self.debug:
             self.err.rich.print_exception(show_locals=False)
-        self.err.line(message, lead="error: ", lead_style="red bold")
-        if hint:
-            self.err.line(hint, lead="hint: ", lead_style="dim")
+        # Exactly one error line and one hint line, whatever the message holds (a library's
+        # multi-line text, a file name with a newline in it).
+        self.err.line(_one_line(message), lead="error: ", lead_style="red bold")
+        self.err.line(_one_line(hint) or "re-run with --debug for details", lead="hint: ",
+                      lead_style="dim")
         raise SystemExit(code)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, with anything a terminal would act on (ESC...) shown escaped."""
+    flat = " ".join(text.split())
+    if flat.isprintable():
+        return flat
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)
 
 
 def _describe_os_error(error: OSError) -> str:

@@ -80,7 +80,17 @@ def connect(target: Target, *, bearer_token: str | None = None) -> Cluster:
         raise ClusterError(f"the kubeconfig {where} is not valid YAML{line}",
                            "fix or replace the file; 'kubectl config view' shows what "
                            "kubectl makes of it") from None
-    except (ConfigException, KeyError, ValueError, TypeError, OSError) as exc:
+    except UnicodeDecodeError:
+        raise ClusterError(f"the kubeconfig {where} is not a text file",
+                           "fix or replace the file; 'kubectl config view' shows what "
+                           "kubectl makes of it") from None
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        # The client library trips over a section of the wrong shape (users: 5).
+        raise ClusterError(f"the kubeconfig {where} is not a valid kubeconfig "
+                           f"({type(exc).__name__}: {exc})",
+                           "fix or replace the file; 'kubectl config view' shows what "
+                           "kubectl makes of it") from None
+    except (ConfigException, OSError) as exc:
         raise ClusterError(f"cannot use the kubeconfig {where}: {exc}",
                            "check the file and the --context name "
                            "('kubectl config get-contexts' lists them)") from None

@@ -336,6 +336,11 @@ def check_assets(
                                 f"{paths.cert} is not signed by {paths.ca} "
                                 f"({exc or 'bad signature'})",
                                 "run 'dexkit certs rotate' to re-issue it under this CA"))
+    for path in (paths.key, paths.ca_key):
+        try:
+            check_key_modes([path])
+        except TLSError as exc:
+            problems.append(Problem("key-mode", "fail", exc.message, exc.hint))
     dns, ips = sans_of(cert)
     if not _covers(dns, ips, issuer_host):
         problems.append(Problem("san-mismatch", "fail",
@@ -379,6 +384,10 @@ def _covers(dns: list[str], ips: list[str], host: str) -> bool:
 
 
 # --- ensuring the assets (init, rotate) -----------------------------------------------------
+#
+# Planning reads the files and decides; it writes nothing. The writes go into a
+# files.Transaction that the caller applies (with the rest of its changes, under the project
+# lock), so that a failure anywhere leaves every file as it was.
 
 
 @dataclass(frozen=True)
@@ -401,38 +410,113 @@ class Wanted:
     cert_days: int
 
 
-def ensure_assets(paths: TLSPaths, wanted: Wanted, *, force: bool,
-                  now: dt.datetime) -> list[Change]:
-    """Make the four files exist and fit ``wanted``, changing as little as possible.
+@dataclass
+class AssetPlan:
+    """What planning decided: the changes to report (backups by their planned name, see
+    :meth:`resolved`), and warnings that need the user's attention."""
+
+    changes: list[Change]
+    warnings: list[str]
+
+    def resolved(self, applied: files.Applied) -> list[Change]:
+        """The changes with each backup's real name (a taken name gets ``.1``…)."""
+        return [Change(c.verb, applied.backup(c.path), c.reason) if c.verb == "backed up"
+                else c for c in self.changes]
+
+
+@dataclass(frozen=True)
+class _View:
+    """The TLS files as they will be: the ones being moved to a backup count as gone."""
+
+    paths: TLSPaths
+    gone: frozenset[Path]
+
+    def exists(self, path: Path) -> bool:
+        return path not in self.gone and path.exists()
+
+
+def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetime,
+                tx: files.Transaction, gone: frozenset[Path] = frozenset()) -> AssetPlan:
+    """Plan the four files to exist and fit ``wanted``, changing as little as possible.
 
     The CA and both keys are kept byte for byte when they exist. The serving certificate is
-    re-issued only when it is missing, its names differ, it expires within 30 days, or it no
-    longer fits the key or the CA. An existing CA is replaced only with ``force``, after the
-    old files were moved to ``backup-<timestamp>/`` beside them.
+    re-issued only when it is missing, its names differ, it expires within 30 days (and a new
+    one would last longer: a leaf never outlives its CA), or it no longer fits the key or the
+    CA. An existing CA is replaced only with ``force``, after the old files were moved to
+    ``backup-<timestamp>/`` beside them. A private key that other users can read is refused,
+    never silently kept (see :func:`check_key_modes`).
     """
     changes: list[Change] = []
     if force and (paths.ca.exists() or paths.ca_key.exists()):
-        backup = files.move_to_backup(paths.all(), paths.dir / f"backup-{files.timestamp(now)}")
-        changes.append(Change("backed up", backup, "previous CA, key and certificate"))
-    ca_cert, ca_key, ca_new = _ensure_ca(paths, wanted, now, changes)
-    key, key_new = _ensure_serving_key(paths, wanted, now, changes)
+        stem = tx.backup_group(paths.dir / f"backup-{files.timestamp(now)}", paths.all())
+        changes.append(Change("backed up", stem, "previous CA, key and certificate"))
+        gone = frozenset(paths.all())
+    view = _View(paths, gone)
+    check_key_modes([p for p in (paths.ca_key, paths.key) if view.exists(p)])
+    ca_cert, ca_key, ca_new = _ensure_ca(view, wanted, now, changes, tx)
+    key, key_new = _ensure_serving_key(view, wanted, now, changes, tx)
     reason = "new CA" if ca_new else "new key" if key_new else _reissue_reason(
-        paths, wanted, ca_cert, key, now)
+        view, wanted, ca_cert, key, now)
     if reason:
         cert = issue_serving_cert(ca_cert=ca_cert, ca_key=ca_key, key=key, hosts=wanted.hosts,
                                   ips=wanted.ips, days=wanted.cert_days, now=now)
-        existed = paths.cert.exists()
-        write_cert(paths.cert, cert)
+        existed = view.exists(paths.cert)
+        _write(tx, paths.cert, cert_pem(cert), files.PUBLIC)
         changes.append(Change("reissued" if existed else "created", paths.cert,
                               reason if existed else ""))
     else:
         changes.append(Change("kept", paths.cert))
-    return changes
+    return AssetPlan(changes, _ca_warnings(ca_cert, now))
 
 
-def _ensure_ca(paths: TLSPaths, wanted: Wanted, now: dt.datetime,
-               changes: list[Change]) -> tuple[x509.Certificate, PrivateKey, bool]:
-    has_cert, has_key = paths.ca.exists(), paths.ca_key.exists()
+def ensure_assets(paths: TLSPaths, wanted: Wanted, *, force: bool,
+                  now: dt.datetime) -> list[Change]:
+    """:func:`plan_assets`, applied at once (for callers with nothing else to write)."""
+    tx = files.Transaction()
+    plan = plan_assets(paths, wanted, force=force, now=now, tx=tx)
+    return plan.resolved(tx.apply())
+
+
+def _write(tx: files.Transaction, path: Path, data: bytes, mode: int,
+           backup: Path | None = None) -> None:
+    # The TLS directory is private whichever of its files is written first.
+    tx.write(path, data, mode, dir_mode=files.PRIVATE_DIR, backup=backup)
+
+
+def check_key_modes(keys: Sequence[Path]) -> None:
+    """Refuse private keys that other users can read.
+
+    Not fixed with a chmod on the quiet: while the key was readable, anyone on the machine
+    could have copied it, which a chmod does not undo. Only the user knows whether that
+    matters, so the error says both ways out.
+    """
+    for path in keys:
+        try:
+            mode = files.file_mode(path)
+        except OSError:
+            continue
+        if mode & 0o077:
+            rotate = "dexkit certs rotate --ca" if path.name == "ca-key.pem" else \
+                "dexkit certs rotate"
+            raise TLSError(f"{path} is readable by other users (mode {mode:04o}); a private key "
+                           "must be 0600", f"'chmod 600 {path}'; if anyone else could log in "
+                           f"here, treat the key as leaked and run '{rotate}' after the chmod")
+
+
+def _ca_warnings(ca_cert: x509.Certificate, now: dt.datetime) -> list[str]:
+    left = ca_cert.not_valid_after_utc - now
+    if left < RENEW_BEFORE:
+        return [f"the CA expires in {max(left.days, 0)} days "
+                f"({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the serving certificate cannot "
+                "outlive it: run 'dexkit certs rotate --ca' (then give every API server the new "
+                "ssl/ca.pem)"]
+    return []
+
+
+def _ensure_ca(view: _View, wanted: Wanted, now: dt.datetime, changes: list[Change],
+               tx: files.Transaction) -> tuple[x509.Certificate, PrivateKey, bool]:
+    paths = view.paths
+    has_cert, has_key = view.exists(paths.ca), view.exists(paths.ca_key)
     if has_cert and has_key:
         ca_cert, ca_key = load_cert(paths.ca), load_key(paths.ca_key)
         if not key_matches(ca_cert, ca_key):
@@ -449,36 +533,38 @@ def _ensure_ca(paths: TLSPaths, wanted: Wanted, now: dt.datetime,
     ca_key = generate_key(wanted.key_type)
     first = (wanted.hosts + wanted.ips)[0]
     ca_cert = create_ca(ca_key, common_name=f"dexkit CA for {first}", days=wanted.ca_days, now=now)
-    write_key(paths.ca_key, ca_key)
-    write_cert(paths.ca, ca_cert)
+    _write(tx, paths.ca_key, key_pem(ca_key), files.PRIVATE)
+    _write(tx, paths.ca, cert_pem(ca_cert), files.PUBLIC)
     changes += [Change("created", paths.ca_key), Change("created", paths.ca)]
     return ca_cert, ca_key, True
 
 
-def _ensure_serving_key(paths: TLSPaths, wanted: Wanted, now: dt.datetime,
-                        changes: list[Change]) -> tuple[PrivateKey, bool]:
-    if paths.key.exists():
+def _ensure_serving_key(view: _View, wanted: Wanted, now: dt.datetime, changes: list[Change],
+                        tx: files.Transaction) -> tuple[PrivateKey, bool]:
+    paths = view.paths
+    if view.exists(paths.key):
         key = load_key(paths.key)
         have = key_type_of(key.public_key())
         if have == wanted.key_type:
             changes.append(Change("kept", paths.key))
             return key, False
-        backup = files.backup_copy(paths.key, now)
         key = generate_key(wanted.key_type)
-        write_key(paths.key, key)
+        stem = paths.key.with_name(f"{paths.key.name}.bak-{files.timestamp(now)}")
+        _write(tx, paths.key, key_pem(key), files.PRIVATE, backup=stem)
         changes.append(Change("replaced", paths.key,
-                              f"key type {have} -> {wanted.key_type}; old key in {backup.name}"))
+                              f"key type {have} -> {wanted.key_type}; old key in {stem.name}"))
         return key, True
     key = generate_key(wanted.key_type)
-    write_key(paths.key, key)
+    _write(tx, paths.key, key_pem(key), files.PRIVATE)
     changes.append(Change("created", paths.key))
     return key, True
 
 
-def _reissue_reason(paths: TLSPaths, wanted: Wanted, ca_cert: x509.Certificate,
+def _reissue_reason(view: _View, wanted: Wanted, ca_cert: x509.Certificate,
                     key: PrivateKey, now: dt.datetime) -> str:
     """Why the existing serving certificate must be re-issued, or '' to keep it."""
-    if not paths.cert.exists():
+    paths = view.paths
+    if not view.exists(paths.cert):
         return "missing"
     cert = load_cert(paths.cert)
     dns, ips = sans_of(cert)
@@ -487,7 +573,11 @@ def _reissue_reason(paths: TLSPaths, wanted: Wanted, ca_cert: x509.Certificate,
             sorted(ips) != want_ips:
         return f"hosts changed: {', '.join(dns + ips)} -> {', '.join(wanted.hosts + wanted.ips)}"
     if cert.not_valid_after_utc - now < RENEW_BEFORE:
-        return f"expires in {days_left(cert, now)} days"
+        # Re-issuing helps only if the new one lasts longer: it is clamped to the CA's end,
+        # and a CA about to expire is the CA warning's business, not a reason every run.
+        longest = min(now + dt.timedelta(days=wanted.cert_days), ca_cert.not_valid_after_utc)
+        if longest - cert.not_valid_after_utc > dt.timedelta(days=1):
+            return f"expires in {days_left(cert, now)} days"
     if not key_matches(cert, key):
         return "it did not match key.pem"
     try:
@@ -497,10 +587,12 @@ def _reissue_reason(paths: TLSPaths, wanted: Wanted, ca_cert: x509.Certificate,
     return ""
 
 
-def rotate(paths: TLSPaths, wanted: Wanted, *, ca: bool, now: dt.datetime) -> list[Change]:
-    """Re-issue the serving certificate (new key too); with ``ca``, a new CA first.
+def plan_rotate(paths: TLSPaths, wanted: Wanted, *, ca: bool, now: dt.datetime,
+                tx: files.Transaction) -> AssetPlan:
+    """Plan a new serving certificate and key; with ``ca``, a new CA first.
 
-    Old files are moved to ``backup-<timestamp>/`` so that a rotation can be undone.
+    Old files are moved to ``backup-<timestamp>/`` (``.1``… when taken) so that a rotation can
+    be undone.
     """
     moved = paths.all() if ca else [paths.cert, paths.key]
     if not ca and not (paths.ca.exists() and paths.ca_key.exists()):
@@ -508,6 +600,14 @@ def rotate(paths: TLSPaths, wanted: Wanted, *, ca: bool, now: dt.datetime) -> li
     existing = [p for p in moved if p.exists()]
     changes: list[Change] = []
     if existing:
-        backup = files.move_to_backup(existing, paths.dir / f"backup-{files.timestamp(now)}")
-        changes.append(Change("backed up", backup, ", ".join(p.name for p in existing)))
-    return changes + ensure_assets(paths, wanted, force=False, now=now)
+        stem = tx.backup_group(paths.dir / f"backup-{files.timestamp(now)}", existing)
+        changes.append(Change("backed up", stem, ", ".join(p.name for p in existing)))
+    plan = plan_assets(paths, wanted, force=False, now=now, tx=tx, gone=frozenset(moved))
+    return AssetPlan(changes + plan.changes, plan.warnings)
+
+
+def rotate(paths: TLSPaths, wanted: Wanted, *, ca: bool, now: dt.datetime) -> list[Change]:
+    """:func:`plan_rotate`, applied at once."""
+    tx = files.Transaction()
+    plan = plan_rotate(paths, wanted, ca=ca, now=now, tx=tx)
+    return plan.resolved(tx.apply())

@@ -30,6 +30,7 @@ from dexkit.config import (
     LDAPConnector,
     MockConnector,
     OIDCConnector,
+    check_issuer,
     is_ip,
     issuer_host,
     load_config,
@@ -88,10 +89,17 @@ def password_file(directory: Path, email: str) -> Path:
 
 
 def init_project(req: InitRequest, now: dt.datetime | None = None) -> InitResult:
+    """Plan every file change, then apply them in one transaction under the project lock:
+    a failure anywhere (a bad value, a full disk) leaves every file as it was."""
     moment = now or dt.datetime.now(dt.UTC)
     directory = req.directory
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} is not a directory", "pass --dir a directory path")
+    with files.project_lock(directory):
+        return _init_locked(req, directory, moment)
+
+
+def _init_locked(req: InitRequest, directory: Path, moment: dt.datetime) -> InitResult:
     path = directory / CONFIG_FILE
     existing = load_config(directory).config if path.exists() else None
     if req.scenario is not None and existing is not None:
@@ -100,30 +108,53 @@ def init_project(req: InitRequest, now: dt.datetime | None = None) -> InitResult
                          "keep the project as it is")
     config, passwords = _build_config(req, existing, directory)
     result = InitResult(config=config, config_path=path, config_action="kept")
-    directory.mkdir(parents=True, exist_ok=True)
-    # Keys and passwords first, config last: a failure leaves no config that points at nothing.
+    tx = files.Transaction()
     for email, password in passwords.items():
         target = password_file(directory, email)
-        files.ensure_dir(target.parent)
-        files.ensure_dir(target.parent.parent)
-        files.atomic_write(target, password + "\n", files.PRIVATE)
+        tx.write(target, password + "\n", files.PRIVATE, dir_mode=files.PRIVATE_DIR)
         result.password_files.append(target)
-    paths = tls_paths(directory, config)
-    files.ensure_dir(paths.dir)
-    result.tls_changes = pki.ensure_assets(paths, wanted_tls(config), force=req.force, now=moment)
+    plan = pki.plan_assets(tls_paths(directory, config), wanted_tls(config), force=req.force,
+                           now=moment, tx=tx)
     text = render_config_file(config)
+    # dexkit.yaml may be a symbolic link (into a dotfiles repo, say): the file it points to is
+    # updated and the link stays; the backup goes beside that file.
+    real = files.real_path(path)
+    stem = real.with_name(f"{real.name}.bak-{files.timestamp(moment)}")
     if existing is None:
-        files.atomic_write(path, text)
+        tx.write(path, text, files.PUBLIC, follow_symlinks=True)
         result.config_action = "created"
-    elif path.read_text() != text and config != existing:
-        result.config_backup = files.backup_copy(path, moment)
-        files.atomic_write(path, text)
+    elif real.read_text() != text and config != existing:
+        tx.write(path, text, files.file_mode(real), follow_symlinks=True, backup=stem)
         result.config_action = "updated"
     gitignore = directory / ".gitignore"
-    if not gitignore.exists():
-        files.atomic_write(gitignore, GITIGNORE)
-    result.warnings = config.warnings()
+    if not gitignore.exists() and not gitignore.is_symlink():
+        tx.write(gitignore, GITIGNORE)
+    applied = tx.apply()
+    result.tls_changes = plan.resolved(applied)
+    result.config_backup = applied.backups.get(stem)
+    result.warnings = config.warnings() + plan.warnings + applied.warnings
     return result
+
+
+@dataclass
+class RotateResult:
+    config: Config
+    changes: list[pki.Change]
+    warnings: list[str]
+
+
+def rotate_tls(directory: Path, *, ca: bool, now: dt.datetime | None = None) -> RotateResult:
+    """``dexkit certs rotate``: a new serving certificate and key (and CA), old files to a
+    backup, in one transaction under the project lock."""
+    moment = now or dt.datetime.now(dt.UTC)
+    load_config(directory)  # a project that is not there fails before anything is made
+    with files.project_lock(directory):
+        config = load_config(directory).config
+        tx = files.Transaction()
+        plan = pki.plan_rotate(tls_paths(directory, config), wanted_tls(config), ca=ca,
+                               now=moment, tx=tx)
+        applied = tx.apply()
+    return RotateResult(config, plan.resolved(applied), plan.warnings + applied.warnings)
 
 
 def render_config_file(config: Config) -> str:
@@ -191,6 +222,7 @@ def _names(issuer: str, hosts: tuple[str, ...],
            ips: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The issuer's host first, then the extra names, without duplicates."""
     try:
+        check_issuer(issuer)  # a bad issuer is reported as such, not as a bad tls.hosts entry
         host = issuer_host(issuer)
     except ValueError:
         host = ""

@@ -6,8 +6,11 @@ Rules:
   manifest and everything else untouched.
 - Already configured: nothing is written, no backup is made.
 - ``dry_run``: nothing is written; the caller shows the diff.
-- Otherwise the old manifest is copied to a backup first, then the new one replaces it
-  atomically with the same mode (kubeadm writes 0600).
+- Otherwise the old manifest is kept as a backup, then the new one replaces it atomically with
+  the same mode (kubeadm writes 0600), in one transaction: both happen, or neither.
+- The file is read and written as bytes, so CRLF line ends stay CRLF on every line.
+- A symbolic link at the manifest's path stays a link: the file it points to is patched (the
+  kubelet reads that file through the link), and the backup rule below applies to that file.
 - The backup never goes into the manifest's own directory: the kubelet runs every file there
   that does not start with a dot as a static pod, so a ``kube-apiserver.yaml.bak`` beside the
   manifest would be a second API server. It goes to ``<manifests>/../dexkit-backups/``.
@@ -16,7 +19,6 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,8 +41,9 @@ class PatchOutcome:
 
 
 def read_manifest(path: Path) -> str:
+    """The manifest's text exactly as on disk (no newline translation)."""
     try:
-        return path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist",
                          "pass the API server's static-pod manifest, "
@@ -49,13 +52,17 @@ def read_manifest(path: Path) -> str:
         raise UsageError(f"{path} is a directory",
                          "pass the manifest file itself, e.g. "
                          "/etc/kubernetes/manifests/kube-apiserver.yaml") from None
+    except OSError as exc:
+        raise files.os_error(exc, path, "read") from None
+    try:
+        return raw.decode()  # a BOM stays in the text, and so in the patched file
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not a text file",
                          "pass the API server's static-pod manifest (YAML)") from None
 
 
 def backup_dir_for(manifest: Path) -> Path:
-    return manifest.resolve().parent.parent / BACKUP_DIR
+    return files.real_path(manifest).parent.parent / BACKUP_DIR
 
 
 def patch_manifest(path: Path, config: Config, *, dry_run: bool = False, backup: bool = True,
@@ -65,17 +72,10 @@ def patch_manifest(path: Path, config: Config, *, dry_run: bool = False, backup:
     result = patch_static_pod(text, config, source=str(path))
     if not result.changed or dry_run:
         return PatchOutcome(result, written=False)
-    saved = _backup(path, now) if backup else None
-    files.atomic_write(path, result.text, files.file_mode(path))
-    return PatchOutcome(result, written=True, backup=saved)
-
-
-def _backup(path: Path, now: dt.datetime | None) -> Path:
-    directory = files.ensure_dir(backup_dir_for(path))
-    base = directory / f"{path.name}.bak-{files.timestamp(now)}"
-    target, n = base, 0
-    while target.exists():  # two patches within one second
-        n += 1
-        target = base.with_name(f"{base.name}.{n}")
-    shutil.copy2(path, target)
-    return target
+    real = files.real_path(path)
+    stem = backup_dir_for(path) / f"{real.name}.bak-{files.timestamp(now)}" if backup else None
+    tx = files.Transaction()
+    tx.write(path, result.text, files.file_mode(real), follow_symlinks=True, backup=stem)
+    applied = tx.apply()
+    return PatchOutcome(result, written=True,
+                        backup=applied.backups.get(stem) if stem is not None else None)

@@ -14,7 +14,7 @@ from dexkit.cli.options import DirOption, Format, OutputOption
 from dexkit.config import load_config
 from dexkit.console import Output
 from dexkit.errors import TLSError
-from dexkit.project import tls_paths, wanted_tls
+from dexkit.project import rotate_tls, tls_paths
 
 app = typer.Typer(help="Inspect, check and rotate the TLS assets.", no_args_is_help=True)
 
@@ -53,8 +53,8 @@ def show(directory: DirOption = Path(), output: OutputOption = Format.text) -> N
 @app.command()
 def check(
     directory: DirOption = Path(),
-    within: Annotated[int, typer.Option(min=0, help="Fail if a certificate expires within "
-                                        "this many days.")] = 30,
+    within: Annotated[int, typer.Option(min=0, max=36500, help="Fail if a certificate "
+                                        "expires within this many days.")] = 30,
     output: OutputOption = Format.text,
 ) -> None:
     """Exit non-zero when the TLS assets are expired, expiring, mismatched or not ours."""
@@ -85,13 +85,13 @@ def rotate(
                                      "then trust the new ca.pem).")] = False,
 ) -> None:
     """Re-issue the serving certificate and key under the same CA (or a new CA with --ca)."""
-    loaded = load_config(directory)
-    config = loaded.config
-    changes = pki.rotate(tls_paths(directory, config), wanted_tls(config), ca=ca,
-                         now=dt.datetime.now(dt.UTC))
+    result = rotate_tls(directory, ca=ca)
+    config = result.config
     out = Output()
-    for change in changes:
+    for change in result.changes:
         out.step(change.verb, f"{change.path}" + (f" ({change.reason})" if change.reason else ""))
+    for warning in result.warnings:
+        out.warn(warning)
     if ca:
         out.warn("the CA was replaced: API servers still trust the OLD CA and will reject Dex "
                  "tokens until they get the new one",

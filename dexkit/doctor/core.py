@@ -13,8 +13,9 @@ Rules:
 - ``cluster`` checks talk to the Kubernetes API and are skipped with ``--offline``; ``login``
   checks need ``--login password|device``.
 - Facts several checks share (the config, the certificates, the cluster client, the token) are
-  loaded once through :meth:`Context.fact`; a fact that failed to load fails the same way for
-  every check that asks for it.
+  loaded once through :meth:`Context.fact`; a fact that failed to load fails the first check
+  that asks for it, and the others that ask step aside (skip) and name that check: one broken
+  file is one failure.
 - A check never ends the run: a :class:`~dexkit.errors.DexkitError` becomes its failure with the
   error's hint, and any other exception a failure that says the check itself broke.
 - The edges (clock, name resolution, the cluster client, HTTP, the environment) come in through
@@ -183,9 +184,12 @@ class Edges:
 # --- the shared facts -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Failed:
     error: BaseException
+    # The check that reported it: the others that need the same fact step aside, so that
+    # one broken file is one failure, not one per check that reads it.
+    reported_by: str | None = None
 
 
 class Context:
@@ -197,6 +201,7 @@ class Context:
         self.now = edges.clock()
         self.results: dict[str, Result] = {}
         self._facts: dict[str, object] = {}
+        self.current: str | None = None  # the check running now
         self._closers: list[Callable[[], None]] = []
 
     def fact(self, key: str, load: Callable[[], T]) -> T:
@@ -208,7 +213,10 @@ class Context:
                 self._facts[key] = _Failed(exc)
         value = self._facts[key]
         if isinstance(value, _Failed):
-            raise value.error
+            if value.reported_by is None or value.reported_by == self.current:
+                value.reported_by = self.current
+                raise value.error
+            raise Skip(f"needs what {value.reported_by} could not read (reported there)")
         return cast("T", value)
 
     def provide(self, key: str, value: object) -> None:
@@ -318,6 +326,7 @@ def _gate(chk: Check, ctx: Context) -> Result | None:
 
 
 def run_check(chk: Check, ctx: Context) -> Result:
+    ctx.current = chk.id
     result = _gate(chk, ctx)
     if result is None:
         try:

@@ -284,8 +284,39 @@ def kubeconfig_documents(ctx: Context) -> list[tuple[Path, dict[str, Any]]]:
             # The project's sandbox was picked for the cluster; the users that log in live in
             # the user's own kubeconfig, where 'dexkit kubeconfig' writes them.
             paths += [p for p in kubeconfig_paths(None) if p not in paths]
-        return [(p, load_file(p)) for p in paths if p.is_file()]
+        docs = [(p, _load_kubeconfig(load_file, p)) for p in paths if p.is_file()]
+        for path, doc in docs:
+            for name in ("users", "clusters", "contexts"):
+                kubeconfig_section(path, doc, name)
+        return docs
     return ctx.fact("kubeconfig.documents", load)
+
+
+def _load_kubeconfig(load_file: Any, path: Path) -> dict[str, Any]:
+    from dexkit.errors import UsageError
+
+    try:
+        doc: dict[str, Any] = load_file(path)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        what = "not a text file" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+        raise UsageError(f"{path} is {what}, not a kubeconfig",
+                         "fix or replace the file; 'kubectl config view' shows what kubectl "
+                         "makes of it") from None
+    return doc
+
+
+def kubeconfig_section(path: Path, doc: dict[str, Any], name: str) -> list[Any]:
+    """``users``/``clusters``/``contexts`` of a kubeconfig: a list, or a clear error."""
+    from dexkit.errors import UsageError
+
+    section = doc.get(name)
+    if section is None:
+        return []
+    if not isinstance(section, list):
+        raise UsageError(f"{path}: '{name}' is not a list (it is {type(section).__name__})",
+                         "fix the kubeconfig; 'kubectl config view' shows what kubectl makes "
+                         "of it")
+    return section
 
 
 def _is_sandbox_admin(ctx: Context, path: Path) -> bool:
@@ -300,7 +331,7 @@ def login_users(ctx: Context) -> list[LoginUser]:
     def load() -> list[LoginUser]:
         found = []
         for path, doc in kubeconfig_documents(ctx):
-            for item in doc.get("users") or []:
+            for item in kubeconfig_section(path, doc, "users"):
                 if not isinstance(item, dict):
                     continue
                 user = parse_login_user(str(item.get("name")), path, item.get("user"))

@@ -99,13 +99,13 @@ def client_secret(ctx: Context) -> Result:
 def insecure(ctx: Context) -> Result:
     """Nothing skips TLS verification or trusts unverified emails."""
     from dexkit.config import LDAPConnector, OIDCConnector
-    from dexkit.doctor.local import kubeconfig_documents, login_users
+    from dexkit.doctor.local import kubeconfig_documents, kubeconfig_section, login_users
 
     found = [f"kubeconfig user '{u.name}' ({_insecure_flag(u.tool)})"
              for u in login_users(ctx) if u.insecure]
     for path, doc in kubeconfig_documents(ctx):
-        for item in doc.get("clusters") or []:
-            cluster = (item or {}).get("cluster") or {}
+        for item in kubeconfig_section(path, doc, "clusters"):
+            cluster = (item.get("cluster") if isinstance(item, dict) else None) or {}
             if isinstance(cluster, dict) and cluster.get("insecure-skip-tls-verify"):
                 found.append(f"kubeconfig cluster '{item.get('name')}' in {path} "
                              "(insecure-skip-tls-verify)")

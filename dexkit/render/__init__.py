@@ -20,8 +20,16 @@ class _Dumper(yaml.SafeDumper):
     """Block-style YAML whose multi-line strings (PEM, config files) stay readable."""
 
 
+# Line breaks YAML knows besides \n and \r. PyYAML writes them raw into plain, quoted and
+# block scalars, and reading them back folds them into a space (NEL) or a newline: only a
+# double-quoted scalar, where they become escapes, keeps the string as it was.
+_OTHER_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
+    style: str | None = "|" if "\n" in data else None
+    if any(ch in data for ch in _OTHER_BREAKS) or "\r" in data:
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 

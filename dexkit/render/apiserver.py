@@ -325,6 +325,9 @@ def _parse_manifest(text: str, source: str) -> _Manifest:
         where = f" (line {mark.line + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise _not_apiserver(source, f"not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise _not_apiserver(source, "it is nested far too deeply") from None
+    _check_plain_yaml(text, root, source)
     index = _apiserver_container(data, source)
     assert isinstance(root, yaml.MappingNode)  # _apiserver_container checked the shape
     spec = _child(root, "spec")
@@ -336,6 +339,21 @@ def _parse_manifest(text: str, source: str) -> _Manifest:
         command=_block_sequence(container, "command", source),
         mounts=_block_sequence(container, "volumeMounts", source),
         volumes=_block_sequence(spec, "volumes", source))
+
+
+def _check_plain_yaml(text: str, root: yaml.Node | None, source: str) -> None:
+    """Refuse what a text edit cannot get right: the same key twice (PyYAML keeps the last,
+    the kubelet refuses the file) and anchors or aliases (one edit would change two places).
+    kubeadm writes neither."""
+    from dexkit.config import check_nodes
+
+    try:
+        check_nodes(root, source)
+    except ConfigError as exc:
+        raise _not_apiserver(source, exc.message.removeprefix(f"{source}:")) from None
+    if any(isinstance(t, yaml.AnchorToken | yaml.AliasToken)
+           for t in yaml.scan(text, Loader=yaml.SafeLoader)):
+        raise _unsupported(source, "it uses YAML anchors or aliases")
 
 
 def _apiserver_container(data: Any, source: str) -> int:
@@ -447,6 +465,42 @@ def _flag_name(value: str) -> str:
     return value[2:].split("=", 1)[0] if value.startswith("--") else ""
 
 
+def _flag_items(items: list[_Item]) -> list[tuple[_Item, _Item | None, str]]:
+    """The command's items as kube-apiserver's flag parser (pflag) reads them: dexkit's flags
+    spelled as two items (``- --oidc-issuer-url`` then ``- https://...``) are one flag, whose
+    value is the next item, whatever it is. Each entry: first item, value item, the flag as
+    ``--name=value`` (or the item's own text when it is not one of dexkit's)."""
+    out: list[tuple[_Item, _Item | None, str]] = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        value = str(getattr(item.node, "value", ""))
+        name = _flag_name(value)
+        if _owned_flag(name) and "=" not in value and i + 1 < len(items):
+            after = items[i + 1]
+            out.append((item, after, f"{value}={getattr(after.node, 'value', '')}"))
+            i += 2
+            continue
+        out.append((item, None, value))
+        i += 1
+    return out
+
+
+def command_flags(command: list[Any]) -> list[str]:
+    """The same pairing over a parsed command list (for checking the result)."""
+    out: list[str] = []
+    i = 0
+    while i < len(command):
+        value = str(command[i])
+        if _owned_flag(_flag_name(value)) and "=" not in value and i + 1 < len(command):
+            out.append(f"{value}={command[i + 1]}")
+            i += 2
+            continue
+        out.append(value)
+        i += 1
+    return out
+
+
 def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
                 changes: list[str]) -> None:
     items = _items(manifest, manifest.command)[1:]  # the first item is the command itself
@@ -455,19 +509,22 @@ def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
     wanted = {flag.name: str(flag) for flag in flags}
     done: set[str] = set()
     nl, prefix = manifest.newline, items[0].prefix
-    for item in items:
-        value = str(getattr(item.node, "value", ""))
+    for item, value_item, value in _flag_items(items):
         name = _flag_name(value)
         if not _owned_flag(name):
             continue
+        end = (value_item or item).end
+        shown = value if value_item is None else f"{value.split('=', 1)[0]} " \
+            f"{value.split('=', 1)[1]}"
         if name in wanted and name not in done:
             done.add(name)
+            # A two-item flag whose value is already right stays (pflag reads it the same).
             if value != wanted[name]:
-                edits.append(_Edit(item.start, item.end, _item_text(wanted[name], item.prefix, nl)))
-                changes.append(f"set {wanted[name]} (was {value})")
+                edits.append(_Edit(item.start, end, _item_text(wanted[name], item.prefix, nl)))
+                changes.append(f"set {wanted[name]} (was {shown})")
         else:
-            edits.append(_Edit(item.start, item.end, ""))
-            changes.append(f"removed {value}")
+            edits.append(_Edit(item.start, end, ""))
+            changes.append(f"removed {shown}")
     # New flags go in kubeadm's alphabetical order, each before the first flag sorting after it.
     for order, flag in enumerate(sorted(flags, key=lambda f: f.name)):
         if flag.name not in done:
@@ -552,9 +609,10 @@ def _verify(before: _Manifest, new_text: str, flags: list[Flag],
     old, new = before.data, after.data
     i = before.container_index
     old_c, new_c = old["spec"]["containers"][i], new["spec"]["containers"][i]
-    if _foreign_flags(new_c["command"]) != _foreign_flags(old_c["command"]):
+    old_args, new_args = command_flags(old_c["command"]), command_flags(new_c["command"])
+    if _foreign_flags(new_args) != _foreign_flags(old_args):
         raise _internal(before.source, "other flags changed")
-    ours = [str(v) for v in new_c["command"] if _owned_flag(_flag_name(str(v)))]
+    ours = [v for v in new_args if _owned_flag(_flag_name(v))]
     if sorted(ours) != sorted(map(str, flags)):
         raise _internal(before.source, "the flags did not come out as planned")
     wanted = wanted_mounts(mounts, old_c["volumeMounts"])

@@ -66,7 +66,9 @@ def test_required_claims_and_algorithms() -> None:
                                   "signingAlgs": ["RS256", "ES256"]}})
     assert "--oidc-required-claim=aud2=x,hd=example.com" in flags
     assert "--oidc-signing-algs=RS256,ES256" in flags
-    with pytest.raises(ConfigError, match="cannot be passed as a flag"):
+    # Refused when dexkit.yaml is read, with its file and line (not first at render time).
+    with pytest.raises(ConfigError, match=r"^test\.yaml:\d+: apiServer\.requiredClaims: 'a: b,c' "
+                       "cannot be passed as the --oidc-required-claim flag"):
         _flags({"apiServer": {"requiredClaims": {"a": "b,c"}}})
 
 

@@ -22,7 +22,9 @@ from dexkit.render.kind import render_kind_config
 from tests.unit.render.helpers import documents, golden_ca, make_config
 
 _LABEL = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
-_DNS = st.lists(_LABEL, min_size=1, max_size=4).map(".".join)
+# The last label is never a number (decimal or 0x…): URL parsers read such a host as IPv4.
+_DNS = st.lists(_LABEL, min_size=1, max_size=4).filter(
+    lambda labels: not re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", labels[-1])).map(".".join)
 _IPV4 = st.ip_addresses(v=4).map(str)
 _IPV6 = st.ip_addresses(v=6).map(lambda ip: f"[{ip}]")
 _PORT = st.one_of(st.just(""), st.integers(1, 65535).map(lambda p: f":{p}"))

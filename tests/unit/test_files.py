@@ -1,0 +1,201 @@
+"""dexkit.files: the transaction, backups that never collide, directories never re-moded."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from dexkit import files
+from dexkit.errors import DexkitError
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- item 5: directories dexkit did not create keep their mode ---------------------------------
+
+
+def test_an_existing_directory_is_never_chmodded(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    files.ensure_dir(shared)
+    assert _mode(shared) == 0o1777
+    files.atomic_write(shared / "key.pem", "k", files.PRIVATE)
+    assert _mode(shared) == 0o1777
+    assert _mode(shared / "key.pem") == 0o600
+
+
+def test_missing_directories_are_made_with_the_mode_asked_for(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        files.ensure_dir(tmp_path / "a/b/c")
+    finally:
+        os.umask(old)
+    assert [_mode(tmp_path / p) for p in ("a", "a/b", "a/b/c")] == [0o700] * 3
+
+
+def test_a_world_writable_directory_without_sticky_bit_is_refused(tmp_path: Path) -> None:
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(files.UnsafeDirectory, match="writable by every user"):
+        files.atomic_write(open_dir / "key.pem", "k", files.PRIVATE)
+    assert list(open_dir.iterdir()) == []
+    assert _mode(open_dir) == 0o777
+
+
+def test_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test changes a directory's owner: run it as root (CI does)")
+    import shutil
+    import tempfile
+
+    # Under /tmp itself: pytest's own temporary directories are closed to other users.
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    base.chmod(0o755)
+    theirs = base / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 4242, 4242)
+    pid = os.fork()
+    if pid == 0:  # a non-root user tries to keep its files there
+        try:
+            os.setgid(4343)
+            os.setuid(4343)
+            files.ensure_dir(theirs)
+        except files.UnsafeDirectory:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(base)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_private_files_in_an_open_directory_are_a_warning(tmp_path: Path) -> None:
+    tx = files.Transaction()
+    tmp_path.chmod(0o755)
+    tx.write(tmp_path / "key.pem", "k", files.PRIVATE)
+    applied = tx.apply()
+    assert len(applied.warnings) == 1 and "mode 0755" in applied.warnings[0]
+
+
+# --- item 1: backup names never collide --------------------------------------------------------
+
+
+def test_backup_copy_takes_the_next_free_name(tmp_path: Path) -> None:
+    path = tmp_path / "dexkit.yaml"
+    taken = tmp_path / "dexkit.yaml.bak-20261201T000000Z"
+    taken.write_text("an older backup\n")
+    path.write_text("v1\n")
+    import datetime as dt
+
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    first = files.backup_copy(path, now)
+    path.write_text("v2\n")
+    second = files.backup_copy(path, now)
+    assert taken.read_text() == "an older backup\n"
+    assert (first.name, first.read_text()) == ("dexkit.yaml.bak-20261201T000000Z.1", "v1\n")
+    assert (second.name, second.read_text()) == ("dexkit.yaml.bak-20261201T000000Z.2", "v2\n")
+
+
+def test_a_taken_backup_directory_is_never_reused(tmp_path: Path) -> None:
+    stem = tmp_path / "backup-x"
+    stem.mkdir()
+    (stem / "key.pem").write_text("the first backup's key\n")
+    (tmp_path / "key.pem").write_text("current\n")
+    tx = files.Transaction()
+    tx.backup_group(stem, [tmp_path / "key.pem"])
+    tx.write(tmp_path / "key.pem", "new\n", files.PRIVATE)
+    applied = tx.apply()
+    assert applied.backup(stem) == tmp_path / "backup-x.1"
+    assert (stem / "key.pem").read_text() == "the first backup's key\n"
+    assert (tmp_path / "backup-x.1/key.pem").read_text() == "current\n"
+
+
+def test_a_backup_of_a_private_file_is_private_even_when_the_file_was_not(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("secret\n")
+    key.chmod(0o644)
+    tx = files.Transaction()
+    tx.write(key, "new\n", files.PRIVATE, backup=tmp_path / "key.pem.bak")
+    tx.apply()
+    assert _mode(tmp_path / "key.pem.bak") == 0o600
+    assert (tmp_path / "key.pem.bak").read_text() == "secret\n"
+
+
+# --- items 2 and 3: all or nothing ---------------------------------------------------------------
+
+
+def _failing_replace(monkeypatch: pytest.MonkeyPatch, victim: str, code: int) -> None:
+    real = Path.replace
+
+    def replace(self: Path, target: str | os.PathLike[str]) -> Path:
+        if Path(target).name == victim and ".tmp" in self.name:
+            raise OSError(code, os.strerror(code))
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+
+
+def test_a_failure_in_the_middle_puts_everything_back(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").write_text("old a\n")
+    (tmp_path / "c").write_text("old c\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    tx = files.Transaction()
+    tx.write(tmp_path / "a", "new a\n", backup=tmp_path / "a.bak")
+    tx.write(tmp_path / "b", "new b\n")
+    tx.write(tmp_path / "sub/d", "new d\n")
+    tx.write(tmp_path / "c", "new c\n")
+    _failing_replace(monkeypatch, "c", errno.ENOSPC)
+    with pytest.raises(files.FileError) as caught:
+        tx.apply()
+    assert (tmp_path / "a").read_text() == "old a\n"
+    assert (tmp_path / "c").read_text() == "old c\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no b, no sub/, no backup
+    assert caught.value.message.startswith(f"cannot replace {tmp_path / 'c'}: No space left")
+    assert "nothing was changed" in caught.value.message
+    assert "free some space" in caught.value.hint and "permission" not in caught.value.hint
+
+
+def test_symlinks_are_followed_when_asked(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles/dexkit.yaml"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "dexkit.yaml"
+    link.symlink_to(real)
+    written = files.atomic_write(link, "new\n", follow_symlinks=True)
+    assert written == real
+    assert link.is_symlink() and real.read_text() == "new\n"
+
+
+# --- item 4: the project lock ----------------------------------------------------------------
+
+
+def test_the_project_lock_excludes_a_second_holder(tmp_path: Path) -> None:
+    with files.project_lock(tmp_path):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with files.project_lock(tmp_path, timeout=0.2):
+                    os._exit(1)
+            except DexkitError:
+                os._exit(0)
+            os._exit(2)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with files.project_lock(tmp_path, timeout=0.2):
+        pass  # released
+
+
+def test_a_failed_body_removes_the_directory_the_lock_made(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), files.project_lock(tmp_path / "new/project"):
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
