@@ -55,6 +55,11 @@ def dexkit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COLUMNS", "200")
 
     def run(*args: str | os.PathLike[str]) -> Result:
+        from dexkit.cli import app
+
+        # The CLI registers the command it runs on the one Typer app (once per process in
+        # real use): start each in-process run from an empty app, or every run gets slower.
+        app.registered_groups[:], app.registered_commands[:] = [], []
         capsys.readouterr()
         try:
             main([str(a) for a in args])
