@@ -106,10 +106,23 @@ def _merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
             into[key] = value
 
 
+_TAKEN: set[int] = set()
+
+
+def node_port() -> int:
+    """A free NodePort that no other project of this run uses: they share one API server,
+    which allocates each NodePort once."""
+    while True:
+        port = controlplane.free_node_port()
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
+
+
 def new_project(directory: Path, *, host: str = "localhost", port: int | None = None,
                 **changes: Any) -> Path:
     """'dexkit init --connector static' for https://HOST:PORT, in a namespace of its own."""
-    port = port or controlplane.free_node_port()
+    port = port or node_port()
     init_project(InitRequest(directory=directory, issuer=f"https://{host}:{port}",
                              connector="static"))
     path = directory / "dexkit.yaml"
@@ -371,7 +384,7 @@ def test_deployment_not_available(in_cluster: SetupFactory) -> None:
 
 def test_service_port_wrong(in_cluster: SetupFactory) -> None:
     setup = in_cluster()
-    wrong = 32767 if setup.config.issuer_port != 32767 else 32766
+    wrong = node_port()
     patch = [{"op": "replace", "path": "/spec/ports/0/nodePort", "value": wrong}]
     setup.k("patch", "service", "dex", "-n", setup.namespace, "--type=json", "-p",
             json.dumps(patch))
@@ -690,7 +703,7 @@ def _replace_flag(name: str, value: str) -> Callable[[list[str]], list[str]]:
 
 
 def test_api_server_issuer_with_a_trailing_slash(sandboxed: Callable[..., Sandbox]) -> None:
-    port = controlplane.free_node_port()
+    port = node_port()
     issuer = f"https://localhost:{port}"
     setup = sandboxed(args=_replace_flag("oidc-issuer-url", issuer + "/"), port=port)
     report = setup.doctor()

@@ -55,9 +55,12 @@ def test_zsh_completion_of_a_group() -> None:
 
 
 def test_show_completion_prints_the_script(dexkit: Any) -> None:
-    result = dexkit("--show-completion", "bash")
-    assert result.code == 0, result.err
-    assert "_DEXKIT_COMPLETE=complete_bash" in result.out
+    # A fresh process, as a user's shell runs it (Typer keeps completion state per process).
+    result = subprocess.run([DEXKIT, "--show-completion", "bash"], capture_output=True,
+                            text=True, check=False, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    assert "_DEXKIT_COMPLETE=complete_bash" in result.stdout
     assert "--install-completion" in dexkit("--help").out
 
 
