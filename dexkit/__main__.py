@@ -1,7 +1,8 @@
 """Entry point for ``dexkit`` and ``python -m dexkit``.
 
 Kept lean on purpose: ``--version`` answers without importing Typer, Rich or kubernetes, and
-(later) ``dexkit token``, which kubectl runs before every command, gets its own import-light path.
+``dexkit token`` (alias ``get-token``, kubelogin's name), which kubectl runs before every
+command, goes straight to its import-light path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["token"]:
+    if args[:1] == ["token"] or args[:1] == ["get-token"]:
         # kubectl's credential plugin: the lean path, no typer/rich/kubernetes imports.
         from dexkit.oidc.plugin import main as token_main
 

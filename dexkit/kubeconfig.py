@@ -121,24 +121,22 @@ def write(result: Plan) -> list[Path]:
     return backups
 
 
-def exec_user(*, issuer: str, client_id: str, ca_file: Path, scopes: Sequence[str],
-              grant: str = "authcode", username: str | None = None,
-              password_file: Path | None = None, command: str = "dexkit") -> dict[str, Any]:
-    """The user stanza that makes kubectl run ``dexkit token`` (client.authentication/v1)."""
-    args = ["token", "--issuer", issuer, "--client-id", client_id,
-            "--ca-file", str(ca_file)]
-    for scope in scopes:
-        args += ["--scope", scope]
-    if grant != "authcode":
-        args += ["--grant", grant]
-    if username:
-        args += ["--username", username]
-    if password_file is not None:
-        args += ["--password-file", str(password_file)]
+INSTALL_HINT = ("dexkit is the credential plugin of this user (it logs in to Dex): install it "
+                "with 'pipx install dexkit' (or 'pip install dexkit') so that 'dexkit' is on "
+                "PATH")
+
+
+def exec_user(token_args: Sequence[str], *, command: str = "dexkit") -> dict[str, Any]:
+    """The user stanza that makes kubectl run ``dexkit token ARGS`` (client.authentication/v1).
+
+    ``interactiveMode: IfAvailable``: kubectl hands over the terminal when it has one (the
+    keyboard flow, a password prompt); the browser and device flows need none.
+    """
     return {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1",
         "command": command,
-        "args": args,
+        "args": ["token", *token_args],
         "interactiveMode": "IfAvailable",
         "provideClusterInfo": False,
+        "installHint": INSTALL_HINT,
     }}

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dexkit.kube import Identity, Target
     from dexkit.oidc.discovery import Provider
     from dexkit.oidc.flows import TokenSet
+    from dexkit.oidc.settings import LoginSettings
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -56,16 +57,13 @@ class VerifyRequest:
     config: Config
     project_dir: Path
     target: Target
-    grant: str = "password"
-    username: str | None = None
-    password: str | None = None
+    # How to log in: dexkit.oidc.settings.project_settings builds it from the project.
+    login: LoginSettings
     expect_user: str | None = None
     expect_groups: tuple[str, ...] = ()
     probes: tuple[Probe, ...] = ()
-    insecure: bool = False
     # The API server retries discovery every 10 s: a fresh issuer may need one more round.
     authenticator_wait: float = 25.0
-    open_browser: bool = True
 
 
 @dataclass
@@ -119,7 +117,9 @@ def passed(results: list[StepResult]) -> bool:
 
 
 def _ca_file(state: _State) -> Path:
-    return state.req.project_dir / state.req.config.tls.dir / "ca.pem"
+    from dexkit.project import tls_paths
+
+    return tls_paths(state.req.project_dir, state.req.config).ca
 
 
 def step_tls(state: _State) -> str:
@@ -129,7 +129,9 @@ def step_tls(state: _State) -> str:
 
     parts = urlsplit(state.req.config.issuer)
     host, port = parts.hostname or "", parts.port or 443
-    context = tls_context(_ca_file(state), insecure=state.req.insecure)
+    login = state.req.login
+    context = tls_context(None, insecure=login.insecure, more_files=login.ca_files,
+                          ca_data=login.ca_data)
     try:
         with socket.create_connection((host, port), timeout=5) as raw, \
                 context.wrap_socket(raw, server_hostname=host) as tls:
@@ -146,25 +148,21 @@ def step_tls(state: _State) -> str:
 
 
 def step_discovery(state: _State) -> str:
-    from dexkit.oidc.discovery import discover, make_client
+    from dexkit.oidc.discovery import discover
+    from dexkit.oidc.session import http_client
 
-    state.http = make_client(_ca_file(state), insecure=state.req.insecure)
-    state.provider = discover(state.http, state.req.config.issuer)
+    state.http = http_client(state.req.login)
+    state.provider = discover(state.http, state.req.login.issuer)
     return f"issuer matches byte for byte; grants: {', '.join(state.provider.grant_types)}"
 
 
 def step_login(state: _State) -> str:
-    from dexkit.oidc import flows
-    from dexkit.oidc.session import LoginRequest, run_grant
+    from dexkit.oidc.session import run_grant
 
     assert state.provider is not None
-    req = state.req
-    client = flows.Client(id=req.config.api_server.client_id, scopes=scopes_for(req.config))
-    login = LoginRequest(issuer=req.config.issuer, client=client, ca_file=_ca_file(state),
-                         grant=req.grant, username=req.username, password=req.password,
-                         open_browser=req.open_browser, insecure=req.insecure)
+    login = state.req.login
     state.tokens = run_grant(login, state.http, state.provider)
-    return f"{req.grant} grant as {req.username or 'the browser user'}"
+    return f"{login.grant} grant as {login.username or 'the browser user'}"
 
 
 def step_token(state: _State) -> str:
@@ -173,7 +171,7 @@ def step_token(state: _State) -> str:
 
     assert state.provider is not None and state.tokens is not None
     api = state.req.config.api_server
-    state.claims = verify(state.http, state.provider, api.client_id, state.tokens)
+    state.claims = verify(state.http, state.provider, state.req.login.client_id, state.tokens)
     claims = state.claims
     if api.username_claim not in claims:
         raise OIDCError(f"the ID token has no '{api.username_claim}' claim (the API server's "
@@ -279,12 +277,10 @@ def step_authorization(state: _State) -> str:
 
 
 def scopes_for(config: Config) -> tuple[str, ...]:
-    """dexkit's scopes, without ``groups`` when the API server maps no groups claim."""
-    from dexkit.oidc import DEFAULT_SCOPES
+    """dexkit's scopes for ``config`` (see dexkit.oidc.settings.project_scopes)."""
+    from dexkit.oidc.settings import project_scopes
 
-    if config.api_server.groups_claim:
-        return DEFAULT_SCOPES
-    return tuple(s for s in DEFAULT_SCOPES if s != "groups")
+    return project_scopes(config)
 
 
 STEPS: list[tuple[str, Step]] = [

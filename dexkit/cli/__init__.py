@@ -66,7 +66,8 @@ def _register(args: list[str]) -> None:
         if is_group:
             app.add_typer(target, name=name)
         else:
-            app.command(name)(target)
+            app.command(name, context_settings=getattr(target, "context_settings", None))(
+                target)
 
 
 def _command_name(args: list[str]) -> str | None:

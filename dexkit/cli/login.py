@@ -21,7 +21,7 @@ UsernameOption = Annotated[str | None, typer.Option(
     "--username", "-u", help="User for the password grant (default: the first static user).")]
 InsecureOption = Annotated[bool, typer.Option(
     "--insecure", help="Do NOT verify Dex's TLS certificate. Never use this in production.")]
-GRANTS = ("authcode", "device", "password")
+GRANTS = ("authcode", "authcode-keyboard", "device", "password")
 
 
 def _check_grant(grant: str) -> None:
@@ -35,45 +35,18 @@ def _warn_insecure(out: Output, insecure: bool) -> None:
                  "and read the password and tokens", "trust dexkit's ssl/ca.pem instead")
 
 
-def _password_for(directory: Path, config: Config, username: str | None,
-                  grant: str) -> tuple[str | None, str | None]:
-    """(username, password) for the password grant: env, then the stored file, then a prompt.
-
-    Never from a command-line argument, where ps and shell history would show it.
-    """
-    if grant != "password":
-        return username, None
-    from dexkit.project import password_file
-
-    user = username or (config.static_users[0].email if config.static_users else None)
-    if user is None:
-        raise UsageError("the password grant needs --username", "pass the user to log in as")
-    if os.environ.get("DEXKIT_PASSWORD"):
-        return user, os.environ["DEXKIT_PASSWORD"]
-    stored = password_file(directory, user)
-    if stored.is_file():
-        return user, stored.read_text().strip()
-    if sys.stdin.isatty():
-        import getpass
-
-        return user, getpass.getpass(f"Password for {user}: ")
-    raise UsageError(f"no password for {user}",
-                     "set DEXKIT_PASSWORD, or run 'dexkit init --connector static' which keeps "
-                     "one in .dexkit/passwords/")
-
-
 def _prepare(directory: Path, grant: str, username: str | None,
-             insecure: bool) -> tuple[Config, Output, str | None, str | None]:
-    """What login and verify share: check the grant, load the project, find the password."""
+             insecure: bool) -> tuple[Config, Output]:
+    """What login and verify share: check the grant, load the project, warn about --insecure."""
     _check_grant(grant)
     config = load_config(directory).config
     out = Output()
     _warn_insecure(out, insecure)
-    user, password = _password_for(directory, config, username, grant)
-    return config, out, user, password
+    return config, out
 
 
 def login(
+    ctx: typer.Context,
     directory: DirOption = Path(),
     grant: GrantOption = "authcode",
     username: UsernameOption = None,
@@ -84,18 +57,29 @@ def login(
     insecure: InsecureOption = False,
     output: OutputOption = Format.text,
 ) -> None:
-    """Log in to Dex and show the verified ID token's claims."""
-    from dexkit.oidc import flows
-    from dexkit.oidc.session import LoginRequest
+    """Log in to Dex, show the verified ID token's claims, and fill the token cache that
+    kubectl's 'dexkit token' reads. Any 'dexkit token' option may follow (e.g. --issuer ...
+    --client-id ... to log in without a project)."""
     from dexkit.oidc.session import login as do_login
-    from dexkit.verify import scopes_for
+    from dexkit.oidc.settings import build_settings, project_settings
 
-    config, out, user, password = _prepare(directory, grant, username, insecure)
-    result = do_login(LoginRequest(
-        issuer=config.issuer, client=flows.Client(id=config.api_server.client_id,
-                                                  scopes=scopes_for(config)),
-        ca_file=directory / config.tls.dir / "ca.pem", grant=grant, username=user,
-        password=password, open_browser=not no_browser, insecure=insecure))
+    _check_grant(grant)
+    extra = list(ctx.args)
+    if no_browser:
+        extra.append("--skip-open-browser")
+    if insecure:
+        extra.append("--insecure")
+    out = Output()
+    _warn_insecure(out, insecure)
+    if any(a.partition("=")[0] in ("--issuer", "--oidc-issuer-url") for a in extra):
+        settings = build_settings([*extra, *(["--grant", grant] if grant != "authcode" else []),
+                                   *(["--username", username] if username else [])])
+    else:
+        config = load_config(directory).config
+        settings = project_settings(directory, config, grant=grant, username=username,
+                                    extra=extra)
+    settings = settings.with_password(os.environ, may_prompt=True)
+    result = do_login(settings, interactive=sys.stdin.isatty())
     claims = {k: v for k, v in result.claims.items() if k not in ("at_hash", "c_hash")}
     if output is Format.json:
         out.json({"claims": claims, **({"id_token": result.tokens.id_token}
@@ -104,7 +88,12 @@ def login(
     out.fields({k: str(v) for k, v in sorted(claims.items())}, title="ID token claims")
     if print_token:
         out.data(result.tokens.id_token + "\n")
-    out.success("logged in; the token verified against Dex's keys")
+    out.success("logged in; the token verified against Dex's keys and is cached for kubectl")
+
+
+# Everything after the known options is a 'dexkit token' option (kubelogin's names included).
+login.context_settings = {  # type: ignore[attr-defined]
+    "allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def verify(
@@ -129,14 +118,20 @@ def verify(
     from dexkit import verify as chain
     from dexkit.kube import Target
 
-    config, out, user, password = _prepare(directory, grant, username, insecure)
+    from dexkit.oidc.settings import project_settings
+
+    config, out = _prepare(directory, grant, username, insecure)
     probes = tuple(chain.Probe.parse(t) for t in can or []) + tuple(
         chain.Probe.parse(t, expect_allowed=False) for t in cannot or [])
+    extra = (["--skip-open-browser"] if no_browser else []) + (
+        ["--insecure"] if insecure else [])
+    login_settings = project_settings(directory, config, grant=grant, username=username,
+                                      extra=extra).with_password(os.environ,
+                                                                 may_prompt=True)
     results = chain.run(chain.VerifyRequest(
-        config=config, project_dir=directory, target=Target(kubeconfig, context), grant=grant,
-        username=user, password=password, expect_user=expect_user,
-        expect_groups=tuple(expect_group or ()), probes=probes, insecure=insecure,
-        open_browser=not no_browser))
+        config=config, project_dir=directory, target=Target(kubeconfig, context),
+        login=login_settings, expect_user=expect_user,
+        expect_groups=tuple(expect_group or ()), probes=probes))
     ok = chain.passed(results)
     if output is Format.json:
         out.json({"passed": ok, "steps": [dataclasses.asdict(r) for r in results]})
@@ -172,22 +167,12 @@ def kubeconfig(
 ) -> None:
     """Add or update a kubeconfig user that runs 'dexkit token' (and a context)."""
     from dexkit import kubeconfig as kc
-    from dexkit.project import password_file
-    from dexkit.verify import scopes_for
+    from dexkit.oidc.settings import project_token_args
 
     _check_grant(grant)
     config = load_config(directory).config
-    project = directory.resolve()
-    password = None
-    if grant == "password":
-        username = username or (config.static_users[0].email if config.static_users else None)
-        if not username:
-            raise UsageError("--grant password needs --username", "name the user")
-        password = password_file(project, username)
-    entries = [kc.Entry("users", user, kc.exec_user(
-        issuer=config.issuer, client_id=config.api_server.client_id,
-        ca_file=project / config.tls.dir / "ca.pem", scopes=scopes_for(config), grant=grant,
-        username=username, password_file=password, command=_command()))]
+    args = project_token_args(directory, config, grant=grant, username=username)
+    entries = [kc.Entry("users", user, kc.exec_user(args, command=_command()))]
     if server is not None:
         if cluster is None:
             raise UsageError("--server needs --cluster", "name the cluster entry to write")

@@ -48,8 +48,8 @@ extensions:
     keep: me
 """
 
-USER = kc.exec_user(issuer="https://127.0.0.1:32000", client_id="kubernetes",
-                    ca_file=Path("/p/ssl/ca.pem"), scopes=["openid", "groups"])
+USER = kc.exec_user(["--issuer", "https://127.0.0.1:32000", "--client-id", "kubernetes",
+                     "--ca-file", "/p/ssl/ca.pem", "--scope", "openid", "--scope", "groups"])
 
 
 def test_exec_user_shape() -> None:
