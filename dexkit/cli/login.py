@@ -79,7 +79,7 @@ def login(
         settings = project_settings(directory, config, grant=grant, username=username,
                                     extra=extra)
     settings = settings.with_password(os.environ, may_prompt=True)
-    result = do_login(settings, interactive=sys.stdin.isatty())
+    result = do_login(settings, interactive=True)  # a person ran it: stdin is theirs
     claims = {k: v for k, v in result.claims.items() if k not in ("at_hash", "c_hash")}
     if output is Format.json:
         out.json({"claims": claims, **({"id_token": result.tokens.id_token}
@@ -150,6 +150,7 @@ def verify(
 
 
 def kubeconfig(
+    ctx: typer.Context,
     directory: DirOption = Path(),
     kubeconfig_path: KubeconfigOption = None,
     user: Annotated[str, typer.Option("--user", help="Name of the user entry.")] = "dexkit",
@@ -172,6 +173,10 @@ def kubeconfig(
     _check_grant(grant)
     config = load_config(directory).config
     args = project_token_args(directory, config, grant=grant, username=username)
+    args += list(ctx.args)
+    from dexkit.oidc.settings import build_settings
+
+    build_settings(args)  # a bad extra option is refused now, not at kubectl's first call
     entries = [kc.Entry("users", user, kc.exec_user(args, command=_command()))]
     if server is not None:
         if cluster is None:
@@ -199,6 +204,9 @@ def kubeconfig(
         out.step("backed up", str(backup))
     out.next_step(f"kubectl --user {user} auth whoami" if context is None
                   else f"kubectl --context {context} auth whoami")
+
+
+kubeconfig.context_settings = login.context_settings  # type: ignore[attr-defined]
 
 
 def _command() -> str:
