@@ -393,6 +393,23 @@ def get_object(cluster: Cluster, ref: ObjectRef) -> dict[str, Any] | None:
     return found
 
 
+def service_account_token(cluster: Cluster, namespace: str, name: str, *,
+                          seconds: int = 86400) -> str:
+    """A token for a ServiceAccount (TokenRequest, what a kubelet asks for a pod's volume)."""
+    ref = ObjectRef("ServiceAccount", name, namespace)
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds}}
+    try:
+        answer = _call(cluster, "POST", f"{ref.path}/token", body=body)
+    except Exception as exc:
+        raise translate(exc, cluster, ref.action("create") + " (token)") from None
+    token = str(((answer or {}).get("status") or {}).get("token") or "")
+    if not token:
+        raise ClusterError(f"the TokenRequest for {ref.describe()} returned no token",
+                           "is the API server started with --service-account-signing-key-file?")
+    return token
+
+
 @dataclass(frozen=True)
 class FieldConflict:
     field: str

@@ -1,15 +1,44 @@
-"""Fixtures shared by unit and e2e tests."""
+"""Fixtures shared by unit and e2e tests.
+
+Tests never read or write the real HOME: ``~/.kube/config``, token caches and keyrings of the
+person (or CI runner) running them stay untouched. HOME is a fresh directory for the whole run,
+set here before any dexkit module is imported. Caches that belong to the machine rather than
+to a user keep their real places: the built peers (``DEXKIT_CACHE_DIR``), Go's module and build
+caches and its settings file, and pip's cache.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
-from dexkit.__main__ import main
+def _isolate_home() -> None:
+    env = os.environ
+    real = Path.home()
+    cache = Path(env.get("XDG_CACHE_HOME") or real / ".cache")
+    config = Path(env.get("XDG_CONFIG_HOME") or real / ".config")
+    env.setdefault("DEXKIT_CACHE_DIR", str(cache / "dexkit"))
+    env.setdefault("GOPATH", str(real / "go"))
+    env.setdefault("GOCACHE", str(cache / "go-build"))
+    env.setdefault("GOENV", str(config / "go" / "env"))
+    env.setdefault("PIP_CACHE_DIR", str(cache / "pip"))
+    env.pop("KUBECONFIG", None)
+    home = tempfile.mkdtemp(prefix="dexkit-tests-home-")
+    env["HOME"] = home
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+
+
+_isolate_home()
+
+import pytest  # noqa: E402
+
+from dexkit.__main__ import main  # noqa: E402
 
 
 @dataclass(frozen=True)

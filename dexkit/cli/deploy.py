@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dexkit.cli.options import ContextOption, DirOption, KubeconfigOption
+from dexkit.cli.options import (
+    ContextOption,
+    DirOption,
+    KubeconfigOption,
+    cluster_target,
+    resolve_cluster,
+)
 from dexkit.console import Output
 
 if TYPE_CHECKING:
@@ -80,15 +86,22 @@ def deploy(
     """
     from dexkit import deploy as core
     from dexkit.credentials import merged_environment, read_env_file
-    from dexkit.kube import Target, connect
+    from dexkit.kube import connect
 
     project = core.load_project(directory)
     env = merged_environment(os.environ, read_env_file(env_file) if env_file else None)
     out = Output()
     for warning in project.warnings:
         out.warn(warning)
-    cluster = connect(Target(kubeconfig, context))
+    resolved = resolve_cluster(out, directory, kubeconfig, context)
+    cluster = connect(resolved.target)
     _cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
+    if wait and resolved.sandbox is not None and not resolved.sandbox_has_node:
+        out.warn("the project's sandbox runs no node (kubelet), so Dex's Pods cannot start "
+                 "there: not waiting for the rollout",
+                 "the sandbox already runs Dex as a process; for Dex as a Pod start "
+                 "'dexkit sandbox up --node'")
+        wait = False
     result = core.deploy(core.DeployRequest(project, env, dry_run=dry_run,
                                             force_conflicts=force_conflicts),
                          cluster, _Printer(out, dry_run))
@@ -129,11 +142,11 @@ def destroy(
     asked."""
     from dexkit import destroy as core
     from dexkit.config import load_config
-    from dexkit.kube import Target, connect
+    from dexkit.kube import connect
 
     config = load_config(directory).config
     out = Output()
-    cluster = connect(Target(kubeconfig, context))
+    cluster = connect(cluster_target(out, directory, kubeconfig, context))
     _cluster_line(out, cluster)
     removals = core.destroy(cluster, config, purge=purge, purge_crds=purge_crds)
     for removal in removals:

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from dexkit.cli.options import ContextOption, DirOption, Format, KubeconfigOption, OutputOption
+from dexkit.cli.options import (
+    ContextOption,
+    DirOption,
+    Format,
+    KubeconfigOption,
+    OutputOption,
+    cluster_target,
+)
 
 LOGINS = ("none", "password", "device")
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -31,16 +38,16 @@ def doctor(
     from dexkit import doctor as checks
     from dexkit.console import Output
     from dexkit.errors import UsageError
-    from dexkit.kube import Target
 
     if login not in LOGINS:
         raise UsageError(f"unknown login '{login}'", f"use one of {', '.join(LOGINS)}")
+    out = Output()
+    target = cluster_target(out, directory, kubeconfig, context)
     results = checks.run(checks.DoctorRequest(
-        directory=directory, target=Target(kubeconfig, context), offline=offline,
+        directory=directory, target=target, offline=offline,
         login=login,  # type: ignore[arg-type]
         username=username))
     summary = checks.summarise(results)
-    out = Output()
     if output is Format.json:
         out.json(checks.as_json(results))
     else:

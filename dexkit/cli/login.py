@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from dexkit.cli.options import ContextOption, DirOption, Format, KubeconfigOption, OutputOption
+from dexkit.cli.options import (
+    ContextOption,
+    DirOption,
+    Format,
+    KubeconfigOption,
+    OutputOption,
+    cluster_target,
+)
 from dexkit.config import Config, load_config
 from dexkit.console import Output
 from dexkit.errors import UsageError
@@ -116,11 +123,11 @@ def verify(
 ) -> None:
     """Run the whole login and prove what the API server makes of the token."""
     from dexkit import verify as chain
-    from dexkit.kube import Target
 
     from dexkit.oidc.settings import project_settings
 
     config, out = _prepare(directory, grant, username, insecure)
+    target = cluster_target(out, directory, kubeconfig, context)
     probes = tuple(chain.Probe.parse(t) for t in can or []) + tuple(
         chain.Probe.parse(t, expect_allowed=False) for t in cannot or [])
     extra = (["--skip-open-browser"] if no_browser else []) + (
@@ -129,7 +136,7 @@ def verify(
                                       extra=extra).with_password(os.environ,
                                                                  may_prompt=True)
     results = chain.run(chain.VerifyRequest(
-        config=config, project_dir=directory, target=Target(kubeconfig, context),
+        config=config, project_dir=directory, target=target,
         login=login_settings, expect_user=expect_user,
         expect_groups=tuple(expect_group or ()), probes=probes))
     ok = chain.passed(results)
@@ -172,17 +179,35 @@ def kubeconfig(
 
     _check_grant(grant)
     config = load_config(directory).config
+    project = directory.resolve()
     args = project_token_args(directory, config, grant=grant, username=username)
     args += list(ctx.args)
     from dexkit.oidc.settings import build_settings
 
     build_settings(args)  # a bad extra option is refused now, not at kubectl's first call
+    out = Output()
+    sandbox_ca: str | None = None
+    if server is None and cluster is None:
+        # In a project whose sandbox runs, wire that cluster (and make it current, as kind
+        # does), so that 'kubectl auth whoami' right after works without a flag.
+        from dexkit.sandbox.target import running_sandbox, sandbox_cluster
+
+        state = running_sandbox(project)
+        if state is not None:
+            found = sandbox_cluster(state)
+            cluster, server, sandbox_ca = found.name, found.server, found.ca_data
+            context = context or found.name
+            use_context = True
+            out.info(f"wiring the project's running sandbox ({server}) as cluster and "
+                     f"context '{found.name}'")
     entries = [kc.Entry("users", user, kc.exec_user(args, command=_command()))]
     if server is not None:
         if cluster is None:
             raise UsageError("--server needs --cluster", "name the cluster entry to write")
         body: dict[str, object] = {"server": server}
-        if server_ca is not None:
+        if sandbox_ca:
+            body["certificate-authority-data"] = sandbox_ca
+        elif server_ca is not None:
             import base64
 
             body["certificate-authority-data"] = base64.b64encode(
@@ -197,13 +222,15 @@ def kubeconfig(
     paths = kc.kubeconfig_paths(kubeconfig_path)
     plan = kc.plan(paths, entries, use_context=context if use_context else None)
     backups = kc.write(plan)
-    out = Output()
     for change in plan.changes or ["already up to date: nothing changed"]:
         out.info(change)
     for backup in backups:
         out.step("backed up", str(backup))
-    out.next_step(f"kubectl --user {user} auth whoami" if context is None
-                  else f"kubectl --context {context} auth whoami")
+    if context is None:
+        out.next_step(f"kubectl --user {user} auth whoami")
+    else:
+        out.next_step("kubectl auth whoami" if use_context
+                      else f"kubectl --context {context} auth whoami")
 
 
 kubeconfig.context_settings = login.context_settings  # type: ignore[attr-defined]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from dexkit.console import Output
+    from dexkit.kube import Target
+    from dexkit.sandbox.target import Resolved
 
 DirOption = Annotated[
     Path,
@@ -32,3 +37,21 @@ KubeconfigOption = Annotated[
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context (default: the current one).")
 ]
+
+
+def cluster_target(out: Output, directory: Path, kubeconfig: Path | None,
+                   context: str | None) -> Target:
+    """The cluster a project command talks to (see :mod:`dexkit.sandbox.target`); one line
+    says so when it is the project's running sandbox."""
+    return resolve_cluster(out, directory, kubeconfig, context).target
+
+
+def resolve_cluster(out: Output, directory: Path, kubeconfig: Path | None,
+                    context: str | None) -> Resolved:
+    """:func:`cluster_target`, with what was picked (the sandbox's state, if it was)."""
+    from dexkit.sandbox.target import resolve
+
+    resolved = resolve(directory, kubeconfig, context)
+    if resolved.note:
+        out.info(resolved.note)
+    return resolved

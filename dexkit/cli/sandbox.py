@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,17 @@ from dexkit.cli.options import DirOption, Format, OutputOption
 from dexkit.config import Config
 from dexkit.console import Output
 from dexkit.sandbox import controlplane, peers
+
+
+class Mode(StrEnum):
+    flags = "flags"
+    authentication_config = "authentication-config"
+
+
+class Storage(StrEnum):
+    rendered = "rendered"
+    memory = "memory"
+
 
 app = typer.Typer(help="Build and run real peers (etcd, kube-apiserver, kubectl, Dex) locally.",
                   no_args_is_help=True)
@@ -73,66 +85,54 @@ def list_peers(
 def up(
     directory: DirOption = Path(),
     kubernetes_version: KubernetesVersionOption = None,
-    mode: Annotated[str | None, typer.Option(
-        "--mode", help="API-server mode: flags or authentication-config (default: the "
-        "config's apiServer.mode).")] = None,
+    mode: Annotated[Mode | None, typer.Option(
+        "--mode", help="API-server mode (default: the config's apiServer.mode).")] = None,
+    storage: Annotated[Storage, typer.Option(
+        "--storage", help="Dex's storage: the rendered one (kubernetes, through the "
+        "rendered ServiceAccount and RBAC), or memory.")] = Storage.rendered,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the API server.")]
         = 120.0,
 ) -> None:
-    """Start etcd and kube-apiserver on 127.0.0.1, configured by dexkit's rendered OIDC flags
-    or AuthenticationConfiguration, and write an admin kubeconfig."""
-    from dexkit.config import load_config
-    from dexkit.errors import UsageError
-    from dexkit.sandbox import wiring
+    """Start etcd, kube-apiserver (configured only by dexkit's rendered OIDC flags or
+    AuthenticationConfiguration) and Dex (the rendered config) on 127.0.0.1; ready once the API
+    server accepts a Dex token."""
+    import os
 
-    if mode not in (None, "flags", "authentication-config"):
-        raise UsageError(f"unknown mode '{mode}'", "use flags or authentication-config")
+    from dexkit.config import load_config
+    from dexkit.sandbox import stack
+
     config = load_config(directory).config
     version = peers.resolve_kubernetes_version(kubernetes_version)
     binaries = controlplane.ControlPlaneBinaries(
         etcd=peers.require_peer("etcd"),
         kube_apiserver=peers.require_peer("kube-apiserver", version))
-    target = controlplane.sandbox_dir(directory.resolve())
-    wired = wiring.apiserver_wiring(config, directory.resolve(),
-                                    controlplane.SandboxLayout(target).files,
-                                    mode)  # type: ignore[arg-type]
     out = Output()
-    if not wiring.issuer_is_local(config):
-        out.warn(f"the issuer host '{config.issuer_host}' is not this machine: the sandbox's "
-                 "API server will look for Dex there",
-                 "for a self-contained sandbox use 'dexkit init --issuer https://127.0.0.1:32000'")
-    out.info(f"starting etcd and kube-apiserver {version} in {target} "
-             f"({wired.config.api_server.mode} mode) ...")
+    dex = _dex_peer(out, config, dict(os.environ))
+    out.info(f"starting the sandbox in {controlplane.sandbox_dir(directory.resolve())} "
+             f"(Kubernetes {version}) ...")
     started = time.monotonic()
-    plane = controlplane.start_control_plane(target, binaries, controlplane.ControlPlaneOptions(
-        extra_args=wired.args, extra_files=wired.files, apiserver_timeout=timeout,
-        kubernetes_version=version, die_with_parent=False))
-    for name, seconds in plane.timings.items():
-        out.step("ready", f"{name} ({seconds:.1f}s)")
-    for arg in wired.args:
+    env = dict(os.environ) if dex else {}
+    running = stack.start(stack.StackRequest(
+        project=directory, config=config, binaries=binaries, kubernetes_version=version,
+        dex=dex, mode=mode.value if mode else None, storage=storage.value, env=env,
+        die_with_parent=False, apiserver_timeout=timeout),
+        progress=lambda verb, detail: out.step(verb, detail))
+    for arg in running.wired.args:
         out.step("oidc", arg)
-    try:
-        _start_dex(out, plane, config, directory.resolve())
-    except BaseException:
-        plane.stop()
-        raise
-    out.fields({
-        "API server": plane.apiserver_url,
-        "etcd": plane.etcd_url,
-        "kubeconfig": str(plane.kubeconfig),
-        "logs": str(plane.layout.logs),
-    }, title=f"sandbox ready in {time.monotonic() - started:.1f}s")
-    out.next_step(f"KUBECONFIG={plane.kubeconfig} kubectl auth whoami; "
-                  f"stop it with 'dexkit sandbox down --dir {directory}'")
+    for note in running.notes:
+        out.warn(note)
+    if running.ready_as:
+        out.step("login", f"the API server accepts Dex's token for {running.ready_as}")
+    elif dex is not None:
+        out.step("login", "the API server's OIDC authenticator is initialized (no static "
+                          "user to log in with here)")
+    out.fields(stack.describe(running),
+               title=f"sandbox ready in {time.monotonic() - started:.1f}s")
+    out.next_step(_next_steps(config, directory, dex is not None))
 
 
-def _start_dex(out: Output, plane: controlplane.ControlPlane, config: Config,
-               project: Path) -> None:
-    """Dex next to the API server, running the rendered config (see sandbox.dexlocal), when
-    its peer is built and the issuer is this machine; otherwise say why not."""
-    import os
-
-    from dexkit import files
+def _dex_peer(out: Output, config: Config, environ: dict[str, str]) -> Path | None:
+    """The Dex binary to start, or None with the reason said (the sandbox still starts)."""
     from dexkit.sandbox import dexlocal, wiring
 
     dex = peers.locate(peers.peer_spec("dex"))
@@ -140,23 +140,29 @@ def _start_dex(out: Output, plane: controlplane.ControlPlane, config: Config,
         out.warn("Dex is not started: its peer is not built "
                  f"({dex.path}); the API server is configured and waits for the issuer",
                  "build it with 'dexkit sandbox build --only dex'")
-        return
+        return None
     if not wiring.issuer_is_local(config):
-        out.warn("Dex is not started: the issuer is not on this machine")
-        return
-    missing = dexlocal.missing_credentials(config, dict(os.environ))
+        out.warn(f"Dex is not started: the issuer host '{config.issuer_host}' is not this "
+                 "machine, so the sandbox's API server will look for Dex there",
+                 "for a self-contained sandbox use 'dexkit init --issuer "
+                 "https://127.0.0.1:32000'")
+        return None
+    missing = dexlocal.missing_credentials(config, environ)
     if missing:
         out.warn(f"Dex is not started: it needs {', '.join(missing)} in the environment",
                  "export them and run 'dexkit sandbox down' and 'up' again")
-        return
-    (telemetry,) = controlplane.free_ports(1)
-    path = plane.layout.files / "dex.yaml"
-    files.atomic_write(path, dexlocal.local_dex_config(config, project, telemetry_port=telemetry),
-                       files.PRIVATE)
-    started = time.monotonic()
-    controlplane.start_dex(plane, dex.path, path, telemetry_addr=f"127.0.0.1:{telemetry}",
-                           env=dict(os.environ), die_with_parent=False)
-    out.step("ready", f"dex at {config.issuer} ({time.monotonic() - started:.1f}s)")
+        return None
+    return dex.path
+
+
+def _next_steps(config: Config, directory: Path, with_dex: bool) -> str:
+    where = "" if directory == Path() else f" --dir {directory}"
+    if not with_dex:
+        return f"stop it with 'dexkit sandbox down{where}'"
+    user = config.static_users[0].email if config.static_users else None
+    login = f" (log in as {user}, password in .dexkit/passwords/{user})" if user else ""
+    return (f"'dexkit verify{where}', then 'dexkit kubeconfig{where}' and 'kubectl auth "
+            f"whoami'{login}; stop it with 'dexkit sandbox down{where}'")
 
 
 @app.command()

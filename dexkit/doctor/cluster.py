@@ -49,19 +49,27 @@ def _name(ctx: Context, name: str) -> str:
     return f"{ctx.config.namespace}/{name}"
 
 
-def skip_if_sandbox_runs_dex(ctx: Context) -> None:
+def skip_if_sandbox_runs_dex(ctx: Context, *, storage_checks: bool = False) -> None:
     """`dexkit sandbox up` runs Dex as a local process, not in the cluster: when the kubeconfig
     points at the project's sandbox and nothing was deployed into it, the in-cluster checks do
-    not apply (the network and API-server checks still judge that Dex)."""
+    not apply (the network and API-server checks still judge that Dex). Checks of what Dex's
+    kubernetes storage needs (``storage_checks``) do apply when that Dex uses it: it reads the
+    sandbox through the rendered ServiceAccount and RBAC."""
     from dexkit.doctor.apiserver import sandbox_view
     from dexkit.render.dex import NAME
+    from dexkit.sandbox.controlplane import SandboxState, sandbox_dir
 
-    def load() -> bool:
+    def load() -> str:
         if sandbox_view(ctx.directory, ctx.config, ctx.cluster.server) is None:
-            return False
-        return live(ctx, "Deployment", NAME) is None
-    if ctx.fact("cluster.sandbox-dex", load):
-        raise Skip("the project's sandbox runs Dex as a local process, not in the cluster")
+            return ""
+        if live(ctx, "Deployment", NAME) is not None:
+            return ""
+        state = SandboxState.load(sandbox_dir(ctx.directory.resolve()))
+        return (state.dex_storage if state is not None else "") or "memory"
+    storage = ctx.fact("cluster.sandbox-dex", load)
+    if not storage or (storage_checks and storage == "kubernetes"):
+        return
+    raise Skip("the project's sandbox runs Dex as a local process, not in the cluster")
 
 
 @check("cluster.reachable", needs=("local.config",), cluster=True)
@@ -378,7 +386,7 @@ def dex_rbac(ctx: Context) -> Result:
     from dexkit.kube import subject_can
     from dexkit.render.dex import CRD_RESOURCES, NAME
 
-    skip_if_sandbox_runs_dex(ctx)
+    skip_if_sandbox_runs_dex(ctx, storage_checks=True)
     config = ctx.config
     if not isinstance(config.dex.storage, KubernetesStorage):
         raise Skip(f"storage is {config.dex.storage.type}: Dex needs no Kubernetes API "

@@ -50,6 +50,8 @@ class Edges:
     read_line: Callable[[str], str] = field(default=lambda prompt: _read_line(prompt))
     open_browser: Callable[[str, str | None], None] = field(
         default=lambda url, command: _open_browser(url, command))
+    can_open_browser: Callable[[Mapping[str, str]], bool] = field(
+        default=lambda environ: _can_open_browser(environ))
     clock: Callable[[], float] = time.time
 
 
@@ -181,6 +183,14 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
             show_url=lambda url: edges.say(f"Open this URL in a browser and log in:\n  {url}"),
             read_code=lambda: edges.read_line("Enter code: "))
 
+    if (not interactive and settings.open_browser and not settings.browser_command
+            and not edges.can_open_browser(edges.environ)):
+        raise LoginRequired("no browser can be opened here (no display, no BROWSER), and "
+                            "kubectl runs 'dexkit token' without a terminal",
+                            f"log in once where a browser opens, which fills the cache "
+                            f"kubectl reads: {settings.login_command()} (or use --grant "
+                            "device)")
+
     def open_url(url: str) -> None:
         edges.say(f"Log in at: {url}")
         if settings.open_browser:
@@ -202,6 +212,14 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
         raise LoginRequired(f"no password for {settings.username}", settings.password_hint())
     return flows.password_grant(http, provider, client_of(settings), settings.username,
                                 password)
+
+
+def _can_open_browser(environ: Mapping[str, str]) -> bool:
+    """Whether a browser can be shown: on Linux and the BSDs only with a display or BROWSER
+    (a server or a CI runner has neither); elsewhere the system opener is always there."""
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return True
+    return any(environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
 
 
 def _read_line(prompt: str) -> str:

@@ -267,6 +267,7 @@ class SandboxState:
     processes: list[ProcessRecord] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
     kubeconfig: str = ""
+    dex_storage: str = ""  # "kubernetes" | "memory" when the sandbox runs Dex
 
     def to_json(self) -> str:
         return json.dumps({
@@ -277,6 +278,7 @@ class SandboxState:
             "processes": [p.to_json() for p in self.processes],
             "endpoints": self.endpoints,
             "kubeconfig": self.kubeconfig,
+            "dex_storage": self.dex_storage,
         }, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -294,7 +296,8 @@ class SandboxState:
                    created_at=str(data.get("created_at", "")),
                    processes=[ProcessRecord.from_json(p) for p in data.get("processes", [])],
                    endpoints={str(k): str(v) for k, v in data.get("endpoints", {}).items()},
-                   kubeconfig=str(data.get("kubeconfig", "")))
+                   kubeconfig=str(data.get("kubeconfig", "")),
+                   dex_storage=str(data.get("dex_storage", "")))
 
     def save(self) -> None:
         files.atomic_write(SandboxLayout(self.dir).state, self.to_json(), files.PRIVATE)
@@ -353,9 +356,11 @@ class ControlPlaneOptions:
 class ControlPlane:
     """A running sandbox; ``stop`` (or leaving the ``with`` block) stops all of it."""
 
-    def __init__(self, layout: SandboxLayout, state: SandboxState) -> None:
+    def __init__(self, layout: SandboxLayout, state: SandboxState,
+                 options: ControlPlaneOptions | None = None) -> None:
         self.layout = layout
         self.state = state
+        self.options = options or ControlPlaneOptions()
         self.processes: list[ManagedProcess] = []
         self.timings: dict[str, float] = {}
 
@@ -384,9 +389,49 @@ class ControlPlane:
             self.state.endpoints[process.name] = endpoint
         self.state.save()
 
+    def forget_exited(self, name: str) -> None:
+        """Drop the records of peer ``name``'s processes that have exited (a failed start that
+        is tried again), so that status and ``down`` see only what runs."""
+        gone = [p for p in self.processes if p.name == name and not p.alive()]
+        self.processes = [p for p in self.processes if p not in gone]
+        records = {p.record for p in gone}
+        self.state.processes = [r for r in self.state.processes if r not in records]
+        self.state.save()
+
     def recorder(self, endpoint: str) -> Callable[[ManagedProcess], None]:
         """An ``on_started`` callback: record the peer the moment it exists."""
         return lambda process: self.attach(process, endpoint)
+
+    def start_etcd(self, binary: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """etcd on two free loopback ports; returns once /health says true."""
+        client, peer = free_ports(2)
+        url = f"http://127.0.0.1:{client}"
+        started = clock()
+        start_process(
+            "etcd", etcd_argv(binary, self.layout, client, peer), self.layout.log("etcd"),
+            url_ready(f"{url}/health", body_contains='"health":"true"'),
+            timeout=self.options.etcd_timeout, cwd=self.layout.dir,
+            die_with_parent=self.options.die_with_parent, on_started=self.recorder(url),
+            clock=clock)
+        self.timings["etcd"] = clock() - started
+
+    def start_apiserver(self, binary: Path, *,
+                        clock: Callable[[], float] = time.monotonic) -> None:
+        """kube-apiserver on a free loopback port with the options' extra arguments; returns
+        once /readyz answers ok (admin certificate), with the admin kubeconfig written."""
+        (port,) = free_ports(1)
+        url = f"https://127.0.0.1:{port}"
+        started = clock()
+        start_process(
+            "kube-apiserver",
+            apiserver_argv(binary, self.layout, self.etcd_url, port, self.options.extra_args),
+            self.layout.log("kube-apiserver"),
+            url_ready(f"{url}/readyz", context=self.admin_context(), body_contains="ok"),
+            timeout=self.options.apiserver_timeout, cwd=self.layout.dir,
+            die_with_parent=self.options.die_with_parent, on_started=self.recorder(url),
+            clock=clock)
+        self.timings["kube-apiserver"] = clock() - started
+        write_admin_kubeconfig(self.layout, url)
 
     def stop(self, timeout: float = 10.0) -> None:
         errors: list[str] = []
@@ -426,6 +471,25 @@ def prepare_dir(directory: Path) -> SandboxLayout:
     return layout
 
 
+def open_control_plane(directory: Path, options: ControlPlaneOptions | None = None) -> ControlPlane:
+    """A fresh sandbox under ``directory`` (keys, injected files, an empty state), no process yet.
+
+    The peers are then started one by one with :meth:`ControlPlane.start_etcd` and
+    :meth:`ControlPlane.start_apiserver`, so that a caller can start Dex before the API server
+    (whose OIDC authenticator looks for the issuer once at start, then only every 10 s).
+    """
+    opts = options or ControlPlaneOptions()
+    layout = prepare_dir(directory.resolve())
+    now = dt.datetime.now(dt.UTC)
+    write_pki(layout, now)
+    _write_extra_files(layout, opts.extra_files)
+    state = SandboxState(dir=layout.dir, kubernetes_version=opts.kubernetes_version,
+                         created_at=now.isoformat(timespec="seconds"),
+                         kubeconfig=str(layout.kubeconfig))
+    state.save()
+    return ControlPlane(layout, state, opts)
+
+
 def start_control_plane(
     directory: Path,
     binaries: ControlPlaneBinaries,
@@ -434,39 +498,10 @@ def start_control_plane(
     clock: Callable[[], float] = time.monotonic,
 ) -> ControlPlane:
     """Start etcd and kube-apiserver under ``directory``; return once /readyz answers ok."""
-    opts = options or ControlPlaneOptions()
-    layout = prepare_dir(directory.resolve())
-    now = dt.datetime.now(dt.UTC)
-    write_pki(layout, now)
-    _write_extra_files(layout, opts.extra_files)
-    etcd_client, etcd_peer, secure_port = free_ports(3)
-    state = SandboxState(dir=layout.dir, kubernetes_version=opts.kubernetes_version,
-                         created_at=now.isoformat(timespec="seconds"),
-                         kubeconfig=str(layout.kubeconfig))
-    plane = ControlPlane(layout, state)
+    plane = open_control_plane(directory, options)
     try:
-        started = clock()
-        etcd_url = f"http://127.0.0.1:{etcd_client}"
-        start_process(
-            "etcd", etcd_argv(binaries.etcd, layout, etcd_client, etcd_peer),
-            layout.log("etcd"), url_ready(f"{etcd_url}/health", body_contains='"health":"true"'),
-            timeout=opts.etcd_timeout, cwd=layout.dir, die_with_parent=opts.die_with_parent,
-            on_started=plane.recorder(etcd_url), clock=clock)
-        plane.timings["etcd"] = clock() - started
-        started = clock()
-        apiserver_url = f"https://127.0.0.1:{secure_port}"
-        context = tls_context(layout.ca, layout.admin_cert, layout.admin_key)
-        start_process(
-            "kube-apiserver",
-            apiserver_argv(binaries.kube_apiserver, layout, etcd_url, secure_port,
-                           opts.extra_args),
-            layout.log("kube-apiserver"),
-            url_ready(f"{apiserver_url}/readyz", context=context, body_contains="ok"),
-            timeout=opts.apiserver_timeout, cwd=layout.dir,
-            die_with_parent=opts.die_with_parent, on_started=plane.recorder(apiserver_url),
-            clock=clock)
-        plane.timings["kube-apiserver"] = clock() - started
-        write_admin_kubeconfig(layout, apiserver_url)
+        plane.start_etcd(binaries.etcd, clock=clock)
+        plane.start_apiserver(binaries.kube_apiserver, clock=clock)
     except BaseException:
         with contextlib.suppress(DexkitError):
             plane.stop()

@@ -1,8 +1,10 @@
 """Dex as a local process of the sandbox, running dexkit's rendered Dex config.
 
 Only what a pod would get from its cluster is swapped, and nothing else:
-- ``storage`` becomes ``memory``: a local process has no in-cluster ServiceAccount to reach
-  the kubernetes storage with;
+- ``storage``: the rendered ``kubernetes`` storage reads the cluster through the pod's
+  ServiceAccount (``inCluster: true``); a local process gets the same ServiceAccount's token in
+  a kubeconfig instead (``kubeConfigFile``, see :mod:`dexkit.sandbox.stack`). ``memory`` is used
+  when asked for, and for storage the sandbox does not run (postgres, sqlite3);
 - the HTTPS listener binds 127.0.0.1 on the issuer's port and the telemetry listener a free
   port, instead of 0.0.0.0 inside the pod;
 - the TLS files and connector CAs are the project's files instead of the Secret mounts.
@@ -24,11 +26,20 @@ from dexkit.render.dex import (
     render_dex_config,
 )
 
+MEMORY: dict[str, Any] = {"type": "memory"}
+
+
+def kubernetes_storage(kubeconfig: Path) -> dict[str, Any]:
+    """Dex's kubernetes storage through a kubeconfig file (namespace from its context)."""
+    return {"type": "kubernetes", "config": {"kubeConfigFile": str(kubeconfig)}}
+
 
 def local_dex_config(config: Config, project: Path, *, telemetry_port: int,
-                     connector_cas: dict[str, Path] | None = None) -> str:
+                     connector_cas: dict[str, Path] | None = None,
+                     storage: dict[str, Any] | None = None) -> str:
+    """The rendered Dex config for a local process; ``storage`` defaults to :data:`MEMORY`."""
     data: dict[str, Any] = yaml.safe_load(render_dex_config(config))
-    data["storage"] = {"type": "memory"}
+    data["storage"] = storage or MEMORY
     data["web"] = {
         "https": f"127.0.0.1:{config.issuer_port}",
         "tlsCert": str(project / config.tls.dir / "cert.pem"),

@@ -33,6 +33,14 @@ _POLL = 0.25
 _PR_SET_PDEATHSIG = 1
 
 
+class PeerExited(DexkitError):
+    """A peer exited before its ready check passed (its exit code is kept)."""
+
+    def __init__(self, message: str, hint: str, *, code: int) -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
     """What is needed to find and stop a peer later, from any process: kept in the state file."""
@@ -144,10 +152,10 @@ def wait_ready(process: ManagedProcess, ready_check: ReadyCheck, *, timeout: flo
     while True:
         code = process.popen.poll()
         if code is not None:
-            raise DexkitError(
+            raise PeerExited(
                 f"{process.name} exited with code {code} before it was ready"
                 + _tail_block(process.log_path),
-                f"read the whole log: {process.log_path}")
+                f"read the whole log: {process.log_path}", code=code)
         if _safe_check(ready_check):
             return
         if clock() >= deadline:

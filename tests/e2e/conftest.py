@@ -9,6 +9,9 @@ Rules:
   on skipped e2e tests.
 - ``control_plane`` is one etcd + kube-apiserver for the whole session; tests that need to stop
   or break a control plane start their own with ``start_control_plane``.
+- ``shared_dex_sandbox`` is one project with its sandbox and Dex (rendered kubernetes storage)
+  per API-server mode for the whole session, started by the code behind ``dexkit sandbox up``;
+  tests that break a sandbox get their own from ``dex_sandbox_factory``.
 - Tests that log in through Dex carry ``@pytest.mark.needs_dex`` (so ``-m needs_dex`` selects
   them); a missing Dex follows the rule above like any other peer.
 """
@@ -19,12 +22,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
+from dexkit.config import Config, load_config, validate_values
 from dexkit.errors import DexkitError
-from dexkit.sandbox import controlplane, peers
+from dexkit.sandbox import controlplane, peers, stack
+from tests.e2e.oidc_sandbox import start_stack
 
 REQUIRE_PEERS = os.environ.get("DEXKIT_REQUIRE_PEERS", "") not in ("", "0")
 KUBERNETES_VERSION = peers.resolve_kubernetes_version(
@@ -113,3 +120,80 @@ def control_plane(
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def dex_binary(peer: Callable[[str], Path]) -> Path:
+    return peer("dex")
+
+
+@dataclass(frozen=True)
+class DexSandbox:
+    """A project (``dexkit init --connector static``) and its running sandbox with Dex."""
+
+    project: Path
+    plane: controlplane.ControlPlane
+    stack: stack.Stack
+    user: str
+    password: str
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.project).config
+
+
+def new_static_project(directory: Path, *, mode: str = "flags", port: int | None = None) -> Path:
+    """``dexkit init --issuer https://127.0.0.1:PORT --connector static`` for the e2e minor."""
+    from dexkit.project import InitRequest, init_project, render_config_file
+
+    issuer = f"https://127.0.0.1:{port or controlplane.free_ports(1)[0]}"
+    init_project(InitRequest(directory=directory, issuer=issuer, connector="static"))
+    path = directory / "dexkit.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["kubernetesVersion"] = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    data["apiServer"]["mode"] = mode
+    path.write_text(render_config_file(validate_values(data)))
+    return directory
+
+
+def _dex_sandbox(directory: Path, binaries: controlplane.ControlPlaneBinaries, dex: Path,
+                 mode: str, storage: stack.StorageChoice) -> DexSandbox:
+    project = new_static_project(directory / "project", mode=mode)
+    started = time.monotonic()
+    running = start_stack(project, binaries, dex, KUBERNETES_VERSION, storage=storage)
+    _progress(f"dex sandbox ({mode}, {storage} storage) ready in "
+              f"{time.monotonic() - started:.1f}s")
+    user = load_config(project).config.static_users[0].email
+    password = (project / ".dexkit" / "passwords" / user).read_text().strip()
+    return DexSandbox(project, running.plane, running, user, password)
+
+
+@pytest.fixture(scope="session", params=["flags", "authentication-config"])
+def shared_dex_sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                       control_plane_binaries: controlplane.ControlPlaneBinaries,
+                       dex_binary: Path) -> Iterator[DexSandbox]:
+    """One sandbox per API-server mode for the whole session, with Dex on the rendered
+    kubernetes storage: for tests that log in and look, and undo whatever they change."""
+    running = _dex_sandbox(tmp_path_factory.mktemp(f"dex-{request.param}"),
+                           control_plane_binaries, dex_binary, request.param, "rendered")
+    try:
+        yield running
+    finally:
+        running.stack.stop()
+
+
+@pytest.fixture
+def dex_sandbox_factory(tmp_path: Path, control_plane_binaries: controlplane.ControlPlaneBinaries,
+                        dex_binary: Path) -> Iterator[Callable[..., DexSandbox]]:
+    """A sandbox of the test's own (to break, or to start differently); stopped afterwards."""
+    made: list[DexSandbox] = []
+
+    def make(mode: str = "flags", storage: stack.StorageChoice = "memory") -> DexSandbox:
+        running = _dex_sandbox(tmp_path / f"sandbox-{len(made)}", control_plane_binaries,
+                               dex_binary, mode, storage)
+        made.append(running)
+        return running
+
+    yield make
+    for running in made:
+        running.stack.stop()

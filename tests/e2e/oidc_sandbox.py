@@ -1,14 +1,18 @@
 """A sandbox wired like a cluster dexkit deployed to: an API server started with the rendered
 OIDC flags, the rendered RBAC applied, and Dex running the rendered Dex config as a process.
 
-What differs from a cluster, and why (each is something a pod gets from its cluster, not from
-dexkit's rendering):
+Every sandbox with Dex here is started by :func:`dexkit.sandbox.stack.start`, the code behind
+``dexkit sandbox up``: Dex before the API server (memory storage) or after it with the rendered
+kubernetes storage through the rendered ServiceAccount, and ready only once the API server
+accepts a Dex token. What differs from a cluster, and why (each is something a pod gets from
+its cluster, not from dexkit's rendering):
 
-- Dex runs as a local process, not a pod: ``storage`` becomes ``memory`` (no in-cluster
-  service account to reach the kubernetes storage with), the listeners bind 127.0.0.1 on the
-  issuer's port, and the TLS and connector-CA paths point at the project's files instead of the
-  Secret mounts. Everything else (issuer, connectors, static users, clients, password connector)
-  is the rendered config, byte for byte the same data.
+- Dex runs as a local process, not a pod: the listeners bind 127.0.0.1 on the issuer's port,
+  the TLS and connector-CA paths point at the project's files instead of the Secret mounts, and
+  kubernetes storage reads a kubeconfig with the ServiceAccount's token instead of the pod's
+  mounted one (or ``memory``, where a test asks for it: a sandbox that starts in 4 s instead
+  of 11 s, for tests about logins rather than storage). Everything else (issuer, connectors,
+  static users, clients, password connector) is the rendered config.
 - The API server gets the rendered ``--oidc-*`` flags through :mod:`dexkit.sandbox.wiring`, as
   ``dexkit sandbox up`` does: only ``--oidc-ca-file`` points at a copy of the project's CA in
   the sandbox instead of the node path.
@@ -20,20 +24,18 @@ dexkit's rendering):
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dexkit.config import Config
+from dexkit.config import Config, load_config
 from dexkit.render.dex import credential_envs
-from dexkit.sandbox import controlplane, wiring
+from dexkit.sandbox import controlplane, stack, wiring
 from dexkit.sandbox.dexlocal import local_dex_config
 
-__all__ = ["DexSandbox", "aggregate_cluster_roles", "dex_environment", "kubectl_run",
-           "local_dex_config", "oidc_apiserver_options", "start_dex_sandbox",
-           "wait_until_dex_tokens_are_accepted"]
+__all__ = ["aggregate_cluster_roles", "dex_environment", "kubectl_run", "local_dex_config",
+           "oidc_apiserver_options", "start_stack"]
 
 
 def kubectl_run(kubectl: Path, plane: controlplane.ControlPlane, *args: str,
@@ -90,89 +92,16 @@ def dex_environment(config: Config, values: dict[str, str]) -> dict[str, str]:
     return {name: values[name] for name in wanted}
 
 
-@dataclass
-class DexSandbox:
-    """A running API server + Dex for one dexkit project (see the module docstring)."""
-
-    plane: controlplane.ControlPlane
-    project: Path
-    config: Config
-
-    @property
-    def ca(self) -> Path:
-        return self.project / self.config.tls.dir / "ca.pem"
-
-    def password(self, user: str) -> str:
-        return (self.project / ".dexkit" / "passwords" / user).read_text().strip()
-
-
-def start_dex_sandbox(root: Path, binaries: controlplane.ControlPlaneBinaries, dex: Path, *,
-                      kubernetes_version: str, mode: str = "flags",
-                      edit: Callable[[dict[str, Any]], None] | None = None) -> DexSandbox:
-    """``dexkit init --connector static`` in ``root/project`` (dexkit.yaml changed by
-    ``edit``), then the API server with the rendered OIDC side and Dex with the rendered
-    config; returns once a Dex token is accepted (the API server fetches Dex's discovery in
-    the background and retries only every 10 s)."""
-    import os
-
-    import yaml
-
-    from dexkit.__main__ import main
-    from dexkit.config import load_config, validate_values
-    from dexkit.project import render_config_file
-
-    port, telemetry = controlplane.free_ports(2)
-    project = root / "project"
-    try:
-        main(["init", "--dir", str(project), "--issuer", f"https://127.0.0.1:{port}",
-              "--connector", "static"])
-    except SystemExit as exc:
-        assert not exc.code, "dexkit init failed"
-    path = project / "dexkit.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["kubernetesVersion"] = ".".join(kubernetes_version.split(".")[:2])
-    data["apiServer"]["mode"] = mode
-    if edit is not None:
-        edit(data)
-    path.write_text(render_config_file(validate_values(data)))
+def start_stack(project: Path, binaries: controlplane.ControlPlaneBinaries, dex: Path,
+                kubernetes_version: str, *, mode: wiring.Mode | None = None,
+                storage: stack.StorageChoice = "memory", env: dict[str, str] | None = None,
+                connector_cas: dict[str, Path] | None = None,
+                login: tuple[str, str] | None = None,
+                sandbox: Path | None = None) -> stack.Stack:
+    """``dexkit sandbox up`` for ``project``, in-process, its peers tied to this process."""
     config = load_config(project).config
-    sandbox = root / "sandbox"
-    plane = controlplane.start_control_plane(
-        sandbox, binaries, oidc_apiserver_options(config, project, sandbox, kubernetes_version))
-    try:
-        dex_config = project / "dex-local.yaml"
-        dex_config.write_text(local_dex_config(config, project, telemetry_port=telemetry))
-        controlplane.start_dex(plane, dex, dex_config, telemetry_addr=f"127.0.0.1:{telemetry}",
-                               env={**os.environ, **dex_environment(config, {})})
-        box = DexSandbox(plane, project, config)
-        wait_until_dex_tokens_are_accepted(box)
-        return box
-    except BaseException:
-        plane.stop()
-        raise
-
-
-def wait_until_dex_tokens_are_accepted(box: DexSandbox, timeout: float = 40.0) -> None:
-    """A password-grant token answers a SelfSubjectReview with 200 (not 401)."""
-    import time
-
-    from dexkit.errors import ClusterError
-    from dexkit.kube import Target, connect, who_am_i
-    from dexkit.oidc.session import http_client, login
-    from dexkit.oidc.settings import project_settings
-
-    user = box.config.static_users[0].email
-    settings = project_settings(box.project, box.config, grant="password", username=user)
-    with http_client(settings) as http:
-        token = login(settings, http=http, store=False).tokens.id_token
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            who_am_i(connect(Target(box.plane.kubeconfig, None), bearer_token=token))
-            return
-        except ClusterError as exc:
-            if "401" not in exc.message:
-                raise
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    return stack.start(stack.StackRequest(
+        project=project, config=config, binaries=binaries, kubernetes_version=kubernetes_version,
+        dex=dex, mode=mode, storage=storage,
+        env={**os.environ, **dex_environment(config, env or {})},
+        connector_cas=connector_cas or {}, login=login, sandbox=sandbox))

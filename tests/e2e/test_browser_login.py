@@ -17,19 +17,25 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from dexkit.config import load_config
 from dexkit.oidc.options import identity_key, parse
 from dexkit.oidc.settings import project_token_args
 from dexkit.sandbox import controlplane
 from tests.e2e.browser import CHROMEDRIVER, CHROMIUM, Browser, UrlInbox, spki_pin, wait_for
-from tests.e2e.conftest import KUBERNETES_VERSION, peer_unavailable
-from tests.e2e.oidc_sandbox import DexSandbox, start_dex_sandbox
+from tests.e2e.conftest import (
+    KUBERNETES_VERSION,
+    DexSandbox,
+    new_static_project,
+    peer_unavailable,
+)
+from tests.e2e.oidc_sandbox import start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex]
 USER = "admin@example.com"
@@ -41,21 +47,34 @@ def ports() -> dict[str, int]:
     return {"dexkit": dexkit_port, "kubelogin": kubelogin_port}
 
 
+def register_redirects(project: Path, ports: dict[str, int]) -> None:
+    """The client as a Dex set up for dexkit on one port and for kubelogin's default redirect
+    (``http://localhost:PORT``) on another."""
+    import yaml
+
+    from dexkit.config import validate_values
+    from dexkit.project import render_config_file
+
+    path = project / "dexkit.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["clients"] = [{"id": "kubernetes", "name": "Kubernetes", "redirectURIs": [
+        f"http://127.0.0.1:{ports['dexkit']}/callback", f"http://localhost:{ports['kubelogin']}"]}]
+    path.write_text(render_config_file(validate_values(data)))
+
+
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory, peer: Callable[[str], Path],
+def box(tmp_path_factory: pytest.TempPathFactory, dex_binary: Path,
         control_plane_binaries: controlplane.ControlPlaneBinaries,
         ports: dict[str, int]) -> Iterator[DexSandbox]:
-    def edit(data: dict[str, Any]) -> None:
-        # as a Dex set up for dexkit on this port and for kubelogin's defaults on another
-        data["clients"] = [{"id": "kubernetes", "name": "Kubernetes", "redirectURIs": [
-            f"http://127.0.0.1:{ports['dexkit']}/callback",
-            f"http://localhost:{ports['kubelogin']}"]}]
-    sandbox = start_dex_sandbox(tmp_path_factory.mktemp("browser"), control_plane_binaries,
-                                peer("dex"), kubernetes_version=KUBERNETES_VERSION, edit=edit)
+    project = new_static_project(tmp_path_factory.mktemp("browser") / "project")
+    register_redirects(project, ports)
+    running = start_stack(project, control_plane_binaries, dex_binary, KUBERNETES_VERSION)
+    user = load_config(project).config.static_users[0].email
+    password = (project / ".dexkit" / "passwords" / user).read_text().strip()
     try:
-        yield sandbox
+        yield DexSandbox(project, running.plane, running, user, password)
     finally:
-        sandbox.plane.stop()
+        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +165,7 @@ def test_authcode_login_checks_state_nonce_and_pkce_and_fills_kubectls_cache(
     assert len(query["state"]) >= 32 and len(query["nonce"]) >= 32
     assert query["redirect_uri"] == f"http://127.0.0.1:{ports['dexkit']}/callback"
     browser.open(url)
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     assert "Logged in" in browser.wait_text("Logged in")
     code, out, err = run.finish()
     assert code == 0, err
@@ -181,7 +200,7 @@ def test_wrong_password_on_the_real_page_then_the_right_one(
     browser.dex_login(USER, "not-the-password")
     assert "Invalid Email Address and password" in browser.wait_text("Invalid")
     assert run.proc.poll() is None, "a refused password does not end the login"
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     browser.wait_text("Logged in")
     code, out, err = run.finish()
     assert code == 0, err
@@ -199,7 +218,7 @@ def test_user_cancels_on_dex_approval_screen(
                              "--oidc-auth-request-extra-params", "approval_prompt=force",
                              "--authentication-timeout-sec", "8"), home)
     browser.open(inbox.next_url())
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     browser.wait_text("Grant Access")
     browser.click_xpath("//button[.//span[text()='Cancel']]")
     assert "Approval rejected" in browser.wait_text("Approval rejected")
@@ -230,7 +249,7 @@ def test_a_callback_with_a_wrong_state_is_refused_and_the_real_login_wins(
     assert "state mismatch" in browser.wait_text("state mismatch")
     assert run.proc.poll() is None
     browser.open(url)
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     browser.wait_text("Logged in")
     code, out, err = run.finish()
     assert code == 0, err
@@ -248,7 +267,7 @@ def test_device_login_enter_the_user_code(box: DexSandbox, browser: Browser,
     browser.wait_text("Enter User Code")
     browser.fill("user_code", user_code)
     browser.click("#submit-login")
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     browser.wait_text("Login Successful")
     code, out, err = run.finish(timeout=90)
     assert code == 0, err
@@ -275,7 +294,7 @@ def test_kubectl_exec_user_in_authcode_mode_opens_the_browser(
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, text=True)
     browser.open(inbox.next_url())
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     browser.wait_text("Logged in")
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
@@ -295,7 +314,7 @@ def test_keyboard_login_through_dex_out_of_band_page(box: DexSandbox, browser: B
     assert query["redirect_uri"] == "urn:ietf:wg:oauth:2.0:oob"
     assert query["code_challenge_method"] == "S256"
     browser.open(url)
-    browser.dex_login(USER, box.password(USER))
+    browser.dex_login(USER, box.password)
     browser.wait_text("Login Successful")
     code_value = browser.driver.find_element("css selector", "input").get_attribute("value")
     assert run.proc.stdin is not None

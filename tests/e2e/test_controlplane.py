@@ -124,7 +124,8 @@ def test_cli_up_status_down_across_processes(
         return subprocess.run([sys.executable, "-m", "dexkit", *args, "--dir", str(tmp_path)],
                               capture_output=True, text=True, env=env, timeout=180, check=False)
 
-    init = dexkit("init", "--issuer", "https://127.0.0.1:32000", "--connector", "static")
+    (port,) = controlplane.free_ports(1)
+    init = dexkit("init", "--issuer", f"https://127.0.0.1:{port}", "--connector", "static")
     assert init.returncode == 0, init.stderr
     up = dexkit("sandbox", "up", "--mode", mode)
     directory = controlplane.sandbox_dir(tmp_path)
@@ -134,7 +135,7 @@ def test_cli_up_status_down_across_processes(
         # The API server runs with what dexkit rendered for this project, and nothing by hand.
         started = (directory / "logs" / "kube-apiserver.log").read_text().splitlines()[0]
         if mode == "flags":
-            assert "--oidc-issuer-url=https://127.0.0.1:32000" in started
+            assert f"--oidc-issuer-url=https://127.0.0.1:{port}" in started
             assert f"--oidc-ca-file={directory}/files/openid-ca.pem" in started
             assert "--authentication-config" not in started
         else:

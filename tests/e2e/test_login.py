@@ -18,31 +18,22 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from dexkit.config import load_config, validate_values
+from dexkit.config import load_config
 from dexkit.oidc.cache import TokenCache
 from dexkit.oidc.options import identity_key, parse
-from dexkit.project import render_config_file
 from dexkit.sandbox import controlplane
 from dexkit.verify import scopes_for
-from tests.e2e.conftest import KUBERNETES_VERSION
-from tests.e2e.oidc_sandbox import (
-    dex_environment,
-    kubectl_run,
-    local_dex_config,
-    oidc_apiserver_options,
-)
+from tests.e2e.conftest import DexSandbox
+from tests.e2e.oidc_sandbox import kubectl_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex]
 USER = "admin@example.com"
-MINOR = ".".join(KUBERNETES_VERSION.split(".")[:2])
 NODE_READER = """\
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -61,39 +52,9 @@ subjects:
 """
 
 
-@pytest.fixture(scope="session")
-def dex_binary(peer: Callable[[str], Path]) -> Path:
-    return peer("dex")
-
-
-@pytest.fixture(params=["flags", "authentication-config"])
-def dex_sandbox(request: pytest.FixtureRequest, tmp_path: Path, dexkit: Any, dex_binary: Path,
-                control_plane_binaries: controlplane.ControlPlaneBinaries,
-                ) -> Iterator[tuple[controlplane.ControlPlane, Path]]:
-    (port, telemetry) = controlplane.free_ports(2)
-    project = tmp_path / "project"
-    init = dexkit("init", "--dir", project, "--issuer", f"https://127.0.0.1:{port}",
-                  "--connector", "static")
-    assert init.code == 0, init.err
-    path = project / "dexkit.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["kubernetesVersion"] = MINOR
-    data["apiServer"]["mode"] = request.param
-    path.write_text(render_config_file(validate_values(data)))
-    config = load_config(project).config
-    sandbox = tmp_path / "sandbox"
-    plane = controlplane.start_control_plane(
-        sandbox, control_plane_binaries,
-        oidc_apiserver_options(config, project, sandbox, KUBERNETES_VERSION))
-    try:
-        dex_config = project / "dex-local.yaml"
-        dex_config.write_text(local_dex_config(config, project, telemetry_port=telemetry))
-        controlplane.start_dex(plane, dex_binary, dex_config,
-                               telemetry_addr=f"127.0.0.1:{telemetry}",
-                               env={**os.environ, **dex_environment(config, {})})
-        yield plane, project
-    finally:
-        plane.stop()
+@pytest.fixture
+def dex_sandbox(shared_dex_sandbox: DexSandbox) -> tuple[controlplane.ControlPlane, Path]:
+    return shared_dex_sandbox.plane, shared_dex_sandbox.project
 
 
 def _login_token(dexkit: Any, project: Path) -> str:
@@ -112,7 +73,8 @@ def _kubectl_with_token(kubectl: Path, plane: controlplane.ControlPlane, token: 
 
 
 def test_password_grant_is_mapped_and_authorized_as_configured(
-        dex_sandbox: tuple[controlplane.ControlPlane, Path], dexkit: Any, kubectl: Path) -> None:
+        dex_sandbox: tuple[controlplane.ControlPlane, Path], dexkit: Any, kubectl: Path,
+        request: pytest.FixtureRequest) -> None:
     plane, project = dex_sandbox
     expect = ["--expect-user", USER, "--expect-group", "oidc:team-a",
               "--expect-group", "oidc:team-a/admins"]
@@ -125,6 +87,8 @@ def test_password_grant_is_mapped_and_authorized_as_configured(
     assert "Forbidden" in _kubectl_with_token(kubectl, plane, token, "get", "nodes").stderr
     applied = kubectl_run(kubectl, plane, "apply", "-f", "-", stdin=NODE_READER)
     assert applied.returncode == 0, applied.stderr
+    request.addfinalizer(lambda: kubectl_run(kubectl, plane, "delete", "-f", "-",
+                                             stdin=NODE_READER))
     after = dexkit("verify", "--dir", project, "--kubeconfig", plane.kubeconfig, *expect,
                    "--can", "list nodes")
     assert after.code == 0, after.out + after.err

@@ -39,10 +39,9 @@ from dexkit.verify import Probe
 from tests.e2e.conftest import KUBERNETES_VERSION, peer_unavailable
 from tests.e2e.oidc_sandbox import (
     aggregate_cluster_roles,
-    dex_environment,
     kubectl_run,
-    local_dex_config,
     oidc_apiserver_options,
+    start_stack,
 )
 from tests.e2e.slapd import LDAPError, Slapd, Tools, find_tools, start_slapd
 from tests.e2e.tlsfiles import write_localhost_tls
@@ -311,30 +310,21 @@ def test_slapd_hides_the_directory_from_anonymous_searches(slapd: Slapd) -> None
 # --- with Dex: `dexkit verify` with the expectations as the oracle -------------------------------
 
 
-@pytest.fixture(scope="session")
-def dex_binary(peer: Callable[[str], Path]) -> Path:
-    return peer("dex")
-
-
 def _start(tmp_path: Path, binaries: controlplane.ControlPlaneBinaries, kubectl: Path,
            project: Path, dex: Path, env: dict[str, str] | None = None,
-           connector_cas: dict[str, Path] | None = None) -> controlplane.ControlPlane:
-    """An API server with the project's rendered flags and RBAC, and its Dex next to it."""
-    config = load_config(project).config
-    plane = controlplane.start_control_plane(
-        tmp_path / "sandbox", binaries,
-        oidc_apiserver_options(config, project, tmp_path / "sandbox", KUBERNETES_VERSION))
+           connector_cas: dict[str, Path] | None = None,
+           login: tuple[str, str] | None = None) -> controlplane.ControlPlane:
+    """`dexkit sandbox up` for the project (its rendered flags, Dex with its rendered
+    kubernetes storage, ready once a login is accepted), then its rendered RBAC applied."""
+    running = start_stack(project, binaries, dex, KUBERNETES_VERSION, storage="rendered",
+                          env=env, connector_cas=connector_cas, login=login,
+                          sandbox=tmp_path / "sandbox")
+    plane = running.plane
     try:
         aggregate_cluster_roles(kubectl, plane)
         applied = kubectl_run(kubectl, plane, "apply", "--server-side", "-f",
                               str(project / "out" / "rbac"))
         assert applied.returncode == 0, applied.stderr
-        (telemetry,) = controlplane.free_ports(1)
-        dex_config = project / "dex-local.yaml"
-        dex_config.write_text(local_dex_config(config, project, telemetry_port=telemetry,
-                                               connector_cas=connector_cas))
-        controlplane.start_dex(plane, dex, dex_config, telemetry_addr=f"127.0.0.1:{telemetry}",
-                               env={**os.environ, **dex_environment(config, env or {})})
     except BaseException:
         plane.stop()
         raise
@@ -382,13 +372,16 @@ def test_password_login_meets_the_expectations(
         user_dn = next(dn for dn in server.passwords
                        if dn.startswith(f"uid={expected.login.user},"))
         monkeypatch.setenv("DEXKIT_PASSWORD", server.passwords[user_dn])
+        login = (expected.login.user, server.passwords[user_dn])
     else:
         # Static users: the password init generated is in .dexkit/passwords/, where verify
         # finds it.
         project = _project(dexkit, tmp_path, name, issuer=f"https://127.0.0.1:{port}")
         monkeypatch.delenv("DEXKIT_PASSWORD", raising=False)
+        login = None
     _render(dexkit, project)
-    plane = _start(tmp_path, control_plane_binaries, kubectl, project, dex_binary, env, cas)
+    plane = _start(tmp_path, control_plane_binaries, kubectl, project, dex_binary, env, cas,
+                   login)
     try:
         result = dexkit("verify", "--dir", project, "--kubeconfig", plane.kubeconfig,
                         *expected.verify_args())

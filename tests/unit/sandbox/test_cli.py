@@ -67,7 +67,7 @@ def test_up_needs_a_project(dexkit, tmp_path: Path) -> None:  # type: ignore[no-
 def test_up_rejects_an_unknown_mode(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = dexkit("sandbox", "up", "--dir", tmp_path, "--mode", "both")
     assert result.code == 2
-    assert "unknown mode 'both'" in result.err
+    assert "'both' is not one of 'flags', 'authentication-config'" in result.err
 
 
 def test_status_and_down_without_a_sandbox(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -313,10 +313,28 @@ def test_only_kubelogin_itself_skips_the_checksum_database(
     assert manifest.unverified == ("github.com/int128/kubelogin",)
 
 
-def test_dex_without_a_module_version_says_what_to_set(tmp_path: Path, fake_go: Path) -> None:
+def test_the_pinned_dex_is_the_pseudo_version_of_the_v2_45_1_commit() -> None:
+    # Tag v2.45.1 = 11d2eeb52b42, committed 2026-03-03T14:39:05+01:00 (13:39:05 UTC).
+    committed = dt.datetime(2026, 3, 3, 14, 39, 5,
+                            tzinfo=dt.timezone(dt.timedelta(hours=1)))
     spec = peers.peer_spec("dex", env={})
-    if spec.module_version:
-        pytest.skip("a Dex pseudo-version is pinned")
+    assert spec.module_version == peers.pseudo_version(peers.DEX_COMMIT, committed)
+    assert spec.module_version == "v0.0.0-20260303133905-11d2eeb52b42"
+    peers.check_pseudo_version(spec.module_version, peers.DEX_COMMIT)
+
+
+def test_another_dex_release_is_an_override(tmp_path: Path, fake_go: Path) -> None:
+    spec = peers.peer_spec("dex", env={"DEXKIT_DEX_MODULE_VERSION": "v0.0.0-20250101000000-"
+                                       "0123456789ab", "DEXKIT_DEX_VERSION": "2.44.0"})
+    assert (spec.module_version, spec.version) == ("v0.0.0-20250101000000-0123456789ab",
+                                                   "2.44.0")
+    assert spec.key == "dex-2.44.0"
+
+
+def test_dex_without_a_module_version_says_what_to_set(
+        tmp_path: Path, fake_go: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "DEX_PSEUDO", "")
+    spec = peers.peer_spec("dex", env={})
     with pytest.raises(DexkitError) as info:
         peers.build_peers([spec], progress=lambda _: None, root=tmp_path / "c", go=str(fake_go))
     assert "DEXKIT_DEX_MODULE_VERSION" in info.value.hint

@@ -1,0 +1,132 @@
+"""Dex on its rendered `kubernetes` storage in the sandbox, through the rendered ServiceAccount
+and RBAC (issue 4's ask): its CRDs, its objects, and what a missing permission does.
+
+The sandbox is started by :func:`dexkit.sandbox.stack.start`, the code behind `dexkit sandbox
+up`: Dex reads the sandbox's API server with a TokenRequest token of the rendered
+ServiceAccount, so every call its storage makes is authorised by exactly the Role and
+ClusterRole dexkit renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from dexkit import kube
+from dexkit.render.dex import CRD_GROUP, CRD_RESOURCES, NAME
+from dexkit.sandbox.stack import DEX_KUBECONFIG
+from tests.e2e.conftest import DexSandbox
+from tests.e2e.oidc_sandbox import kubectl_run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex]
+CLI = [sys.executable, "-m", "dexkit"]
+
+
+def _kubectl_json(kubectl: Path, sandbox: DexSandbox, *args: str) -> Any:
+    done = kubectl_run(kubectl, sandbox.plane, *args, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _names(kubectl: Path, sandbox: DexSandbox, resource: str) -> list[str]:
+    listed = _kubectl_json(kubectl, sandbox, "-n", sandbox.config.namespace, "get",
+                           f"{resource}.{CRD_GROUP}")
+    return [item["metadata"]["name"] for item in listed["items"]]
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120,
+                          check=False, env={"NO_COLOR": "1", "COLUMNS": "200",
+                                            "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+
+
+def test_dex_reads_the_sandbox_as_the_rendered_service_account(
+        shared_dex_sandbox: DexSandbox) -> None:
+    sandbox = shared_dex_sandbox
+    kubeconfig = sandbox.plane.layout.files / DEX_KUBECONFIG
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    dex_cfg = yaml.safe_load((sandbox.plane.layout.files / "dex.yaml").read_text())
+    assert dex_cfg["storage"] == {"type": "kubernetes",
+                                  "config": {"kubeConfigFile": str(kubeconfig)}}
+    context = yaml.safe_load(kubeconfig.read_text())["contexts"][0]["context"]
+    assert context["namespace"] == sandbox.config.namespace
+    # Whoever holds that kubeconfig is the rendered ServiceAccount, and nothing more.
+    cluster = kube.connect(kube.Target(kubeconfig))
+    me = kube.who_am_i(cluster)
+    assert me.username == f"system:serviceaccount:{sandbox.config.namespace}:{NAME}"
+    assert not kube.can_i(cluster, "list", "secrets", sandbox.config.namespace).allowed
+    assert kube.can_i(cluster, "list", f"refreshtokens.{CRD_GROUP}",
+                      sandbox.config.namespace).allowed
+
+
+def test_dex_created_its_crds_and_stores_its_objects_there(
+        shared_dex_sandbox: DexSandbox, kubectl: Path, dexkit: Any) -> None:
+    sandbox = shared_dex_sandbox
+    crds = _kubectl_json(kubectl, sandbox, "get", "customresourcedefinitions")
+    ours = {c["metadata"]["name"] for c in crds["items"]
+            if c["spec"]["group"] == CRD_GROUP}
+    assert ours == {f"{r}.{CRD_GROUP}" for r in CRD_RESOURCES}
+    assert "openid-connect-keys" in _names(kubectl, sandbox, "signingkeies")
+    # A password login with offline_access leaves a refresh token and an offline session.
+    before = set(_names(kubectl, sandbox, "refreshtokens"))
+    login = dexkit("login", "--dir", sandbox.project, "--grant", "password")
+    assert login.code == 0, login.err
+    assert set(_names(kubectl, sandbox, "refreshtokens")) - before
+    assert _names(kubectl, sandbox, "offlinesessionses")
+    # The first leg of a browser login is an AuthRequest object until the user finishes.
+    before = set(_names(kubectl, sandbox, "authrequests"))
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()) \
+        .rstrip(b"=").decode()
+    config = sandbox.config
+    ca = sandbox.project / config.tls.dir / "ca.pem"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), follow_redirects=True,
+                      timeout=30) as browser:
+        page = browser.get(f"{config.issuer}/auth", params={
+            "client_id": config.api_server.client_id, "response_type": "code",
+            "redirect_uri": "http://127.0.0.1:8000/callback", "scope": "openid email",
+            "state": secrets.token_urlsafe(16), "code_challenge": challenge,
+            "code_challenge_method": "S256"})
+    assert page.status_code == 200 and 'name="password"' in page.text, page.text[:300]
+    assert set(_names(kubectl, sandbox, "authrequests")) - before
+
+
+def test_a_verb_removed_from_the_rendered_role_breaks_dex_and_doctor_names_it(
+        dex_sandbox_factory: Any, kubectl: Path, dexkit: Any) -> None:
+    sandbox: DexSandbox = dex_sandbox_factory(storage="rendered")
+    namespace = sandbox.config.namespace
+    role = _kubectl_json(kubectl, sandbox, "-n", namespace, "get", "role", NAME)
+    rule = role["rules"][0]
+    assert "create" in rule["verbs"]
+    rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
+    patched = kubectl_run(kubectl, sandbox.plane, "-n", namespace, "patch", "role", NAME,
+                          "--type=merge", "-p", json.dumps({"rules": role["rules"]}))
+    assert patched.returncode == 0, patched.stderr
+    # Dex can no longer store a login: the password grant fails at Dex.
+    verify = dexkit("verify", "--dir", sandbox.project, "--kubeconfig",
+                    sandbox.plane.kubeconfig)
+    assert verify.code == 1
+    assert "login" in verify.err, verify.err
+    dex_log = sandbox.plane.layout.log("dex").read_text()
+    assert "forbidden" in dex_log and "cannot create resource" in dex_log
+    # doctor names the missing permission, on the sandbox, without a deployed Dex.
+    doctor = _cli("doctor", "--dir", sandbox.project, "--kubeconfig", sandbox.plane.kubeconfig,
+                  "--output", "json")
+    report = {r["id"]: r for r in json.loads(doctor.stdout)["results"]}
+    assert doctor.returncode == 1
+    rbac = report["cluster.dex-rbac"]
+    assert rbac["status"] == "fail", rbac
+    assert f"create authrequests.{CRD_GROUP} in {namespace}" in rbac["message"]
+    assert "get " not in rbac["message"].split("may not:")[1]
+    assert report["cluster.deployment"]["status"] == "skip"
