@@ -166,7 +166,7 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
     if grant.needs_stdin and not interactive:
         raise LoginRequired("the keyboard login reads the code from a terminal, and kubectl "
                             "runs 'dexkit token' without one",
-                            f"log in once in a terminal, which fills the cache kubectl reads: "
+                            f"log in again in a terminal, which fills the cache kubectl reads: "
                             f"{settings.login_command()}")
     if grant is Grant.DEVICE:
         start = flows.device_start(http, provider, client)
@@ -187,7 +187,7 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
             and not edges.can_open_browser(edges.environ)):
         raise LoginRequired("no browser can be opened here (no display, no BROWSER), and "
                             "kubectl runs 'dexkit token' without a terminal",
-                            f"log in once where a browser opens, which fills the cache "
+                            f"log in again where a browser opens, which fills the cache "
                             f"kubectl reads: {settings.login_command()} (or use --grant "
                             "device)")
 

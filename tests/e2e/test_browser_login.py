@@ -336,4 +336,4 @@ def test_keyboard_user_without_a_terminal_is_told_the_exact_login(
     assert result.returncode == 1 and result.stdout == ""
     error, hint = result.stderr.strip().splitlines()[-2:]
     assert error.startswith("error: the keyboard login reads the code from a terminal")
-    assert hint.startswith("hint: log in once in a terminal") and "dexkit login --issuer" in hint
+    assert hint.startswith("hint: log in again in a terminal") and "dexkit login --issuer" in hint
