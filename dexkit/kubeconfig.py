@@ -386,3 +386,67 @@ def exec_user(token_args: Sequence[str], *, command: str = "dexkit") -> dict[str
         "provideClusterInfo": False,
         "installHint": INSTALL_HINT,
     }}
+
+
+# --- the entries `dexkit kubeconfig` writes -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    server: str
+    ca_data: str | None = None  # base64 PEM, inline: a kubeconfig that travels
+
+
+@dataclass(frozen=True)
+class UserRequest:
+    """A kubeconfig user that runs ``dexkit token ARGS``, and optionally its cluster and
+    context."""
+
+    user: str
+    token_args: tuple[str, ...]
+    command: str = "dexkit"
+    cluster: ClusterSpec | None = None
+    cluster_name: str | None = None  # an existing cluster entry the context points at
+    context: str | None = None
+
+
+def entries_for(req: UserRequest) -> list[Entry]:
+    """The stanzas for ``req``: user, then cluster, then context (kubectl's order)."""
+    entries = [Entry("users", req.user, exec_user(req.token_args, command=req.command))]
+    cluster = req.cluster.name if req.cluster is not None else req.cluster_name
+    if req.cluster is not None:
+        body: dict[str, Any] = {"server": req.cluster.server}
+        if req.cluster.ca_data:
+            body["certificate-authority-data"] = req.cluster.ca_data
+        entries.append(Entry("clusters", req.cluster.name, body))
+    if req.context is not None:
+        if cluster is None:
+            raise UsageError("--context needs --cluster", "name the cluster the context uses")
+        entries.append(Entry("contexts", req.context, {"cluster": cluster, "user": req.user}))
+    return entries
+
+
+def plugin_command(absolute: bool) -> tuple[str, str | None]:
+    """How kubectl starts dexkit: by name from PATH (portable: the kubeconfig works wherever
+    dexkit is installed), or this installation's script by absolute path; and a warning
+    when the name would not find this installation."""
+    import shutil
+    import sys
+
+    here = Path(sys.argv[0])
+    mine = here.resolve() if here.name in ("dexkit", "get-token") and here.exists() else None
+    if absolute:
+        found = mine or (Path(p) if (p := shutil.which("dexkit")) else None)
+        if found is None:
+            raise UsageError("cannot tell where this dexkit is installed",
+                             "run it as 'dexkit' (the installed command), not through python")
+        return str(found), None
+    on_path = shutil.which("dexkit")
+    if on_path is None:
+        return "dexkit", ("'dexkit' is not on PATH, so kubectl will not find the plugin; "
+                          "install it (pipx install dexkit) or pass --absolute-command")
+    if mine is not None and Path(on_path).resolve() != mine:
+        return "dexkit", (f"kubectl will run the dexkit on PATH ({on_path}), not this one "
+                          f"({mine}); pass --absolute-command to pin this one")
+    return "dexkit", None

@@ -47,13 +47,14 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "apiserver": ("dexkit.cli.apiserver", "app", True),
     "kind": ("dexkit.cli.kind", "app", True),
     "login": ("dexkit.cli.login", "login", False),
-    "verify": ("dexkit.cli.login", "verify", False),
-    "kubeconfig": ("dexkit.cli.login", "kubeconfig", False),
+    "verify": ("dexkit.cli.verify", "verify", False),
+    "kubeconfig": ("dexkit.cli.kubeconfig", "kubeconfig", False),
+    "logout": ("dexkit.cli.logout", "logout", False),
     "doctor": ("dexkit.cli.doctor", "doctor", False),
     "deploy": ("dexkit.cli.deploy", "deploy", False),
     "destroy": ("dexkit.cli.deploy", "destroy", False),
     # Runs through dexkit.__main__'s lean path; registered here for the help listing only.
-    "token": ("dexkit.cli.login", "token", False),
+    "token": ("dexkit.cli.token", "token", False),
 }
 
 
