@@ -137,18 +137,18 @@ def plan(paths: Sequence[Path], entries: Sequence[Entry],
         if current == entry.stanza:
             continue
         verb = "added" if current is None else "updated"
-        texts[owner] = set_entry(owner, texts[owner], entry)
-        datas[owner] = _parse(owner, texts[owner])[1]
-        result.texts[owner] = texts[owner] or ""
+        new_text = set_entry(owner, texts[owner], entry)
+        texts[owner], datas[owner] = new_text, _parse(owner, new_text)[1]
+        result.texts[owner] = new_text
         where = "to" if verb == "added" else "in"
         result.changes.append(f"{verb} {SECTIONS[entry.section]} '{entry.name}' {where} {owner}")
     if use_context is not None:
         # kubectl writes current-context to the first file that sets one, else the first file.
         owner = next((p for p in paths if datas[p].get("current-context")), paths[0])
         if datas[owner].get("current-context") != use_context:
-            texts[owner] = set_current_context(owner, texts[owner], use_context)
-            datas[owner] = _parse(owner, texts[owner])[1]
-            result.texts[owner] = texts[owner] or ""
+            new_text = set_current_context(owner, texts[owner], use_context)
+            texts[owner], datas[owner] = new_text, _parse(owner, new_text)[1]
+            result.texts[owner] = new_text
             result.changes.append(f"current-context set to '{use_context}' in {owner}")
         result.current_context = use_context
     return result
@@ -205,14 +205,15 @@ class _Loader(yaml.SafeLoader):
         self.anchored: dict[str, yaml.Node] = {}
         self.alias_uses: list[tuple[str, int]] = []
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
-        node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
-            self.alias_uses.append((str(event.anchor), event.start_mark.index))
-        elif getattr(event, "anchor", None):
+            at = event.start_mark.index if event.start_mark is not None else -1
+            self.alias_uses.append((str(event.anchor), int(at)))
+        elif getattr(event, "anchor", None) and node is not None:
             self.anchored[str(event.anchor)] = node
-        return node  # type: ignore[no-any-return]
+        return node
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dexkit.oidc import DEFAULT_SCOPES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 # flag -> (destination, kind). Kinds: "str" (last wins), "list" (repeatable), "csv" (repeatable,
@@ -202,7 +203,7 @@ def identity_key(opts: dict[str, Any]) -> str:
     digest = _sha256("\0".join(parts).encode(errors="surrogateescape"))
     for ca in sorted(_sha256(c).digest() for c in ca_material(opts)):
         digest.update(ca)
-    return digest.hexdigest()
+    return str(digest.hexdigest())
 
 
 def _sha256(data: bytes) -> Any:
@@ -218,12 +219,12 @@ def _sha256(data: bytes) -> Any:
     return sha256(data)
 
 
-def cache_dir_of(opts: dict[str, Any], environ: dict[str, str] | os._Environ[str]) -> str:
+def cache_dir_of(opts: dict[str, Any], environ: Mapping[str, str]) -> str:
     """--token-cache-dir, else DEXKIT_TOKEN_CACHE, else $KUBECACHEDIR/dexkit (kubectl's and
     kubelogin's cache root), else ~/.kube/cache/dexkit."""
     chosen = opts.get("cache_dir") or environ.get("DEXKIT_TOKEN_CACHE")
     if chosen:
-        return os.path.expanduser(chosen)  # noqa: PTH111
+        return os.path.expanduser(str(chosen))  # noqa: PTH111
     root = environ.get("KUBECACHEDIR") or os.path.join(  # noqa: PTH118
         os.path.expanduser("~"), ".kube", "cache")  # noqa: PTH111
     return os.path.join(root, "dexkit")  # noqa: PTH118

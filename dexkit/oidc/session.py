@@ -46,7 +46,7 @@ class Edges:
     """What a login touches besides HTTP: replaced by fakes in unit tests."""
 
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    say: Callable[[str], None] = field(default=lambda text: sys.stderr.write(text + "\n"))
+    say: Callable[[str], None] = field(default=lambda text: _say(text))
     read_line: Callable[[str], str] = field(default=lambda prompt: _read_line(prompt))
     open_browser: Callable[[str, str | None], None] = field(
         default=lambda url, command: _open_browser(url, command))
@@ -106,6 +106,7 @@ def login(settings: LoginSettings, *, http: httpx.Client | None = None,
     """Discover, log in with the settings' grant, verify the ID token, and (``store``) cache it
     where ``dexkit token`` looks for it."""
     edges = edges or Edges()
+    _warn(settings, edges)
     client_http = http or http_client(settings)
     provider = discover(client_http, settings.issuer)
     tokens = run_grant(settings, client_http, provider, edges=edges, interactive=interactive)
@@ -128,6 +129,7 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         if fresh(entry, edges.clock()) and not settings.force_refresh:
             assert entry is not None
             return entry
+        _warn(settings, edges)
         client_http = http or http_client(settings)
         provider = discover(client_http, settings.issuer)
         tokens = None
@@ -146,6 +148,11 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         return result.entry
 
 
+def _warn(settings: LoginSettings, edges: Edges) -> None:
+    for warning in settings.warnings:
+        edges.say(f"warning: {warning}")
+
+
 def verify(http: httpx.Client, provider: Provider, client_id: str, tokens: flows.TokenSet,
            clock: Callable[[], float] = time.time) -> dict[str, Any]:
     jwks = fetch_jwks(http, provider)
@@ -159,8 +166,6 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
     edges = edges or Edges()
     client = client_of(settings)
     grant = settings.grant
-    for warning in settings.warnings:
-        edges.say(f"warning: {warning}")
     if grant is Grant.PASSWORD:
         return _password_grant(settings, http, provider, edges, interactive)
     if grant.needs_stdin and not interactive:
@@ -212,6 +217,11 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
         raise LoginRequired(f"no password for {settings.username}", settings.password_hint())
     return flows.password_grant(http, provider, client_of(settings), settings.username,
                                 password)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _can_open_browser(environ: Mapping[str, str]) -> bool:

@@ -42,7 +42,7 @@ class Grant(StrEnum):
     AUTHCODE = "authcode"
     KEYBOARD = "authcode-keyboard"
     DEVICE = "device"
-    PASSWORD = "password"
+    PASSWORD = "password"  # noqa: S105 - the grant's name
 
     @property
     def needs_stdin(self) -> bool:
@@ -77,7 +77,7 @@ class LoginSettings:
     username: str | None = None
     password_arg: str | None = field(default=None, repr=False)
     password_file: Path | None = None
-    password_env: str = "DEXKIT_PASSWORD"
+    password_env: str = "DEXKIT_PASSWORD"  # noqa: S105 - a variable's name
     project_dir: Path | None = None
     ca_files: tuple[Path, ...] = ()
     ca_data: tuple[bytes, ...] = field(default=(), repr=False)
@@ -163,6 +163,10 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         if not opts.get(required):
             raise UsageError(f"{flag} is missing", f"pass {flag} (kubelogin: "
                              f"--oidc-{'issuer-url' if required == 'issuer' else 'client-id'})")
+    issuer = urlsplit(opts["issuer"])
+    if issuer.scheme not in ("https", "http") or not issuer.hostname:
+        raise UsageError(f"--issuer {opts['issuer']}: not an https URL",
+                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
     grant = _grant(options.grant_of(opts))
     warnings = []
     if opts.get("password") is not None:
