@@ -35,7 +35,10 @@ def run(req: LogoutRequest) -> LogoutResult:
     from dexkit.oidc.settings import build_settings, project_settings
 
     if any(a.partition("=")[0] in ("--issuer", "--oidc-issuer-url") for a in req.extra):
-        settings = build_settings(list(req.extra))
+        # --grant and --username are the command's own options: they belong to the key too
+        settings = build_settings([*req.extra,
+                                   *(["--grant", req.grant] if req.grant != "authcode" else []),
+                                   *(["--username", req.username] if req.username else [])])
     elif req.every:
         settings = None
     else:

@@ -201,7 +201,8 @@ def identity_key(opts: dict[str, Any]) -> str:
         "&".join(sorted(opts.get("extra_params") or ())),
     ]
     digest = _sha256("\0".join(parts).encode(errors="surrogateescape"))
-    for ca in sorted(_sha256(c).digest() for c in ca_material(opts)):
+    # a set: the same CA given twice (a file and inline) is one trust
+    for ca in sorted({_sha256(c).digest() for c in ca_material(opts)}):
         digest.update(ca)
     return str(digest.hexdigest())
 

@@ -39,6 +39,7 @@ from tests.e2e.oidc_sandbox import start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex]
 USER = "admin@example.com"
+SECOND = "bob@example.com"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def ports() -> dict[str, int]:
 def register_redirects(project: Path, ports: dict[str, int]) -> None:
     """The client as a Dex set up for dexkit on one port and for kubelogin's default redirect
     (``http://localhost:PORT``) on another."""
+    import bcrypt
     import yaml
 
     from dexkit.config import validate_values
@@ -59,7 +61,16 @@ def register_redirects(project: Path, ports: dict[str, int]) -> None:
     data = yaml.safe_load(path.read_text())
     data["clients"] = [{"id": "kubernetes", "name": "Kubernetes", "redirectURIs": [
         f"http://127.0.0.1:{ports['dexkit']}/callback", f"http://localhost:{ports['kubelogin']}"]}]
+    # a second person, to prove the token cache keeps them apart
+    password = "second-" + os.urandom(8).hex()
+    data["staticUsers"].append({
+        "email": SECOND, "username": "bob", "userID": "5f1c0a52-3d0e-4b1e-9c57-0a3c2c1f0b0b",
+        "hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode(),
+        "groups": ["team-b"]})
     path.write_text(render_config_file(validate_values(data)))
+    stored = project / ".dexkit" / "passwords" / SECOND
+    stored.write_text(password + "\n")
+    stored.chmod(0o600)
 
 
 @pytest.fixture(scope="module")
@@ -337,3 +348,229 @@ def test_keyboard_user_without_a_terminal_is_told_the_exact_login(
     error, hint = result.stderr.strip().splitlines()[-2:]
     assert error.startswith("error: the keyboard login reads the code from a terminal")
     assert hint.startswith("hint: log in again in a terminal") and "dexkit login --issuer" in hint
+
+
+# --- the cache keeps identities apart (issue 13, item 8) ---------------------------------------
+
+
+def test_two_users_of_one_dex_and_client_get_their_own_tokens(
+        box: DexSandbox, home: dict[str, str], tmp_path: Path, kubectl: Path) -> None:
+    """Two kubeconfig users (password grant, same Dex, same client, same HOME and cache):
+    each context is its own person at the API server."""
+    kubeconfig = tmp_path / "kubeconfig"
+    for user, context in ((USER, "alice"), (SECOND, "bob")):
+        wrote = subprocess.run(
+            [dexkit_script(), "kubeconfig", "--dir", str(box.project), "--kubeconfig",
+             str(kubeconfig), "--user", context, "--context", context, "--cluster", "sandbox",
+             "--server", box.plane.apiserver_url, "--server-ca", str(box.plane.layout.ca),
+             "--grant", "password", "--username", user], env=home, capture_output=True,
+            text=True, check=False)
+        assert wrote.returncode == 0, wrote.stderr
+    seen = {}
+    for _ in range(2):  # the second round answers from the cache
+        for context in ("alice", "bob"):
+            whoami = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "--context",
+                                     context, "auth", "whoami", "-o",
+                                     "jsonpath={.status.userInfo.username}"], env=home,
+                                    capture_output=True, text=True, timeout=60,
+                                    stdin=subprocess.DEVNULL, check=False)
+            assert whoami.returncode == 0, whoami.stderr
+            seen.setdefault(context, set()).add(whoami.stdout)
+    assert seen == {"alice": {USER}, "bob": {SECOND}}
+    cache = Path(home["HOME"]) / ".kube" / "cache" / "dexkit"
+    assert len(list(cache.glob("*.token"))) == 2
+
+
+# --- kubelogin's own documented snippets, with dexkit as the command (issue 14) ----------------
+
+
+def kubelogin_user(kubectl: Path, kubeconfig: Path, env: dict[str, str], *args: str) -> None:
+    """kubelogin's docs/setup.md step 5, literally, with ``dexkit`` for ``kubectl oidc-login``."""
+    result = subprocess.run([
+        str(kubectl), "--kubeconfig", str(kubeconfig), "config", "set-credentials", "oidc",
+        "--exec-interactive-mode=Never",
+        "--exec-api-version=client.authentication.k8s.io/v1",
+        "--exec-command=dexkit", "--exec-arg=get-token",
+        *[f"--exec-arg={a}" for a in args]], env=env, capture_output=True, text=True,
+        check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def kubelogin_kubeconfig(box: DexSandbox, kubectl: Path, tmp_path: Path,
+                         env: dict[str, str], *args: str) -> Path:
+    kubeconfig = tmp_path / "kubeconfig"
+    ca = box.project / box.config.tls.dir / "ca.pem"
+    kubelogin_user(kubectl, kubeconfig, env, f"--oidc-issuer-url={box.config.issuer}",
+                   "--oidc-client-id=kubernetes", f"--certificate-authority={ca}", *args)
+    for argv in (["config", "set-cluster", "sandbox", f"--server={box.plane.apiserver_url}",
+                  f"--certificate-authority={box.plane.layout.ca}", "--embed-certs"],
+                 ["config", "set-context", "oidc", "--cluster=sandbox", "--user=oidc"],
+                 ["config", "use-context", "oidc"]):
+        done = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *argv], env=env,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+    return kubeconfig
+
+
+def whoami(kubectl: Path, kubeconfig: Path, env: dict[str, str],
+           user: str = "oidc") -> subprocess.CompletedProcess[str]:
+    """kubelogin's setup.md step 6 (``kubectl --user=oidc``), asking who we are."""
+    return subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), f"--user={user}",
+                           "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+                          env=env, capture_output=True, text=True, timeout=90,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def test_kubelogin_password_snippet(box: DexSandbox, kubectl: Path, tmp_path: Path,
+                                    home: dict[str, str]) -> None:
+    """usage.md, Resource Owner Password Credentials: --username and --password."""
+    env = {**home, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{home['PATH']}"}
+    kubeconfig = kubelogin_kubeconfig(box, kubectl, tmp_path, env, "--username=" + USER,
+                                      "--password=" + box.password)
+    result = whoami(kubectl, kubeconfig, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == USER
+    assert "warning: --password puts the password in the process's arguments" in result.stderr
+    assert box.password not in result.stderr
+
+
+def test_kubelogin_authcode_snippets_listen_address_extra_params_extra_scopes(
+        box: DexSandbox, kubectl: Path, browser: Browser, tmp_path: Path,
+        home: dict[str, str], ports: dict[str, int]) -> None:
+    """usage.md, Authorization Code Flow: --listen-address, the default redirect
+    http://localhost:PORT of a Dex client registered for kubelogin, extra params, extra
+    scopes, --browser-command, --authentication-timeout-sec, --token-cache-dir."""
+    inbox = UrlInbox(tmp_path / "inbox")
+    env = {**home, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{home['PATH']}"}
+    cache = tmp_path / "kubelogin-cache"
+    kubeconfig = kubelogin_kubeconfig(
+        box, kubectl, tmp_path, env, "--grant-type=authcode",
+        f"--listen-address=127.0.0.1:{ports['kubelogin']}",
+        "--oidc-auth-request-extra-params=approval_prompt=force", "--oidc-extra-scope=email",
+        "--oidc-extra-scope=profile", f"--browser-command={inbox.command}",
+        "--authentication-timeout-sec=60", f"--token-cache-dir={cache}")
+    run = subprocess.Popen([str(kubectl), "--kubeconfig", str(kubeconfig), "--user=oidc", "auth",
+                            "whoami", "-o", "jsonpath={.status.userInfo.username}"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    url = inbox.next_url()
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["redirect_uri"] == f"http://localhost:{ports['kubelogin']}"
+    assert query["approval_prompt"] == "force"
+    browser.open(url)
+    browser.dex_login(USER, box.password)
+    browser.wait_text("Grant Access")
+    browser.click_xpath("//button[.//span[text()='Grant Access']]")
+    browser.wait_text("Logged in")
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert out == USER
+    assert len(list(cache.glob("*.token"))) == 1
+
+
+def test_kubelogin_device_code_and_force_refresh_and_ca_data(
+        box: DexSandbox, kubectl: Path, browser: Browser, tmp_path: Path,
+        home: dict[str, str]) -> None:
+    """usage.md: --grant-type=device-code with --skip-open-browser (the code is on kubectl's
+    stderr), then --force-refresh and --certificate-authority-data on the cached login."""
+    env = {**home, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{home['PATH']}"}
+    ca_data = base64.b64encode((box.project / box.config.tls.dir / "ca.pem").read_bytes())
+    kubeconfig = kubelogin_kubeconfig(box, kubectl, tmp_path, env, "--grant-type=device-code",
+                                      "--skip-open-browser",
+                                      f"--certificate-authority-data={ca_data.decode()}")
+    run = Running([str(kubectl), "--kubeconfig", str(kubeconfig), "--user=oidc", "auth",
+                   "whoami", "-o", "jsonpath={.status.userInfo.username}"], env)
+    words = run.line_with("enter the code").split()
+    browser.open(words[words.index("open") + 1])
+    browser.fill("user_code", words[-1])
+    browser.click("#submit-login")
+    browser.dex_login(USER, box.password)
+    browser.wait_text("Login Successful")
+    code, out, err = run.finish(timeout=90)
+    assert code == 0, err
+    assert out == USER
+    # --force-refresh: the cached login is refreshed (no new device code), a new token
+    kubelogin_user(kubectl, kubeconfig, env, f"--oidc-issuer-url={box.config.issuer}",
+                   "--oidc-client-id=kubernetes", "--grant-type=device-code",
+                   "--skip-open-browser", f"--certificate-authority-data={ca_data.decode()}",
+                   "--force-refresh")
+    rerun = Running([str(kubectl), "--kubeconfig", str(kubeconfig), "--user=oidc", "auth",
+                     "whoami", "-o", "jsonpath={.status.userInfo.username}"], env)
+    try:
+        code, out, err = rerun.finish(timeout=60)
+    except subprocess.TimeoutExpired:
+        rerun.proc.kill()
+        raise AssertionError(f"--force-refresh did not refresh: {rerun.err_lines}") from None
+    again = subprocess.CompletedProcess(rerun.proc.args, code, out, err)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == USER and "enter the code" not in again.stderr
+
+
+def test_token_cache_storage_keyring_without_a_backend_degrades_to_disk(
+        box: DexSandbox, home: dict[str, str], tmp_path: Path) -> None:
+    env = {**home, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+           "DEXKIT_PASSWORD": box.password}
+    args = [*project_token_args(box.project, box.config, grant="password", username=USER),
+            "--token-cache-storage", "keyring", "--token-cache-dir", str(tmp_path / "c")]
+    result = subprocess.run([dexkit_script(), "token", *args], env=env, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "warning: " in result.stderr and "kept on disk" in result.stderr
+    assert len(list((tmp_path / "c").glob("*.token"))) == 1
+
+
+def test_token_cache_storage_keyring_with_a_backend(box: DexSandbox, home: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """A real keyring backend (keyrings.alt's file keyring: the keyring library's own API, a
+    file instead of a desktop service): the entry goes there, not to the cache directory, and
+    the next call answers from it; logout removes it."""
+    pytest.importorskip("keyrings.alt", reason="keyrings.alt is a test dependency")
+    keyring_home = tmp_path / "keyring"
+    env = {**home, "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+           "XDG_DATA_HOME": str(keyring_home), "DEXKIT_PASSWORD": box.password}
+    args = [*project_token_args(box.project, box.config, grant="password", username=USER),
+            "--token-cache-storage", "keyring", "--token-cache-dir", str(tmp_path / "c")]
+    first = subprocess.run([dexkit_script(), "token", *args], env=env, capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert first.returncode == 0, first.stderr
+    assert not list((tmp_path / "c").glob("*.token")), "the token is in the keyring"
+    stored = list(keyring_home.rglob("*.cfg"))
+    assert stored and "dexkit" in stored[0].read_text()
+    env.pop("DEXKIT_PASSWORD")
+    second = subprocess.run([dexkit_script(), "token", *args], env=env, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["status"]["token"] == json.loads(
+        first.stdout)["status"]["token"]
+    out = subprocess.run([dexkit_script(), "logout", *args], env=env, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0 and "forgot" in out.stderr, out.stderr
+    assert "id_token" not in stored[0].read_text()
+
+
+# --- a portable kubeconfig (issue 14, item 3) ---------------------------------------------------
+
+
+def test_printed_kubeconfig_logs_in_from_another_home(box: DexSandbox, home: dict[str, str],
+                                                      tmp_path: Path, kubectl: Path) -> None:
+    printed = subprocess.run([dexkit_script(), "kubeconfig", "--dir", str(box.project), "-o",
+                              "-", "--grant", "password", "--username", USER, "--context",
+                              "dex", "--cluster", "sandbox", "--server",
+                              box.plane.apiserver_url, "--server-ca",
+                              str(box.plane.layout.ca)],
+                             env=home, capture_output=True, text=True, check=False)
+    assert printed.returncode == 0, printed.stderr
+    text = printed.stdout
+    assert str(box.project) not in text and "/work/" not in text
+    assert "installHint" in text and "command: dexkit" in text
+    other = tmp_path / "colleague"
+    (other / ".kube").mkdir(parents=True)
+    (other / ".kube" / "config").write_text(text)
+    env = {**home, "HOME": str(other), "DEXKIT_PASSWORD": box.password,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{home['PATH']}"}
+    result = subprocess.run([str(kubectl), "auth", "whoami", "-o",
+                             "jsonpath={.status.userInfo.username}"], env=env, cwd=other,
+                            capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == USER
