@@ -1,13 +1,48 @@
 """Entry point for ``dexkit`` and ``python -m dexkit``.
 
-Kept lean on purpose: ``--version`` answers without importing Typer, Rich or kubernetes, and
-``dexkit token`` (alias ``get-token``, kubelogin's name), which kubectl runs before every
-command, goes straight to its import-light path.
+Kept lean on purpose, because these run where start-up time is felt:
+- ``dexkit token`` (alias ``get-token``, kubelogin's name), which kubectl runs before every
+  command, goes straight to its import-light path (no typer, rich, re, enum or kubernetes);
+- ``dexkit --version`` and ``dexkit --help`` answer from this file, without Typer (whose
+  import and command tree cost ~0.5 s); ``dexkit COMMAND --help`` is Typer's, for that
+  command only.
 """
 
 from __future__ import annotations
 
 import sys
+
+# (name, one line) for `dexkit --help`, in the order shown; a unit test keeps the names equal
+# to the commands dexkit.cli registers.
+COMMANDS = (
+    ("init", "Write a commented dexkit.yaml and the TLS assets (CA, Dex's certificate)."),
+    ("scenarios", "List the ready setups (start one with 'dexkit init --scenario NAME')."),
+    ("certs", "Inspect, check and rotate the TLS assets."),
+    ("render", "Render Dex's manifests, the API-server flags and config, a kind config."),
+    ("apiserver", "The API server's side: OIDC flags, AuthenticationConfiguration, patch."),
+    ("kind", "kind clusters for CI, wired to Dex."),
+    ("sandbox", "Build and run real peers (etcd, kube-apiserver, kubectl, Dex) locally."),
+    ("deploy", "Create or update Dex in the cluster, then wait for it to roll out."),
+    ("destroy", "Remove what 'dexkit deploy' made; Secrets and CRDs stay unless asked."),
+    ("login", "Log in to Dex, show the verified claims, and fill kubectl's token cache."),
+    ("logout", "Forget a cached login, so that the next kubectl command logs in again."),
+    ("kubeconfig", "Add a kubeconfig user that runs 'dexkit token', or print a kubeconfig."),
+    ("token", "kubectl's exec credential plugin (kubelogin's get-token flags accepted)."),
+    ("verify", "Run the whole login and prove what the API server makes of the token."),
+    ("doctor", "Check every link between browser, Dex and API server; name the broken one."),
+)
+
+
+def usage() -> str:
+    width = max(len(name) for name, _ in COMMANDS)
+    lines = ["Usage: dexkit [--debug] COMMAND [ARGS]...", "",
+             "Wire Kubernetes API-server authentication to Dex, end to end.", "",
+             "Options:", "  -V, --version  Print the version and exit.",
+             "  --debug        Show tracebacks on errors.",
+             "  -h, --help     Show this message and exit.", "", "Commands:"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS]
+    lines += ["", "Run 'dexkit COMMAND --help' for a command's options."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,6 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         from dexkit import __version__
 
         sys.stdout.write(f"dexkit {__version__}\n")
+        return
+    if args in (["--help"], ["-h"], []):
+        sys.stdout.write(usage())
+        if not args:
+            raise SystemExit(2)  # a usage error, as Typer's no_args_is_help
         return
     from dexkit.cli import run
 

@@ -42,8 +42,9 @@ def kubeconfig(
     username: UsernameOption = None,
     use_context: Annotated[bool, typer.Option(help="Make the context current.")] = False,
 ) -> None:
-    """Add or update a kubeconfig user that runs 'dexkit token' (and a context). Any
-    'dexkit token' option may follow (e.g. --listen-address, --token-cache-storage)."""
+    """Add a kubeconfig user that runs 'dexkit token' (and a context), or print a kubeconfig.
+
+    Any 'dexkit token' option may follow (e.g. --listen-address, --token-cache-storage)."""
     from dexkit import kubeconfig as kc
     from dexkit.config import load_config
     from dexkit.oidc.settings import build_settings, project_token_args

@@ -32,9 +32,10 @@ def login(
     insecure: InsecureOption = False,
     output: OutputOption = Format.text,
 ) -> None:
-    """Log in to Dex, show the verified ID token's claims, and fill the token cache that
-    kubectl's 'dexkit token' reads. Any 'dexkit token' option may follow (e.g. --issuer ...
-    --client-id ... to log in without a project)."""
+    """Log in to Dex, show the verified claims, and fill kubectl's token cache.
+
+    Any 'dexkit token' option may follow (e.g. --issuer ... --client-id ... to log in
+    without a project)."""
     from dexkit.config import load_config
     from dexkit.oidc.session import login as do_login
     from dexkit.oidc.settings import build_settings, project_settings

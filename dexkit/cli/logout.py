@@ -21,8 +21,9 @@ def logout(
         "--all", help="Forget every cached login in the cache directory (and their keyring "
         "items), as kubelogin's 'clean' does.")] = False,
 ) -> None:
-    """Forget the cached tokens of one login (the project's, or the one the 'dexkit token'
-    options that follow describe), so that the next kubectl command logs in again."""
+    """Forget a cached login, so that the next kubectl command logs in again.
+
+    One login: the project's, or the one the 'dexkit token' options that follow describe."""
     from dexkit.oidc import logout as forget
 
     check_grant(grant)

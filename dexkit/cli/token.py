@@ -7,8 +7,7 @@ import typer
 
 
 def token(ctx: typer.Context) -> None:
-    """kubectl's exec credential plugin (kubelogin's get-token flags accepted); see
-    'dexkit token --help'."""
+    """kubectl's exec credential plugin (kubelogin's get-token flags accepted)."""
     from dexkit.oidc.plugin import main as plugin
 
     raise typer.Exit(plugin(list(ctx.args)))
