@@ -5,9 +5,7 @@ default) and on memory storage (Dex can then start before the API server)."""
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Timing, table
+from dexkit.sandbox import controlplane
 
 RUNS = 5
 TARGET_MS = 20_000
@@ -27,18 +26,6 @@ def _run(argv: list[str], cwd: Path) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr[-800:]}")
     return result.stderr
-
-
-def _free_node_port() -> int:
-    """A free port in the NodePort range (32000 may be a real node sandbox's NodePort)."""
-    for port in random.sample(range(30000, 32768), 200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 30000-32767")
 
 
 def _time_up(dexkit: str, work: Path, *extra: str) -> list[float]:
@@ -57,7 +44,7 @@ def run() -> tuple[str, dict[str, float]]:
     dexkit = str(Path(sys.executable).with_name("dexkit"))
     work = Path(tempfile.mkdtemp(prefix="dexkit-bench-sandbox-"))
     try:
-        _run([dexkit, "init", "--issuer", f"https://127.0.0.1:{_free_node_port()}",
+        _run([dexkit, "init", "--issuer", f"https://127.0.0.1:{controlplane.free_node_port()}",
               "--connector", "static"], work)
         kubernetes = _time_up(dexkit, work)
         memory = _time_up(dexkit, work, "--storage", "memory")

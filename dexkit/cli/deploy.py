@@ -12,7 +12,6 @@ from dexkit.cli.options import (
     ContextOption,
     DirOption,
     KubeconfigOption,
-    cluster_target,
     resolve_cluster,
 )
 from dexkit.console import Output
@@ -146,8 +145,13 @@ def destroy(
 
     config = load_config(directory).config
     out = Output()
-    cluster = connect(cluster_target(out, directory, kubeconfig, context))
+    resolved = resolve_cluster(out, directory, kubeconfig, context)
+    cluster = connect(resolved.target)
     _cluster_line(out, cluster)
+    if resolved.sandbox is not None and resolved.sandbox.dex_storage == "kubernetes":
+        out.warn("the sandbox's Dex reads its kubernetes storage through the ServiceAccount "
+                 "and RBAC this removes: it fails from now on",
+                 "'dexkit sandbox down' and 'up' again bring them back")
     removals = core.destroy(cluster, config, purge=purge, purge_crds=purge_crds)
     for removal in removals:
         note = f" ({removal.note})" if removal.note else ""

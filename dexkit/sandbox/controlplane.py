@@ -19,6 +19,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import random
 import shutil
 import socket
 import ssl
@@ -220,6 +221,21 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+NODE_PORTS = range(30000, 32768)  # the API server's default --service-node-port-range
+
+
+def free_node_port(host: str = "127.0.0.1") -> int:
+    """A free port in the NodePort range, so an issuer's port can be its Service's NodePort."""
+    for port in random.sample(NODE_PORTS, 500):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise DexkitError("no free port in 30000-32767", "stop what listens there, or try again")
 
 
 def http_get(url: str, *, context: ssl.SSLContext | None = None,

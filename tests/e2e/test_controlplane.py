@@ -127,7 +127,8 @@ def test_cli_up_status_down_across_processes(
     (port,) = controlplane.free_ports(1)
     init = dexkit("init", "--issuer", f"https://127.0.0.1:{port}", "--connector", "static")
     assert init.returncode == 0, init.stderr
-    up = dexkit("sandbox", "up", "--mode", mode)
+    # Memory storage: Dex first, a 4 s start; Dex on kubernetes storage has tests of its own.
+    up = dexkit("sandbox", "up", "--mode", mode, "--storage", "memory")
     directory = controlplane.sandbox_dir(tmp_path)
     try:
         assert up.returncode == 0, up.stderr

@@ -31,8 +31,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import random
-import socket
 import ssl
 import subprocess
 import sys
@@ -55,7 +53,6 @@ from dexkit.project import InitRequest, init_project, password_file
 from dexkit.render.apiserver import patch_static_pod
 from dexkit.render.dex import render_dex_config, render_manifests
 from dexkit.sandbox import controlplane, dexlocal, wiring
-from dexkit.sandbox.stack import wait_for_authenticator
 from tests.e2e.conftest import KUBERNETES_VERSION
 from tests.unit.render.helpers import FIXTURES
 
@@ -98,19 +95,6 @@ def tls_server(cert: Path, key: Path, port: int) -> Iterator[None]:
         server.server_close()
 
 
-def free_node_port() -> int:
-    """A free port in the NodePort range, so the issuer's port is the Service's NodePort."""
-    for _ in range(500):
-        port = random.randint(30000, 32767)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 30000-32767")
-
-
 # --- projects and clusters -----------------------------------------------------------------------
 
 
@@ -125,7 +109,7 @@ def _merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
 def new_project(directory: Path, *, host: str = "localhost", port: int | None = None,
                 **changes: Any) -> Path:
     """'dexkit init --connector static' for https://HOST:PORT, in a namespace of its own."""
-    port = port or free_node_port()
+    port = port or controlplane.free_node_port()
     init_project(InitRequest(directory=directory, issuer=f"https://{host}:{port}",
                              connector="static"))
     path = directory / "dexkit.yaml"
@@ -649,7 +633,9 @@ def sandboxed(tmp_path: Path, control_plane_binaries: controlplane.ControlPlaneB
         def make(mode: wiring.Mode = "flags",
                  args: Callable[[list[str]], list[str]] | None = None,
                  files: Callable[[dict[str, str]], dict[str, str]] | None = None,
-                 serve: bool = True, **changes: Any) -> Sandbox:
+                 serve: bool = True,
+                 first: Callable[[Path, controlplane.ControlPlane], None] | None = None,
+                 **changes: Any) -> Sandbox:
             project = new_project(tmp_path / f"p{uuid.uuid4().hex[:6]}",
                                   apiServer={"mode": mode}, **changes)
             config = load_config(project).config
@@ -658,11 +644,14 @@ def sandboxed(tmp_path: Path, control_plane_binaries: controlplane.ControlPlaneB
                                             controlplane.SandboxLayout(directory).files)
             extra_args = args(list(wired.args)) if args else list(wired.args)
             extra_files = files(dict(wired.files)) if files else wired.files
-            plane = controlplane.start_control_plane(
-                directory, control_plane_binaries, controlplane.ControlPlaneOptions(
-                    extra_args=tuple(extra_args), extra_files=extra_files,
-                    kubernetes_version=KUBERNETES_VERSION))
+            plane = controlplane.open_control_plane(directory, controlplane.ControlPlaneOptions(
+                extra_args=tuple(extra_args), extra_files=extra_files,
+                kubernetes_version=KUBERNETES_VERSION))
             stack.callback(plane.stop)
+            if first is not None:  # e.g. Dex, before the API server looks for it
+                first(project, plane)
+            plane.start_etcd(control_plane_binaries.etcd)
+            plane.start_apiserver(control_plane_binaries.kube_apiserver)
             deploy(kubectl, plane.kubeconfig, project)
             if serve:
                 stack.enter_context(tls_server(project / "ssl/cert.pem", project / "ssl/key.pem",
@@ -702,7 +691,7 @@ def _replace_flag(name: str, value: str) -> Callable[[list[str]], list[str]]:
 
 
 def test_api_server_issuer_with_a_trailing_slash(sandboxed: Callable[..., Sandbox]) -> None:
-    port = free_node_port()
+    port = controlplane.free_node_port()
     issuer = f"https://localhost:{port}"
     setup = sandboxed(args=_replace_flag("oidc-issuer-url", issuer + "/"), port=port)
     report = setup.doctor()
@@ -898,22 +887,19 @@ def with_dex(sandboxed: Callable[..., Sandbox], peer: Callable[[str], Path]
     """A sandboxed project with a real Dex at the issuer instead of the stand-in."""
     started: list[Any] = []
 
-    def make(dex_edit: Callable[[dict[str, Any]], None] | None = None, *,
-             discoverable: bool = True, **sandbox: Any) -> tuple[Sandbox, Any]:
+    def make(dex_edit: Callable[[dict[str, Any]], None] | None = None,
+             **sandbox: Any) -> tuple[Sandbox, Any]:
         dex = peer("dex")
-        setup = sandboxed(serve=False, **sandbox)
-        (telemetry,) = controlplane.free_ports(1)
-        path = local_dex_config(setup.project, telemetry, dex_edit)
-        process = controlplane.start_dex(setup.plane, dex, path,
-                                         telemetry_addr=f"127.0.0.1:{telemetry}")
-        started.append(process)
-        if discoverable:
-            # As `dexkit sandbox up` does: Dex started after the API server is seen by its
-            # authenticator only at its next discovery attempt (every 10 s); wait for it.
-            config = load_config(setup.project).config
-            wait_for_authenticator(setup.plane, config.issuer, config.api_server.client_id,
-                                   timeout=30)
-        return setup, process
+
+        def start_dex(project: Path, plane: controlplane.ControlPlane) -> None:
+            # As `dexkit sandbox up` does with memory storage: Dex serves before the API
+            # server's authenticator makes its first discovery attempt.
+            (telemetry,) = controlplane.free_ports(1)
+            path = local_dex_config(project, telemetry, dex_edit)
+            started.append(controlplane.start_dex(plane, dex, path,
+                                                  telemetry_addr=f"127.0.0.1:{telemetry}"))
+        setup = sandboxed(serve=False, first=start_dex, **sandbox)
+        return setup, started[-1]
     yield make
     for process in started:
         process.stop()
@@ -939,8 +925,7 @@ def test_healthy_with_dex_and_a_login(with_dex: Callable[..., tuple[Sandbox, Any
 def test_dex_issuer_with_a_trailing_slash(with_dex: Callable[..., tuple[Sandbox, Any]]) -> None:
     def slash(data: dict[str, Any]) -> None:
         data["issuer"] += "/"
-    # The API server never accepts that discovery document, so there is nothing to wait for.
-    setup, _ = with_dex(slash, discoverable=False)
+    setup, _ = with_dex(slash)
     report = _login(setup)
     report.assert_broken("Dex's issuer has a trailing slash", "network.discovery",
                          "they differ only by a trailing slash", hint="byte for byte",

@@ -1,5 +1,7 @@
-"""doctor on `dexkit sandbox up`: Dex runs as a process there, so the in-cluster checks step
-aside with that reason, while the API-server checks judge the sandbox's real kube-apiserver."""
+"""doctor on `dexkit sandbox up`, found without naming a cluster: Dex runs as a process there,
+so the checks of a deployed Dex (Deployment, Service, TLS Secret, config Secret) step aside
+with that reason; Dex's RBAC is checked, since that Dex reads the sandbox through it; the
+network, API-server and token checks judge the real Dex and kube-apiserver."""
 
 from __future__ import annotations
 
@@ -26,23 +28,26 @@ def test_doctor_knows_the_sandbox(
                               capture_output=True, text=True, env=env, timeout=180,
                               check=False)
 
-    (port,) = controlplane.free_ports(1)
+    port = controlplane.free_node_port()  # the NodePort is the issuer's port: no warning
     assert run("init", "--issuer", f"https://127.0.0.1:{port}",
                "--connector", "static").returncode == 0
     up = run("sandbox", "up")
     try:
         assert up.returncode == 0, up.stderr
-        kubeconfig = controlplane.sandbox_dir(tmp_path) / "admin.kubeconfig"
-        doctor = run("doctor", "--kubeconfig", str(kubeconfig), "--output", "json")
-        results = {r["id"]: r for r in json.loads(doctor.stdout)["results"]}
+        doctor = run("doctor", "--login", "password", "--output", "json")
+        assert "using the project's running sandbox" in doctor.stderr
+        report = json.loads(doctor.stdout)
+        results = {r["id"]: r for r in report["results"]}
         for check in ("cluster.deployment", "cluster.service", "cluster.tls-secret",
-                      "cluster.dex-config", "cluster.dex-rbac"):
+                      "cluster.dex-config"):
             assert results[check]["status"] == "skip", results[check]
             assert "sandbox runs Dex as a local process" in results[check]["message"]
-        assert results["cluster.reachable"]["status"] == "ok"
-        for check in ("apiserver.visible", "apiserver.mode", "apiserver.oidc"):
+        assert results["cluster.dex-rbac"]["status"] == "ok", results["cluster.dex-rbac"]
+        for check in ("cluster.reachable", "apiserver.visible", "apiserver.mode",
+                      "apiserver.oidc", "network.tcp", "network.tls", "network.discovery",
+                      "network.jwks", "token.login", "token.audience", "token.review"):
             assert results[check]["status"] == "ok", results[check]
-        # Dex itself is not running here (or not built): the network checks say so.
-        assert results["network.tcp"]["status"] == "fail"
+        assert report["passed"] and not report["warnings"], report
+        assert doctor.returncode == 0
     finally:
         run("sandbox", "down")
