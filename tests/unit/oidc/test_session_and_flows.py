@@ -144,7 +144,7 @@ def test_password_order_file_beats_environment_beats_project(issuer: FakeIssuer,
 def test_no_password_non_interactive_says_where_to_put_it(issuer: FakeIssuer,
                                                           tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "--grant", "password", "--username", "bob@example.com")
-    with pytest.raises(LoginRequired, match="no password for bob@example.com") as info:
+    with pytest.raises(LoginRequired, match=r"no password for bob@example\.com") as info:
         obtain(settings, interactive=False, http=issuer.client(), edges=edges())
     assert "DEXKIT_PASSWORD" in info.value.hint
 
