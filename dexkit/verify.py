@@ -192,14 +192,14 @@ def step_token(state: _State) -> str:
 
 def step_review(state: _State) -> str:
     from dexkit.errors import ClusterError
-    from dexkit.kube import connect, who_am_i
+    from dexkit.kube import review_identity, token_session
 
     assert state.tokens is not None
     deadline = time.monotonic() + state.req.authenticator_wait
+    session = token_session(state.req.target, state.tokens.id_token)
     while True:
-        cluster = connect(state.req.target, bearer_token=state.tokens.id_token)
         try:
-            state.identity = who_am_i(cluster)
+            state.identity = review_identity(session)
             break
         except ClusterError as exc:
             if "401" not in exc.message or time.monotonic() > deadline:
@@ -256,15 +256,15 @@ def step_mapping(state: _State) -> str:
 
 def step_authorization(state: _State) -> str:
     from dexkit.errors import DexkitError as Denied
-    from dexkit.kube import can_i, connect
+    from dexkit.kube import review_access, token_session
 
     assert state.tokens is not None
     if not state.req.probes:
         return "no probes asked (--can / --cannot)"
-    cluster = connect(state.req.target, bearer_token=state.tokens.id_token)
+    session = token_session(state.req.target, state.tokens.id_token)
     lines = []
     for probe in state.req.probes:
-        result = can_i(cluster, probe.verb, probe.resource, probe.namespace)
+        result = review_access(session, probe.verb, probe.resource, probe.namespace)
         if result.allowed != probe.expect_allowed:
             verdict = "allowed" if result.allowed else "denied"
             raise Denied(f"'{probe}' is {verdict}, expected "

@@ -311,3 +311,14 @@ def test_kubelogin_style_defaults(tmp_path: Path) -> None:
 def test_bad_settings_are_usage_errors(args: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         build_settings(["--issuer", ISSUER, "--client-id", "k", *args], environ={})
+
+
+def test_the_project_paths_settings_use_are_the_projects(tmp_path: Path) -> None:
+    from dexkit.config import load_config
+    from dexkit.oidc.settings import project_ca, stored_password
+    from dexkit.project import InitRequest, init_project, password_file, tls_paths
+
+    init_project(InitRequest(directory=tmp_path, connector="static"))
+    config = load_config(tmp_path).config
+    assert project_ca(tmp_path, config) == tls_paths(tmp_path, config).ca
+    assert stored_password(tmp_path, "a@b.c") == password_file(tmp_path, "a@b.c")
