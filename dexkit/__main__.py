@@ -10,6 +10,7 @@ Kept lean on purpose, because these run where start-up time is felt:
 
 from __future__ import annotations
 
+import os
 import sys
 
 # (name, one line) for `dexkit --help`, in the order shown; a unit test keeps the names equal
@@ -39,6 +40,8 @@ def usage() -> str:
              "Wire Kubernetes API-server authentication to Dex, end to end.", "",
              "Options:", "  -V, --version  Print the version and exit.",
              "  --debug        Show tracebacks on errors.",
+             "  --install-completion  Install completion for the current shell.",
+             "  --show-completion     Show completion for the current shell.",
              "  -h, --help     Show this message and exit.", "", "Commands:"]
     lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS]
     lines += ["", "Run 'dexkit COMMAND --help' for a command's options."]
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"dexkit {__version__}\n")
         return
-    if args in (["--help"], ["-h"], []):
+    if args in (["--help"], ["-h"], []) and "_DEXKIT_COMPLETE" not in os.environ:
         sys.stdout.write(usage())
         if not args:
             raise SystemExit(2)  # a usage error, as Typer's no_args_is_help
@@ -65,6 +68,18 @@ def main(argv: list[str] | None = None) -> None:
     from dexkit.cli import run
 
     run(args)
+
+
+def kubectl_main() -> None:
+    """``kubectl-dexkit``: kubectl runs a ``kubectl-<name>`` it finds on PATH for
+    ``kubectl <name> ...``, with the remaining arguments; the same CLI, named as it was called."""
+    args = sys.argv[1:]
+    if args[:1] in (["token"], ["get-token"]) or args in (["--version"], ["-V"]):
+        main(args)
+        return
+    from dexkit.cli import run
+
+    run(args, prog_name="kubectl dexkit")
 
 
 if __name__ == "__main__":

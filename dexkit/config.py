@@ -45,10 +45,16 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _SEP = "\x1f"  # separates key, message and hint inside a validator's ValueError
+_PART = "\x1e"  # separates the parts of a nested key inside it
 
 
-def invalid(key: str, message: str, hint: str = "") -> NoReturn:
-    """Raise a validation error about ``key`` of the struct being checked, with a hint."""
+def invalid(key: str | tuple[str | int, ...], message: str, hint: str = "") -> NoReturn:
+    """Raise a validation error about ``key`` of the struct being checked, with a hint.
+
+    A tuple names a nested key (``("extraConfig", "web")``), so the error points at its line.
+    """
+    if isinstance(key, tuple):
+        key = _PART.join(str(part) for part in key)
     raise ValueError(f"{_SEP}{key}{_SEP}{message}{_SEP}{hint}")
 
 
@@ -171,32 +177,433 @@ class PostgresStorage(Tagged, frozen=True, tag_field="type", tag="postgres"):
 Storage: TypeAlias = KubernetesStorage | MemoryStorage | SQLiteStorage | PostgresStorage
 
 
+# --- Kubernetes shapes for the Dex pod (the Helm chart's knobs, typed) -----------------------
+# The chart passes these through as free YAML; here each is a typed section, in Kubernetes' own
+# spelling, so a typo is an error with a line number instead of a field the API server drops.
+# Sections that are whole Kubernetes sub-APIs (affinity terms, volume sources, NetworkPolicy
+# peers) are checked at their top level only; the API server validates the rest (the render
+# tests validate each against the OpenAPI schema of every supported minor).
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+_DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
+# Label keys dexkit relies on (deploy and destroy select its objects by them).
+OWNED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/managed-by")
+
+
+def check_label_key(key: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"label key '{key}': the prefix must be a DNS subdomain")
+    if not _LABEL_NAME.match(name):
+        raise ValueError(f"label key '{key}' is not a valid label name (63 letters, digits, "
+                         "'-', '_' or '.', starting and ending alphanumeric)")
+
+
+def check_labels(key: str, labels: dict[str, str], *, owned_ok: bool = False) -> None:
+    for name, value in labels.items():
+        _checked(key, check_label_key, name)
+        if value and not _LABEL_NAME.match(value):
+            invalid(key, f"label value '{value}' of '{name}' is not a valid label value")
+        if not owned_ok and name in OWNED_LABELS:
+            invalid(key, f"label '{name}' is dexkit's own (deploy and destroy select by it)",
+                    "choose another label key")
+
+
+def check_annotations(key: str, annotations: dict[str, str]) -> None:
+    for name in annotations:
+        _checked(key, check_label_key, name)
+
+
+def check_quantity(value: str | int | float) -> None:
+    if isinstance(value, bool) or not _QUANTITY.match(str(value)):
+        raise ValueError(f"'{value}' is not a Kubernetes quantity (e.g. 100m, 64Mi, 1)")
+
+
+def check_duration(value: str) -> None:
+    if not _DURATION.match(value):
+        raise ValueError(f"'{value}' is not a duration such as 30s, 1m or 1h30m")
+
+
+Quantity: TypeAlias = str | int | float
+
+
+class Resources(Model, frozen=True, omit_defaults=True):
+    """Container requests and limits (``resources`` in the chart)."""
+
+    requests: dict[str, Quantity] = msgspec.field(default_factory=dict)
+    limits: dict[str, Quantity] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, values in (("requests", self.requests), ("limits", self.limits)):
+            for value in values.values():
+                try:
+                    check_quantity(value)
+                except ValueError as exc:
+                    invalid(key, str(exc))
+
+
+def default_resources() -> Resources:
+    # Dex idles at ~20 MiB; the limit leaves room for bursts of logins and key rotation.
+    return Resources(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"})
+
+
+class Toleration(Model, frozen=True, omit_defaults=True):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.operator == "Exists" and self.value:
+            invalid("value", "a toleration with operator Exists takes no value")
+        if self.key is None and self.operator != "Exists":
+            invalid("operator", "a toleration without a key must use operator Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            invalid("tolerationSeconds", "tolerationSeconds applies to effect NoExecute only")
+
+
+class RollingUpdate(Model, frozen=True, omit_defaults=True):
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+
+
+class Strategy(Model, frozen=True, omit_defaults=True):
+    """The Deployment's update strategy (``strategy`` in the chart)."""
+
+    type: Literal["RollingUpdate", "Recreate"] | None = None
+    rolling_update: RollingUpdate | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "Recreate" and self.rolling_update is not None:
+            invalid("rollingUpdate", "rollingUpdate may only be set with type RollingUpdate")
+
+
+class HostAlias(Model, frozen=True):
+    ip: str
+    hostnames: list[str]
+
+    def __post_init__(self) -> None:
+        if not is_ip(self.ip):
+            invalid("ip", f"'{self.ip}' is not an IP address")
+        for name in self.hostnames:
+            if not is_dns_name(name):
+                invalid("hostnames", f"'{name}' is not a valid host name")
+
+
+class NameRef(Model, frozen=True, omit_defaults=True):
+    name: str
+    optional: bool | None = None
+
+
+class LocalObjectReference(Model, frozen=True):
+    name: str
+
+    def __post_init__(self) -> None:
+        if not _DNS_SUBDOMAIN.match(self.name):
+            invalid("name", f"'{self.name}' is not a valid Secret name")
+
+
+class EnvFromSource(Model, frozen=True, omit_defaults=True):
+    prefix: str | None = None
+    config_map_ref: NameRef | None = None
+    secret_ref: NameRef | None = None
+
+    def __post_init__(self) -> None:
+        if (self.config_map_ref is None) == (self.secret_ref is None):
+            invalid("secretRef", "an envFrom entry needs exactly one of configMapRef or secretRef")
+
+
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+class EnvVar(Model, frozen=True, omit_defaults=True):
+    """A container environment variable in Kubernetes' shape (``envVars`` in the chart)."""
+
+    name: str
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not _ENV_NAME.match(self.name):
+            invalid("name", f"'{self.name}' is not a valid environment variable name")
+        if self.value is not None and self.value_from is not None:
+            invalid("valueFrom", f"{self.name}: value and valueFrom cannot both be set")
+        sources = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef",
+                   "fileKeyRef")
+        if self.value_from is not None and (len(self.value_from) != 1
+                                            or next(iter(self.value_from)) not in sources):
+            invalid("valueFrom", f"{self.name}: valueFrom needs exactly one of "
+                    f"{', '.join(sources)}")
+
+
+class VolumeMount(Model, frozen=True, omit_defaults=True):
+    name: str
+    mount_path: str
+    read_only: bool | None = None
+    sub_path: str | None = None
+    sub_path_expr: str | None = None
+    mount_propagation: Literal["None", "HostToContainer", "Bidirectional"] | None = None
+    recursive_read_only: Literal["Disabled", "IfPossible", "Enabled"] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.mount_path.startswith("/"):
+            invalid("mountPath", f"mountPath '{self.mount_path}' must be absolute")
+
+
+class Affinity(Model, frozen=True, omit_defaults=True):
+    """The pod's affinity; each term is passed to Kubernetes as written."""
+
+    node_affinity: dict[str, Any] | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+
+class ServiceAccountSettings(Model, frozen=True):
+    # e.g. eks.amazonaws.com/role-arn (IRSA) or iam.gke.io/gcp-service-account.
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_annotations("annotations", self.annotations)
+
+
+class ServiceMonitorSettings(Model, frozen=True):
+    """A prometheus-operator ServiceMonitor for Dex's /metrics (telemetry port)."""
+
+    enabled: bool = False
+    # Default: Dex's namespace.
+    namespace: str | None = None
+    interval: str | None = None
+    scrape_timeout: str | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, value in (("interval", self.interval), ("scrapeTimeout", self.scrape_timeout)):
+            if value is not None:
+                _checked(key, check_duration, value)
+        if self.namespace is not None and not _DNS_LABEL.match(self.namespace):
+            invalid("namespace", f"'{self.namespace}' is not a valid namespace")
+        check_labels("labels", self.labels, owned_ok=True)
+        check_annotations("annotations", self.annotations)
+
+
+class NetworkPolicySettings(Model, frozen=True):
+    """Only Dex's own ports are reachable; egress is restricted when egressRules are given."""
+
+    enabled: bool = False
+    # NetworkPolicyPeers allowed to reach Dex's ports; empty: from anywhere.
+    ingress_from: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # NetworkPolicyEgressRules, as in the chart; empty: egress is not restricted.
+    egress_rules: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        peers = ("podSelector", "namespaceSelector", "ipBlock")
+        for peer in self.ingress_from:
+            if not peer or set(peer) - set(peers):
+                invalid("ingressFrom", f"a peer has keys among {', '.join(peers)}; got "
+                        f"{sorted(peer)}")
+        for rule in self.egress_rules:
+            if set(rule) - {"to", "ports"}:
+                invalid("egressRules", f"an egress rule has the keys 'to' and 'ports'; got "
+                        f"{sorted(rule)}")
+
+
+class AutoscalingSettings(Model, frozen=True):
+    """A HorizontalPodAutoscaler (autoscaling/v2) instead of a fixed replica count."""
+
+    enabled: bool = False
+    min_replicas: Annotated[int, Meta(ge=1)] = 1
+    max_replicas: Annotated[int, Meta(ge=1)] = 3
+    target_cpu_utilization_percentage: Annotated[int, Meta(ge=1)] | None = msgspec.field(
+        default=80, name="targetCPUUtilizationPercentage")
+    target_memory_utilization_percentage: Annotated[int, Meta(ge=1)] | None = msgspec.field(
+        default=None, name="targetMemoryUtilizationPercentage")
+
+    def __post_init__(self) -> None:
+        if self.max_replicas < self.min_replicas:
+            invalid("maxReplicas", f"maxReplicas {self.max_replicas} is below minReplicas "
+                    f"{self.min_replicas}")
+        if self.enabled and self.target_cpu_utilization_percentage is None and \
+                self.target_memory_utilization_percentage is None:
+            invalid("targetCPUUtilizationPercentage", "an autoscaler needs a CPU or memory "
+                    "target")
+
+
+class GRPCSettings(Model, frozen=True):
+    """Dex's gRPC API (create clients, passwords...): mutual TLS with the project's CA only."""
+
+    enabled: bool = False
+    port: Port = 5557
+    reflection: bool = False
+
+
+# Top-level keys of Dex's config (cmd/dex/config.go, v2.45.1).
+DEX_CONFIG_KEYS = ("issuer", "storage", "web", "telemetry", "oauth2", "grpc", "expiry", "logger",
+                   "frontend", "signer", "connectors", "staticClients", "enablePasswordDB",
+                   "staticPasswords")
+
+
 class ServiceSettings(Model, frozen=True):
     type: Literal["NodePort", "ClusterIP", "LoadBalancer"] = "NodePort"
     node_port: int = 32000
     port: Port = 5556
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    # Also expose the plain-HTTP telemetry port 5558 (/metrics, /healthz); on by itself with a
+    # ServiceMonitor.
+    telemetry: bool = False
 
     def __post_init__(self) -> None:
         if not 30000 <= self.node_port <= 32767:
             invalid("nodePort", f"nodePort {self.node_port} is outside the API server's default "
                     "NodePort range 30000-32767")
+        check_annotations("annotations", self.annotations)
+
+
+class IngressPath(Model, frozen=True):
+    path: str
+    path_type: Literal["Prefix", "Exact", "ImplementationSpecific"] = "Prefix"
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            invalid("path", f"ingress path '{self.path}' must start with '/'")
+
+
+class IngressHost(Model, frozen=True):
+    host: str
+    # Empty: the issuer's path, as a Prefix.
+    paths: list[IngressPath] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not is_dns_name(self.host):
+            invalid("host", f"ingress host '{self.host}' is not a DNS name (an Ingress host "
+                    "cannot be an IP address)")
+
+
+class IngressTLS(Model, frozen=True, omit_defaults=True):
+    hosts: list[str]
+    # Default: dexkit's TLS Secret (the serving certificate); name another, e.g. cert-manager's.
+    secret_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.secret_name is not None and not _DNS_SUBDOMAIN.match(self.secret_name):
+            invalid("secretName", f"'{self.secret_name}' is not a valid Secret name")
 
 
 class IngressSettings(Model, frozen=True):
     enabled: bool = False
     class_name: str | None = None
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    # Empty: one rule for the issuer's host and path, with dexkit's serving certificate.
+    hosts: list[IngressHost] = msgspec.field(default_factory=list)
+    tls: list[IngressTLS] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_annotations("annotations", self.annotations)
+        names = [h.host.lower() for h in self.hosts]
+        if len(names) != len(set(names)):
+            invalid("hosts", f"ingress hosts must be unique, got {names}")
+
+
+# Volumes and mounts the Deployment has already; extra ones may not reuse their names.
+RESERVED_VOLUMES = ("config", "tls", "connector-ca", "tmp", "data")
 
 
 class DexSettings(Model, frozen=True):
     image: str = DEFAULT_DEX_IMAGE
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[LocalObjectReference] = msgspec.field(default_factory=list)
     replicas: Annotated[int, Meta(ge=1, le=20)] = 1
+    revision_history_limit: Annotated[int, Meta(ge=0)] = 10
+    strategy: Strategy | None = None
     storage: Storage = msgspec.field(default_factory=KubernetesStorage)
     service: ServiceSettings = msgspec.field(default_factory=ServiceSettings)
     ingress: IngressSettings = msgspec.field(default_factory=IngressSettings)
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     # Dex's duration syntax; the guide keeps Dex's default of 24h ID tokens.
     id_token_lifetime: str = "24h"
+    resources: Resources = msgspec.field(default_factory=default_resources)
+    node_selector: dict[str, str] = msgspec.field(default_factory=dict)
+    tolerations: list[Toleration] = msgspec.field(default_factory=list)
+    affinity: Affinity = msgspec.field(default_factory=Affinity)
+    # None: dexkit's own (spread over nodes when there is more than one replica).
+    topology_spread_constraints: list[dict[str, Any]] | None = None
+    priority_class_name: str | None = None
+    host_aliases: list[HostAlias] = msgspec.field(default_factory=list)
+    # On every object dexkit renders (never on selectors, which cannot change).
+    common_labels: dict[str, str] = msgspec.field(default_factory=dict)
+    pod_labels: dict[str, str] = msgspec.field(default_factory=dict)
+    pod_annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    service_account: ServiceAccountSettings = msgspec.field(
+        default_factory=ServiceAccountSettings)
+    # The chart's three spellings: env (name: value), envVars (Kubernetes EnvVars), envFrom.
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    env_vars: list[EnvVar] = msgspec.field(default_factory=list)
+    env_from: list[EnvFromSource] = msgspec.field(default_factory=list)
+    volumes: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    volume_mounts: list[VolumeMount] = msgspec.field(default_factory=list)
+    service_monitor: ServiceMonitorSettings = msgspec.field(
+        default_factory=ServiceMonitorSettings)
+    network_policy: NetworkPolicySettings = msgspec.field(default_factory=NetworkPolicySettings)
+    autoscaling: AutoscalingSettings = msgspec.field(default_factory=AutoscalingSettings)
+    grpc: GRPCSettings = msgspec.field(default_factory=GRPCSettings)
+    # Merged into Dex's config as it is (expiry, frontend, oauth2, more connectors...), except
+    # where it would contradict what dexkit renders (see check_extra_config).
+    extra_config: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_labels("commonLabels", self.common_labels)
+        check_labels("podLabels", self.pod_labels)
+        check_annotations("podAnnotations", self.pod_annotations)
+        check_labels("nodeSelector", self.node_selector, owned_ok=True)
+        if self.priority_class_name is not None and \
+                not _DNS_SUBDOMAIN.match(self.priority_class_name):
+            invalid("priorityClassName", f"'{self.priority_class_name}' is not a valid name")
+        for name in self.env:
+            if not _ENV_NAME.match(name):
+                invalid("env", f"'{name}' is not a valid environment variable name")
+        self._check_volumes()
+        self._check_autoscaling()
+
+    def _check_volumes(self) -> None:
+        names: list[str] = []
+        for volume in self.volumes:
+            name = volume.get("name")
+            if not isinstance(name, str) or not _DNS_LABEL.match(name):
+                invalid("volumes", f"every volume needs a 'name' that is a DNS label, got {name!r}")
+            if name in RESERVED_VOLUMES:
+                invalid("volumes", f"volume name '{name}' is dexkit's own",
+                        f"use a name other than {', '.join(RESERVED_VOLUMES)}")
+            if len(volume) != 2:
+                invalid("volumes", f"volume '{name}' needs exactly one source (secret, "
+                        "configMap, emptyDir, ...) besides its name")
+            names.append(name)
+        if len(names) != len(set(names)):
+            invalid("volumes", f"volume names must be unique, got {names}")
+        for mount in self.volume_mounts:
+            if mount.name not in names:
+                invalid("volumeMounts", f"volumeMount '{mount.name}' names no volume under "
+                        "dex.volumes", "add the volume, or fix the name")
+
+    def _check_autoscaling(self) -> None:
+        auto = self.autoscaling
+        if not auto.enabled:
+            return
+        for target, resource in ((auto.target_cpu_utilization_percentage, "cpu"),
+                                 (auto.target_memory_utilization_percentage, "memory")):
+            if target is not None and resource not in self.resources.requests:
+                invalid("autoscaling", f"a {resource} utilization target needs a {resource} "
+                        "request: utilization is measured against it",
+                        f"set dex.resources.requests.{resource}")
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling.enabled else self.replicas
+
+    @property
+    def min_replicas(self) -> int:
+        return self.autoscaling.min_replicas if self.autoscaling.enabled else self.replicas
 
 
 def env_prefix(connector_id: str) -> str:
@@ -374,6 +781,73 @@ def default_clients() -> list[OAuthClient]:
 SigningAlg: TypeAlias = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 
 
+class ClaimValidationRule(Model, frozen=True, omit_defaults=True):
+    """A rule on the token's claims: ``claim``/``requiredValue``, or a CEL ``expression`` with
+    the ``message`` the API server logs when it fails."""
+
+    claim: str | None = None
+    required_value: str | None = None
+    expression: str | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.claim is None) == (self.expression is None):
+            invalid("expression", "a claim validation rule needs exactly one of 'claim' or "
+                    "'expression'")
+        if self.claim is not None and self.message is not None:
+            invalid("message", "message goes with an expression; a claim rule has none")
+        if self.expression is not None and self.required_value is not None:
+            invalid("requiredValue", "requiredValue goes with a claim, not an expression")
+
+
+class UserValidationRule(Model, frozen=True, omit_defaults=True):
+    """A CEL rule on the user the API server built (``user.username``, ``user.groups``...)."""
+
+    expression: str
+    message: str | None = None
+
+
+def default_user_validation_rules() -> list[UserValidationRule]:
+    # Kubernetes' own components are system:...; no token from Dex may pass for one of them.
+    return [
+        UserValidationRule(expression="!user.username.startsWith('system:')",
+                           message="username must not start with the reserved prefix system:"),
+        UserValidationRule(expression="user.groups.all(g, !g.startsWith('system:'))",
+                           message="groups must not start with the reserved prefix system:"),
+    ]
+
+
+class ExtraMapping(Model, frozen=True):
+    """``user.extra[key]`` from a CEL expression over the claims."""
+
+    key: str
+    value_expression: str
+
+    def __post_init__(self) -> None:
+        domain, _, path = self.key.partition("/")
+        if self.key != self.key.lower() or not path or not _DNS_SUBDOMAIN.match(domain):
+            invalid("key", f"extra key '{self.key}' must be a lower-case domain-prefixed path, "
+                    "e.g. example.com/tenant")
+        if any(domain == d or domain.endswith("." + d) for d in ("k8s.io", "kubernetes.io")):
+            invalid("key", f"extra key '{self.key}': k8s.io and kubernetes.io are reserved")
+
+
+class AnonymousCondition(Model, frozen=True):
+    path: str
+
+
+class AnonymousSettings(Model, frozen=True):
+    """The AuthenticationConfiguration's ``anonymous`` (Kubernetes 1.32+); --anonymous-auth must
+    then not be set."""
+
+    enabled: bool
+    conditions: list[AnonymousCondition] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.conditions and not self.enabled:
+            invalid("conditions", "conditions need enabled: true")
+
+
 class APIServerSettings(Model, frozen=True):
     """How the kube-apiserver validates Dex's ID tokens."""
 
@@ -390,12 +864,110 @@ class APIServerSettings(Model, frozen=True):
     groups_prefix: str = "oidc:"
     signing_algs: list[SigningAlg] = msgspec.field(default_factory=lambda: ["RS256"])
     required_claims: dict[str, str] = msgspec.field(default_factory=dict)
+    # --- authentication-config mode only (the --oidc-* flags cannot express these) ---------
+    # Audiences accepted besides clientID (audienceMatchPolicy MatchAny).
+    audiences: list[str] = msgspec.field(default_factory=list)
+    audience_match_policy: Literal["MatchAny"] | None = None
+    # Where the API server fetches discovery when it differs from the issuer (in-cluster URL).
+    discovery_url: str | None = msgspec.field(default=None, name="discoveryURL")
+    # CEL instead of a claim and prefix, e.g. "'oidc:' + claims.email".
+    username_expression: str | None = None
+    groups_expression: str | None = None
+    uid_claim: str | None = None
+    uid_expression: str | None = None
+    extra: list[ExtraMapping] = msgspec.field(default_factory=list)
+    claim_validation_rules: list[ClaimValidationRule] = msgspec.field(default_factory=list)
+    # None: dexkit's default (refuse system: usernames and groups); [] for none.
+    user_validation_rules: list[UserValidationRule] | None = None
+    # More jwt authenticators for the same file, in the AuthenticationConfiguration's shape.
+    extra_jwt: list[dict[str, Any]] = msgspec.field(default_factory=list, name="extraJWT")
+    anonymous: AnonymousSettings | None = None
 
     def __post_init__(self) -> None:
         for key, value in (("caFile", self.ca_file),
                            ("authenticationConfigFile", self.authentication_config_file)):
             if not value.startswith("/"):
                 invalid(key, f"'{value}' must be an absolute path on the API-server node")
+        self._check_mappings()
+        if self.mode == "flags":
+            self._check_flags_mode()
+
+    def _check_mappings(self) -> None:
+        if self.username_expression is not None and self.username_prefix is not None:
+            invalid("usernamePrefix", "usernamePrefix cannot be combined with "
+                    "usernameExpression", "put the prefix into the expression")
+        if self.uid_claim is not None and self.uid_expression is not None:
+            invalid("uidExpression", "set uidClaim or uidExpression, not both")
+        if self.audience_match_policy is not None and not self.audiences:
+            invalid("audienceMatchPolicy", "audienceMatchPolicy needs more than one audience",
+                    "add apiServer.audiences, or drop audienceMatchPolicy")
+        auds = [self.client_id, *self.audiences]
+        if len(auds) != len(set(auds)) or "" in auds:
+            invalid("audiences", f"audiences must be unique and non-empty, got {auds}")
+        keys = [e.key for e in self.extra]
+        if len(keys) != len(set(keys)):
+            invalid("extra", f"extra keys must be unique, got {keys}")
+        if self.discovery_url is not None:
+            _checked("discoveryURL", check_issuer, self.discovery_url)
+        for entry in self.extra_jwt:
+            _check_jwt_entry(entry)
+
+    def structured_only(self, *, effective: bool = False) -> list[str]:
+        """The settings in use that only the AuthenticationConfiguration can express (with
+        ``effective``, dexkit's default userValidationRules count as in use)."""
+        user_rules = self.effective_user_rules if effective else self.user_validation_rules
+        return [name for name, value in (
+            ("audiences", self.audiences), ("discoveryURL", self.discovery_url),
+            ("usernameExpression", self.username_expression),
+            ("groupsExpression", self.groups_expression), ("uidClaim", self.uid_claim),
+            ("uidExpression", self.uid_expression), ("extra", self.extra),
+            ("claimValidationRules", self.claim_validation_rules),
+            ("userValidationRules", user_rules),
+            ("extraJWT", self.extra_jwt), ("anonymous", self.anonymous)) if value]
+
+    def _check_flags_mode(self) -> None:
+        used = self.structured_only()
+        if used:
+            invalid(used[0], f"apiServer.{used[0]} needs the AuthenticationConfiguration: the "
+                    "--oidc-* flags cannot express it", "set apiServer.mode: "
+                    "authentication-config (Kubernetes 1.30 and later)")
+
+    @property
+    def effective_user_rules(self) -> list[UserValidationRule]:
+        if self.user_validation_rules is None:
+            return default_user_validation_rules() if self.mode == "authentication-config" \
+                else []
+        return self.user_validation_rules
+
+
+def _check_jwt_entry(entry: dict[str, Any]) -> None:
+    """The minimum the API server needs of another jwt authenticator, as readable errors."""
+    issuer = entry.get("issuer")
+    if not isinstance(issuer, dict) or not isinstance(issuer.get("url"), str):
+        invalid("extraJWT", "every extraJWT entry needs issuer.url")
+    _checked("extraJWT", check_issuer, issuer["url"])
+    audiences = issuer.get("audiences")
+    if not isinstance(audiences, list) or not audiences:
+        invalid("extraJWT", f"extraJWT issuer {issuer['url']}: issuer.audiences needs at least "
+                "one audience")
+    mappings = entry.get("claimMappings")
+    if not isinstance(mappings, dict) or "username" not in mappings:
+        invalid("extraJWT", f"extraJWT issuer {issuer['url']}: claimMappings.username is "
+                "required")
+    unknown = set(entry) - {"issuer", "claimValidationRules", "claimMappings",
+                            "userValidationRules"}
+    if unknown:
+        invalid("extraJWT", f"extraJWT issuer {issuer['url']}: unknown key "
+                f"'{sorted(unknown)[0]}'")
+
+
+class EKSSettings(Model, frozen=True):
+    """For ``dexkit render --format eks|eksctl``: EKS's identity provider config."""
+
+    cluster_name: str | None = None
+    region: str | None = None
+    identity_provider_config_name: str = "dex"
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class RBACBinding(Model, frozen=True):
@@ -423,6 +995,7 @@ class Config(Model, frozen=True):
     clients: list[OAuthClient] = msgspec.field(default_factory=default_clients)
     api_server: APIServerSettings = msgspec.field(default_factory=APIServerSettings)
     rbac: list[RBACBinding] = msgspec.field(default_factory=list)
+    eks: EKSSettings = msgspec.field(default_factory=EKSSettings)
 
     def __post_init__(self) -> None:
         _checked("issuer", check_issuer, self.issuer)
@@ -435,6 +1008,7 @@ class Config(Model, frozen=True):
             tls = msgspec.structs.replace(self.tls, **{"ips" if is_ip(host) else "hosts": [host]})
             force_setattr(self, "tls", tls)
         self._check_consistency()
+        _check_cluster_fit(self)
 
     def _normalise_version(self) -> None:
         match = re.fullmatch(r"v?1\.(\d+)(\.\d+)?", self.kubernetes_version)
@@ -500,7 +1074,11 @@ class Config(Model, frozen=True):
 
     @property
     def effective_username_prefix(self) -> str:
-        """The prefix the API server applies, spelled out (AuthenticationConfiguration needs it)."""
+        """The prefix the API server applies, spelled out (AuthenticationConfiguration needs it).
+
+        With a usernameExpression there is none: the expression makes the whole name."""
+        if self.api_server.username_expression is not None:
+            return ""
         prefix = self.api_server.username_prefix
         if prefix is None:
             return "" if self.api_server.username_claim == "email" else f"{self.issuer}#"
@@ -515,14 +1093,125 @@ class Config(Model, frozen=True):
                 f"the issuer port {self.issuer_port} differs from the Dex NodePort "
                 f"{service.node_port}; fine behind a proxy or port mapping, otherwise the "
                 "API server and browsers will not reach Dex at the issuer URL")
+        extra_ports = [p for p, on in (("telemetry", service.telemetry or
+                                        self.dex.service_monitor.enabled),
+                                       ("grpc", self.dex.grpc.enabled)) if on]
+        if service.type != "ClusterIP" and extra_ports:
+            found.append(
+                f"the {service.type} Service also exposes the {' and '.join(extra_ports)} "
+                "port(s) outside the cluster (Kubernetes gives every port of the Service a "
+                "node port); restrict them with dex.networkPolicy, or use type ClusterIP "
+                "behind an Ingress")
+        api = self.api_server
+        if api.groups_expression is not None and api.groups_claim:
+            found.append("apiServer.groupsExpression is used as written: groupsClaim and "
+                         f"groupsPrefix ('{api.groups_prefix}') are not applied, so put the "
+                         "prefix into the expression, e.g. claims.groups.map(g, 'oidc:' + g)")
+        if self.dex.grpc.enabled and not self.dex.network_policy.enabled:
+            found.append("dex.grpc is on: the gRPC API can create clients and passwords; it "
+                         "accepts only clients with a certificate from the project's CA, but "
+                         "consider dex.networkPolicy to limit who reaches it")
         return found
+
+
+# What dexkit renders into Dex's config itself; dex.extraConfig may not say otherwise.
+_OWNED_DEX_KEYS: dict[str, str] = {
+    "issuer": "set it with 'issuer' (dexkit renders it into both sides)",
+    "storage": "set it with dex.storage",
+    "web.http": "Dex serves HTTPS only, on the port the Service and probes use",
+    "web.https": "Dex serves HTTPS on the port the Service and probes use",
+    "web.tlsCert": "the serving certificate comes from tls (ssl/cert.pem)",
+    "web.tlsKey": "the serving certificate comes from tls (ssl/key.pem)",
+    "telemetry.http": "the probes and the ServiceMonitor use the telemetry port dexkit sets",
+    "grpc": "set it with dex.grpc",
+    "logger.level": "set it with dex.logLevel",
+    "expiry.idTokens": "set it with dex.idTokenLifetime",
+    "enablePasswordDB": "it follows staticUsers",
+    "staticPasswords": "use staticUsers (bcrypt hashes, passwords kept out of the file)",
+}
+
+
+def check_extra_config(config: Config) -> None:
+    """dex.extraConfig may add to Dex's config, never contradict what dexkit renders.
+
+    Rules: top-level keys are Dex's own; the owned paths above are refused; ``connectors`` and
+    ``staticClients`` are appended, so an id dexkit already uses (above all the client the API
+    server trusts) is refused; ``oauth2.passwordConnector`` may not differ from dexkit's.
+    """
+    extra = config.dex.extra_config
+    for key, value in extra.items():
+        if key not in DEX_CONFIG_KEYS:
+            match = difflib.get_close_matches(key, DEX_CONFIG_KEYS, n=1, cutoff=0.6)
+            invalid(("dex", "extraConfig", key), f"'{key}' is not a key of Dex's config",
+                    f"did you mean '{match[0]}'?" if match else
+                    f"Dex's keys: {', '.join(DEX_CONFIG_KEYS)}")
+        if key in _OWNED_DEX_KEYS:
+            invalid(("dex", "extraConfig", key), f"extraConfig.{key} is rendered by dexkit",
+                    _OWNED_DEX_KEYS[key])
+        if isinstance(value, dict):
+            for sub in value:
+                path = f"{key}.{sub}"
+                if path in _OWNED_DEX_KEYS:
+                    invalid(("dex", "extraConfig", key, sub), f"extraConfig.{path} is rendered by "
+                            "dexkit", _OWNED_DEX_KEYS[path])
+        elif key in ("web", "telemetry", "oauth2", "expiry", "logger", "frontend", "signer"):
+            invalid(("dex", "extraConfig", key), f"extraConfig.{key} must be a mapping")
+    _check_extra_list(extra, "connectors", [c.id for c in config.connectors] +
+                      (["local"] if config.static_users else []), "connectors")
+    _check_extra_list(extra, "staticClients", [c.id for c in config.clients], "clients")
+    wanted = (extra.get("oauth2") or {}).get("passwordConnector")
+    if wanted is not None and config.password_connector not in (None, wanted):
+        invalid(("dex", "extraConfig", "oauth2", "passwordConnector"),
+                f"dexkit already uses '{config.password_connector}' for the password grant",
+                "drop oauth2.passwordConnector from extraConfig")
+
+
+def _check_extra_list(extra: dict[str, Any], key: str, taken: list[str], owner: str) -> None:
+    entries = extra.get(key)
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        invalid(("dex", "extraConfig", key), f"extraConfig.{key} must be a list")
+    for index, entry in enumerate(entries):
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(ident, str) or not ident:
+            invalid(("dex", "extraConfig", key, index),
+                    f"every extraConfig.{key} entry needs an id")
+        if ident in taken:
+            invalid(("dex", "extraConfig", key, index),
+                    f"'{ident}' is already one of dexkit's {owner}",
+                    f"change it under '{owner}' instead, or give this entry another id")
+        taken = [*taken, ident]
+
+
+def _check_cluster_fit(config: Config) -> None:
+    """Checks across sections for the chart's knobs and the AuthenticationConfiguration."""
+    check_extra_config(config)
+    ingress = config.dex.ingress
+    host = config.issuer_host.lower()
+    if ingress.enabled and ingress.hosts and not is_ip(host) and \
+            host not in [h.host.lower() for h in ingress.hosts]:
+        invalid(("dex", "ingress", "hosts"), f"no ingress host serves the issuer's host '{host}'",
+                "add it to dex.ingress.hosts (the issuer must be reachable at its own URL)")
+    urls = [config.issuer] + [str(e["issuer"]["url"]) for e in config.api_server.extra_jwt]
+    if len(urls) != len(set(urls)):
+        invalid(("apiServer", "extraJWT"), f"an extraJWT issuer is already in the file: {urls} "
+                "(the API server wants each issuer URL once)", "remove the duplicate")
+    if config.api_server.anonymous is not None and config.minor < 32:
+        invalid(("apiServer", "anonymous"), "anonymous in the AuthenticationConfiguration needs "
+                "Kubernetes 1.32 or later", "raise kubernetesVersion or drop apiServer.anonymous")
+    if config.api_server.mode == "authentication-config" and \
+            config.api_server.uid_claim is None and config.api_server.uid_expression is None \
+            and config.api_server.extra:
+        invalid(("apiServer", "extra"), "extra mappings need a uid mapping too (the API server "
+                "requires claimMappings.uid when extra is set)", "set apiServer.uidClaim: sub")
 
 
 def _wildcard_covers(hosts: list[str], name: str) -> bool:
     return any(h.startswith("*.") and name.split(".", 1)[-1] == h[2:].lower() for h in hosts)
 
 
-def to_data(value: msgspec.Struct) -> Any:
+def to_data(value: object) -> Any:
     """The plain (YAML/JSON-ready) form of a config or section, with its camelCase keys."""
     return msgspec.to_builtins(value)
 
@@ -626,7 +1315,8 @@ def describe_error(text: str, data: Any) -> Problem:
     message, path = match.group("msg"), _parse_path(match.group("path") or "")
     if message.startswith(_SEP):
         key, message, hint = message[1:].split(_SEP, 2)
-        return Problem([*path, key], message, hint)
+        parts = [int(p) if p.isdigit() else p for p in key.split(_PART)]
+        return Problem([*path, *parts], message, hint)
     unknown = re.fullmatch(r"Object contains unknown field `(.*)`", message)
     if unknown:
         return _unknown_key(path, unknown.group(1), data)

@@ -135,6 +135,20 @@ class Output:
     def json(self, value: Any) -> None:
         self.data(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
+    def yaml(self, value: Any) -> None:
+        """The document ``json`` would print, as YAML (same keys, same order)."""
+        import yaml  # only for -o yaml: PyYAML is not on every command's path
+
+        plain = json.loads(json.dumps(value, sort_keys=True, default=str))
+        self.data(yaml.safe_dump(plain, sort_keys=True, allow_unicode=True, width=1000))
+
+    def structured(self, format_: str, value: Any) -> None:
+        """``value`` as ``-o json`` or ``-o yaml`` asked for it."""
+        if str(format_) == "yaml":
+            self.yaml(value)
+        else:
+            self.json(value)
+
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[str]],
               title: str = "") -> None:
         from rich.markup import escape

@@ -21,8 +21,11 @@ import bcrypt
 from dexkit import files, pki
 from dexkit.config import (
     CONFIG_FILE,
+    APIServerSettings,
     Config,
     Connector,
+    DexSettings,
+    EKSSettings,
     GitHubConnector,
     LDAPConnector,
     MockConnector,
@@ -34,7 +37,7 @@ from dexkit.config import (
     validate_values,
 )
 from dexkit.errors import UsageError
-from dexkit.render import render_template
+from dexkit.render import render_template, to_yaml
 
 STATE_DIR = ".dexkit"
 CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
@@ -124,7 +127,34 @@ def init_project(req: InitRequest, now: dt.datetime | None = None) -> InitResult
 
 
 def render_config_file(config: Config) -> str:
-    return render_template("project/dexkit.yaml.j2", c=config, d=to_data(config))
+    """The commented dexkit.yaml (see :func:`config_file_keys`)."""
+    return config_file_keys(config)[0]
+
+
+def config_file_keys(config: Config) -> tuple[str, list[str]]:
+    """The commented dexkit.yaml, and the keys of its key-by-key sections it does not show.
+
+    In the dex, apiServer and eks sections every key is written, or shown commented out with an
+    example while it has its default (leaving it out keeps that default). A unit test keeps
+    the list of keys not shown empty.
+    """
+    data = to_data(config)
+    defaults = {"dex": to_data(DexSettings()), "apiServer": to_data(APIServerSettings()),
+                "eks": to_data(EKSSettings())}
+    shown: set[tuple[str, str]] = set()
+
+    def put(section: str, *keys: str) -> str:
+        shown.update((section, key) for key in keys)
+        return "\n".join("  " + to_yaml({key: data[section][key]}, 2) for key in keys)
+
+    def opt(section: str, key: str, example: str) -> str:
+        if data[section][key] != defaults[section][key]:
+            return put(section, key)
+        shown.add((section, key))
+        return f"  # {key}: {example}"
+
+    text = render_template("project/dexkit.yaml.j2", c=config, d=data, put=put, opt=opt)
+    return text, [f"{s}.{k}" for s in defaults for k in data[s] if (s, k) not in shown]
 
 
 def _build_config(req: InitRequest, existing: Config | None,

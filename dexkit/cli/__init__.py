@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
 import sys
 from typing import Annotated
 
@@ -15,7 +17,8 @@ app = typer.Typer(
     name="dexkit",
     help="Wire Kubernetes API-server authentication to Dex, end to end.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion; the shells call back with _DEXKIT_COMPLETE.
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain help: Rich's help renderer (typer.rich_utils, rich.markdown, markdown_it) costs
     # ~110 ms of every 'dexkit COMMAND --help'.
@@ -61,6 +64,23 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 }
 
 
+# One variable for `dexkit` and `kubectl dexkit` alike (Typer derives it from the program name).
+COMPLETE_VAR = "_DEXKIT_COMPLETE"
+
+
+def _completion_words() -> list[str] | None:
+    """The words being completed (program name dropped) when a shell asks for completions:
+    bash passes them in COMP_WORDS, zsh/fish/PowerShell in _TYPER_COMPLETE_ARGS."""
+    if not os.environ.get(COMPLETE_VAR):
+        return None
+    raw = os.environ.get("_TYPER_COMPLETE_ARGS") or os.environ.get("COMP_WORDS") or ""
+    try:
+        words = shlex.split(raw)
+    except ValueError:  # an open quote in the line being typed
+        words = raw.split()
+    return words[1:]
+
+
 def _register(args: list[str]) -> None:
     wanted = _command_name(args)
     for name, (module, attribute, is_group) in COMMANDS.items():
@@ -79,13 +99,19 @@ def _command_name(args: list[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
-def run(args: list[str]) -> None:
-    """Run the CLI; every error leaves through :meth:`dexkit.console.Output.fail`."""
+def run(args: list[str], prog_name: str = "dexkit") -> None:
+    """Run the CLI; every error leaves through :meth:`dexkit.console.Output.fail`.
+
+    Only the invoked subcommand is registered (its imports are all it pays for); a shell asking
+    for completions gets the subcommand it is completing, or all of them for the first word.
+    """
     debug = "--debug" in args
     try:
-        _register(args)
+        words = _completion_words()
+        _register(args if words is None else words)
         command = typer.main.get_command(app)
-        code = command.main(args=args, prog_name="dexkit", standalone_mode=False)
+        code = command.main(args=args, prog_name=prog_name, complete_var=COMPLETE_VAR,
+                            standalone_mode=False)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:

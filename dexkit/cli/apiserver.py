@@ -7,16 +7,19 @@ from typing import Annotated
 
 import typer
 
+from dexkit import files
 from dexkit.artefacts import read_ca_pem
 from dexkit.cli.options import DirOption, Format, OutputOption
-from dexkit.config import load_config
+from dexkit.config import Config, load_config
 from dexkit.console import Output
+from dexkit.errors import UsageError
 from dexkit.render.apiserver import (
     apiserver_flags,
     identity_notes,
     render_authentication_config,
     render_volume_snippet,
 )
+from dexkit.render.authnmerge import merge_authentication_config
 from dexkit.staticpod import patch_manifest
 
 app = typer.Typer(help="The API server's side: OIDC flags, AuthenticationConfiguration, "
@@ -34,16 +37,26 @@ def flags(directory: DirOption = Path(), output: OutputOption = Format.text) -> 
     rendered = [str(flag) for flag in apiserver_flags(config)]
     notes = identity_notes(config)
     out = Output()
-    if output is Format.json:
-        out.json({"mode": config.api_server.mode, "flags": rendered, "notes": notes})
+    if output.structured:
+        out.structured(output, {"mode": config.api_server.mode, "flags": rendered,
+                                "notes": notes})
         return
     out.data("".join(f"{flag}\n" for flag in rendered))
     for note in notes:
         out.info(f"note: {note}")
 
 
+MergeOption = Annotated[Path | None, typer.Option(
+    "--merge", metavar="FILE",
+    help="An existing AuthenticationConfiguration with other issuers: add or update dexkit's "
+         "jwt entry in it and leave every other byte as it is (printed, or --write).")]
+WriteOption = Annotated[bool, typer.Option(
+    "--write", help="With --merge: replace FILE (atomically, after a backup beside it).")]
+
+
 @app.command("config")
-def config_(directory: DirOption = Path()) -> None:
+def config_(directory: DirOption = Path(), merge: MergeOption = None,
+            write: WriteOption = False) -> None:
     """Print the AuthenticationConfiguration, with the project's CA inlined.
 
     apiserver.config.k8s.io/v1 for Kubernetes 1.34 and later, v1beta1 for 1.30 to 1.33.
@@ -51,16 +64,44 @@ def config_(directory: DirOption = Path()) -> None:
     config = load_config(directory).config
     ca_pem = read_ca_pem(directory, config, required=True) or ""
     out = Output()
-    out.data(render_authentication_config(config, ca_pem))
+    if write and merge is None:
+        raise UsageError("--write needs --merge FILE", "name the file to merge into")
+    if merge is not None:
+        _merge(config, ca_pem, merge, write, out)
+    else:
+        out.data(render_authentication_config(config, ca_pem))
     api = config.api_server
     if api.mode != "authentication-config":
         out.warn("dexkit.yaml has apiServer.mode: flags, so the API server is configured with "
                  "--oidc-* flags and this file is not used",
                  "set apiServer.mode: authentication-config to use it (then re-run "
                  "'dexkit apiserver patch')")
-    else:
+    elif merge is None:
         out.next_step(f"save it as {api.authentication_config_file} on every control-plane "
                       f"node and pass --authentication-config={api.authentication_config_file}")
+
+
+def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) -> None:
+    try:
+        text = path.read_bytes().decode()
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist",
+                         "without --merge, 'dexkit apiserver config' prints a new file") from None
+    result = merge_authentication_config(text, config, ca_pem, source=str(path))
+    for note in result.notes:
+        out.warn(note)
+    kept = ", ".join(result.other_issuers) or "none"
+    if not write:
+        out.data(result.text)
+        out.info(f"{result.action} dexkit's jwt entry; other issuers kept as they are: {kept}")
+        return
+    if result.action == "unchanged":
+        out.success(f"{path} already has dexkit's jwt entry as rendered; nothing changed")
+        return
+    backup = files.backup_copy(path)
+    files.atomic_write(path, result.text, path.stat().st_mode & 0o777)
+    out.step("backed up", str(backup))
+    out.step(result.action, f"dexkit's jwt entry in {path} (other issuers kept: {kept})")
 
 
 @app.command()

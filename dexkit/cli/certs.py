@@ -29,10 +29,11 @@ def show(directory: DirOption = Path(), output: OutputOption = Format.text) -> N
     infos = [pki.describe("ca", paths.ca, ca, now), pki.describe("serving", paths.cert, cert, now)]
     chain_error = pki.verify_chain(ca, cert, loaded.config.issuer_host, now)
     out = Output()
-    if output is Format.json:
-        out.json({"certificates": [dataclasses.asdict(i) for i in infos],
-                  "chain": {"verifies": chain_error is None, "name": loaded.config.issuer_host,
-                            "error": chain_error}})
+    if output.structured:
+        out.structured(output, {
+            "certificates": [dataclasses.asdict(i) for i in infos],
+            "chain": {"verifies": chain_error is None, "name": loaded.config.issuer_host,
+                      "error": chain_error}})
         return
     for info in infos:
         out.fields({
@@ -62,8 +63,9 @@ def check(
     problems = pki.check_assets(paths, issuer_host=loaded.config.issuer_host, within_days=within,
                                 now=dt.datetime.now(dt.UTC))
     out = Output()
-    if output is Format.json:
-        out.json({"ok": not problems, "problems": [dataclasses.asdict(p) for p in problems]})
+    if output.structured:
+        out.structured(output, {"ok": not problems,
+                                "problems": [dataclasses.asdict(p) for p in problems]})
         if problems:
             raise typer.Exit(1)
         return

@@ -48,8 +48,8 @@ def doctor(
         login=login,  # type: ignore[arg-type]
         username=username))
     summary = checks.summarise(results)
-    if output is Format.json:
-        out.json(checks.as_json(results))
+    if output.structured:
+        out.structured(output, checks.as_json(results))
     else:
         out.table(["check", "result", "detail"],
                   [(r.id, _MARK[r.status], r.message) for r in results])

@@ -54,9 +54,9 @@ def login(
     settings = settings.with_password(os.environ, may_prompt=True)
     result = do_login(settings, interactive=True)  # a person ran it: stdin is theirs
     claims = {k: v for k, v in result.claims.items() if k not in ("at_hash", "c_hash")}
-    if output is Format.json:
-        out.json({"claims": claims, **({"id_token": result.tokens.id_token}
-                                       if print_token else {})})
+    if output.structured:
+        token = {"id_token": result.tokens.id_token} if print_token else {}
+        out.structured(output, {"claims": claims, **token})
         return
     out.fields({k: str(v) for k, v in sorted(claims.items())}, title="ID token claims")
     if print_token:

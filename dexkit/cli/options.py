@@ -23,6 +23,12 @@ DirOption = Annotated[
 class Format(StrEnum):
     text = "text"
     json = "json"
+    yaml = "yaml"
+
+    @property
+    def structured(self) -> bool:
+        """JSON or YAML: the same document, for scripts (``-o json``) or people (``-o yaml``)."""
+        return self is not Format.text
 
 
 OutputOption = Annotated[

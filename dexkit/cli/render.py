@@ -1,43 +1,67 @@
-"""``dexkit render``: every artefact into a directory, or the Kubernetes objects on stdout."""
+"""``dexkit render``: every artefact into a directory, the Kubernetes objects on stdout, or one
+of the other shapes (Helm values for the official chart, EKS's identity provider config)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from dexkit import files
 from dexkit.artefacts import read_render_inputs, write_bundle
 from dexkit.cli.options import DirOption
-from dexkit.config import load_config
+from dexkit.config import Config, load_config
 from dexkit.console import Output
+from dexkit.errors import UsageError
 from dexkit.render.bundle import KIND_CONFIG, kubernetes_stream, render_bundle
 from dexkit.render.dex import tls_secret_name
 
+
+class RenderFormat(StrEnum):
+    bundle = "bundle"
+    helm_values = "helm-values"
+    eks = "eks"
+    eksctl = "eksctl"
+
+
 OutOption = Annotated[
     str | None,
-    typer.Option("--out", metavar="OUTDIR|-",
-                 help="Directory to write into (default: DIR/out), or '-' for the Kubernetes "
-                      "objects as one YAML stream on stdout (for 'kubectl apply -f -')."),
+    typer.Option("--out", metavar="OUTDIR|FILE|-",
+                 help="bundle: the directory to write into (default: DIR/out), or '-' for the "
+                      "Kubernetes objects as one YAML stream on stdout (for 'kubectl apply -f "
+                      "-'). Other formats: a file to write (default: stdout)."),
+]
+FormatOption = Annotated[
+    RenderFormat,
+    typer.Option("--format",
+                 help="bundle: every artefact. helm-values: values for the official Dex chart. "
+                      "eks: input for 'aws eks associate-identity-provider-config "
+                      "--cli-input-json'. eksctl: a ClusterConfig with identityProviders."),
 ]
 
 
-def render(directory: DirOption = Path(), out: OutOption = None) -> None:
+def render(directory: DirOption = Path(), out: OutOption = None,
+           format_: FormatOption = RenderFormat.bundle) -> None:
     """Render Dex's manifests, the API-server flags and config, and a kind config.
 
     The same dexkit.yaml gives the same bytes; files whose content did not change are left
     alone, and files an earlier render wrote that are no longer wanted are removed.
     """
     loaded = load_config(directory)
+    output = Output()
+    for warning in loaded.warnings:
+        output.warn(warning)
+    if format_ is not RenderFormat.bundle:
+        _render_other(loaded.config, format_, out, output)
+        return
     config = loaded.config
     out_dir = directory / "out" if out is None else Path(out)
     inputs = read_render_inputs(directory, config)
     bundle = render_bundle(config, ca_pem=inputs.ca_pem, project_dir=str(directory.resolve()),
                            out_dir=str(out_dir.resolve()),
                            connector_ca_pems=inputs.connector_ca_pems)
-    output = Output()
-    for warning in loaded.warnings:
-        output.warn(warning)
     if out == "-":
         output.data(kubernetes_stream(bundle))
         return
@@ -49,3 +73,39 @@ def render(directory: DirOption = Path(), out: OutOption = None) -> None:
     output.next_step(f"'dexkit deploy' (secrets included), or kubectl apply -f "
                      f"{out_dir / 'dex.yaml'} after creating the {tls_secret_name(config)} "
                      f"secret; for CI, 'kind create cluster --config {out_dir / KIND_CONFIG}'")
+
+
+def _render_other(config: Config, format_: RenderFormat, out: str | None,
+                  output: Output) -> None:
+    if format_ is RenderFormat.helm_values:
+        from dexkit.render.helm import render_helm_values
+
+        values = render_helm_values(config)
+        text, warnings = values.text(), values.warnings
+        after = ("helm upgrade --install dex <the dex chart> --namespace "
+                 f"{config.namespace} -f {out or 'values.yaml'}")
+    else:
+        from dexkit.render.eks import render_aws_cli_input, render_eksctl
+
+        if format_ is RenderFormat.eks:
+            rendered = render_aws_cli_input(config)
+            text = rendered.json()
+            after = ("aws eks associate-identity-provider-config --cli-input-json "
+                     f"file://{out or 'eks.json'}")
+        else:
+            rendered = render_eksctl(config)
+            text = rendered.yaml()
+            after = f"eksctl associate identityprovider -f {out or 'cluster.yaml'}"
+        warnings = rendered.warnings
+    for warning in warnings:
+        output.warn(warning)
+    if out is None or out == "-":
+        output.data(text)
+    else:
+        target = Path(out)
+        if target.is_dir():
+            raise UsageError(f"{target} is a directory",
+                             f"--format {format_} writes one file: name it, e.g. {target}/x")
+        files.atomic_write(target, text)
+        output.step("wrote", str(target))
+    output.next_step(after)

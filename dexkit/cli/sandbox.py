@@ -66,8 +66,8 @@ def list_peers(
     """Where each peer is, its version, and whether it is built."""
     found = peers.list_peers(kubernetes_version)
     out = Output()
-    if output is Format.json:
-        out.json({"cache": str(peers.cache_root()), "peers": [{
+    if output.structured:
+        out.structured(output, {"cache": str(peers.cache_root()), "peers": [{
             "name": p.name, "version": p.version, "path": str(p.path), "source": p.source,
             "built": p.available,
             "manifest": None if p.manifest is None else {
@@ -171,12 +171,13 @@ def status(directory: DirOption = Path(), output: OutputOption = Format.text) ->
     target = controlplane.sandbox_dir(directory.resolve())
     state, report = controlplane.sandbox_status(target)
     out = Output()
-    if output is Format.json:
-        out.json({"dir": str(target), "running": any(p.running for p in report),
-                  "kubernetes_version": state.kubernetes_version if state else None,
-                  "kubeconfig": state.kubeconfig if state else None,
-                  "peers": [{"name": p.name, "pid": p.pid, "running": p.running,
-                             "endpoint": p.endpoint, "log": p.log} for p in report]})
+    if output.structured:
+        out.structured(output, {
+            "dir": str(target), "running": any(p.running for p in report),
+            "kubernetes_version": state.kubernetes_version if state else None,
+            "kubeconfig": state.kubeconfig if state else None,
+            "peers": [{"name": p.name, "pid": p.pid, "running": p.running,
+                       "endpoint": p.endpoint, "log": p.log} for p in report]})
         return
     if state is None:
         out.info(f"no sandbox in {target}")

@@ -12,9 +12,10 @@ def scenarios(output: OutputOption = Format.text) -> None:
 
     found = list_scenarios()
     out = Output()
-    if output is Format.json:
-        out.json([{"name": s.name, "summary": s.summary, "proof": s.expectations().proof,
-                   "readme": str(s.readme)} for s in found])
+    if output.structured:
+        out.structured(output, [{"name": s.name, "summary": s.summary,
+                                 "proof": s.expectations().proof, "readme": str(s.readme)}
+                                for s in found])
         return
     width = max((len(s.name) for s in found), default=0)
     out.data("".join(f"{s.name:<{width}}  {s.summary}\n" for s in found))

@@ -65,8 +65,8 @@ def verify(
         login=login.with_password(os.environ, may_prompt=True), expect_user=expect_user,
         expect_groups=tuple(expect_group or ()), probes=probes))
     ok = chain.passed(results)
-    if output is Format.json:
-        out.json({"passed": ok, "steps": [dataclasses.asdict(r) for r in results]})
+    if output.structured:
+        out.structured(output, {"passed": ok, "steps": [dataclasses.asdict(r) for r in results]})
     else:
         out.table(["step", "result", "ms", "detail"],
                   [(r.name, r.status, f"{r.seconds * 1000:.0f}", r.detail) for r in results])

@@ -333,6 +333,15 @@ def judge_authentication_config(view: ApiServerView, data: dict[str, Any]) -> Re
              "username prefix": "claimMappings.username.prefix",
              "groups claim": "claimMappings.groups.claim",
              "groups prefix": "claimMappings.groups.prefix"}
+    # A CEL expression replaces claim and prefix (apiServer.usernameExpression/groupsExpression).
+    for part, mapping, expression in (("username", username, api.username_expression),
+                                      ("groups", groups, api.groups_expression)):
+        if expression is not None:
+            for target in (live, wanted):
+                target.pop(f"{part} prefix", None)
+            live[f"{part} claim"] = mapping.get("expression")
+            wanted[f"{part} claim"] = expression
+            names[f"{part} claim"] = f"claimMappings.{part}.expression"
     problems = differences(live, wanted, names)
     if problems:
         return fail(f"{path}: " + "; ".join(problems), PATCH_HINT)

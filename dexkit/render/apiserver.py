@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dexkit.config import to_data
 from dexkit.errors import ConfigError, DexkitError, TLSError, UsageError
 from dexkit.render import render_template, scalar
+from dexkit.render.yamltext import last_end, line_after, line_start
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from dexkit.config import Config
 
@@ -141,22 +143,43 @@ def authentication_api_version(minor: int) -> str:
 
 
 def claim_validation_rules(config: Config) -> list[dict[str, str]]:
+    """dexkit's email_verified rule (username from the email claim), requiredClaims, then
+    apiServer.claimValidationRules as written."""
     api = config.api_server
     rules: list[dict[str, str]] = []
-    if api.username_claim == "email":
+    if api.username_claim == "email" and api.username_expression is None:
         rules.append({"expression": EMAIL_VERIFIED_RULE,
                       "message": "the email address in the token is not verified"})
     rules += [{"claim": key, "requiredValue": value}
               for key, value in sorted(api.required_claims.items())]
+    rules += [to_data(rule) for rule in api.claim_validation_rules]
     return rules
 
 
+def audiences(config: Config) -> list[str]:
+    return [config.api_server.client_id, *config.api_server.audiences]
+
+
+def render_dex_jwt_entry(config: Config, ca_pem: str) -> str:
+    """Dex's ``jwt`` authenticator as one block-list item at column 0, comments included."""
+    api = config.api_server
+    return render_template(
+        "apiserver/jwt-dex.yaml.j2", c=config, ca_pem=normalise_pem(ca_pem),
+        audiences=audiences(config), rules=claim_validation_rules(config),
+        extra=[to_data(e) for e in api.extra],
+        user_rules=[to_data(r) for r in api.effective_user_rules])
+
+
 def render_authentication_config(config: Config, ca_pem: str) -> str:
-    """The AuthenticationConfiguration with Dex as its one JWT issuer and the CA inlined."""
+    """The AuthenticationConfiguration: Dex's authenticator with the CA inlined, then
+    apiServer.extraJWT's, and apiServer.anonymous."""
+    api = config.api_server
     return render_template(
         "apiserver/authentication-config.yaml.j2", c=config,
-        api_version=authentication_api_version(config.minor), ca_pem=normalise_pem(ca_pem),
-        rules=claim_validation_rules(config))
+        api_version=authentication_api_version(config.minor),
+        dex_entry=render_dex_jwt_entry(config, ca_pem),
+        extra_jwt=[dict(e) for e in api.extra_jwt],
+        anonymous=to_data(api.anonymous) if api.anonymous is not None else None)
 
 
 def normalise_pem(ca_pem: str) -> str:
@@ -355,28 +378,6 @@ def _block_sequence(parent: yaml.Node, key: str, source: str) -> yaml.SequenceNo
 # --- text positions -------------------------------------------------------------------------------
 
 
-def _line_start(text: str, index: int) -> int:
-    return text.rfind("\n", 0, index) + 1
-
-
-def _line_after(text: str, index: int) -> int:
-    """The index just past the newline that ends the line holding ``index``."""
-    newline = text.find("\n", index)
-    return len(text) if newline < 0 else newline + 1
-
-
-def _last_end(node: yaml.Node) -> int:
-    """Where the last scalar inside ``node`` ends (collections' own end marks overshoot)."""
-    if isinstance(node, yaml.ScalarNode):
-        return int(node.end_mark.index)
-    children: Iterable[yaml.Node]
-    if isinstance(node, yaml.MappingNode):
-        children = [part for pair in node.value for part in pair]
-    else:
-        children = node.value
-    return max((_last_end(child) for child in children), default=int(node.end_mark.index))
-
-
 @dataclass(frozen=True)
 class _Item:
     """One list item as lines of text: ``[start, end)``, and the ``- `` prefix it starts with."""
@@ -392,12 +393,12 @@ def _items(manifest: _Manifest, seq: yaml.SequenceNode) -> list[_Item]:
     items = []
     for node in seq.value:
         begin = int(node.start_mark.index)
-        start = _line_start(text, begin)
+        start = line_start(text, begin)
         prefix = text[start:begin]
         if not re.fullmatch(r"[ ]*-[ ]+", prefix):
             raise _unsupported(manifest.source, f"the list item on line {node.start_mark.line + 1}"
                                " does not start its own line with '- '")
-        items.append(_Item(node, start, _line_after(text, _last_end(node) - 1), prefix))
+        items.append(_Item(node, start, line_after(text, last_end(node) - 1), prefix))
     return items
 
 

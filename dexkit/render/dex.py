@@ -12,6 +12,7 @@ One function per object, each over one template in ``templates/dex/``. Rules:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import posixpath
 import re
@@ -19,7 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from dexkit.config import (
+    RESERVED_VOLUMES,
     Config,
     GitHubConnector,
     KubernetesStorage,
@@ -32,9 +36,10 @@ from dexkit.config import (
     SQLiteStorage,
     env_prefix,
     is_ip,
+    to_data,
 )
 from dexkit.errors import ConfigError
-from dexkit.render import render_template
+from dexkit.render import render_template, to_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,8 +56,11 @@ TELEMETRY_PORT = 5558
 DEX_UID = 1001
 CONFIG_DIR = "/etc/dex/cfg"
 CONFIG_FILE = f"{CONFIG_DIR}/config.yaml"
-TLS_DIR = "/etc/dex/tls"
-CONNECTOR_CA_DIR = "/etc/dex/connector-ca"
+# Beside /etc/dex, not inside it: the official Helm chart mounts its config read-only at
+# /etc/dex, and a mount point inside a read-only mount cannot be created. Same paths in both
+# keep 'render --format helm-values' giving Dex the very same config.
+TLS_DIR = "/etc/dex-tls"
+CONNECTOR_CA_DIR = "/etc/dex-connector-ca"
 CONFIG_SECRET = "dex-config"  # noqa: S105 - a Secret's name, not a secret
 CONNECTOR_CA_SECRET = "dex-connector-ca"  # noqa: S105 - a Secret's name, not a secret
 # dexidp/dex storage/kubernetes: the group and resources of its CRDs (Kubernetes pluralised
@@ -235,12 +243,17 @@ def project_connector_cas(config: Config) -> dict[str, str]:
             if (root_ca := getattr(conn, "root_ca", None)) and not root_ca.startswith("/")}
 
 
+def object_labels(config: Config) -> dict[str, str]:
+    """dexkit's labels, then dex.commonLabels (which may not redefine dexkit's)."""
+    return {**LABELS, **config.dex.common_labels}
+
+
 def _context(config: Config, **extra: Any) -> dict[str, Any]:
     """What every template sees, plus ``extra`` (which may override, e.g. ``name``)."""
     return {
         "c": config,
         "name": NAME,
-        "labels": dict(LABELS),
+        "labels": object_labels(config),
         "selector": dict(SELECTOR),
         "ports": {"https": HTTPS_PORT, "telemetry": TELEMETRY_PORT},
         "paths": {"config_file": CONFIG_FILE, "tls_dir": TLS_DIR},
@@ -256,10 +269,11 @@ def _uses_kubernetes_storage(config: Config) -> bool:
 
 
 def render_dex_config(config: Config) -> str:
-    """Dex's config.yaml: issuer exactly as configured, storage, listeners, connectors, clients."""
+    """Dex's config.yaml: issuer exactly as configured, storage, listeners, connectors, clients,
+    then dex.extraConfig merged in (see :func:`merge_extra_config`)."""
     _check_storage_fits_replicas(config)
     envs = credential_envs(config)
-    return render_template("dex/config.yaml.j2", **_context(
+    text = render_template("dex/config.yaml.j2", **_context(
         config,
         storage_type=dex_type(config.dex.storage),
         connectors=[(dex_type(conn), conn) for conn in config.connectors],
@@ -267,15 +281,49 @@ def render_dex_config(config: Config) -> str:
         storage_env=envs.storage,
         connector_ca=connector_ca_paths(config),
         clients=dex_clients(config, envs),
+        grpc=grpc_config(config),
     ))
+    if not config.dex.extra_config:
+        return text
+    header = "".join(line for line in text.splitlines(keepends=True)[:3] if line.startswith("#"))
+    merged = merge_extra_config(yaml.safe_load(text), config.dex.extra_config)
+    return (header + "# dex.extraConfig is merged in (comments of the rendered parts dropped).\n"
+            + to_yaml(merged) + "\n")
+
+
+def merge_extra_config(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key, ``connectors`` and ``staticClients`` are appended, anything
+    else from ``extra`` replaces what is there. What dexkit owns was refused when the config was
+    validated (dexkit.config.check_extra_config), so nothing here overrides it."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key in ("connectors", "staticClients"):
+            out[key] = [*(out.get(key) or []), *copy.deepcopy(value)]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_extra_config(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def grpc_config(config: Config) -> dict[str, Any] | None:
+    """Dex's gRPC API behind mutual TLS: the serving certificate, clients from the project CA."""
+    grpc = config.dex.grpc
+    if not grpc.enabled:
+        return None
+    return {"addr": f"0.0.0.0:{grpc.port}", "tlsCert": f"{TLS_DIR}/tls.crt",
+            "tlsKey": f"{TLS_DIR}/tls.key", "tlsClientCA": f"{TLS_DIR}/ca.crt",
+            "reflection": grpc.reflection}
 
 
 def _check_storage_fits_replicas(config: Config) -> None:
     storage = dex_type(config.dex.storage)
-    if storage in ("memory", "sqlite3") and config.dex.replicas > 1:
+    if storage in ("memory", "sqlite3") and config.dex.max_replicas > 1:
+        what = ("dex.autoscaling (up to " f"{config.dex.max_replicas} replicas)"
+                if config.dex.autoscaling.enabled else f"dex.replicas {config.dex.replicas}")
         raise ConfigError(
-            f"dex.storage {storage} keeps state inside one pod, so dex.replicas "
-            f"{config.dex.replicas} would give each replica its own users, keys and sessions",
+            f"dex.storage {storage} keeps state inside one pod, so {what} would give each "
+            "replica its own users, keys and sessions",
             "use storage kubernetes (the default) or postgres, or set dex.replicas to 1")
 
 
@@ -294,8 +342,9 @@ def render_namespace(config: Config) -> str | None:
 
 
 def render_service_account(config: Config) -> str:
-    return render_template("dex/serviceaccount.yaml.j2",
-                           **_context(config, automount=_uses_kubernetes_storage(config)))
+    return render_template("dex/serviceaccount.yaml.j2", **_context(
+        config, automount=_uses_kubernetes_storage(config),
+        annotations=dict(sorted(config.dex.service_account.annotations.items()))))
 
 
 def render_storage_role(config: Config) -> str | None:
@@ -353,27 +402,90 @@ def render_connector_ca_secret(config: Config, pems: Mapping[str, str]) -> str |
 
 
 def render_deployment(config: Config, dex_config: str) -> str:
-    """Pinned image, ``dex serve``, probes on the telemetry port, locked-down security context."""
+    """Pinned image, ``dex serve``, probes on the telemetry port, locked-down security context;
+    scheduling, env and volumes from dexkit.yaml's dex section after dexkit's own."""
     envs = credential_envs(config)
+    dex = config.dex
     return render_template("dex/deployment.yaml.j2", **_context(
         config,
         checksum=config_checksum(dex_config),
         automount=_uses_kubernetes_storage(config),
         uid=DEX_UID,
-        spread=config.dex.replicas > 1,
-        env=_env_vars(config, envs),
-        volumes=_volumes(config),
-        volume_mounts=_volume_mounts(config),
+        strategy=to_data(dex.strategy) if dex.strategy is not None else None,
+        pod_labels={**object_labels(config), **dex.pod_labels},
+        pod_annotations=dict(sorted(dex.pod_annotations.items())),
+        pod=pod_scheduling(config),
+        spread=topology_spread(config),
+        container_ports=container_ports(config),
+        env=env_vars(config, envs),
+        env_from=to_data(dex.env_from),
+        resources=to_data(dex.resources),
+        volumes=volumes(config),
+        volume_mounts=volume_mounts(config),
     ))
 
 
-def _env_vars(config: Config, envs: CredentialEnvs) -> list[dict[str, Any]]:
-    found = [e.env_var() for e in envs.all()]
+def pod_scheduling(config: Config) -> dict[str, Any]:
+    """The pod-level knobs, in Kubernetes' shape (empty ones are left out by the template)."""
+    dex = config.dex
+    return {"imagePullSecrets": to_data(dex.image_pull_secrets),
+            "hostAliases": to_data(dex.host_aliases),
+            "nodeSelector": dict(dex.node_selector),
+            "tolerations": to_data(dex.tolerations),
+            "affinity": to_data(dex.affinity)}
+
+
+def topology_spread(config: Config) -> list[dict[str, Any]]:
+    """dex.topologySpreadConstraints as given; else, with more than one replica, one per node."""
+    given = config.dex.topology_spread_constraints
+    if given is not None:
+        return list(given)
+    if config.dex.max_replicas <= 1:
+        return []
+    return [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+             "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": dict(SELECTOR)}}]
+
+
+def container_ports(config: Config) -> list[dict[str, Any]]:
+    ports = [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
+             {"name": "telemetry", "containerPort": TELEMETRY_PORT, "protocol": "TCP"}]
+    if config.dex.grpc.enabled:
+        ports.append({"name": "grpc", "containerPort": config.dex.grpc.port, "protocol": "TCP"})
+    return ports
+
+
+def dexkit_env_vars(config: Config, envs: CredentialEnvs | None = None) -> list[dict[str, Any]]:
+    """The variables dexkit sets itself: credentials from Secrets, the pod's namespace."""
+    found = [e.env_var() for e in (envs or credential_envs(config)).all()]
     if _uses_kubernetes_storage(config):
         # Dex finds its namespace here first; newer service-account tokens lack the old claim.
         found.append({"name": "KUBERNETES_POD_NAMESPACE",
                       "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     return sorted(found, key=lambda e: str(e["name"]))
+
+
+def user_env_vars(config: Config) -> list[dict[str, Any]]:
+    """dex.env (name: value) then dex.envVars, in the order written."""
+    dex = config.dex
+    given: list[dict[str, Any]] = to_data(dex.env_vars)
+    return [{"name": k, "value": v} for k, v in dex.env.items()] + given
+
+
+def env_vars(config: Config, envs: CredentialEnvs | None = None) -> list[dict[str, Any]]:
+    """dexkit's variables, then the user's; a user variable may not replace one of dexkit's."""
+    ours = dexkit_env_vars(config, envs)
+    taken = {str(e["name"]) for e in ours}
+    theirs = user_env_vars(config)
+    names = [str(e["name"]) for e in theirs]
+    for name in names:
+        if name in taken:
+            raise ConfigError(f"dex.env/dex.envVars: {name} is set by dexkit itself",
+                              "rename the variable; dexkit feeds it from a Secret or the pod")
+        if names.count(name) > 1:
+            raise ConfigError(f"dex.env/dex.envVars: {name} is given twice",
+                              "keep one of the two")
+    return ours + theirs
 
 
 def _writable_dirs(config: Config) -> dict[str, str]:
@@ -385,7 +497,7 @@ def _writable_dirs(config: Config) -> dict[str, str]:
     return dirs
 
 
-def _volumes(config: Config) -> list[dict[str, Any]]:
+def dexkit_volumes(config: Config) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": "config", "secret": {"secretName": CONFIG_SECRET}},
         {"name": "tls", "secret": {"secretName": tls_secret_name(config)}},
@@ -393,10 +505,16 @@ def _volumes(config: Config) -> list[dict[str, Any]]:
     if project_connector_cas(config):
         volumes.append({"name": "connector-ca", "secret": {"secretName": CONNECTOR_CA_SECRET}})
     volumes += [{"name": name, "emptyDir": {}} for name in _writable_dirs(config).values()]
+    assert {v["name"] for v in volumes} <= set(RESERVED_VOLUMES)
     return volumes
 
 
-def _volume_mounts(config: Config) -> list[dict[str, Any]]:
+def volumes(config: Config) -> list[dict[str, Any]]:
+    """dexkit's volumes, then dex.volumes (whose names were checked not to clash)."""
+    return dexkit_volumes(config) + [dict(v) for v in config.dex.volumes]
+
+
+def dexkit_volume_mounts(config: Config) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
@@ -407,25 +525,131 @@ def _volume_mounts(config: Config) -> list[dict[str, Any]]:
     return mounts
 
 
+def volume_mounts(config: Config) -> list[dict[str, Any]]:
+    """dexkit's mounts, then dex.volumeMounts; none may sit on or inside one of dexkit's
+    read-only mounts (Dex's config, TLS and CA files) or shadow another mount."""
+    ours = dexkit_volume_mounts(config)
+    theirs: list[dict[str, Any]] = to_data(config.dex.volume_mounts)
+    read_only = [m["mountPath"] for m in ours if m.get("readOnly")]
+    seen = [m["mountPath"] for m in ours]
+    for mount in theirs:
+        path = posixpath.normpath(mount["mountPath"])
+        clash = next((p for p in read_only if path == p or path.startswith(p + "/")), None)
+        if clash is None and path in seen:
+            clash = path
+        if clash is not None:
+            raise ConfigError(f"dex.volumeMounts: '{mount['mountPath']}' would cover {clash}, "
+                              "which dexkit mounts", "mount it somewhere else, e.g. under /srv")
+        seen.append(path)
+    return ours + theirs
+
+
+def service_ports(config: Config) -> list[dict[str, Any]]:
+    """HTTPS (with the guide's NodePort), then telemetry and gRPC when asked for."""
+    service = config.dex.service
+    https: dict[str, Any] = {"name": "https", "port": service.port, "targetPort": "https",
+                             "protocol": "TCP"}
+    if service.type == "NodePort":
+        https["nodePort"] = service.node_port
+    ports = [https]
+    if exposes_telemetry(config):
+        ports.append({"name": "telemetry", "port": TELEMETRY_PORT, "targetPort": "telemetry",
+                      "protocol": "TCP"})
+    if config.dex.grpc.enabled:
+        ports.append({"name": "grpc", "port": config.dex.grpc.port, "targetPort": "grpc",
+                      "protocol": "TCP"})
+    return ports
+
+
+def exposes_telemetry(config: Config) -> bool:
+    return config.dex.service.telemetry or config.dex.service_monitor.enabled
+
+
 def render_service(config: Config) -> str:
-    return render_template("dex/service.yaml.j2", **_context(config))
+    return render_template("dex/service.yaml.j2", **_context(
+        config, service_ports=service_ports(config),
+        annotations=dict(sorted(config.dex.service.annotations.items()))))
 
 
 def render_pod_disruption_budget(config: Config) -> str | None:
-    if config.dex.replicas <= 1:
+    if config.dex.max_replicas <= 1:
         return None
     return render_template("dex/poddisruptionbudget.yaml.j2", **_context(config))
+
+
+def ingress_rules(config: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Ingress's rules and TLS entries.
+
+    Without dex.ingress.hosts: one rule for the issuer's host and path (an IP issuer gets a
+    rule without a host, since an Ingress host must be a DNS name) with dexkit's certificate.
+    With them: each host, its paths defaulting to the issuer's path; TLS entries as given,
+    dexkit's certificate where no secretName is named, or one entry for every host if none.
+    """
+    ingress = config.dex.ingress
+    issuer_path = urlsplit(config.issuer).path or "/"
+    default_paths: list[dict[str, Any]] = [{"path": issuer_path, "pathType": "Prefix"}]
+    if not ingress.hosts:
+        host = None if is_ip(config.issuer_host) else config.issuer_host.lower()
+        rules: list[dict[str, Any]] = [{"host": host, "paths": default_paths}]
+        tls = [{"hosts": [host], "secretName": tls_secret_name(config)}] if host else []
+        return rules, tls
+    rules = [{"host": h.host.lower(), "paths": to_data(h.paths) or default_paths}
+             for h in ingress.hosts]
+    hosts = [str(r["host"]) for r in rules]
+    tls = [{"hosts": list(t.hosts), "secretName": t.secret_name or tls_secret_name(config)}
+           for t in ingress.tls] or \
+        [{"hosts": hosts, "secretName": tls_secret_name(config)}]
+    return rules, tls
 
 
 def render_ingress(config: Config) -> str | None:
     if not config.dex.ingress.enabled:
         return None
-    # An Ingress host must be a DNS name; an IP issuer gets a rule without a host.
-    host = None if is_ip(config.issuer_host) else config.issuer_host.lower()
-    path = urlsplit(config.issuer).path or "/"
+    rules, tls = ingress_rules(config)
     return render_template("dex/ingress.yaml.j2", **_context(
-        config, host=host, path=path, tls_secret=tls_secret_name(config),
+        config, rules=rules, tls=tls,
         annotations=dict(sorted(config.dex.ingress.annotations.items()))))
+
+
+def render_network_policy(config: Config) -> str | None:
+    """Only Dex's ports from the allowed peers; egress restricted when egressRules are given."""
+    policy = config.dex.network_policy
+    if not policy.enabled:
+        return None
+    ports = [{"port": p["name"], "protocol": "TCP"} for p in container_ports(config)]
+    rule: dict[str, Any] = {"ports": ports}
+    if policy.ingress_from:
+        rule["from"] = [dict(peer) for peer in policy.ingress_from]
+    return render_template("dex/networkpolicy.yaml.j2", **_context(
+        config, ingress=[rule], egress=[dict(r) for r in policy.egress_rules]))
+
+
+def render_autoscaler(config: Config) -> str | None:
+    auto = config.dex.autoscaling
+    if not auto.enabled:
+        return None
+    metrics = [{"type": "Resource", "resource": {"name": resource, "target": {
+        "type": "Utilization", "averageUtilization": target}}}
+        for resource, target in (("cpu", auto.target_cpu_utilization_percentage),
+                                 ("memory", auto.target_memory_utilization_percentage))
+        if target is not None]
+    return render_template("dex/horizontalpodautoscaler.yaml.j2",
+                           **_context(config, metrics=metrics))
+
+
+def render_service_monitor(config: Config) -> str | None:
+    monitor = config.dex.service_monitor
+    if not monitor.enabled:
+        return None
+    endpoint: dict[str, Any] = {"port": "telemetry", "path": "/metrics", "scheme": "http"}
+    if monitor.interval:
+        endpoint["interval"] = monitor.interval
+    if monitor.scrape_timeout:
+        endpoint["scrapeTimeout"] = monitor.scrape_timeout
+    return render_template("dex/servicemonitor.yaml.j2", **_context(
+        config, monitor_namespace=monitor.namespace or config.namespace, endpoint=endpoint,
+        monitor_labels={**object_labels(config), **monitor.labels},
+        annotations=dict(sorted(monitor.annotations.items()))))
 
 
 # --- RBAC for the people who log in ---------------------------------------------------------------
@@ -495,6 +719,9 @@ def render_manifests(config: Config,
         ("dex/09-service.yaml", render_service(config)),
         ("dex/10-poddisruptionbudget.yaml", render_pod_disruption_budget(config)),
         ("dex/11-ingress.yaml", render_ingress(config)),
+        ("dex/12-networkpolicy.yaml", render_network_policy(config)),
+        ("dex/13-horizontalpodautoscaler.yaml", render_autoscaler(config)),
+        ("dex/14-servicemonitor.yaml", render_service_monitor(config)),
     ]
     candidates += [(f"rbac/{i:02d}-{b.file_name}.yaml", render_user_binding(config, b))
                    for i, b in enumerate(user_bindings(config))]

@@ -7,7 +7,8 @@ Only what a pod would get from its cluster is swapped, and nothing else:
   when asked for, and for storage the sandbox does not run (postgres, sqlite3);
 - the HTTPS listener binds 127.0.0.1 on the issuer's port and the telemetry listener a free
   port, instead of 0.0.0.0 inside the pod;
-- the TLS files and connector CAs are the project's files instead of the Secret mounts.
+- the TLS files, connector CAs and the gRPC API's client CA are the project's files instead
+  of the Secret mounts.
 Issuer, connectors, static users, clients and the password connector are the rendered data.
 """
 
@@ -36,16 +37,26 @@ def kubernetes_storage(kubeconfig: Path) -> dict[str, Any]:
 
 def local_dex_config(config: Config, project: Path, *, telemetry_port: int,
                      connector_cas: dict[str, Path] | None = None,
-                     storage: dict[str, Any] | None = None) -> str:
-    """The rendered Dex config for a local process; ``storage`` defaults to :data:`MEMORY`."""
+                     storage: dict[str, Any] | None = None,
+                     grpc_port: int | None = None) -> str:
+    """The rendered Dex config for a local process; ``storage`` defaults to :data:`MEMORY`.
+
+    The gRPC API (dex.grpc), when on, listens on 127.0.0.1 (``grpc_port``, else its port) with
+    the project's certificate, and its client CA is the project's CA, as in the pod."""
     data: dict[str, Any] = yaml.safe_load(render_dex_config(config))
+    tls = project / config.tls.dir
     data["storage"] = storage or MEMORY
-    data["web"] = {
+    data["web"] = {  # what dex.extraConfig adds to web (headers, CORS...) stays
+        **(data.get("web") or {}),
         "https": f"127.0.0.1:{config.issuer_port}",
-        "tlsCert": str(project / config.tls.dir / "cert.pem"),
-        "tlsKey": str(project / config.tls.dir / "key.pem"),
+        "tlsCert": str(tls / "cert.pem"),
+        "tlsKey": str(tls / "key.pem"),
     }
     data["telemetry"] = {"http": f"127.0.0.1:{telemetry_port}"}
+    if "grpc" in data:
+        data["grpc"].update(addr=f"127.0.0.1:{grpc_port or config.dex.grpc.port}",
+                            tlsCert=str(tls / "cert.pem"), tlsKey=str(tls / "key.pem"),
+                            tlsClientCA=str(tls / "ca.pem"))
     # A connector CA that ships in the project is read from the project; an absolute one is
     # used as is; the caller may point either elsewhere.
     cas: dict[str, str] = {cid: str(project / rel)

@@ -1,4 +1,5 @@
-"""The sandbox's peers: etcd, kube-apiserver, kubectl and Dex, built from their Go modules.
+"""The sandbox's peers: etcd, kube-apiserver, kubectl, Dex (and kubelogin, helm), built from
+their Go modules.
 
 Rules:
 - A peer is found, in this order: the environment variable named in :data:`ENV_OVERRIDES`
@@ -62,8 +63,12 @@ DEX_PSEUDO = "v0.0.0-20260303133905-11d2eeb52b42"
 KUBELOGIN_VERSION = "1.34.0"
 KUBELOGIN_MODULE = "github.com/int128/kubelogin"
 
+# Helm, for `helm template` over the official Dex chart (render --format helm-values).
+HELM_VERSION = "3.22.0"
+HELM_MODULE = "helm.sh/helm/v3"
+
 KUBERNETES_MODULE = "k8s.io/kubernetes"
-PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin")
+PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin", "helm")
 # Peers `dexkit sandbox build` builds when no --only is given; kubelogin is on request.
 DEFAULT_PEERS = ("etcd", "kube-apiserver", "kubectl", "dex")
 ENV_OVERRIDES = {
@@ -72,6 +77,7 @@ ENV_OVERRIDES = {
     "kubectl": "DEXKIT_KUBECTL",
     "dex": "DEXKIT_DEX",
     "kubelogin": "DEXKIT_KUBELOGIN",
+    "helm": "DEXKIT_HELM",
 }
 MANIFEST = "manifest.json"
 HEARTBEAT_SECONDS = 30.0
@@ -274,6 +280,13 @@ def peer_spec(name: str, kubernetes_version: str | None = None,
                         module_version=f"v{KUBELOGIN_VERSION}", package=KUBELOGIN_MODULE,
                         cgo=False, ldflags=(f"-X main.version=v{KUBELOGIN_VERSION}",),
                         unverified=(KUBELOGIN_MODULE,))
+    if name == "helm":
+        # Helm's Makefile stamps its version the same way; CGO off as in its release builds.
+        return PeerSpec(name="helm", version=HELM_VERSION, module=HELM_MODULE,
+                        module_version=f"v{HELM_VERSION}", package=f"{HELM_MODULE}/cmd/helm",
+                        cgo=False, ldflags=(
+                            f"-X {HELM_MODULE}/internal/version.version=v{HELM_VERSION}",
+                            f"-X {HELM_MODULE}/internal/version.gitTreeState=clean"))
     raise UsageError(f"unknown peer '{name}'", f"use one of {', '.join(PEER_NAMES)}")
 
 

@@ -18,7 +18,14 @@ from dexkit.render.apiserver import patch_static_pod
 from dexkit.render.bundle import render_bundle
 from dexkit.sandbox import controlplane
 from tests.e2e.conftest import KUBERNETES_VERSION
-from tests.unit.render.helpers import FIXTURES, GOLDEN, golden_ca, make_config
+from tests.unit.render.helpers import (
+    FIXTURES,
+    GOLDEN,
+    SERVICE_MONITOR_CRD,
+    golden_ca,
+    make_config,
+)
+from tests.unit.render.test_schema import CHART_KNOBS
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +63,56 @@ def test_server_side_dry_run_accepts_every_object(
         assert len(applied) == len(kinds), result.stdout
     finally:
         _kubectl(kubectl, control_plane, "delete", "namespace", namespace, "--wait=false")
+
+
+def install_service_monitor_crd(kubectl: Path, plane: controlplane.ControlPlane) -> None:
+    """The test's own minimal ServiceMonitor CRD (tests/fixtures), established before use."""
+    applied = _kubectl(kubectl, plane, "apply", "--server-side", "-f", str(SERVICE_MONITOR_CRD))
+    assert applied.returncode == 0, applied.stderr
+    ready = _kubectl(kubectl, plane, "wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/servicemonitors.monitoring.coreos.com")
+    assert ready.returncode == 0, ready.stderr
+
+
+def test_every_chart_knob_passes_a_server_side_dry_run(
+        control_plane: controlplane.ControlPlane, kubectl: Path) -> None:
+    """Every knob at once (NetworkPolicy, HPA, ServiceMonitor, Ingress hosts/TLS, scheduling,
+    env, volumes...), with strict field validation: an unknown field fails, not dropped."""
+    install_service_monitor_crd(kubectl, control_plane)
+    namespace = "dexkit-render-knobs"
+    config = make_config(dict(CHART_KNOBS, namespace=namespace, kubernetesVersion=MINOR))
+    bundle = render_bundle(config, ca_pem=golden_ca(), project_dir="/srv/dexkit",
+                           out_dir="/srv/dexkit/out")
+    created = _kubectl(kubectl, control_plane, "create", "namespace", namespace)
+    assert created.returncode == 0, created.stderr
+    try:
+        result = _kubectl(kubectl, control_plane, "apply", "--server-side", "--dry-run=server",
+                          "--validate=strict", "--field-manager=dexkit", "-f", "-",
+                          stdin=bundle["dex.yaml"])
+        assert result.returncode == 0, result.stderr
+        kinds = {doc["kind"] for doc in yaml.safe_load_all(bundle["dex.yaml"]) if doc}
+        assert {"ServiceMonitor", "NetworkPolicy", "HorizontalPodAutoscaler"} <= kinds
+        applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+        assert len(applied) == len([d for d in yaml.safe_load_all(bundle["dex.yaml"]) if d])
+    finally:
+        _kubectl(kubectl, control_plane, "delete", "namespace", namespace, "--wait=false")
+
+
+def test_a_misspelt_service_monitor_field_is_refused(
+        control_plane: controlplane.ControlPlane, kubectl: Path) -> None:
+    """The CRD is strict enough that the dry run above can fail."""
+    install_service_monitor_crd(kubectl, control_plane)
+    config = make_config({"kubernetesVersion": MINOR, "namespace": "default",
+                          "dex": {"serviceMonitor": {"enabled": True}}})
+    bundle = render_bundle(config, ca_pem=golden_ca(), project_dir="/srv/dexkit",
+                           out_dir="/srv/dexkit/out")
+    (monitor,) = [d for d in yaml.safe_load_all(bundle["dex.yaml"])
+                  if d and d["kind"] == "ServiceMonitor"]
+    monitor["spec"]["endpoints"][0]["intervall"] = "30s"
+    result = _kubectl(kubectl, control_plane, "create", "--dry-run=server", "--validate=strict",
+                      "-f", "-", stdin=yaml.safe_dump(monitor))
+    assert result.returncode != 0
+    assert "intervall" in result.stderr
 
 
 @pytest.mark.parametrize("mode", ["flags", "authentication-config"])

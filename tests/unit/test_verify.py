@@ -32,6 +32,17 @@ def test_mismatches_are_named() -> None:
     assert "does not see groups ['oidc:team-a', 'oidc:team-a/x']" in message
 
 
+def test_what_cel_expressions_make_is_left_to_the_api_server() -> None:
+    config = parse_config("issuer: https://127.0.0.1:32000\napiServer: {mode: "
+                          "authentication-config, usernameExpression: claims.name, "
+                          "groupsExpression: claims.groups}\n")
+    assert mapping_mismatch(config, CLAIMS, Identity("anything", ())) is None
+    half = parse_config("issuer: https://127.0.0.1:32000\napiServer: {mode: "
+                        "authentication-config, groupsExpression: claims.groups}\n")
+    message, _ = mapping_mismatch(half, CLAIMS, Identity("someone", ())) or ("", "")
+    assert "promises 'admin@example.com'" in message
+
+
 def test_probes_parse() -> None:
     assert str(Probe.parse("list nodes")) == "list nodes"
     assert str(Probe.parse("get pods default")) == "get pods in default"

@@ -184,3 +184,53 @@ def test_patch_of_a_missing_file(dexkit, project: Path, tmp_path: Path) -> None:
     result = dexkit("apiserver", "patch", str(tmp_path / "nope.yaml"), "--dir", project)
     assert result.code == 2
     assert "does not exist" in result.err
+
+
+OTHER_ISSUER = """\
+apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer:
+    url: https://token.actions.githubusercontent.com  # CI
+    audiences: [sts.example.com]
+  claimMappings:
+    username: {claim: sub, prefix: "gh:"}
+"""
+
+
+def test_config_merge_prints_and_write_replaces_after_a_backup(  # type: ignore[no-untyped-def]
+        dexkit, project: Path, tmp_path: Path) -> None:
+    _project(dexkit, project, {"apiServer": {"mode": "authentication-config"}})
+    target = tmp_path / "authn" / "authentication-config.yaml"
+    target.parent.mkdir()
+    target.write_text(OTHER_ISSUER)
+    target.chmod(0o600)
+    printed = dexkit("apiserver", "config", "--dir", project, "--merge", target)
+    assert printed.code == 0, printed.err
+    assert printed.out.startswith(OTHER_ISSUER)
+    assert "added dexkit's jwt entry" in printed.err
+    assert "token.actions.githubusercontent.com" in printed.err
+    assert target.read_text() == OTHER_ISSUER  # printing changes nothing
+    written = dexkit("apiserver", "config", "--dir", project, "--merge", target, "--write")
+    assert written.code == 0, written.err
+    assert target.read_text() == printed.out
+    assert target.stat().st_mode & 0o777 == 0o600
+    (backup,) = target.parent.glob("authentication-config.yaml.bak-*")
+    assert backup.read_text() == OTHER_ISSUER
+    again = dexkit("apiserver", "config", "--dir", project, "--merge", target, "--write")
+    assert again.code == 0 and "nothing changed" in again.err
+    assert len(list(target.parent.glob("*.bak-*"))) == 1
+
+
+def test_config_merge_errors(dexkit, project: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _project(dexkit, project, {"apiServer": {"mode": "authentication-config"}})
+    missing = dexkit("apiserver", "config", "--dir", project, "--merge", tmp_path / "nope")
+    assert missing.code == 2 and missing.err.count("error:") == 1 and "hint:" in missing.err
+    pod = tmp_path / "pod.yaml"
+    pod.write_text((FIXTURES / "kube-apiserver-1.34.yaml").read_text())
+    before = snapshot(tmp_path)
+    refused = dexkit("apiserver", "config", "--dir", project, "--merge", pod, "--write")
+    assert refused.code == 2 and "not an AuthenticationConfiguration" in refused.err
+    assert snapshot(tmp_path) == before
+    lone = dexkit("apiserver", "config", "--dir", project, "--write")
+    assert lone.code == 2 and "--write needs --merge" in lone.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,34 @@ def test_real_process_pipes_a_stream(dexkit, project: Path) -> None:  # type: ig
     assert {d["kind"] for d in docs} >= {"Deployment", "Service", "Secret"}
     # The stream is the all-in-one dex.yaml, byte for byte.
     assert done.stdout == (project / "out/dex.yaml").read_text()
+
+
+def test_render_formats_print_or_write_one_file(dexkit, project: Path) -> None:  # type: ignore[no-untyped-def]
+    _project(dexkit, project, {"issuer": "https://login.acme-corp.io",
+                               "eks": {"clusterName": "prod", "region": "eu-west-1"}})
+    values = dexkit("render", "--dir", project, "--format", "helm-values")
+    assert values.code == 0, values.err
+    assert yaml.safe_load(values.out)["config"]["issuer"] == "https://login.acme-corp.io"
+    assert "warning: the chart always runs Dex's plain-HTTP listener" in values.err
+    eks = dexkit("render", "--dir", project, "--format", "eks")
+    assert eks.code == 0, eks.err
+    assert json.loads(eks.out)["clusterName"] == "prod"
+    assert "aws eks associate-identity-provider-config --cli-input-json" in eks.err
+    target = project / "cluster.yaml"
+    eksctl = dexkit("render", "--dir", project, "--format", "eksctl", "--out", target)
+    assert eksctl.code == 0, eksctl.err
+    assert eksctl.out == ""
+    assert yaml.safe_load(target.read_text())["kind"] == "ClusterConfig"
+    assert not (project / "out").exists()
+
+
+def test_render_format_errors_are_one_line_each(dexkit, project: Path) -> None:  # type: ignore[no-untyped-def]
+    _project(dexkit, project)
+    result = dexkit("render", "--dir", project, "--format", "eks")
+    assert result.code == 1
+    assert result.err.count("error:") == 1 and result.err.count("hint:") == 1
+    assert "eks.clusterName" in result.err
+    bad = dexkit("render", "--dir", project, "--format", "yaml")
+    assert bad.code == 2 and "error:" in bad.err and "hint:" in bad.err
+    into_dir = dexkit("render", "--dir", project, "--format", "helm-values", "--out", project)
+    assert into_dir.code == 2 and "is a directory" in into_dir.err

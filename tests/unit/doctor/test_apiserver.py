@@ -185,6 +185,26 @@ def test_local_authentication_config_is_read_and_compared(new_project: Project,
     assert "claimMappings.groups.prefix is '', dexkit.yaml says 'oidc:'" in result.message
 
 
+def test_expressions_and_more_issuers_are_compared_as_rendered(new_project: Project,
+                                                               tmp_path: Path) -> None:
+    extra = {"issuer": {"url": "https://ci.example.com", "audiences": ["ci"]},
+             "claimMappings": {"username": {"claim": "sub", "prefix": "ci:"}}}
+    project = new_project(apiServer={"mode": "authentication-config", "audiences": ["argocd"],
+                                     "usernameExpression": "claims.name",
+                                     "groupsExpression": "claims.groups", "extraJWT": [extra]})
+    config = load_config(project).config
+    path = tmp_path / "authn.yaml"
+    path.write_text(render_authentication_config(config, (project / "ssl/ca.pem").read_text()))
+    view = _local(project, [f"--authentication-config={path}"])
+    assert run(_ctx(project, [view]), "apiserver.oidc").status == "ok"
+    data = yaml.safe_load(path.read_text())
+    data["jwt"][0]["claimMappings"]["username"]["expression"] = "claims.email"
+    path.write_text(yaml.safe_dump(data))
+    result = run(_ctx(project, [view]), "apiserver.oidc")
+    assert result.status == "fail"
+    assert "claimMappings.username.expression is 'claims.email'" in result.message
+
+
 def test_authentication_config_on_a_node_is_not_read(new_project: Project) -> None:
     project = new_project(apiServer={"mode": "authentication-config"})
     _, views = _views(project)

@@ -71,3 +71,32 @@ def validate_object(obj: dict[str, Any], minor: int) -> None:
 
 def documents(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+SERVICE_MONITOR_CRD = Path(__file__).resolve().parents[2] / "fixtures" / "servicemonitor-crd.yaml"
+
+
+def validate_service_monitor(obj: dict[str, Any]) -> None:
+    """Validate against the test's own structural ServiceMonitor CRD schema, as the API server
+    would (unknown fields fail: the schema is closed where Kubernetes' would prune)."""
+    import jsonschema
+
+    crd = yaml.safe_load(SERVICE_MONITOR_CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema = _closed(version["schema"]["openAPIV3Schema"])
+    assert obj["apiVersion"] == f"{crd['spec']['group']}/{version['name']}"
+    try:
+        jsonschema.validate(obj, schema)
+    except jsonschema.ValidationError as exc:
+        pytest.fail(f"ServiceMonitor is invalid at {'/'.join(map(str, exc.path))}: {exc.message}")
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with additionalProperties false wherever it lists properties."""
+    out = dict(schema)
+    if "properties" in out:
+        out["properties"] = {k: _closed(v) for k, v in out["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    if isinstance(out.get("items"), dict):
+        out["items"] = _closed(out["items"])
+    return out

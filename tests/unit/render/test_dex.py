@@ -45,8 +45,8 @@ def test_dex_config_has_the_guides_shape() -> None:
     dex = _dex()
     assert dex["issuer"] == "https://dex.example.com:32000"
     assert dex["storage"] == {"type": "kubernetes", "config": {"inCluster": True}}
-    assert dex["web"] == {"https": "0.0.0.0:5556", "tlsCert": "/etc/dex/tls/tls.crt",
-                          "tlsKey": "/etc/dex/tls/tls.key"}
+    assert dex["web"] == {"https": "0.0.0.0:5556", "tlsCert": "/etc/dex-tls/tls.crt",
+                          "tlsKey": "/etc/dex-tls/tls.key"}
     assert dex["telemetry"] == {"http": "0.0.0.0:5558"}
     assert dex["oauth2"] == {"skipApprovalScreen": True}
     github = dex["connectors"][0]
@@ -283,7 +283,7 @@ def test_connector_ca_from_the_project_travels_in_a_secret() -> None:
                            {"type": "oidc", "rootCA": "/etc/ssl/upstream.pem"}]}
     config = make_config(data)
     dex = _dex(data)
-    assert dex["connectors"][0]["config"]["rootCA"] == "/etc/dex/connector-ca/ldap.pem"
+    assert dex["connectors"][0]["config"]["rootCA"] == "/etc/dex-connector-ca/ldap.pem"
     assert dex["connectors"][1]["config"]["rootCAs"] == ["/etc/ssl/upstream.pem"]
     secret = yaml.safe_load(render_connector_ca_secret(config, {"ldap": "PEM\n"}) or "")
     assert secret["stringData"] == {"ldap.pem": "PEM\n"}

@@ -24,6 +24,7 @@ from tests.unit.render.helpers import (
     make_config,
     schema_version,
     validate_object,
+    validate_service_monitor,
 )
 
 # Configs that between them render every object and every option of every object.
@@ -46,6 +47,81 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Every knob the official Helm chart has that dexkit.yaml now types (tests/unit/render/
+# test_knobs.py checks what each renders; here each must be valid Kubernetes).
+CHART_KNOBS: dict[str, Any] = {
+    "issuer": "https://login.example.com/dex",
+    "dex": {
+        "replicas": 2,
+        "imagePullPolicy": "Always",
+        "imagePullSecrets": [{"name": "regcred"}],
+        "revisionHistoryLimit": 3,
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}},
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                      "limits": {"cpu": 1, "memory": "128Mi"}},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "auth",
+                         "effect": "NoSchedule"},
+                        {"operator": "Exists", "effect": "NoExecute",
+                         "tolerationSeconds": 30}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 100, "podAffinityTerm": {
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "dex"}}}}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "DoNotSchedule",
+                                       "labelSelector": {"matchLabels": {
+                                           "app.kubernetes.io/name": "dex"}}}],
+        "priorityClassName": "system-cluster-critical",
+        "hostAliases": [{"ip": "10.0.0.10", "hostnames": ["ldap.corp.example"]}],
+        "commonLabels": {"team": "platform"},
+        "podLabels": {"sidecar.istio.io/inject": "false"},
+        "podAnnotations": {"prometheus.io/scrape": "true"},
+        "serviceAccount": {"annotations": {
+            "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/dex"}},
+        "env": {"TZ": "UTC"},
+        "envVars": [{"name": "NODE_NAME",
+                     "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "envFrom": [{"secretRef": {"name": "dex-extra"}},
+                    {"configMapRef": {"name": "dex-settings", "optional": True},
+                     "prefix": "DEX_"}],
+        "volumes": [{"name": "theme", "configMap": {"name": "dex-theme"}},
+                    {"name": "ca-bundle", "secret": {"secretName": "corp-ca"}}],
+        "volumeMounts": [{"name": "theme", "mountPath": "/srv/dex/web/themes/corp",
+                          "readOnly": True},
+                         {"name": "ca-bundle", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+        "service": {"type": "ClusterIP", "annotations": {
+            "service.beta.kubernetes.io/aws-load-balancer-internal": "true"},
+            "telemetry": True},
+        "ingress": {"enabled": True, "className": "nginx",
+                    "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                    "hosts": [{"host": "login.example.com"},
+                              {"host": "dex.example.org",
+                               "paths": [{"path": "/", "pathType": "ImplementationSpecific"}]}],
+                    "tls": [{"hosts": ["login.example.com"], "secretName": "login-tls"},
+                            {"hosts": ["dex.example.org"]}]},
+        "serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "10s",
+                           "labels": {"release": "prometheus"}},
+        "networkPolicy": {"enabled": True,
+                          "ingressFrom": [{"namespaceSelector": {"matchLabels": {
+                              "kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                          "egressRules": [{"ports": [{"port": 53, "protocol": "UDP"}]},
+                                          {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                                           "ports": [{"port": 636, "protocol": "TCP"}]}]},
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5,
+                        "targetCPUUtilizationPercentage": 75,
+                        "targetMemoryUtilizationPercentage": 80},
+        "grpc": {"enabled": True},
+        "extraConfig": {"expiry": {"refreshTokens": {"validIfNotUsedFor": "168h"}},
+                        "frontend": {"theme": "dark"}},
+    },
+}
+
+
 def _objects(minor: int) -> list[tuple[str, dict[str, Any]]]:
     found = []
     for case in ("default", "static-authn", "ldap-postgres"):
@@ -54,7 +130,7 @@ def _objects(minor: int) -> list[tuple[str, dict[str, Any]]]:
         pems = connector_pems(config, GOLDEN / case)
         found += [(f"{case}:{m.path}", doc) for m in render_manifests(config, pems)
                   for doc in documents(m.text)]
-    for name, data in VARIANTS.items():
+    for name, data in {**VARIANTS, "chart-knobs": CHART_KNOBS}.items():
         config = make_config(dict(data, kubernetesVersion=f"1.{minor}"))
         found += [(f"{name}:{m.path}", doc) for m in render_manifests(config)
                   for doc in documents(m.text)]
@@ -81,9 +157,14 @@ def test_every_object_validates(minor: int) -> None:
     # Every kind dexkit renders is covered by the configs above.
     assert kinds == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
                      "ClusterRoleBinding", "Secret", "Deployment", "Service",
-                     "PodDisruptionBudget", "Ingress"}
+                     "PodDisruptionBudget", "Ingress", "NetworkPolicy",
+                     "HorizontalPodAutoscaler", "ServiceMonitor"}
     for _, obj in objects:
-        validate_object(obj, minor)
+        if obj["kind"] == "ServiceMonitor":
+            # A CRD: not in Kubernetes' OpenAPI; checked against its own schema instead.
+            validate_service_monitor(obj)
+        else:
+            validate_object(obj, minor)
 
 
 @pytest.mark.parametrize(("fixture", "minor"), [("kube-apiserver-1.30.yaml", 30),

@@ -297,6 +297,18 @@ def test_dex_is_built_without_cgo(tmp_path: Path, fake_go: Path) -> None:
     assert not any(c["args"][:2] == ["mod", "edit"] for c in _calls(tmp_path))
 
 
+def test_helm_is_built_from_its_module_with_its_version_stamped(tmp_path: Path,
+                                                                fake_go: Path) -> None:
+    [manifest] = peers.build_peers([peers.peer_spec("helm")], progress=lambda _: None,
+                                   root=tmp_path / "c", go=str(fake_go))
+    assert (manifest.module, manifest.module_version) == ("helm.sh/helm/v3", "v3.22.0")
+    build = next(c for c in _calls(tmp_path) if c["args"][0] == "build")
+    assert build["args"][-1] == "helm.sh/helm/v3/cmd/helm"
+    assert build["cgo"] == "0"
+    assert "-X helm.sh/helm/v3/internal/version.version=v3.22.0" in " ".join(build["args"])
+    assert peers.locate(peers.peer_spec("helm"), root=tmp_path / "c", env={}).available
+
+
 def test_only_kubelogin_itself_skips_the_checksum_database(
         tmp_path: Path, fake_go: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GONOSUMDB", raising=False)
