@@ -52,6 +52,8 @@ def _jwt(exp: int) -> str:
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     directory = tmp_path / "cache"
+    # a generated command line may name a relative cache directory: keep it in tmp_path
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DEXKIT_TOKEN_CACHE", str(directory))
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("KUBECACHEDIR", "DEXKIT_PASSWORD", "BROWSER", "DISPLAY", "WAYLAND_DISPLAY"):
