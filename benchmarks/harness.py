@@ -47,3 +47,45 @@ def table(rows: Sequence[Timing], baseline: str | None = None) -> str:
         lines.append(f"| {r.name} | {r.runs} | {r.median_ms:.1f} | {r.min_ms:.1f} | "
                      f"{r.max_ms:.1f} |{ratio}")
     return "\n".join(lines)
+
+
+def time_interleaved(commands: dict[str, Sequence[str | Path]], runs: int, warmup: int = 3,
+                     env: dict[str, str] | None = None) -> list[Timing]:
+    """Run every command once per round, round after round: commands compared side by side
+    see the same machine load. All runs must succeed."""
+    run_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for i in range(-warmup, runs):
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            result = subprocess.run([str(a) for a in argv], env=run_env, capture_output=True,
+                                    check=False, stdin=subprocess.DEVNULL)
+            elapsed = (time.perf_counter() - start) * 1000
+            if result.returncode != 0:
+                raise RuntimeError(f"{name} failed: {result.stderr.decode()[-500:]}")
+            if i >= 0:
+                samples[name].append(elapsed)
+    return [Timing(name, runs, statistics.median(s), min(s), max(s))
+            for name, s in samples.items()]
+
+
+def paired_ratio(first: Callable[[int], Sequence[str | Path]],
+                 second: Callable[[int], Sequence[str | Path]], runs: int,
+                 cwd: Path | None = None) -> tuple[float, float, float]:
+    """Median of per-pair ratios first/second (each pair run back to back), and the two
+    medians in ms."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    ratios, a_ms, b_ms = [], [], []
+    for i in range(runs):
+        times = []
+        for make in (first, second):
+            start = time.perf_counter()
+            result = subprocess.run([str(x) for x in make(i)], cwd=cwd, env=env,
+                                    capture_output=True, check=False)
+            times.append((time.perf_counter() - start) * 1000)
+            if result.returncode != 0:
+                raise RuntimeError(f"failed: {result.stderr.decode()[-500:]}")
+        a_ms.append(times[0])
+        b_ms.append(times[1])
+        ratios.append(times[0] / times[1])
+    return statistics.median(ratios), statistics.median(a_ms), statistics.median(b_ms)

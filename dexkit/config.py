@@ -851,7 +851,10 @@ class StaticUser(Model, frozen=True):
 
 
 def check_redirect_uri(uri: str) -> str:
-    """Absolute, no fragment; plain http only for loopback (RFC 8252), as Dex allows."""
+    """Absolute, no fragment; plain http only for loopback (RFC 8252), as Dex allows; or the
+    out-of-band URI of the keyboard flow."""
+    if uri in ("urn:ietf:wg:oauth:2.0:oob", "/device/callback"):  # Dex's keyboard and device
+        return uri
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"redirect URI '{uri}' must be an absolute http(s) URL")

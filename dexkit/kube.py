@@ -257,6 +257,147 @@ def can_i(cluster: Cluster, verb: str, resource: str, namespace: str | None = No
                       reason=str(status.reason or status.evaluation_error or ""))
 
 
+# --- reviews as a bearer token, without the kubernetes client ----------------------------------
+#
+# `dexkit verify` sends only two requests as the Dex token (SelfSubjectReview, then
+# SelfSubjectAccessReviews); importing the kubernetes client for them costs ~280 ms, most of
+# verify's time. This reads the kubeconfig's cluster as kubectl does (the first file that
+# defines an entry wins, current-context from the first file that sets one) and posts with
+# httpx. A cluster entry with anything it does not handle (a proxy, an exec'd CA) falls back to
+# the kubernetes client.
+
+_TOKEN_CLUSTER_FIELDS = {"server", "certificate-authority", "certificate-authority-data",
+                         "insecure-skip-tls-verify", "extensions"}
+
+
+@dataclass
+class TokenSession:
+    """The API server of a kubeconfig's context, spoken to as one bearer token."""
+
+    server: str
+    context: str
+    http: Any = field(repr=False)
+
+    def post(self, path: str, body: dict[str, Any], action: str) -> dict[str, Any]:
+        import httpx
+
+        try:
+            response = self.http.post(self.server.rstrip("/") + path, json=body)
+        except httpx.HTTPError as exc:
+            raise ClusterError(f"{action}: cannot reach the API server at {self.server}: "
+                               f"{str(exc).splitlines()[0][:200]}",
+                               "is the cluster running, and is the kubeconfig's server "
+                               "right?") from None
+        if response.status_code == 401:
+            raise ClusterError(f"{action}: the API server refused the token (401 "
+                               "Unauthorized)", "the API server does not accept this Dex "
+                               "token yet, or at all: see 'dexkit doctor'")
+        if response.status_code != 201 and response.status_code != 200:
+            raise ClusterError(f"{action}: the API server answered HTTP "
+                               f"{response.status_code} at {self.server}",
+                               "see the API server's log")
+        try:
+            data = response.json()
+        except ValueError:
+            raise ClusterError(f"{action}: the API server did not answer JSON",
+                               "is the kubeconfig's server a Kubernetes API server?") from None
+        return data if isinstance(data, dict) else {}
+
+
+def token_session(target: Target, bearer_token: str) -> TokenSession | Cluster:
+    """A light session for ``bearer_token`` on ``target``'s cluster, or, when its kubeconfig
+    entry needs more than that handles, the kubernetes client (:func:`connect`)."""
+    import base64
+    import ssl
+
+    import yaml
+
+    files = [Path(f) for f in _kubeconfig_files(target) if Path(f).is_file()]
+    docs: list[tuple[Path, dict[str, Any]]] = []
+    for path in files:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return connect(target, bearer_token=bearer_token)
+        docs.append((path, data if isinstance(data, dict) else {}))
+    name = target.context or next((str(d["current-context"]) for _, d in docs
+                                   if d.get("current-context")), None)
+    context = _first_named(docs, "contexts", "context", name)
+    cluster_name = (context[1] or {}).get("cluster") if context else None
+    cluster = _first_named(docs, "clusters", "cluster", cluster_name)
+    entry = cluster[1] if cluster else None
+    if not isinstance(entry, dict) or set(entry) - _TOKEN_CLUSTER_FIELDS or not entry.get(
+            "server"):
+        return connect(target, bearer_token=bearer_token)
+    assert cluster is not None
+    context_ssl = ssl.create_default_context()
+    try:
+        if entry.get("certificate-authority-data"):
+            pem = base64.b64decode(str(entry["certificate-authority-data"])).decode()
+            context_ssl = ssl.create_default_context(cadata=pem)
+        elif entry.get("certificate-authority"):
+            ca = Path(str(entry["certificate-authority"]))
+            context_ssl = ssl.create_default_context(cafile=str(
+                ca if ca.is_absolute() else cluster[0].parent / ca))
+    except (OSError, ValueError, ssl.SSLError):
+        return connect(target, bearer_token=bearer_token)
+    if entry.get("insecure-skip-tls-verify") is True:
+        context_ssl.check_hostname = False
+        context_ssl.verify_mode = ssl.CERT_NONE
+    import httpx
+
+    headers = {"Authorization": f"Bearer {bearer_token}", "User-Agent": "dexkit"}
+    return TokenSession(str(entry["server"]), str(name or ""),
+                        httpx.Client(verify=context_ssl, headers=headers, timeout=30))
+
+
+def _first_named(docs: list[tuple[Path, dict[str, Any]]], section: str, key: str,
+                 name: Any) -> tuple[Path, Any] | None:
+    if name is None:
+        return None
+    for path, doc in docs:
+        for item in doc.get(section) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                return path, item.get(key)
+    return None
+
+
+def review_identity(session: TokenSession | Cluster) -> Identity:
+    """:func:`who_am_i` through either kind of session."""
+    if isinstance(session, Cluster):
+        return who_am_i(session)
+    data = session.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                        {"apiVersion": "authentication.k8s.io/v1",
+                         "kind": "SelfSubjectReview"}, "SelfSubjectReview")
+    info = (data.get("status") or {}).get("userInfo") or {}
+    if not info:
+        raise ClusterError("SelfSubjectReview returned no user", "is the API server >= 1.28?")
+    return Identity(username=str(info.get("username", "")),
+                    groups=tuple(str(g) for g in info.get("groups") or ()),
+                    uid=str(info.get("uid", "")),
+                    extra={str(k): [str(x) for x in v]
+                           for k, v in (info.get("extra") or {}).items()})
+
+
+def review_access(session: TokenSession | Cluster, verb: str, resource: str,
+                  namespace: str | None = None) -> Permission:
+    """:func:`can_i` through either kind of session."""
+    if isinstance(session, Cluster):
+        return can_i(session, verb, resource, namespace)
+    name, _, group = resource.partition(".")
+    attributes = {"verb": verb, "resource": name, **({"group": group} if group else {}),
+                  **({"namespace": namespace} if namespace else {})}
+    data = session.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                        {"apiVersion": "authorization.k8s.io/v1",
+                         "kind": "SelfSubjectAccessReview",
+                         "spec": {"resourceAttributes": attributes}},
+                        f"SelfSubjectAccessReview for {verb} {resource}")
+    status = data.get("status") or {}
+    return Permission(verb=verb, resource=resource, namespace=namespace,
+                      allowed=bool(status.get("allowed")),
+                      reason=str(status.get("reason") or status.get("evaluationError") or ""))
+
+
 # --- objects: reads, server-side apply, deletes ---------------------------------------------
 
 FIELD_MANAGER = "dexkit"

@@ -4,12 +4,22 @@ kubectl's rules for where a change goes, with several files in KUBECONFIG:
 - a stanza (user, cluster, context) that exists is modified in the first file that defines it;
 - a new stanza is written to the first file that exists; if none exists, the last one is made;
 - ``current-context`` is left alone unless asked.
-Nothing else in any file is dropped, reordered or rewritten; files with no change keep their
-bytes. Every write is atomic and keeps a backup of the file it replaces.
+
+The edit is made in the text, not by re-serialising the document: the file is parsed only to
+find where things are (PyYAML's node marks), and only the bytes of the stanzas dexkit owns
+(the entries it writes, ``current-context`` when asked) are replaced, or new ones appended at
+the end of their list. Everything else keeps its bytes: other entries, their order, comments,
+flow style, anchors, quoting, line endings, and scalars that a YAML 1.1 re-serialisation would
+change (a cluster named ``1.10`` stays ``1.10``, not ``1.1``; ``namespace: 0755`` stays). An edit
+dexkit cannot make without touching what it does not own (its stanza is the target of an
+alias used elsewhere, a section that is an alias, several documents) is refused, naming why.
+After every edit the new text is parsed again and must say exactly what was asked, or nothing
+is written. Every write is atomic and keeps a backup of the file it replaces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,12 +41,16 @@ class Entry:
     name: str
     body: dict[str, Any]
 
+    @property
+    def stanza(self) -> dict[str, Any]:
+        return {"name": self.name, SECTIONS[self.section]: self.body}
+
 
 @dataclass
 class Plan:
-    """What will be written where: path -> new document, plus which entries changed."""
+    """What will be written where: path -> new text, plus which entries changed."""
 
-    documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
+    texts: dict[Path, str] = field(default_factory=dict)
     changes: list[str] = field(default_factory=list)
     current_context: str | None = None
 
@@ -50,59 +64,106 @@ def kubeconfig_paths(explicit: Path | None) -> list[Path]:
     return [DEFAULT]
 
 
-def load(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str | None:
     if not path.exists():
+        return None
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}",
+                         "check the kubeconfig's path and permissions") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a text file (not UTF-8)",
+                         "pass --kubeconfig a kubeconfig file; dexkit never overwrites a file "
+                         "it cannot read") from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The document in ``path`` as data (for reading; edits go through :func:`plan`)."""
+    text = _read_text(path)
+    if text is None:
         return {"apiVersion": "v1", "kind": "Config", "preferences": {}, "clusters": [],
                 "users": [], "contexts": [], "current-context": ""}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}",
-                         "fix or move the kubeconfig; dexkit never overwrites a file it cannot "
-                         "read") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} is not a kubeconfig (top level is not a mapping)",
-                         "pass --kubeconfig a kubeconfig file")
+    _, data = _parse(path, text)
     return data
+
+
+def _parse(path: Path, text: str) -> tuple[_Document | None, dict[str, Any]]:
+    """The composed root (None for an empty file) and the data, or a usage error."""
+    try:
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+        data = yaml.safe_load(text) if root is not None else None
+    except yaml.composer.ComposerError as exc:
+        if "expected a single document" in str(exc):
+            raise UsageError(f"{path} holds several YAML documents",
+                             "a kubeconfig is one document; split the file") from None
+        raise _yaml_error(path, exc) from None
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    except RecursionError:
+        raise UsageError(f"{path} is nested too deeply to be a kubeconfig",
+                         "pass --kubeconfig a kubeconfig file") from None
+    if root is None or data is None:
+        return None, {}
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        raise UsageError(f"{path} is not a kubeconfig (its top level is not a mapping)",
+                         "pass --kubeconfig a kubeconfig file")
+    return _Document(text, root, loader.anchored, loader.alias_uses), data
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> UsageError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return UsageError(f"{path}{where} is not valid YAML: {problem}",
+                      "fix or move the kubeconfig; dexkit never overwrites a file it cannot "
+                      "read")
 
 
 def plan(paths: Sequence[Path], entries: Sequence[Entry],
          use_context: str | None = None) -> Plan:
-    docs = {p: load(p) for p in paths}
+    texts = {p: _read_text(p) for p in paths}
+    datas = {p: (_parse(p, t)[1] if t is not None else {}) for p, t in texts.items()}
     result = Plan()
     for entry in entries:
-        owner = _owner(docs, entry) or _first_existing(paths)
-        items = docs[owner].setdefault(entry.section, []) or []
-        docs[owner][entry.section] = items
-        stanza = {"name": entry.name, SECTIONS[entry.section]: entry.body}
-        index = next((i for i, item in enumerate(items)
-                      if isinstance(item, dict) and item.get("name") == entry.name), None)
-        if index is None:
-            items.append(stanza)
-            result.changes.append(f"added {SECTIONS[entry.section]} '{entry.name}' to {owner}")
-        elif items[index] != stanza:
-            items[index] = stanza
-            result.changes.append(f"updated {SECTIONS[entry.section]} '{entry.name}' in {owner}")
-        else:
+        owner = _owner(datas, entry) or _first_existing(paths)
+        current = _find(datas[owner], entry)
+        if current == entry.stanza:
             continue
-        result.documents[owner] = docs[owner]
+        verb = "added" if current is None else "updated"
+        new_text = set_entry(owner, texts[owner], entry)
+        texts[owner], datas[owner] = new_text, _parse(owner, new_text)[1]
+        result.texts[owner] = new_text
+        where = "to" if verb == "added" else "in"
+        result.changes.append(f"{verb} {SECTIONS[entry.section]} '{entry.name}' {where} {owner}")
     if use_context is not None:
         # kubectl writes current-context to the first file that sets one, else the first file.
-        owner = next((p for p in paths if docs[p].get("current-context")), paths[0])
-        if docs[owner].get("current-context") != use_context:
-            docs[owner]["current-context"] = use_context
-            result.documents[owner] = docs[owner]
+        owner = next((p for p in paths if datas[p].get("current-context")), paths[0])
+        if datas[owner].get("current-context") != use_context:
+            new_text = set_current_context(owner, texts[owner], use_context)
+            texts[owner], datas[owner] = new_text, _parse(owner, new_text)[1]
+            result.texts[owner] = new_text
             result.changes.append(f"current-context set to '{use_context}' in {owner}")
         result.current_context = use_context
     return result
 
 
-def _owner(docs: dict[Path, dict[str, Any]], entry: Entry) -> Path | None:
-    for path, doc in docs.items():
-        for item in doc.get(entry.section) or []:
-            if isinstance(item, dict) and item.get("name") == entry.name:
-                return path
+def _find(data: dict[str, Any], entry: Entry) -> dict[str, Any] | None:
+    items = data.get(entry.section)
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("name") == entry.name:
+            return item
     return None
+
+
+def _owner(datas: dict[Path, dict[str, Any]], entry: Entry) -> Path | None:
+    return next((p for p, d in datas.items() if _find(d, entry) is not None), None)
 
 
 def _first_existing(paths: Sequence[Path]) -> Path:
@@ -110,35 +171,283 @@ def _first_existing(paths: Sequence[Path]) -> Path:
 
 
 def write(result: Plan) -> list[Path]:
-    """Write each changed document atomically (0600), after a backup of the old file."""
+    """Write each changed file atomically (0600 when new, else its mode kept), after a backup
+    of the old file."""
     backups = []
-    for path, doc in result.documents.items():
+    for path, text in result.texts.items():
+        mode = files.PRIVATE
         if path.exists():
             backups.append(files.backup_copy(path))
-        files.ensure_dir(path.parent)
-        text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
-        files.atomic_write(path, text, files.PRIVATE)
+            mode = path.stat().st_mode & 0o777
+        elif not path.parent.exists():
+            files.ensure_dir(path.parent)
+        files.atomic_write(path, text, mode)
     return backups
 
 
-def exec_user(*, issuer: str, client_id: str, ca_file: Path, scopes: Sequence[str],
-              grant: str = "authcode", username: str | None = None,
-              password_file: Path | None = None, command: str = "dexkit") -> dict[str, Any]:
-    """The user stanza that makes kubectl run ``dexkit token`` (client.authentication/v1)."""
-    args = ["token", "--issuer", issuer, "--client-id", client_id,
-            "--ca-file", str(ca_file)]
-    for scope in scopes:
-        args += ["--scope", scope]
-    if grant != "authcode":
-        args += ["--grant", grant]
-    if username:
-        args += ["--username", username]
-    if password_file is not None:
-        args += ["--password-file", str(password_file)]
+def render(entries: Sequence[Entry], current_context: str | None = None) -> str:
+    """A complete kubeconfig holding just ``entries`` (for ``-o -`` and new files)."""
+    doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "preferences": {}}
+    for section in ("clusters", "users", "contexts"):
+        doc[section] = [e.stanza for e in entries if e.section == section]
+    doc["current-context"] = current_context or ""
+    return _dump(doc)
+
+
+# --- the text edit ------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """Composes nodes and remembers which anchors exist and where aliases use them."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.anchored: dict[str, yaml.Node] = {}
+        self.alias_uses: list[tuple[str, int]] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            at = event.start_mark.index if event.start_mark is not None else -1
+            self.alias_uses.append((str(event.anchor), int(at)))
+        elif getattr(event, "anchor", None) and node is not None:
+            self.anchored[str(event.anchor)] = node
+        return node
+
+
+@dataclass
+class _Document:
+    text: str
+    root: yaml.MappingNode
+    anchored: dict[str, yaml.Node]
+    alias_uses: list[tuple[str, int]]
+
+    def value(self, key: str) -> tuple[yaml.Node, yaml.Node] | None:
+        for k, v in self.root.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return k, v
+        return None
+
+    def check_untouched(self, path: Path, start: int, end: int, what: str) -> None:
+        """Refuse an edit of [start, end) that would change what an alias elsewhere means."""
+        for anchor, node in self.anchored.items():
+            a, b = node.start_mark.index, node.end_mark.index
+            if a <= end and start <= b and any(
+                    name == anchor and not start <= at < end for name, at in self.alias_uses):
+                raise UsageError(
+                    f"{path}: {what} is inside the YAML anchor &{anchor}, which an alias uses "
+                    "elsewhere; editing it would change that entry too",
+                    "write dexkit's entry to another file (--kubeconfig), or expand the alias")
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _dump(data: Any) -> str:
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=2**30,
+                              allow_unicode=True))
+
+
+def _block(data: Any, indent: int, newline: str) -> str:
+    """``data`` as block YAML whose lines after the first are indented by ``indent``."""
+    lines = _dump(data).rstrip("\n").split("\n")
+    return (newline + " " * indent).join(lines)
+
+
+def _flow(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)  # JSON is YAML flow style
+
+
+def _content_end(node: yaml.Node) -> int:
+    """Where a node's own text ends: a block collection's end mark lies after the comments
+    and blank lines that follow it, which belong to whatever comes next."""
+    if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
+        return _content_end(node.value[-1][1])
+    if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
+        return _content_end(node.value[-1])
+    return int(node.end_mark.index)
+
+
+def _line_end(text: str, index: int) -> int:
+    """The end of the line ``index`` is on (before its line break): what follows a value on
+    its line (a comment) stays with it."""
+    end = text.find("\n", index)
+    if end == -1:
+        return len(text)
+    return end - 1 if end > 0 and text[end - 1] == "\r" else end
+
+
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
+
+
+def set_entry(path: Path, text: str | None, entry: Entry) -> str:
+    """``text`` with ``entry`` set (replaced in place, or appended to its section)."""
+    if text is None or not text.strip():
+        return render([entry])
+    doc, _ = _parse(path, text)
+    if doc is None:
+        return render([entry])
+    nl = _newline(text)
+    found = doc.value(entry.section)
+    if found is None:
+        return _append_root_key(doc, entry.section, [entry.stanza])
+    key, items = found
+    if isinstance(items, yaml.ScalarNode) and items.tag == "tag:yaml.org,2002:null":
+        start, end = items.start_mark.index, items.end_mark.index
+        if start == end:  # "users:" with nothing after it: write right after the colon
+            start = end = text.index(":", key.end_mark.index) + 1
+        doc.check_untouched(path, start, end, entry.section)
+        column = key.start_mark.column
+        return _splice(text, start, end,
+                       nl + " " * column + "- " + _block(entry.stanza, column + 2, nl))
+    if not isinstance(items, yaml.SequenceNode):
+        raise UsageError(f"{path}: '{entry.section}' is not a list", "fix the kubeconfig, or "
+                         "pass --kubeconfig another file")
+    for item in items.value:
+        if isinstance(item, yaml.MappingNode) and any(
+                isinstance(k, yaml.ScalarNode) and k.value == "name"
+                and isinstance(v, yaml.ScalarNode) and v.value == entry.name
+                for k, v in item.value):
+            start, end = item.start_mark.index, _content_end(item)
+            doc.check_untouched(path, start, end, f"{SECTIONS[entry.section]} '{entry.name}'")
+            if item.flow_style or items.flow_style:
+                return _splice(text, start, end, _flow(entry.stanza))
+            return _splice(text, start, end,
+                           _block(entry.stanza, item.start_mark.column, nl))
+    doc.check_untouched(path, items.end_mark.index, items.end_mark.index, entry.section)
+    if items.flow_style:
+        close = text.rindex("]", 0, items.end_mark.index)
+        lead = ", " if items.value else ""
+        return _splice(text, close, close, lead + _flow(entry.stanza))
+    last = items.value[-1]
+    at = _line_end(text, _content_end(last))
+    dash = text.rfind("-", _line_start(text, last.start_mark.index), last.start_mark.index)
+    column = dash - _line_start(text, dash)
+    return _splice(text, at, at,
+                   nl + " " * column + "- " + _block(entry.stanza, column + 2, nl))
+
+
+def set_current_context(path: Path, text: str | None, name: str) -> str:
+    if text is None or not text.strip():
+        return render([], current_context=name)
+    doc, _ = _parse(path, text)
+    if doc is None:
+        return render([], current_context=name)
+    found = doc.value("current-context")
+    if found is None:
+        return _append_root_key(doc, "current-context", name)
+    _, value = found
+    if not isinstance(value, yaml.ScalarNode):
+        raise UsageError(f"{path}: 'current-context' is not a name", "fix the kubeconfig")
+    doc.check_untouched(path, value.start_mark.index, value.end_mark.index, "current-context")
+    return _splice(text, value.start_mark.index, value.end_mark.index, _flow(name)
+                   if doc.root.flow_style else _dump(name).split("\n")[0])
+
+
+def _append_root_key(doc: _Document, key: str, value: Any) -> str:
+    text, nl = doc.text, _newline(doc.text)
+    if doc.root.flow_style:
+        close = text.rindex("}", 0, doc.root.end_mark.index)
+        lead = ", " if doc.root.value else ""
+        return _splice(text, close, close, f"{lead}{_flow(key)}: {_flow(value)}")
+    at = _line_end(text, _content_end(doc.root))
+    column = doc.root.start_mark.column
+    body = _block({key: value}, column, nl)
+    return _splice(text, at, at, nl + " " * column + body)
+
+
+def _splice(text: str, start: int, end: int, new: str) -> str:
+    result = text[:start] + new + text[end:]
+    if not result.endswith(("\n", "\r")):
+        result += _newline(text)
+    return result
+
+
+# --- dexkit's exec user -------------------------------------------------------------------------
+
+INSTALL_HINT = ("dexkit is the credential plugin of this user (it logs in to Dex): install it "
+                "with 'pipx install dexkit' (or 'pip install dexkit') so that 'dexkit' is on "
+                "PATH")
+
+
+def exec_user(token_args: Sequence[str], *, command: str = "dexkit") -> dict[str, Any]:
+    """The user stanza that makes kubectl run ``dexkit token ARGS`` (client.authentication/v1).
+
+    ``interactiveMode: IfAvailable``: kubectl hands over the terminal when it has one (the
+    keyboard flow, a password prompt); the browser and device flows need none.
+    """
     return {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1",
         "command": command,
-        "args": args,
+        "args": ["token", *token_args],
         "interactiveMode": "IfAvailable",
         "provideClusterInfo": False,
+        "installHint": INSTALL_HINT,
     }}
+
+
+# --- the entries `dexkit kubeconfig` writes -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    server: str
+    ca_data: str | None = None  # base64 PEM, inline: a kubeconfig that travels
+
+
+@dataclass(frozen=True)
+class UserRequest:
+    """A kubeconfig user that runs ``dexkit token ARGS``, and optionally its cluster and
+    context."""
+
+    user: str
+    token_args: tuple[str, ...]
+    command: str = "dexkit"
+    cluster: ClusterSpec | None = None
+    cluster_name: str | None = None  # an existing cluster entry the context points at
+    context: str | None = None
+
+
+def entries_for(req: UserRequest) -> list[Entry]:
+    """The stanzas for ``req``: user, then cluster, then context (kubectl's order)."""
+    entries = [Entry("users", req.user, exec_user(req.token_args, command=req.command))]
+    cluster = req.cluster.name if req.cluster is not None else req.cluster_name
+    if req.cluster is not None:
+        body: dict[str, Any] = {"server": req.cluster.server}
+        if req.cluster.ca_data:
+            body["certificate-authority-data"] = req.cluster.ca_data
+        entries.append(Entry("clusters", req.cluster.name, body))
+    if req.context is not None:
+        if cluster is None:
+            raise UsageError("--context needs --cluster", "name the cluster the context uses")
+        entries.append(Entry("contexts", req.context, {"cluster": cluster, "user": req.user}))
+    return entries
+
+
+def plugin_command(absolute: bool) -> tuple[str, str | None]:
+    """How kubectl starts dexkit: by name from PATH (portable: the kubeconfig works wherever
+    dexkit is installed), or this installation's script by absolute path; and a warning
+    when the name would not find this installation."""
+    import shutil
+    import sys
+
+    here = Path(sys.argv[0])
+    mine = here.resolve() if here.name in ("dexkit", "get-token") and here.exists() else None
+    if absolute:
+        found = mine or (Path(p) if (p := shutil.which("dexkit")) else None)
+        if found is None:
+            raise UsageError("cannot tell where this dexkit is installed",
+                             "run it as 'dexkit' (the installed command), not through python")
+        return str(found), None
+    on_path = shutil.which("dexkit")
+    if on_path is None:
+        return "dexkit", ("'dexkit' is not on PATH, so kubectl will not find the plugin; "
+                          "install it (pipx install dexkit) or pass --absolute-command")
+    if mine is not None and Path(on_path).resolve() != mine:
+        return "dexkit", (f"kubectl will run the dexkit on PATH ({on_path}), not this one "
+                          f"({mine}); pass --absolute-command to pin this one")
+    return "dexkit", None

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dexkit.kube import Identity, Target
     from dexkit.oidc.discovery import Provider
     from dexkit.oidc.flows import TokenSet
+    from dexkit.oidc.settings import LoginSettings
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -56,16 +57,13 @@ class VerifyRequest:
     config: Config
     project_dir: Path
     target: Target
-    grant: str = "password"
-    username: str | None = None
-    password: str | None = None
+    # How to log in: dexkit.oidc.settings.project_settings builds it from the project.
+    login: LoginSettings
     expect_user: str | None = None
     expect_groups: tuple[str, ...] = ()
     probes: tuple[Probe, ...] = ()
-    insecure: bool = False
     # The API server retries discovery every 10 s: a fresh issuer may need one more round.
     authenticator_wait: float = 25.0
-    open_browser: bool = True
 
 
 @dataclass
@@ -119,7 +117,9 @@ def passed(results: list[StepResult]) -> bool:
 
 
 def _ca_file(state: _State) -> Path:
-    return state.req.project_dir / state.req.config.tls.dir / "ca.pem"
+    from dexkit.project import tls_paths
+
+    return tls_paths(state.req.project_dir, state.req.config).ca
 
 
 def step_tls(state: _State) -> str:
@@ -129,7 +129,9 @@ def step_tls(state: _State) -> str:
 
     parts = urlsplit(state.req.config.issuer)
     host, port = parts.hostname or "", parts.port or 443
-    context = tls_context(_ca_file(state), insecure=state.req.insecure)
+    login = state.req.login
+    context = tls_context(None, insecure=login.insecure, more_files=login.ca_files,
+                          ca_data=login.ca_data)
     try:
         with socket.create_connection((host, port), timeout=5) as raw, \
                 context.wrap_socket(raw, server_hostname=host) as tls:
@@ -146,25 +148,21 @@ def step_tls(state: _State) -> str:
 
 
 def step_discovery(state: _State) -> str:
-    from dexkit.oidc.discovery import discover, make_client
+    from dexkit.oidc.discovery import discover
+    from dexkit.oidc.session import http_client
 
-    state.http = make_client(_ca_file(state), insecure=state.req.insecure)
-    state.provider = discover(state.http, state.req.config.issuer)
+    state.http = http_client(state.req.login)
+    state.provider = discover(state.http, state.req.login.issuer)
     return f"issuer matches byte for byte; grants: {', '.join(state.provider.grant_types)}"
 
 
 def step_login(state: _State) -> str:
-    from dexkit.oidc import flows
-    from dexkit.oidc.session import LoginRequest, run_grant
+    from dexkit.oidc.session import run_grant
 
     assert state.provider is not None
-    req = state.req
-    client = flows.Client(id=req.config.api_server.client_id, scopes=scopes_for(req.config))
-    login = LoginRequest(issuer=req.config.issuer, client=client, ca_file=_ca_file(state),
-                         grant=req.grant, username=req.username, password=req.password,
-                         open_browser=req.open_browser, insecure=req.insecure)
+    login = state.req.login
     state.tokens = run_grant(login, state.http, state.provider)
-    return f"{req.grant} grant as {req.username or 'the browser user'}"
+    return f"{login.grant} grant as {login.username or 'the browser user'}"
 
 
 def step_token(state: _State) -> str:
@@ -173,7 +171,7 @@ def step_token(state: _State) -> str:
 
     assert state.provider is not None and state.tokens is not None
     api = state.req.config.api_server
-    state.claims = verify(state.http, state.provider, api.client_id, state.tokens)
+    state.claims = verify(state.http, state.provider, state.req.login.client_id, state.tokens)
     claims = state.claims
     if api.username_claim not in claims:
         raise OIDCError(f"the ID token has no '{api.username_claim}' claim (the API server's "
@@ -194,14 +192,14 @@ def step_token(state: _State) -> str:
 
 def step_review(state: _State) -> str:
     from dexkit.errors import ClusterError
-    from dexkit.kube import connect, who_am_i
+    from dexkit.kube import review_identity, token_session
 
     assert state.tokens is not None
     deadline = time.monotonic() + state.req.authenticator_wait
+    session = token_session(state.req.target, state.tokens.id_token)
     while True:
-        cluster = connect(state.req.target, bearer_token=state.tokens.id_token)
         try:
-            state.identity = who_am_i(cluster)
+            state.identity = review_identity(session)
             break
         except ClusterError as exc:
             if "401" not in exc.message or time.monotonic() > deadline:
@@ -265,15 +263,15 @@ def step_mapping(state: _State) -> str:
 
 def step_authorization(state: _State) -> str:
     from dexkit.errors import DexkitError as Denied
-    from dexkit.kube import can_i, connect
+    from dexkit.kube import review_access, token_session
 
     assert state.tokens is not None
     if not state.req.probes:
         return "no probes asked (--can / --cannot)"
-    cluster = connect(state.req.target, bearer_token=state.tokens.id_token)
+    session = token_session(state.req.target, state.tokens.id_token)
     lines = []
     for probe in state.req.probes:
-        result = can_i(cluster, probe.verb, probe.resource, probe.namespace)
+        result = review_access(session, probe.verb, probe.resource, probe.namespace)
         if result.allowed != probe.expect_allowed:
             verdict = "allowed" if result.allowed else "denied"
             raise Denied(f"'{probe}' is {verdict}, expected "
@@ -286,12 +284,10 @@ def step_authorization(state: _State) -> str:
 
 
 def scopes_for(config: Config) -> tuple[str, ...]:
-    """dexkit's scopes, without ``groups`` when the API server maps no groups claim."""
-    from dexkit.oidc import DEFAULT_SCOPES
+    """dexkit's scopes for ``config`` (see dexkit.oidc.settings.project_scopes)."""
+    from dexkit.oidc.settings import project_scopes
 
-    if config.api_server.groups_claim:
-        return DEFAULT_SCOPES
-    return tuple(s for s in DEFAULT_SCOPES if s != "groups")
+    return project_scopes(config)
 
 
 STEPS: list[tuple[str, Step]] = [

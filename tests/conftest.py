@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,19 @@ _isolate_home()
 import pytest  # noqa: E402
 
 from dexkit.__main__ import main  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dexkit_on_path() -> Iterator[None]:
+    """kubeconfigs written by 'dexkit kubeconfig' run 'dexkit' from PATH, as for a user who
+    installed it: put this environment's scripts directory on PATH (nox does; a bare
+    ``.venv/bin/pytest`` does not)."""
+    scripts = str(Path(sys.executable).parent)
+    before = os.environ.get("PATH", "")
+    if scripts not in before.split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + before
+    yield
+    os.environ["PATH"] = before
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -47,7 +46,7 @@ def doctor(
     results = checks.run(checks.DoctorRequest(
         directory=directory, target=target, offline=offline,
         login=login,  # type: ignore[arg-type]
-        username=username, password=os.environ.get("DEXKIT_PASSWORD") or None))
+        username=username))
     summary = checks.summarise(results)
     if output.structured:
         out.structured(output, checks.as_json(results))

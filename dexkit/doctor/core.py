@@ -143,7 +143,6 @@ class DoctorRequest:
     offline: bool = False
     login: LoginMode = "none"
     username: str | None = None
-    password: str | None = None
 
 
 def _utc_now() -> dt.datetime:

@@ -31,32 +31,20 @@ class Login:
 
 def _client_settings(ctx: Context) -> tuple[str, tuple[str, ...], str]:
     from dexkit.doctor.local import login_users
-    from dexkit.verify import scopes_for
+    from dexkit.oidc.settings import project_scopes
 
     exact = [u for u in login_users(ctx) if u.issuer == ctx.config.issuer]
     if len(exact) == 1 and exact[0].client_id:
         user = exact[0]
         return user.client_id or "", user.scopes, f"kubeconfig user '{user.name}'"
-    return ctx.config.api_server.client_id, scopes_for(ctx.config), "dexkit.yaml's client"
-
-
-def _password(ctx: Context, username: str) -> str | None:
-    from dexkit.project import password_file
-
-    if ctx.request.password:
-        return ctx.request.password
-    if ctx.edges.environ.get("DEXKIT_PASSWORD"):
-        return ctx.edges.environ["DEXKIT_PASSWORD"]
-    stored = password_file(ctx.directory, username)
-    return stored.read_text().strip() if stored.is_file() else None
+    return ctx.config.api_server.client_id, project_scopes(ctx.config), "dexkit.yaml's client"
 
 
 def login(ctx: Context) -> Login:
     def load() -> Login:
         from dexkit.doctor.network import provider
-        from dexkit.errors import OIDCError
-        from dexkit.oidc import flows
-        from dexkit.oidc.session import LoginRequest, run_grant
+        from dexkit.oidc.session import Edges, run_grant
+        from dexkit.oidc.settings import project_settings
         from dexkit.oidc.tokens import (
             Expectations,
             fetch_jwks,
@@ -64,27 +52,15 @@ def login(ctx: Context) -> Login:
             verify_id_token,
         )
 
-        config = ctx.config
         client_id, scopes, via = _client_settings(ctx)
-        grant = ctx.request.login
-        username = ctx.request.username or (config.static_users[0].email
-                                            if config.static_users else None)
-        password = None
-        if grant == "password":
-            if username is None:
-                raise OIDCError("the password login needs a user",
-                                "pass --username (a static user or an LDAP user)")
-            password = _password(ctx, username)
-            if password is None:
-                raise OIDCError(f"no password for {username}",
-                                "set DEXKIT_PASSWORD, or keep it in .dexkit/passwords/ "
-                                "('dexkit init --connector static' does)")
+        # The same settings (and so the same password order) as 'dexkit login' and verify.
+        settings = project_settings(ctx.directory, ctx.config, grant=ctx.request.login,
+                                    username=ctx.request.username, client_id=client_id,
+                                    scopes=scopes, extra=["--skip-open-browser"],
+                                    environ=ctx.edges.environ)
         found = provider(ctx)
-        request = LoginRequest(issuer=config.issuer, client=flows.Client(id=client_id,
-                                                                         scopes=scopes),
-                               ca_file=ctx.paths.ca, grant=grant, username=username,
-                               password=password, open_browser=False)
-        tokens = run_grant(request, ctx.http, found)
+        tokens = run_grant(settings, ctx.http, found, edges=Edges(environ=ctx.edges.environ),
+                           interactive=False)
         # The signature, expiry and nonce are verified here; iss and aud are judged by their
         # own checks below, against the API server, so verification takes the token's own.
         audiences = unverified_claims(tokens.id_token).get("aud")

@@ -1,18 +1,24 @@
 """The token cache kubectl's credential plugin reads on every command.
 
-One JSON file per issuer + client + scopes under ``~/.kube/cache/dexkit/`` (directory 0700,
-files 0600, written atomically), and a separate ``.lock`` file per entry so that N kubectl
-processes started at once do one refresh or login, not N (kubelogin's issue #389).
+One entry per identity (see :func:`dexkit.oidc.options.identity_key`): on disk one file under
+``$KUBECACHEDIR/dexkit/`` (default ``~/.kube/cache/dexkit/``, directory 0700, files 0600,
+written atomically), or one item in the OS keyring, or nothing at all (``none``). A separate
+``.lock`` file per entry, always on disk, makes N kubectl processes started at once do one
+refresh or login, not N (kubelogin's issue #389).
 
-On the hot path: the module-level imports are os and hashlib only; pathlib, tempfile and
-filelock load when a token is written or a lock is taken. Entries are ``name value`` lines
-rather than JSON because importing json (and the re module under it) costs more than
-everything else kubectl waits for on a cached token.
+On the hot path the module-level imports are os only; pathlib, tempfile, filelock and keyring
+load when a token is written, a lock is taken or the keyring is asked. Entries are ``name
+value`` lines rather than JSON because importing json (and the re module under it) costs more
+than everything else kubectl waits for on a cached token.
+
+What the cache trusts: a file that is not ours (another owner) or that others can read or
+write is never served (someone else could have planted the token, or read it); a directory
+dexkit did not create is never chmod-ed. Anything unreadable (random bytes, a half-written
+line, an absurd expiry) is treated as no entry, never as an error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 TYPE_CHECKING = False
@@ -23,17 +29,10 @@ if TYPE_CHECKING:
     from filelock import FileLock
 
 FIELDS = ("id_token", "refresh_token", "expiry")
-
-
-def default_dir() -> str:
-    home = os.path.expanduser("~")  # noqa: PTH111 - pathlib is not on the hot path
-    return os.environ.get("DEXKIT_TOKEN_CACHE") or os.path.join(  # noqa: PTH118
-        home, ".kube", "cache", "dexkit")
-
-
-def cache_key(issuer: str, client_id: str, scopes: tuple[str, ...]) -> str:
-    material = "\0".join([issuer, client_id, " ".join(sorted(scopes))])
-    return hashlib.sha256(material.encode()).hexdigest()
+# RFC 3339 cannot write a year past 9999; an expiry beyond it is damage, not a token.
+MAX_EXPIRY = 253402300799
+KEYRING_SERVICE = "dexkit"
+STORAGES = ("disk", "keyring", "none")
 
 
 def cache_path(directory: str | os.PathLike[str], key: str) -> str:
@@ -41,22 +40,38 @@ def cache_path(directory: str | os.PathLike[str], key: str) -> str:
 
 
 def read_entry(path: str) -> dict[str, Any] | None:
+    """The entry in ``path``, or None when there is none we may use."""
     try:
-        with open(path) as handle:  # noqa: PTH123 - pathlib is not on the hot path
-            text = handle.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if info.st_mode & 0o077 or info.st_uid != os.getuid():
+            return None
+        raw = os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return parse_entry(raw)
+
+
+def parse_entry(raw: bytes) -> dict[str, Any] | None:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
         return None
     entry: dict[str, Any] = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name == "expiry":
-            try:
-                entry[name] = int(value)
-            except ValueError:
+            if not value.isdigit() or len(value) > 12 or int(value) > MAX_EXPIRY:
                 return None
-        elif name in FIELDS and value:
+            entry[name] = int(value)
+        elif name in FIELDS and value and value.isprintable() and " " not in value:
             entry[name] = value
-    return entry or None
+    return entry if entry.get("id_token") and "expiry" in entry else None
 
 
 def format_entry(entry: dict[str, Any]) -> str:
@@ -66,25 +81,43 @@ def format_entry(entry: dict[str, Any]) -> str:
         if value is None:
             continue
         text = str(int(value)) if name == "expiry" else str(value)
-        if not text or any(ch.isspace() for ch in text):
+        if not text or any(ch.isspace() for ch in text) or not text.isascii():
             raise ValueError(f"cannot cache a {name} containing white space")
         lines.append(f"{name} {text}\n")
     return "".join(lines)
 
 
 class TokenCache:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    """Entries in one directory (disk) or in the keyring under the same keys; locks on disk."""
+
+    def __init__(self, directory: str | os.PathLike[str], storage: str = "disk") -> None:
         from pathlib import Path
 
         self.dir = Path(directory)
+        self.storage = storage
 
     def _path(self, key: str) -> Path:
         return self.dir / f"{key}.token"
 
     def load(self, key: str) -> dict[str, Any] | None:
+        if self.storage == "none":
+            return None
+        if self.storage == "keyring":
+            from dexkit.oidc import keyring_store
+
+            raw = keyring_store.get(KEYRING_SERVICE, key)
+            return parse_entry(raw.encode()) if raw is not None else None
         return read_entry(str(self._path(key)))
 
     def store(self, key: str, entry: dict[str, Any]) -> None:
+        if self.storage == "none":
+            return
+        text = format_entry(entry)
+        if self.storage == "keyring":
+            from dexkit.oidc import keyring_store
+
+            keyring_store.put(KEYRING_SERVICE, key, text)
+            return
         import tempfile
         from pathlib import Path
 
@@ -93,7 +126,7 @@ class TokenCache:
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as handle:
-                handle.write(format_entry(entry))
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             Path(tmp).replace(self._path(key))
@@ -101,8 +134,27 @@ class TokenCache:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+    def delete(self, key: str) -> bool:
+        """Remove one entry (file or keyring item); True if there was one."""
+        found = False
+        if self.storage == "keyring":
+            from dexkit.oidc import keyring_store
+
+            found = keyring_store.delete(KEYRING_SERVICE, key)
+        path = self._path(key)
+        if path.exists():
+            path.unlink()
+            found = True
+        self.dir.joinpath(f"{key}.lock").unlink(missing_ok=True)
+        return found
+
+    def keys(self) -> list[str]:
+        """The keys of every entry on disk (and of every lock, which the keyring's have)."""
+        if not self.dir.is_dir():
+            return []
+        names = {p.name.rsplit(".", 1)[0] for p in self.dir.iterdir()
+                 if p.suffix in (".token", ".lock") and not p.name.startswith(".")}
+        return sorted(names)
 
     def lock(self, key: str, timeout: float = 600) -> FileLock:
         from filelock import FileLock
@@ -111,6 +163,25 @@ class TokenCache:
         return FileLock(str(self.dir / f"{key}.lock"), timeout=timeout, mode=0o600)
 
     def _ensure_dir(self) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.dir.stat().st_mode & 0o777 != 0o700:
-            self.dir.chmod(0o700)
+        """Create the directory 0700 if missing (parents too, each 0700: dexkit made them);
+        an existing one is used as it is, never chmod-ed, but refused when others may write
+        to it (they could swap a token in)."""
+        from dexkit.errors import DexkitError
+
+        missing = []
+        here = self.dir
+        while not here.exists():
+            missing.append(here)
+            if here.parent == here:
+                break
+            here = here.parent
+        for path in reversed(missing):
+            path.mkdir(mode=0o700, exist_ok=True)
+        info = self.dir.stat()
+        if not self.dir.is_dir():
+            raise DexkitError(f"the token cache {self.dir} is not a directory",
+                              "pass --token-cache-dir a directory (or remove the file)")
+        if info.st_mode & 0o022 and not info.st_mode & 0o1000:
+            raise DexkitError(f"the token cache directory {self.dir} can be written by other "
+                              "users", f"chmod 700 {self.dir}, or pass --token-cache-dir a "
+                              "private directory")

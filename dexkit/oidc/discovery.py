@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,29 +31,44 @@ class Provider:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def tls_context(ca_file: Path | None, *, insecure: bool = False) -> ssl.SSLContext:
-    """Trust ``ca_file`` (dexkit's CA) when given, else the system store; never nothing unless
-    the caller asked for ``insecure`` (and printed why)."""
+def tls_context(ca_file: Path | None, *, insecure: bool = False,
+                more_files: Sequence[Path] = (), ca_data: Sequence[bytes] = ()) -> ssl.SSLContext:
+    """Trust the given CAs (dexkit's ``ca.pem``, kubelogin's ``--certificate-authority`` and
+    ``--certificate-authority-data``) when any is given, else the system store; never nothing
+    unless the caller asked for ``insecure`` (and printed why)."""
     if insecure:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    if ca_file is None:
+    files = [f for f in (ca_file, *more_files) if f is not None]
+    if not files and not ca_data:
         return ssl.create_default_context()
-    try:
-        return ssl.create_default_context(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise OIDCError(f"cannot load the CA file {ca_file}: {exc}",
-                        "run 'dexkit init' or pass the CA that signed Dex's certificate") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for path in files:
+        try:
+            context.load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise OIDCError(f"cannot load the CA file {path}: {why}",
+                            "run 'dexkit init' or pass the CA that signed Dex's "
+                            "certificate") from None
+    for data in ca_data:
+        try:
+            context.load_verify_locations(cadata=data.decode("ascii", errors="replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise OIDCError(f"--certificate-authority-data is not a PEM certificate: {exc}",
+                            "pass the CA's PEM, base64-encoded (base64 -w0 ca.pem)") from None
+    return context
 
 
-def make_client(ca_file: Path | None, *, insecure: bool = False,
-                timeout: float = 10.0) -> httpx.Client:
+def make_client(ca_file: Path | None, *, insecure: bool = False, timeout: float = 10.0,
+                more_files: Sequence[Path] = (), ca_data: Sequence[bytes] = ()) -> httpx.Client:
     import httpx
 
-    return httpx.Client(verify=tls_context(ca_file, insecure=insecure), timeout=timeout,
-                        follow_redirects=False, headers={"User-Agent": "dexkit"})
+    context = tls_context(ca_file, insecure=insecure, more_files=more_files, ca_data=ca_data)
+    return httpx.Client(verify=context, timeout=timeout, follow_redirects=False,
+                        headers={"User-Agent": "dexkit"})
 
 
 def discover(http: httpx.Client, issuer: str) -> Provider:

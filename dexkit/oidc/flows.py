@@ -1,6 +1,7 @@
-"""The three ways to get an ID token from Dex, plus refresh.
+"""The ways to get an ID token from Dex, plus refresh.
 
 - authorization code + PKCE (S256) + state + nonce, through a loopback server on 127.0.0.1;
+- the same with a keyboard: Dex's out-of-band page shows the code, the user types it in;
 - device code (RFC 8628) for SSH sessions and headless hosts;
 - password (resource owner) for CI, when Dex's ``oauth2.passwordConnector`` is set.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -140,30 +142,36 @@ class _Callback:
 
 
 class LoopbackServer:
-    """Receives exactly one good redirect on ``http://127.0.0.1:<port>/callback``.
+    """Receives exactly one good redirect on the first free loopback address of ``listen``.
 
-    Bound to 127.0.0.1 only: nothing off this machine can deliver a code. A callback with a
-    wrong ``state`` is answered 400 and ignored (it may be a CSRF attempt), so the real one can
-    still arrive.
+    Bound to a loopback address only: nothing off this machine can deliver a code. The
+    redirect URI is ``redirect_url`` when given (kubelogin's ``--oidc-redirect-url``; its
+    path is where the callback is served), else ``http://127.0.0.1:<port>/callback``
+    (dexkit's) or ``http://localhost:<port>`` (kubelogin's, ``style="kubelogin"``). A callback
+    with a wrong ``state`` is answered 400 and ignored (it may be a CSRF attempt), so the
+    real one can still arrive.
     """
 
-    def __init__(self, state: str, ports: tuple[int, ...]) -> None:
+    def __init__(self, state: str, listen: tuple[tuple[str, int], ...],
+                 redirect_url: str | None = None, style: str = "dexkit") -> None:
         self.result = _Callback(state=state)
-        self.server = self._bind(ports)
-        self.port = self.server.server_address[1]
+        self.path = (urlsplit(redirect_url).path or "/") if redirect_url else (
+            "/" if style == "kubelogin" else "/callback")
+        self.server = self._bind(listen)
+        self.port = int(self.server.server_address[1])
+        host = "localhost" if style == "kubelogin" else "127.0.0.1"
+        self.redirect_uri = redirect_url or (
+            f"http://{host}:{self.port}" if style == "kubelogin"
+            else f"http://{host}:{self.port}/callback")
 
-    @property
-    def redirect_uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}/callback"
-
-    def _bind(self, ports: tuple[int, ...]) -> HTTPServer:
-        result = self.result
+    def _bind(self, listen: tuple[tuple[str, int], ...]) -> HTTPServer:
+        result, path = self.result, self.path
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                if parts.path != "/callback":
+                if (parts.path or "/") != path:
                     self._reply(404, "not found")
                     return
                 if not secrets.compare_digest(query.get("state", ""), result.state):
@@ -188,13 +196,15 @@ class LoopbackServer:
                 """Silent: the query carries the authorization code."""
 
         last: OSError | None = None
-        for port in ports:
+        for host, port in listen:
+            server_class = _IPv6Server if ":" in host else HTTPServer
             try:
-                return HTTPServer(("127.0.0.1", port), Handler)
+                return server_class((host, port), Handler)
             except OSError as exc:
                 last = exc
-        raise OIDCError(f"cannot listen on 127.0.0.1 ports {', '.join(map(str, ports))}: {last}",
-                        "free one of the ports, or pass --listen-port")
+        where = ", ".join(f"{h}:{p}" for h, p in listen)
+        raise OIDCError(f"cannot listen on {where}: {last}",
+                        "free one of the ports, or pass --listen-address 127.0.0.1:PORT")
 
     def wait(self, timeout: float) -> str:
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -202,9 +212,10 @@ class LoopbackServer:
         thread.start()
         try:
             if not self.result.done.wait(timeout):
-                raise OIDCError(f"no login callback within {int(timeout)} s",
-                                "finish the login in the browser, or use --grant device on a "
-                                "host without a browser")
+                raise OIDCError(f"no login callback within {int(timeout)} s (the login was "
+                                "abandoned or refused in the browser)",
+                                "log in again; on a host without a browser use --grant device "
+                                "or --grant authcode-keyboard")
         finally:
             self.server.shutdown()
             self.server.server_close()
@@ -214,23 +225,58 @@ class LoopbackServer:
         return self.result.code
 
 
+class _IPv6Server(HTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _auth_url(provider: Provider, client: Client, redirect_uri: str, state: str, nonce: str,
+              challenge: str, extra: tuple[tuple[str, str], ...]) -> str:
+    params = {
+        "response_type": "code", "client_id": client.id, "redirect_uri": redirect_uri,
+        "scope": client.scope, "state": state, "nonce": nonce,
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    }
+    for name, value in extra:
+        if name not in params:  # the protocol's own parameters are never overridden
+            params[name] = value
+    return f"{provider.authorization_endpoint}?{urlencode(params)}"
+
+
 def authorization_code(http: httpx.Client, provider: Provider, client: Client, *,
-                       ports: tuple[int, ...], open_url: Callable[[str], None],
-                       timeout: float = 300) -> TokenSet:
+                       listen: tuple[tuple[str, int], ...], open_url: Callable[[str], None],
+                       timeout: float = 180, redirect_url: str | None = None,
+                       style: str = "dexkit",
+                       extra_params: tuple[tuple[str, str], ...] = ()) -> TokenSet:
     """Log in through the browser: PKCE S256, state and nonce, loopback redirect."""
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    server = LoopbackServer(state, ports)
-    query = urlencode({
-        "response_type": "code", "client_id": client.id, "redirect_uri": server.redirect_uri,
-        "scope": client.scope, "state": state, "nonce": nonce,
-        "code_challenge": challenge, "code_challenge_method": "S256",
-    })
-    open_url(f"{provider.authorization_endpoint}?{query}")
+    server = LoopbackServer(state, listen, redirect_url, style)
+    open_url(_auth_url(provider, client, server.redirect_uri, state, nonce, challenge,
+                       extra_params))
     code = server.wait(timeout)
+    return exchange_code(http, provider, client, code, server.redirect_uri, verifier, nonce)
+
+
+def exchange_code(http: httpx.Client, provider: Provider, client: Client, code: str,
+                  redirect_uri: str, verifier: str, nonce: str) -> TokenSet:
     form = {**_form_auth(client), "grant_type": "authorization_code", "code": code,
-            "redirect_uri": server.redirect_uri, "code_verifier": verifier}
+            "redirect_uri": redirect_uri, "code_verifier": verifier}
     return _token_set(_token_request(http, provider, form, "code exchange"), nonce)
+
+
+def authorization_code_keyboard(http: httpx.Client, provider: Provider, client: Client, *,
+                                show_url: Callable[[str], None], read_code: Callable[[], str],
+                                redirect_url: str = "urn:ietf:wg:oauth:2.0:oob",
+                                extra_params: tuple[tuple[str, str], ...] = ()) -> TokenSet:
+    """The keyboard flow: Dex shows the code on its out-of-band page (``redirect_url``
+    ``urn:ietf:wg:oauth:2.0:oob``) and the user types it in; PKCE S256 and nonce as above."""
+    verifier, challenge = pkce_pair()
+    state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    show_url(_auth_url(provider, client, redirect_url, state, nonce, challenge, extra_params))
+    code = read_code().strip()
+    if not code:
+        raise OIDCError("no code was entered", "copy the code Dex shows after the login")
+    return exchange_code(http, provider, client, code, redirect_url, verifier, nonce)
 
 
 # --- device code ------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
-"""``dexkit token``: the kubectl exec credential plugin (client.authentication.k8s.io).
+"""``dexkit token`` (alias ``get-token``): the kubectl exec credential plugin.
 
-kubectl runs this before every command, so the cached path imports nothing but os, sys, time
-and hashlib (json, argparse, filelock, httpx, joserfc, kubernetes, typer and rich load only
-when they are needed: an unusual KUBERNETES_EXEC_INFO, or a token to obtain). Rules:
-- A cached ID token with more than a minute left is printed as it is.
-- Otherwise, under the entry's file lock (one refresh for N parallel kubectl calls): re-read
-  the cache (another process may have refreshed), then refresh with the refresh token, then
-  log in (browser or device when kubectl says the session is interactive; the password grant
-  when configured for CI), else fail with "log in again".
-- Every newly obtained token is verified (signature, iss, aud, exp, nonce) before it is cached.
+kubectl runs this before every command, so the cached path imports nothing but os, sys and
+time and dexkit's own import-free option parser and cache reader (no re, no enum, no json, no
+hashlib: see :mod:`dexkit.oidc.options`). Rules:
+- A cached ID token with more than a minute left is printed as it is (unless
+  ``--force-refresh``, or the cache is not on disk).
+- Anything else goes to :func:`dexkit.oidc.session.obtain` (refresh, else log in), whose
+  rules say when a login may run without a terminal.
+- Whatever goes wrong ends in one ``error:`` and one ``hint:`` line on stderr and exit 1 (2
+  for a bad command line), never a traceback; stdout carries the ExecCredential or nothing.
 """
 
 from __future__ import annotations
@@ -17,40 +17,17 @@ import os
 import sys
 import time
 
-from dexkit.oidc import DEFAULT_SCOPES
-from dexkit.oidc.cache import cache_key, cache_path, default_dir, read_entry
+from dexkit.oidc.cache import cache_path, read_entry
+from dexkit.oidc.options import OptionError, cache_dir_of, identity_key, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
     from typing import Any
-
-    from dexkit.oidc.cache import TokenCache
 
 MIN_VALIDITY = 60
 DEFAULT_API_VERSION = "client.authentication.k8s.io/v1"
 SUPPORTED_API_VERSIONS = (DEFAULT_API_VERSION, "client.authentication.k8s.io/v1beta1")
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    import argparse
-    from pathlib import Path
-
-    p = argparse.ArgumentParser(prog="dexkit token", description="kubectl credential plugin")
-    p.add_argument("--issuer", required=True)
-    p.add_argument("--client-id", required=True)
-    p.add_argument("--client-secret-env", default=None,
-                   help="environment variable holding the client secret (confidential clients)")
-    p.add_argument("--ca-file", type=Path, default=None)
-    p.add_argument("--scope", action="append", dest="scopes", default=None)
-    p.add_argument("--grant", choices=("authcode", "device", "password"), default="authcode")
-    p.add_argument("--username", default=None)
-    p.add_argument("--password-env", default="DEXKIT_PASSWORD")
-    p.add_argument("--password-file", type=Path, default=None)
-    p.add_argument("--listen-port", type=int, action="append", dest="ports", default=None)
-    p.add_argument("--cache-dir", type=Path, default=None)
-    p.add_argument("--insecure", action="store_true")
-    return p.parse_args(argv)
+_JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def fresh_token(entry: dict[str, Any] | None, now: float) -> str | None:
@@ -61,9 +38,6 @@ def fresh_token(entry: dict[str, Any] | None, now: float) -> str | None:
     if not isinstance(expiry, int | float):
         return None
     return str(entry["id_token"]) if expiry - now > MIN_VALIDITY else None
-
-
-_JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def exec_credential(token: str, expiry: float, api_version: str) -> str:
@@ -78,10 +52,11 @@ def exec_credential(token: str, expiry: float, api_version: str) -> str:
                        "status": {"token": token, "expirationTimestamp": stamp}})
 
 
-def _exec_info() -> tuple[str, bool]:
-    raw = os.environ.get("KUBERNETES_EXEC_INFO")
+def exec_info(raw: str | None, stdin_is_tty: bool) -> tuple[str, bool]:
+    """(apiVersion, interactive) from KUBERNETES_EXEC_INFO; anything unreadable means the
+    default version and not interactive (kubectl always sends a readable one)."""
     if not raw:
-        return DEFAULT_API_VERSION, sys.stdin.isatty()
+        return DEFAULT_API_VERSION, stdin_is_tty
     quick = _quick_exec_info(raw)
     if quick is not None:
         return quick
@@ -91,100 +66,140 @@ def _exec_info() -> tuple[str, bool]:
         info = json.loads(raw)
     except ValueError:
         return DEFAULT_API_VERSION, False
-    version = info.get("apiVersion") or DEFAULT_API_VERSION
+    if not isinstance(info, dict):
+        return DEFAULT_API_VERSION, False
+    version = info.get("apiVersion")
     if version not in SUPPORTED_API_VERSIONS:
         version = DEFAULT_API_VERSION
-    return version, bool((info.get("spec") or {}).get("interactive", False))
+    spec = info.get("spec")
+    interactive = spec.get("interactive") if isinstance(spec, dict) else False
+    return str(version), interactive is True
 
 
 def _quick_exec_info(raw: str) -> tuple[str, bool] | None:
     """kubectl's usual ``{"kind":…,"apiVersion":"…","spec":{"interactive":…}}`` read without
     json; None for anything less plain (then json parses it)."""
-    if raw.count('"apiVersion"') != 1 or raw.count('"interactive"') > 1 or "\\" in raw:
+    if (not raw.startswith("{") or raw.count('"apiVersion"') != 1
+            or raw.count('"interactive"') != 1 or "\\" in raw or raw.count("{") != 2):
         return None
     versions = [v for v in SUPPORTED_API_VERSIONS if f'"{v}"' in raw]
     if len(versions) != 1:
         return None
     compact = raw.replace(" ", "")
+    if '"spec":{' not in compact:
+        return None
     return versions[0], '"interactive":true' in compact
 
 
-def quick_options(argv: list[str]) -> dict[str, Any] | None:
-    """The few options the cached path needs, without argparse; None when the arguments are
-    anything but plain ``--name value`` pairs (then argparse parses, and explains errors)."""
-    wanted = {"--issuer": "issuer", "--client-id": "client_id", "--scope": "scopes",
-              "--cache-dir": "cache_dir"}
-    found: dict[str, Any] = {"scopes": []}
-    pairs = iter(argv)
-    for name in pairs:
-        if name == "--insecure":
-            continue
-        value = next(pairs, None)
-        if not name.startswith("--") or "=" in name or value is None:
-            return None
-        if name == "--scope":
-            found["scopes"].append(value)
-        elif name in wanted:
-            found[wanted[name]] = value
-    return found if "issuer" in found and "client_id" in found else None
-
-
 def main(argv: list[str]) -> int:
-    quick = quick_options(argv)
-    api_version, interactive = _exec_info()
-    if quick is not None:
-        scopes = tuple(quick["scopes"] or DEFAULT_SCOPES)
-        key = cache_key(quick["issuer"], quick["client_id"], scopes)
-        cache_dir = quick.get("cache_dir") or str(default_dir())
-        entry = read_entry(cache_path(cache_dir, key))
-        token = fresh_token(entry, time.time())
-        if token is not None and entry is not None:
-            sys.stdout.write(exec_credential(token, float(entry["expiry"]), api_version) + "\n")
-            return 0
+    try:
+        api_version, interactive = exec_info(os.environ.get("KUBERNETES_EXEC_INFO"),
+                                             _stdin_is_tty())
+        opts = parse(argv)
+        if (not opts.get("help") and not opts.get("force_refresh")
+                and opts.get("issuer") and opts.get("client_id")
+                and opts.get("cache_storage", "disk") == "disk"):
+            path = cache_path(cache_dir_of(opts, os.environ), identity_key(opts))
+            entry = read_entry(path)
+            token = fresh_token(entry, time.time())
+            if token is not None and entry is not None:
+                sys.stdout.write(exec_credential(token, float(entry["expiry"]), api_version)
+                                 + "\n")
+                return 0
+    except OptionError as exc:
+        return _fail(exc, 2)
+    except Exception as exc:  # kubectl shows stderr; never a traceback
+        return _fail(exc, 1)
     return _slow_path(argv, api_version, interactive)
 
 
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False
+
+
 def _slow_path(argv: list[str], api_version: str, interactive: bool) -> int:
-    from dexkit.oidc.cache import TokenCache
+    debug = os.environ.get("DEXKIT_DEBUG") not in (None, "", "0")
+    saved = os.dup(1)
+    try:
+        # Until the credential is written, stdout is stderr: kubectl parses stdout, and a
+        # browser launcher or a library that prints must not corrupt it.
+        os.dup2(2, 1)
+        from dexkit.oidc.session import obtain
+        from dexkit.oidc.settings import build_settings
 
-    args = parse_args(argv)
-    scopes = tuple(args.scopes or DEFAULT_SCOPES)
-    cache = TokenCache(args.cache_dir or default_dir())
-    key = cache_key(args.issuer, args.client_id, scopes)
-    entry = cache.load(key)
-    token = fresh_token(entry, time.time())
-    if token is None:
-        try:
-            entry = _renew(args, cache, key, scopes, interactive)
-        except Exception as exc:  # kubectl shows stderr; never a traceback
-            return _fail(exc)
-        token = str(entry["id_token"])
-    assert entry is not None
-    sys.stdout.write(exec_credential(token, float(entry["expiry"]), api_version) + "\n")
-    return 0
+        if "--help" in argv or "-h" in argv:
+            os.dup2(saved, 1)
+            sys.stdout.write(usage())
+            return 0
+        settings = build_settings(argv)
+        entry = obtain(settings, interactive=interactive)
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        sys.stdout.write(exec_credential(str(entry["id_token"]), float(entry["expiry"]),
+                                         api_version) + "\n")
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\nhint: run the kubectl command again to log in\n")
+        return 130
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(exc, getattr(exc, "exit_code", 1))
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
-def _renew(args: argparse.Namespace, cache: TokenCache, key: str, scopes: tuple[str, ...],
-           interactive: bool) -> dict[str, Any]:
-    with cache.lock(key):
-        entry = cache.load(key)
-        if fresh_token(entry, time.time()):
-            assert entry is not None
-            return entry
-        from dexkit.oidc.session import obtain_token
-
-        entry = obtain_token(args, scopes, entry, interactive)
-        cache.store(key, entry)
-        return entry
+def _fail(exc: BaseException, code: int) -> int:
+    message = getattr(exc, "message", None)
+    hint = getattr(exc, "hint", None)
+    if message is None:
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        hint = "run it again with DEXKIT_DEBUG=1 for the traceback, and report it as a bug"
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+    sys.stderr.write(f"hint: {_one_line(hint or 'run dexkit token --help')}\n")
+    return code
 
 
-def _fail(exc: BaseException) -> int:
-    from dexkit.errors import DexkitError
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
-    if isinstance(exc, DexkitError):
-        sys.stderr.write(f"error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"hint: {exc.hint}\n")
-    else:
-        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
-    return 1
+
+def usage() -> str:
+    return """\
+usage: dexkit token --issuer URL --client-id ID [options]   (alias: dexkit get-token)
+
+kubectl's exec credential plugin: prints an ExecCredential with a verified Dex ID token,
+from the cache when it has more than a minute left, else by refresh, else by logging in.
+kubelogin's get-token flag names are accepted as aliases (shown in brackets).
+
+  --issuer URL                [--oidc-issuer-url]  Dex's issuer URL, byte for byte
+  --client-id ID              [--oidc-client-id]   the client the API server trusts
+  --oidc-client-secret S      the client's secret (confidential clients; visible to ps)
+  --client-secret-env VAR     read the client secret from VAR instead
+  --scope S                   replace the default scopes (repeatable)
+  --oidc-extra-scope S        add a scope to them (repeatable, comma-separated)
+  --ca-file FILE              [--certificate-authority]  CA that signed Dex's certificate
+  --certificate-authority-data B64   the same, inline
+  --insecure                  [--insecure-skip-tls-verify]  do NOT verify Dex's certificate
+  --grant G                   [--grant-type] authcode (default), authcode-keyboard,
+                              device [device-code], password
+  --username U, --password-file FILE, --password-env VAR (default DEXKIT_PASSWORD)
+  --password P                kubelogin's; warned: every user of the machine can read it
+  --listen-address HOST:PORT  loopback address for the browser callback (repeatable;
+                              default 127.0.0.1:8000, then 127.0.0.1:18000)
+  --oidc-redirect-url URL     the redirect URL registered in Dex
+  --oidc-auth-request-extra-params K=V   extra authorization parameters
+  --skip-open-browser         print the URL instead of opening a browser
+  --browser-command CMD       open the URL with CMD (default: $BROWSER, else the system's)
+  --authentication-timeout-sec N   give up on the browser login after N s (default 180)
+  --token-cache-dir DIR       [--cache-dir] default $KUBECACHEDIR/dexkit, ~/.kube/cache/dexkit
+  --token-cache-storage S     disk (default), keyring, none
+  --force-refresh             refresh even when the cached token is still valid
+"""

@@ -1,7 +1,21 @@
-"""Getting a verified token when the cache has none: refresh, else log in.
+"""Getting a verified token: the use cases behind ``dexkit token`` and ``dexkit login``.
 
-Shared by ``dexkit token`` (the kubectl plugin, after its cheap cached path) and
-``dexkit login``.
+:func:`obtain` is kubectl's plugin after its cheap cached path (``dexkit.oidc.plugin``). Rules:
+- Under the entry's file lock, re-read the cache (another kubectl process may just have
+  refreshed): a token with more than a minute left is the answer, unless ``--force-refresh``.
+- Else refresh with the cached refresh token; if Dex refuses it, log in.
+- A login runs when its flow needs no terminal (the browser and device flows, the password
+  grant with a password from a file or the environment), as kubelogin does, even when
+  kubectl says it is not interactive; a flow that must read from the terminal (the keyboard
+  flow, a password prompt) runs only when kubectl says it is, and otherwise the error names
+  the exact ``dexkit login`` command that fills the cache.
+- Every new token is verified (signature, iss, aud, exp, nonce) before it is cached.
+
+:func:`login` always logs in afresh (``dexkit login``), verifies, and stores the tokens under
+the same cache key, so kubectl's next ``dexkit token`` answers from the cache.
+
+Every function takes its edges (the HTTP client, the environment, how to open a URL and read a
+code) as arguments; the CLI and the plugin pass the real ones.
 """
 
 from __future__ import annotations
@@ -9,36 +23,36 @@ from __future__ import annotations
 import os
 import sys
 import time
-import webbrowser
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dexkit.errors import LoginRequired, OIDCError, UsageError
 from dexkit.oidc import flows
 from dexkit.oidc.discovery import Provider, discover, make_client
+from dexkit.oidc.settings import Grant, LoginSettings
 from dexkit.oidc.tokens import Expectations, fetch_jwks, verify_id_token
 
 if TYPE_CHECKING:
-    import argparse
-
     import httpx
 
-LOOPBACK_PORTS = (8000, 18000)
+    from dexkit.oidc.cache import TokenCache
+
+MIN_VALIDITY = 60
 
 
 @dataclass(frozen=True)
-class LoginRequest:
-    issuer: str
-    client: flows.Client
-    ca_file: Path | None
-    grant: str = "authcode"
-    username: str | None = None
-    password: str | None = None
-    ports: tuple[int, ...] = LOOPBACK_PORTS
-    open_browser: bool = True
-    insecure: bool = False
-    timeout: float = 300
+class Edges:
+    """What a login touches besides HTTP: replaced by fakes in unit tests."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    say: Callable[[str], None] = field(default=lambda text: _say(text))
+    read_line: Callable[[str], str] = field(default=lambda prompt: _read_line(prompt))
+    open_browser: Callable[[str, str | None], None] = field(
+        default=lambda url, command: _open_browser(url, command))
+    can_open_browser: Callable[[Mapping[str, str]], bool] = field(
+        default=lambda environ: _can_open_browser(environ))
+    clock: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True)
@@ -47,87 +61,216 @@ class LoginResult:
     claims: dict[str, Any]
     provider: Provider
 
-
-def login(req: LoginRequest, http: httpx.Client | None = None) -> LoginResult:
-    """Discover, log in with the requested grant, verify the ID token."""
-    client_http = http or make_client(req.ca_file, insecure=req.insecure)
-    provider = discover(client_http, req.issuer)
-    tokens = run_grant(req, client_http, provider)
-    claims = verify(client_http, provider, req.client.id, tokens)
-    return LoginResult(tokens, claims, provider)
+    @property
+    def entry(self) -> dict[str, Any]:
+        """The cache entry these tokens make."""
+        return {"id_token": self.tokens.id_token, "refresh_token": self.tokens.refresh_token,
+                "expiry": int(self.claims["exp"])}
 
 
-def verify(http: httpx.Client, provider: Provider, client_id: str,
-           tokens: flows.TokenSet) -> dict[str, Any]:
+def http_client(settings: LoginSettings) -> httpx.Client:
+    return make_client(None, insecure=settings.insecure, more_files=settings.ca_files,
+                       ca_data=settings.ca_data)
+
+
+def client_of(settings: LoginSettings) -> flows.Client:
+    return flows.Client(id=settings.client_id, secret=settings.client_secret,
+                        scopes=settings.scopes)
+
+
+def cache_of(settings: LoginSettings, edges: Edges | None = None) -> TokenCache:
+    """The settings' cache; keyring storage without a usable backend degrades to disk, with
+    one warning."""
+    from dexkit.oidc.cache import TokenCache
+
+    storage = settings.cache_storage.value
+    if storage == "keyring":
+        from dexkit.oidc import keyring_store
+
+        reason = keyring_store.available()
+        if reason is not None:
+            (edges or Edges()).say(f"warning: {reason}; the token cache is kept on disk in "
+                                   f"{settings.cache_dir} instead of the keyring")
+            storage = "disk"
+    return TokenCache(settings.cache_dir, storage)
+
+
+def fresh(entry: dict[str, Any] | None, now: float) -> bool:
+    return bool(entry and entry.get("id_token")
+                and float(entry.get("expiry", 0)) - now > MIN_VALIDITY)
+
+
+def login(settings: LoginSettings, *, http: httpx.Client | None = None,
+          edges: Edges | None = None, interactive: bool = True,
+          store: bool = True) -> LoginResult:
+    """Discover, log in with the settings' grant, verify the ID token, and (``store``) cache it
+    where ``dexkit token`` looks for it."""
+    edges = edges or Edges()
+    _warn(settings, edges)
+    client_http = http or http_client(settings)
+    provider = discover(client_http, settings.issuer)
+    tokens = run_grant(settings, client_http, provider, edges=edges, interactive=interactive)
+    result = LoginResult(tokens, verify(client_http, provider, settings.client_id, tokens,
+                                        edges.clock), provider)
+    if store:
+        cache = cache_of(settings, edges)
+        with cache.lock(settings.cache_key):
+            cache.store(settings.cache_key, result.entry)
+    return result
+
+
+def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | None = None,
+           edges: Edges | None = None) -> dict[str, Any]:
+    """For the kubectl plugin: the cache entry to answer with (see the module's rules)."""
+    edges = edges or Edges()
+    cache = cache_of(settings, edges)
+    with cache.lock(settings.cache_key):
+        entry = cache.load(settings.cache_key)
+        if fresh(entry, edges.clock()) and not settings.force_refresh:
+            assert entry is not None
+            return entry
+        _warn(settings, edges)
+        client_http = http or http_client(settings)
+        provider = discover(client_http, settings.issuer)
+        tokens = None
+        if entry and entry.get("refresh_token"):
+            try:
+                tokens = flows.refresh(client_http, provider, client_of(settings),
+                                       str(entry["refresh_token"]))
+            except OIDCError as exc:
+                edges.say(f"dexkit: the refresh was refused ({exc.message}); logging in again")
+        if tokens is None:
+            tokens = run_grant(settings, client_http, provider, edges=edges,
+                               interactive=interactive)
+        result = LoginResult(tokens, verify(client_http, provider, settings.client_id, tokens,
+                                            edges.clock), provider)
+        cache.store(settings.cache_key, result.entry)
+        return result.entry
+
+
+def _warn(settings: LoginSettings, edges: Edges) -> None:
+    for warning in settings.warnings:
+        edges.say(f"warning: {warning}")
+
+
+def verify(http: httpx.Client, provider: Provider, client_id: str, tokens: flows.TokenSet,
+           clock: Callable[[], float] = time.time) -> dict[str, Any]:
     jwks = fetch_jwks(http, provider)
     expect = Expectations(issuer=provider.issuer, client_id=client_id, nonce=tokens.nonce)
-    return verify_id_token(tokens.id_token, jwks, expect, int(time.time()))
+    return verify_id_token(tokens.id_token, jwks, expect, int(clock()))
 
 
-def run_grant(req: LoginRequest, http: httpx.Client, provider: Provider) -> flows.TokenSet:
-    if req.grant == "password":
-        if not req.username or req.password is None:
-            raise UsageError("the password grant needs a username and a password",
-                             "pass --username and set the password in the environment")
-        return flows.password_grant(http, provider, req.client, req.username, req.password)
-    if req.grant == "device":
-        start = flows.device_start(http, provider, req.client)
+def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *,
+              edges: Edges | None = None, interactive: bool = True) -> flows.TokenSet:
+    """Run the settings' grant once; refuse a flow that needs a terminal when there is none."""
+    edges = edges or Edges()
+    client = client_of(settings)
+    grant = settings.grant
+    if grant is Grant.PASSWORD:
+        return _password_grant(settings, http, provider, edges, interactive)
+    if grant.needs_stdin and not interactive:
+        raise LoginRequired("the keyboard login reads the code from a terminal, and kubectl "
+                            "runs 'dexkit token' without one",
+                            f"log in again in a terminal, which fills the cache kubectl reads: "
+                            f"{settings.login_command()}")
+    if grant is Grant.DEVICE:
+        start = flows.device_start(http, provider, client)
         url = start.verification_uri_complete or start.verification_uri
-        sys.stderr.write(f"To log in, open {url} and enter the code {start.user_code}\n")
-        return flows.device_poll(http, provider, req.client, start)
-    return flows.authorization_code(http, provider, req.client, ports=req.ports,
-                                    open_url=_opener(req.open_browser), timeout=req.timeout)
+        edges.say(f"To log in, open {start.verification_uri} and enter the code "
+                  f"{start.user_code}")
+        if settings.open_browser:
+            edges.open_browser(url, settings.browser_command)
+        return flows.device_poll(http, provider, client, start)
+    if grant is Grant.KEYBOARD:
+        return flows.authorization_code_keyboard(
+            http, provider, client, redirect_url=settings.redirect_url or "",
+            extra_params=settings.extra_params,
+            show_url=lambda url: edges.say(f"Open this URL in a browser and log in:\n  {url}"),
+            read_code=lambda: edges.read_line("Enter code: "))
 
+    if (not interactive and settings.open_browser and not settings.browser_command
+            and not edges.can_open_browser(edges.environ)):
+        raise LoginRequired("no browser can be opened here (no display, no BROWSER), and "
+                            "kubectl runs 'dexkit token' without a terminal",
+                            f"log in again where a browser opens, which fills the cache "
+                            f"kubectl reads: {settings.login_command()} (or use --grant "
+                            "device)")
 
-def _opener(browser: bool) -> Any:
     def open_url(url: str) -> None:
-        sys.stderr.write(f"Log in at: {url}\n")
-        if browser:
+        edges.say(f"Log in at: {url}")
+        if settings.open_browser:
+            edges.open_browser(url, settings.browser_command)
+
+    return flows.authorization_code(http, provider, client, listen=settings.listen,
+                                    open_url=open_url, timeout=settings.timeout,
+                                    redirect_url=settings.redirect_url,
+                                    style=settings.redirect_style,
+                                    extra_params=settings.extra_params)
+
+
+def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provider,
+                    edges: Edges, interactive: bool) -> flows.TokenSet:
+    if not settings.username:
+        raise UsageError("the password grant needs a username", "pass --username")
+    password = settings.password(edges.environ, may_prompt=interactive)
+    if password is None:
+        raise LoginRequired(f"no password for {settings.username}", settings.password_hint())
+    return flows.password_grant(http, provider, client_of(settings), settings.username,
+                                password)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _can_open_browser(environ: Mapping[str, str]) -> bool:
+    """Whether a browser can be shown: on Linux and the BSDs only with a display or BROWSER
+    (a server or a CI runner has neither); elsewhere the system opener is always there."""
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return True
+    return any(environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
+
+
+def _read_line(prompt: str) -> str:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise OIDCError("no code was entered (end of input)",
+                        "run the login in a terminal and paste the code Dex shows")
+    return line
+
+
+def _open_browser(url: str, command: str | None) -> None:
+    """``--browser-command`` (or $BROWSER) with the URL, else the system's browser. Its output
+    never reaches our stdout, which kubectl reads as the credential."""
+    import subprocess
+
+    chosen = command or os.environ.get("BROWSER", "").split(os.pathsep)[0]
+    if not chosen:
+        import webbrowser
+
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)  # a browser launcher that prints must not corrupt the credential
             webbrowser.open(url)
-    return open_url
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        return
+    import shlex
 
-
-def obtain_token(args: argparse.Namespace, scopes: tuple[str, ...],
-                 entry: dict[str, Any] | None, interactive: bool) -> dict[str, Any]:
-    """For the kubectl plugin: refresh if we can, else log in if we may; a cache entry."""
-    secret = os.environ.get(args.client_secret_env, "") if args.client_secret_env else ""
-    client = flows.Client(id=args.client_id, secret=secret, scopes=scopes)
-    http = make_client(args.ca_file, insecure=args.insecure)
-    provider = discover(http, args.issuer)
-    tokens = None
-    if entry and entry.get("refresh_token"):
-        try:
-            tokens = flows.refresh(http, provider, client, str(entry["refresh_token"]))
-        except OIDCError as exc:
-            sys.stderr.write(f"dexkit: refresh failed ({exc.message}); logging in again\n")
-    if tokens is None:
-        tokens = _plugin_login(args, client, http, provider, interactive)
-    claims = verify(http, provider, client.id, tokens)
-    return {"id_token": tokens.id_token, "refresh_token": tokens.refresh_token,
-            "expiry": claims["exp"]}
-
-
-def _plugin_login(args: argparse.Namespace, client: flows.Client, http: httpx.Client,
-                  provider: Provider, interactive: bool) -> flows.TokenSet:
-    if args.grant == "password":
-        password = _password(args)
-        if password is None or not args.username:
-            raise LoginRequired("no cached token and no password to log in with",
-                                f"set {args.password_env} (or --password-file) and --username, "
-                                "or run 'dexkit login'")
-        return flows.password_grant(http, provider, client, args.username, password)
-    if not interactive:
-        raise LoginRequired("the cached login expired and kubectl is not interactive",
-                            "log in again: run 'dexkit login' in a terminal")
-    req = LoginRequest(issuer=args.issuer, client=client, ca_file=args.ca_file,
-                       grant=args.grant, ports=tuple(args.ports or LOOPBACK_PORTS))
-    return run_grant(req, http, provider)
-
-
-def _password(args: argparse.Namespace) -> str | None:
-    if args.password_file is not None:
-        try:
-            return str(args.password_file.read_text().strip())
-        except OSError as exc:
-            raise LoginRequired(f"cannot read the password file: {exc}", "check the path") from None
-    return os.environ.get(args.password_env)
+    try:
+        words = shlex.split(chosen)
+    except ValueError:
+        raise UsageError(f"cannot parse the browser command '{chosen}'",
+                         "check --browser-command (or BROWSER)") from None
+    argv = [w.replace("%s", url) for w in words] if "%s" in chosen else [*words, url]
+    try:
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        raise OIDCError(f"cannot start the browser command '{words[0]}': {exc.strerror}",
+                        "fix --browser-command (or BROWSER), or pass --skip-open-browser and "
+                        "open the URL yourself") from None

@@ -193,8 +193,14 @@ def _check_envs(envs: CredentialEnvs) -> None:
 
 
 def device_callback(config: Config) -> str:
-    """Dex's device flow finishes on this URI; a client must register it to use the flow."""
-    return f"{config.issuer}/device/callback"
+    """Dex's device flow finishes on this URI; a client must register it to use the flow.
+
+    Literally ``/device/callback``, relative: Dex starts the device flow's authorization with
+    that string and compares it byte for byte with the client's redirectURIs (Dex v2.45.1
+    server/oauth2.go, deviceCallbackURI), so ``<issuer>/device/callback`` does not match.
+    """
+    del config  # the same for every issuer
+    return "/device/callback"
 
 
 def dex_clients(config: Config, envs: CredentialEnvs | None = None) -> list[DexClient]:
@@ -202,8 +208,15 @@ def dex_clients(config: Config, envs: CredentialEnvs | None = None) -> list[DexC
     return [_dex_client(config, client, envs) for client in config.clients]
 
 
+# The keyboard flow (dexkit/kubelogin --grant authcode-keyboard): Dex shows the code on its page.
+OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
+
+
 def _dex_client(config: Config, client: OAuthClient, envs: CredentialEnvs) -> DexClient:
-    uris = list(dict.fromkeys([*client.redirect_uris, device_callback(config)]))
+    # Dex allows only the listed URIs once any is listed: register every flow dexkit offers
+    # (device, and for a public CLI client the keyboard flow's out-of-band URI).
+    flows = [device_callback(config)] + ([OOB_REDIRECT] if client.public else [])
+    uris = list(dict.fromkeys([*client.redirect_uris, *flows]))
     secret = envs.clients.get(client.id)
     return DexClient(id=client.id, name=client.name or client.id, public=client.public,
                      redirect_uris=uris, secret_env=secret.env if secret else None)

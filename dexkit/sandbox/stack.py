@@ -250,18 +250,18 @@ def wait_for_login(plane: ControlPlane, config: Config, project: Path,
                    clock: Callable[[], float] = time.monotonic) -> str:
     """Log in to Dex with the password grant, then send the ID token to the API server until
     a SelfSubjectReview answers; the username it reports."""
-    from dexkit.oidc import flows
-    from dexkit.oidc.session import LoginRequest
+    from dexkit.oidc.session import Edges
     from dexkit.oidc.session import login as do_login
-    from dexkit.verify import scopes_for
+    from dexkit.oidc.settings import project_settings
 
     deadline = clock() + timeout
     username, password = login
-    result = do_login(LoginRequest(
-        issuer=config.issuer, client=flows.Client(id=config.api_server.client_id,
-                                                  scopes=scopes_for(config)),
-        ca_file=project / config.tls.dir / "ca.pem", grant="password", username=username,
-        password=password))
+    environ = {"DEXKIT_SANDBOX_PASSWORD": password}
+    settings = project_settings(project, config, grant="password", username=username,
+                                extra=["--password-env", "DEXKIT_SANDBOX_PASSWORD"],
+                                environ=environ)
+    # A readiness probe: nothing goes into the user's token cache.
+    result = do_login(settings, edges=Edges(environ=environ), store=False)
     token = result.tokens.id_token
     last = ""
     while True:

@@ -538,8 +538,9 @@ def _dexkit_user(setup: Setup, *extra: str, issuer: str | None = None,
                  scopes: tuple[str, ...] = ("openid", "email", "groups")) -> dict[str, Any]:
     from dexkit.kubeconfig import exec_user
 
-    user = exec_user(issuer=issuer or setup.config.issuer, client_id="kubernetes",
-                     ca_file=setup.ssl / "ca.pem", scopes=scopes)
+    user = exec_user(["--issuer", issuer or setup.config.issuer, "--client-id", "kubernetes",
+                      "--ca-file", str(setup.ssl / "ca.pem"),
+                      *[f for s in scopes for f in ("--scope", s)]])
     user["exec"]["args"] += list(extra)
     return user
 

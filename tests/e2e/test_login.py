@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from dexkit.config import load_config
-from dexkit.oidc.cache import TokenCache, cache_key
+from dexkit.oidc.cache import TokenCache
+from dexkit.oidc.options import identity_key, parse
 from dexkit.sandbox import controlplane
 from dexkit.verify import scopes_for
 from tests.e2e.conftest import DexSandbox
@@ -150,7 +151,7 @@ def test_parallel_calls_on_an_expired_token_refresh_once(
     first = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     assert first.returncode == 0, first.stderr
     cache = TokenCache(cache_dir)
-    key = cache_key(config.issuer, config.api_server.client_id, scopes_for(config))
+    key = identity_key(parse(args[2:]))
     entry = cache.load(key)
     assert entry is not None and entry.get("refresh_token")
     cache.store(key, {**entry, "expiry": int(time.time()) + 30})  # under the minute: renew
@@ -174,14 +175,14 @@ def test_a_revoked_refresh_token_asks_to_log_in_again(
     config = load_config(project).config
     cache_dir = tmp_path / "cache"
     scopes = scopes_for(config)
-    key = cache_key(config.issuer, config.api_server.client_id, scopes)
-    TokenCache(cache_dir).store(key, {"id_token": "x.y.z", "refresh_token": "revoked-token",
-                                      "expiry": int(time.time())})
     args = [_dexkit_script(), "token", "--issuer", config.issuer, "--client-id",
             config.api_server.client_id, "--ca-file",
             str(project / config.tls.dir / "ca.pem"), "--cache-dir", str(cache_dir)]
     for scope in scopes:
         args += ["--scope", scope]
+    key = identity_key(parse(args[2:]))
+    TokenCache(cache_dir).store(key, {"id_token": "x.y.z", "refresh_token": "revoked-token",
+                                      "expiry": int(time.time())})
     env = {**os.environ, "KUBERNETES_EXEC_INFO": json.dumps(
         {"apiVersion": "client.authentication.k8s.io/v1", "spec": {"interactive": False}})}
     result = subprocess.run(args, capture_output=True, text=True, env=env, check=False,

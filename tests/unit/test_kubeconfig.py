@@ -48,8 +48,8 @@ extensions:
     keep: me
 """
 
-USER = kc.exec_user(issuer="https://127.0.0.1:32000", client_id="kubernetes",
-                    ca_file=Path("/p/ssl/ca.pem"), scopes=["openid", "groups"])
+USER = kc.exec_user(["--issuer", "https://127.0.0.1:32000", "--client-id", "kubernetes",
+                     "--ca-file", "/p/ssl/ca.pem", "--scope", "openid", "--scope", "groups"])
 
 
 def test_exec_user_shape() -> None:
@@ -80,7 +80,8 @@ def test_update_keeps_everything_else(tmp_path: Path) -> None:
         assert after[key] == before[key]
     assert list(after) == list(before)
     assert [b.read_text() for b in backups] == [RICH]
-    assert path.stat().st_mode & 0o777 == 0o600
+    # an existing file keeps its mode, as kubectl keeps it; a new one is made 0600
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_second_run_changes_nothing(tmp_path: Path) -> None:
@@ -89,7 +90,7 @@ def test_second_run_changes_nothing(tmp_path: Path) -> None:
     kc.write(kc.plan([path], [kc.Entry("users", "dexkit", USER)]))
     written = path.read_bytes()
     plan = kc.plan([path], [kc.Entry("users", "dexkit", USER)])
-    assert plan.changes == [] and plan.documents == {}
+    assert plan.changes == [] and plan.texts == {}
     assert kc.write(plan) == []
     assert path.read_bytes() == written
 

@@ -258,7 +258,8 @@ def test_version_and_help_do_not_import_kubernetes() -> None:
             "try: main(sys.argv[1:])\nexcept SystemExit: pass\n"
             "assert 'kubernetes' not in sys.modules, 'kubernetes imported'\n"
             "print('typer' in sys.modules)")
-    for args, typer_loaded in ((["--version"], "False"), (["--help"], "True")):
+    for args, typer_loaded in ((["--version"], "False"), (["--help"], "False"),
+                               (["init", "--help"], "True")):
         result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                                 text=True, check=False, env={**os.environ, "NO_COLOR": "1"})
         assert result.returncode == 0, result.stderr

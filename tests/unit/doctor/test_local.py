@@ -136,8 +136,8 @@ def _kubeconfig(path: Path, users: dict[str, dict[str, object]]) -> Path:
 
 def _dexkit_user(project: Path, issuer: str = ISSUER, client_id: str = "kubernetes",
                  scopes: tuple[str, ...] = ("openid", "email", "groups")) -> dict[str, object]:
-    return exec_user(issuer=issuer, client_id=client_id, ca_file=project / "ssl/ca.pem",
-                     scopes=scopes)
+    return exec_user(["--issuer", issuer, "--client-id", client_id, "--ca-file",
+                      str(project / "ssl/ca.pem"), *[f for s in scopes for f in ("--scope", s)]])
 
 
 def _kubelogin_user(*args: str) -> dict[str, object]:

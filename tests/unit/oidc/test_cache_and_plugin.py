@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from dexkit.oidc.cache import TokenCache, cache_key
-from dexkit.oidc.plugin import exec_credential, fresh_token
+from dexkit.oidc.cache import TokenCache
+from dexkit.oidc.options import identity_key, parse
+from dexkit.oidc.plugin import exec_credential, exec_info, fresh_token
 
 ISSUER = "https://127.0.0.1:32000"
+
+
+def _key(*args: str) -> str:
+    """The cache key of ``dexkit token --issuer ISSUER --client-id kubernetes ARGS``."""
+    return identity_key(parse(["--issuer", ISSUER, "--client-id", "kubernetes", *args]))
 
 
 def _token(exp: float) -> str:
@@ -27,7 +33,7 @@ def _token(exp: float) -> str:
 
 def test_cache_files_are_private(tmp_path: Path) -> None:
     cache = TokenCache(tmp_path / "cache")
-    key = cache_key(ISSUER, "kubernetes", ("openid", "groups"))
+    key = _key()
     cache.store(key, {"id_token": "t", "refresh_token": "r", "expiry": 1})
     assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "cache" / f"{key}.token").stat().st_mode & 0o777 == 0o600
@@ -37,11 +43,13 @@ def test_cache_files_are_private(tmp_path: Path) -> None:
 
 
 def test_cache_key_depends_on_issuer_client_and_scopes() -> None:
-    base = cache_key(ISSUER, "kubernetes", ("openid", "groups"))
-    assert base == cache_key(ISSUER, "kubernetes", ("groups", "openid"))
-    assert base != cache_key(ISSUER + "/dex", "kubernetes", ("openid", "groups"))
-    assert base != cache_key(ISSUER, "other", ("openid", "groups"))
-    assert base != cache_key(ISSUER, "kubernetes", ("openid",))
+    base = _key("--scope", "openid", "--scope", "groups")
+    assert base == _key("--scope", "groups", "--scope", "openid")
+    assert base != identity_key(parse(["--issuer", ISSUER + "/dex", "--client-id", "kubernetes",
+                                       "--scope", "openid", "--scope", "groups"]))
+    assert base != identity_key(parse(["--issuer", ISSUER, "--client-id", "other",
+                                       "--scope", "openid", "--scope", "groups"]))
+    assert base != _key("--scope", "openid")
 
 
 def test_fresh_token_needs_more_than_a_minute() -> None:
@@ -74,9 +82,8 @@ def _run_plugin(tmp_path: Path, exec_info: dict[str, object] | None,
                                      "client.authentication.k8s.io/v1beta1"])
 def test_cached_path_answers_in_the_requested_version(tmp_path: Path, version: str) -> None:
     token, expiry = _token(time.time() + 3600), int(time.time() + 3600)
-    key = cache_key(ISSUER, "kubernetes", ("openid", "email", "profile", "groups",
-                                           "offline_access"))
-    TokenCache(tmp_path).store(key, {"id_token": token, "refresh_token": "r", "expiry": expiry})
+    TokenCache(tmp_path).store(_key(), {"id_token": token, "refresh_token": "r",
+                                        "expiry": expiry})
     result = _run_plugin(tmp_path, {"apiVersion": version, "kind": "ExecCredential",
                                     "spec": {"interactive": False}})
     assert result.returncode == 0, result.stderr
@@ -88,13 +95,12 @@ def test_cached_path_answers_in_the_requested_version(tmp_path: Path, version: s
 
 def test_cached_path_imports_nothing_heavy(tmp_path: Path) -> None:
     expiry = int(time.time() + 3600)
-    key = cache_key(ISSUER, "kubernetes", ("openid", "email", "profile", "groups",
-                                           "offline_access"))
-    TokenCache(tmp_path).store(key, {"id_token": _token(expiry), "expiry": expiry})
+    TokenCache(tmp_path).store(_key(), {"id_token": _token(expiry), "expiry": expiry})
     code = ("import sys\nfrom dexkit.__main__ import main\n"
             "try: main(sys.argv[1:])\nexcept SystemExit: pass\n"
             "heavy = [m for m in ('kubernetes', 'typer', 'rich', 'httpx', 'joserfc', 'msgspec',"
-            " 'yaml', 'cryptography', 'json', 'argparse', 'filelock', 'typing')"
+            " 'yaml', 'cryptography', 'json', 'argparse', 'filelock', 'typing', 're', 'enum',"
+            " 'hashlib', 'dataclasses', 'pathlib')"
             " if m in sys.modules]\nsys.stderr.write(repr(heavy))")
     result = subprocess.run([sys.executable, "-c", code, "token", "--issuer", ISSUER,
                              "--client-id", "kubernetes", "--cache-dir", str(tmp_path)],
@@ -127,12 +133,8 @@ def test_expired_cache_non_interactive_without_issuer_is_a_clear_error(tmp_path:
      ("client.authentication.k8s.io/v1", False)),
     ('not json', ("client.authentication.k8s.io/v1", False)),
 ])
-def test_exec_info_is_read_with_or_without_json(monkeypatch: pytest.MonkeyPatch, raw: str,
-                                                expected: tuple[str, bool]) -> None:
-    from dexkit.oidc.plugin import _exec_info
-
-    monkeypatch.setenv("KUBERNETES_EXEC_INFO", raw)
-    assert _exec_info() == expected
+def test_exec_info_is_read_with_or_without_json(raw: str, expected: tuple[str, bool]) -> None:
+    assert exec_info(raw, stdin_is_tty=True) == expected
 
 
 def test_hand_written_json_is_json() -> None:

@@ -28,7 +28,7 @@ def _get(url: str) -> int:
 
 
 def test_wrong_state_is_refused_and_the_good_callback_still_wins() -> None:
-    server = LoopbackServer("good-state", (_free_port(),))
+    server = LoopbackServer("good-state", (("127.0.0.1", _free_port()),))
     base = server.redirect_uri
     statuses: list[int] = []
 
@@ -45,7 +45,7 @@ def test_wrong_state_is_refused_and_the_good_callback_still_wins() -> None:
 
 
 def test_listens_on_loopback_only() -> None:
-    server = LoopbackServer("s", (_free_port(),))
+    server = LoopbackServer("s", (("127.0.0.1", _free_port()),))
     try:
         assert server.server.server_address[0] == "127.0.0.1"
         assert server.redirect_uri.startswith("http://127.0.0.1:")
@@ -59,20 +59,20 @@ def test_falls_back_to_the_next_port() -> None:
         taken.listen(1)
         busy = taken.getsockname()[1]
         spare = _free_port()
-        server = LoopbackServer("s", (busy, spare))
+        server = LoopbackServer("s", (("127.0.0.1", busy), ("127.0.0.1", spare)))
         assert server.port == spare
         server.server.server_close()
 
 
 def test_times_out_with_advice() -> None:
-    server = LoopbackServer("s", (_free_port(),))
+    server = LoopbackServer("s", (("127.0.0.1", _free_port()),))
     with pytest.raises(OIDCError, match="no login callback") as info:
         server.wait(timeout=0.3)
     assert "--grant device" in info.value.hint
 
 
 def test_error_callback_is_reported() -> None:
-    server = LoopbackServer("s", (_free_port(),))
+    server = LoopbackServer("s", (("127.0.0.1", _free_port()),))
     thread = threading.Thread(
         target=lambda: _get(f"{server.redirect_uri}?error=access_denied&state=s"))
     thread.start()

@@ -98,13 +98,20 @@ def test_no_secret_value_is_ever_rendered() -> None:
     assert "public" not in web
 
 
-def test_clients_get_the_device_callback_once() -> None:
-    uri = "https://dex.example.com:32000/device/callback"
-    dex = _dex({"clients": [{"id": "kubernetes", "redirectURIs": [uri]}]})
-    assert dex["staticClients"][0]["redirectURIs"] == [uri]
+def test_clients_get_the_device_callback_and_the_keyboard_uri_once() -> None:
+    uri = "/device/callback"  # relative, as Dex compares it
+    oob = "urn:ietf:wg:oauth:2.0:oob"
+    dex = _dex({"clients": [{"id": "kubernetes", "redirectURIs": [oob, uri]}]})
+    assert dex["staticClients"][0]["redirectURIs"] == [oob, uri]
     dex = _dex()
-    assert dex["staticClients"][0]["redirectURIs"][-1] == uri
+    assert dex["staticClients"][0]["redirectURIs"][-2:] == [uri, oob]
     assert "http://127.0.0.1:8000/callback" in dex["staticClients"][0]["redirectURIs"]
+
+
+def test_a_confidential_client_gets_no_out_of_band_uri() -> None:
+    dex = _dex({"clients": [{"id": "web", "public": False, "secretName": "web-client"},
+                            {"id": "kubernetes"}]})
+    assert "urn:ietf:wg:oauth:2.0:oob" not in dex["staticClients"][0]["redirectURIs"]
 
 
 @pytest.mark.parametrize(("storage", "expected"), [

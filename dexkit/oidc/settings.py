@@ -1,0 +1,369 @@
+"""One typed description of a login, built in one place.
+
+Every way dexkit logs in (``dexkit token`` for kubectl, ``dexkit login``, ``dexkit verify``,
+``dexkit doctor --login``) describes the login as the command line of ``dexkit token``, and
+:func:`build_settings` turns that command line (parsed by :mod:`dexkit.oidc.options`) into a
+:class:`LoginSettings`. A project's login is first written as that command line by
+:func:`project_token_args` — the very arguments ``dexkit kubeconfig`` writes into kubeconfig —
+so ``dexkit login`` fills exactly the cache entry kubectl's ``dexkit token`` reads.
+
+The password, for the password grant, is looked up in one order, first found wins:
+
+1. ``--password`` on the command line (kubelogin's flag; warned: every user of the machine
+   can read a process's arguments);
+2. ``--password-file FILE``;
+3. the environment variable named by ``--password-env`` (default ``DEXKIT_PASSWORD``);
+4. the project's ``.dexkit/passwords/<username>`` (written by ``dexkit init --connector
+   static``), for commands run in a project;
+5. a prompt, when there is a terminal to ask on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from dexkit.errors import UsageError
+from dexkit.oidc import options
+from dexkit.oidc.cache import STORAGES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dexkit.config import Config
+
+
+class Grant(StrEnum):
+    AUTHCODE = "authcode"
+    KEYBOARD = "authcode-keyboard"
+    DEVICE = "device"
+    PASSWORD = "password"  # noqa: S105 - the grant's name
+
+    @property
+    def needs_stdin(self) -> bool:
+        """The keyboard flow reads the code from stdin; a password may have to be asked."""
+        return self is Grant.KEYBOARD
+
+
+class CacheStorage(StrEnum):
+    DISK = "disk"
+    KEYRING = "keyring"
+    NONE = "none"
+
+
+OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
+DEFAULT_LISTEN = (("127.0.0.1", 8000), ("127.0.0.1", 18000))
+DEFAULT_TIMEOUT = 180  # kubelogin's: a login abandoned in the browser must not hang kubectl
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    """Everything a login needs; secrets are never in its repr."""
+
+    issuer: str
+    client_id: str
+    scopes: tuple[str, ...]
+    grant: Grant
+    cache_key: str
+    cache_dir: Path
+    cache_storage: CacheStorage = CacheStorage.DISK
+    client_secret: str = field(default="", repr=False)
+    username: str | None = None
+    password_arg: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    password_env: str = "DEXKIT_PASSWORD"  # noqa: S105 - a variable's name
+    project_dir: Path | None = None
+    ca_files: tuple[Path, ...] = ()
+    ca_data: tuple[bytes, ...] = field(default=(), repr=False)
+    insecure: bool = False
+    listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
+    redirect_url: str | None = None
+    # kubelogin's redirect default is http://localhost:<port> (no path); dexkit's has /callback.
+    redirect_style: str = "dexkit"
+    extra_params: tuple[tuple[str, str], ...] = ()
+    open_browser: bool = True
+    browser_command: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    force_refresh: bool = False
+    warnings: tuple[str, ...] = ()
+    argv: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def password(self, environ: Mapping[str, str], *, may_prompt: bool) -> str | None:
+        """The password by the documented order (module docstring), or None."""
+        if self.password_arg is not None:
+            return self.password_arg
+        if self.password_file is not None:
+            try:
+                return self.password_file.expanduser().read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"cannot read the password file {self.password_file}: "
+                                 f"{getattr(exc, 'strerror', None) or exc}",
+                                 "check --password-file") from None
+        if environ.get(self.password_env):
+            return environ[self.password_env]
+        if self.project_dir is not None and self.username:
+            stored = stored_password(self.project_dir, self.username)
+            if stored.is_file():
+                return stored.read_text().strip()
+        if may_prompt and sys.stdin.isatty():
+            import getpass
+
+            return getpass.getpass(f"Password for {self.username}: ")
+        return None
+
+    def with_password(self, environ: Mapping[str, str], *, may_prompt: bool) -> LoginSettings:
+        """For the password grant: these settings with the password found now (before any
+        network), or a usage error that says where dexkit looks."""
+        if self.grant is not Grant.PASSWORD:
+            return self
+        if not self.username:
+            raise UsageError("the password grant needs a username", "pass --username")
+        found = self.password(environ, may_prompt=may_prompt)
+        if found is None:
+            raise UsageError(f"no password for {self.username}", self.password_hint())
+        from dataclasses import replace
+
+        return replace(self, password_arg=found, password_file=None)
+
+    def password_hint(self) -> str:
+        return (f"set {self.password_env}, pass --password-file FILE, or run 'dexkit init "
+                "--connector static' which keeps one in .dexkit/passwords/ (dexkit looks in "
+                f"that order: --password, --password-file, {self.password_env}, the "
+                "project's .dexkit/passwords/)")
+
+    def login_command(self) -> str:
+        """The command that logs in with these settings in a terminal and fills the cache."""
+        import shlex
+
+        shown = [a for a in self.argv if not a.startswith("--password=")]
+        if "--password" in shown:
+            at = shown.index("--password")
+            shown[at + 1:at + 2] = ["..."]
+        return shlex.join(["dexkit", "login", *shown])
+
+
+def build_settings(argv: list[str] | tuple[str, ...], *,
+                   environ: Mapping[str, str] | None = None,
+                   project_dir: Path | None = None) -> LoginSettings:
+    """The one place a login's settings are made: from ``dexkit token``'s command line."""
+    env = os.environ if environ is None else environ
+    try:
+        opts = options.parse(list(argv))
+    except options.OptionError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+    for required, flag in (("issuer", "--issuer"), ("client_id", "--client-id")):
+        if not opts.get(required):
+            raise UsageError(f"{flag} is missing", f"pass {flag} (kubelogin: "
+                             f"--oidc-{'issuer-url' if required == 'issuer' else 'client-id'})")
+    issuer = urlsplit(opts["issuer"])
+    if issuer.scheme not in ("https", "http") or not issuer.hostname:
+        raise UsageError(f"--issuer {opts['issuer']}: not an https URL",
+                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
+    grant = _grant(options.grant_of(opts))
+    warnings = []
+    if opts.get("password") is not None:
+        warnings.append("--password puts the password in the process's arguments, which every "
+                        "user of this machine can read (ps); use --password-file or "
+                        "DEXKIT_PASSWORD instead")
+    if opts.get("insecure"):
+        warnings.append("TLS verification is off (--insecure): anyone on the path can "
+                        "impersonate Dex and read the password and tokens")
+    return LoginSettings(
+        issuer=opts["issuer"], client_id=opts["client_id"], scopes=options.scopes_of(opts),
+        grant=grant, cache_key=options.identity_key(opts),
+        cache_dir=Path(options.cache_dir_of(opts, env)),
+        cache_storage=_storage(opts.get("cache_storage") or "disk"),
+        client_secret=_client_secret(opts, env), username=opts.get("username"),
+        password_arg=opts.get("password"),
+        password_file=Path(opts["password_file"]) if opts.get("password_file") else None,
+        password_env=opts.get("password_env") or "DEXKIT_PASSWORD", project_dir=project_dir,
+        ca_files=tuple(Path(p).expanduser() for p in opts.get("ca_files") or ()),
+        ca_data=tuple(_ca_data(d) for d in opts.get("ca_data") or ()),
+        insecure=bool(opts.get("insecure")), listen=_listen(opts),
+        redirect_url=_redirect(opts.get("redirect_url"), grant),
+        redirect_style="kubelogin" if opts.get("kubelogin_style") else "dexkit",
+        extra_params=_extra_params(opts.get("extra_params") or ()),
+        open_browser=not opts.get("skip_open_browser"),
+        browser_command=opts.get("browser_command"), timeout=_timeout(opts.get("timeout")),
+        force_refresh=bool(opts.get("force_refresh")), warnings=tuple(warnings),
+        argv=tuple(argv))
+
+
+def _grant(name: str) -> Grant:
+    try:
+        return Grant(name)
+    except ValueError:
+        raise UsageError(f"unknown grant '{name}'", "use one of authcode, authcode-keyboard, "
+                         "device (kubelogin: device-code), password") from None
+
+
+def _storage(name: str) -> CacheStorage:
+    if name not in STORAGES:
+        raise UsageError(f"unknown token cache storage '{name}'",
+                         "use one of disk, keyring, none")
+    return CacheStorage(name)
+
+
+def _client_secret(opts: dict[str, Any], environ: Mapping[str, str]) -> str:
+    if opts.get("client_secret") is not None:
+        return str(opts["client_secret"])
+    name = opts.get("client_secret_env")
+    if name:
+        if name not in environ:
+            raise UsageError(f"the client secret variable {name} is not set",
+                             f"export {name}, or drop --client-secret-env for a public client")
+        return environ[name]
+    return ""
+
+
+def _ca_data(text: str) -> bytes:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("--certificate-authority-data is not base64",
+                         "pass the CA's PEM, base64-encoded (base64 -w0 ca.pem)") from None
+
+
+def _listen(opts: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    found: list[tuple[str, int]] = []
+    for text in opts.get("listen_addresses") or ():
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise UsageError(f"--listen-address {text}: not HOST:PORT",
+                             "for example --listen-address 127.0.0.1:8000")
+        found.append((host.strip("[]") or "127.0.0.1", _port(port, "--listen-address")))
+    for port in opts.get("listen_ports") or ():
+        found.append(("127.0.0.1", _port(port, "--listen-port")))
+    for host, _ in found:
+        if host not in LOOPBACK_HOSTS:
+            raise UsageError(f"--listen-address {host}: the login callback listens on a "
+                             "loopback address only",
+                             "use 127.0.0.1 (nothing off this machine may deliver a code)")
+    return tuple(found) or DEFAULT_LISTEN
+
+
+def _port(text: str, flag: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise UsageError(f"{flag}: '{text}' is not a port number", "use 0-65535 (0: any)")
+    return int(text)
+
+
+def _redirect(url: str | None, grant: Grant) -> str | None:
+    if url is None:
+        return OOB_REDIRECT if grant is Grant.KEYBOARD else None
+    if url == OOB_REDIRECT:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--oidc-redirect-url {url}: not an http(s) URL or {OOB_REDIRECT}",
+                         "for example --oidc-redirect-url http://localhost:8000")
+    return url
+
+
+def _extra_params(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    found = []
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise UsageError(f"--oidc-auth-request-extra-params {item}: not KEY=VALUE",
+                             "for example --oidc-auth-request-extra-params ttl=86400")
+        found.append((name, value))
+    return tuple(found)
+
+
+def _timeout(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_TIMEOUT
+    if not text.isdigit() or int(text) == 0:
+        raise UsageError(f"--authentication-timeout-sec {text}: not a positive number of "
+                         "seconds", "for example --authentication-timeout-sec 60")
+    return float(text)
+
+
+# --- a project's login, as the command line of `dexkit token` --------------------------------
+
+
+def default_username(config: Config) -> str | None:
+    return config.static_users[0].email if config.static_users else None
+
+
+def project_token_args(directory: Path, config: Config, *, grant: str = "authcode",
+                       username: str | None = None, client_id: str | None = None,
+                       scopes: tuple[str, ...] | None = None, embed_ca: bool = False,
+                       password_file: bool = True) -> list[str]:
+    """``dexkit token``'s arguments for logging in to this project's Dex.
+
+    ``client_id`` and ``scopes`` default to dexkit.yaml's (the client the API server trusts;
+    ``groups`` only when the API server maps a groups claim). The CA is the project's
+    ``ca.pem``, by absolute path or inline (``embed_ca``). For the password grant the
+    username defaults to the first static user, and ``--password-file`` points at the
+    project's stored password when there is one.
+    """
+    ca = project_ca(directory.resolve(), config)
+    args = ["--issuer", config.issuer, "--client-id", client_id or config.api_server.client_id]
+    if embed_ca:
+        import base64
+
+        try:
+            data = ca.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the CA {ca}: {exc.strerror}",
+                             "run 'dexkit init' first") from None
+        args += ["--certificate-authority-data", base64.b64encode(data).decode()]
+    else:
+        args += ["--ca-file", str(ca)]
+    for scope in scopes or project_scopes(config):
+        args += ["--scope", scope]
+    if grant != Grant.AUTHCODE:
+        args += ["--grant", grant]
+    if grant == Grant.PASSWORD:
+        user = username or default_username(config)
+        if not user:
+            raise UsageError("the password grant needs --username", "name the user to log in as")
+        args += ["--username", user]
+        stored = stored_password(directory.resolve(), user)
+        if password_file and stored.is_file():
+            args += ["--password-file", str(stored)]
+    return args
+
+
+# dexkit.project's paths, without importing it (it loads pki, cryptography, jinja2 and bcrypt:
+# ~70 ms of every 'dexkit verify'); a unit test keeps them equal to project.tls_paths().ca and
+# project.password_file().
+def project_ca(directory: Path, config: Config) -> Path:
+    return directory / config.tls.dir / "ca.pem"
+
+
+def stored_password(directory: Path, username: str) -> Path:
+    return directory / ".dexkit" / "passwords" / username
+
+
+def project_scopes(config: Config) -> tuple[str, ...]:
+    """dexkit's scopes, without ``groups`` when the API server maps no groups claim."""
+    from dexkit.oidc import DEFAULT_SCOPES
+
+    if config.api_server.groups_claim:
+        return DEFAULT_SCOPES
+    return tuple(s for s in DEFAULT_SCOPES if s != "groups")
+
+
+def project_settings(directory: Path, config: Config, *, grant: str = "authcode",
+                     username: str | None = None, client_id: str | None = None,
+                     scopes: tuple[str, ...] | None = None, extra: list[str] | None = None,
+                     environ: Mapping[str, str] | None = None) -> LoginSettings:
+    """A project's login settings: :func:`project_token_args`, then ``extra`` (later flags
+    win), through :func:`build_settings`."""
+    # No --password-file: the project's stored password comes after the environment.
+    args = project_token_args(directory, config, grant=grant, username=username,
+                              client_id=client_id, scopes=scopes, password_file=False)
+    return build_settings([*args, *(extra or [])], environ=environ,
+                          project_dir=directory.resolve())
