@@ -190,31 +190,3 @@ def test_a_revoked_refresh_token_asks_to_log_in_again(
     assert result.returncode == 1
     assert "log in again" in result.stderr
     assert "revoked-token" not in result.stderr
-
-
-def test_sandbox_up_then_verify_is_the_readme_flow(
-        tmp_path: Path, dex_binary: Path,
-        control_plane_binaries: controlplane.ControlPlaneBinaries) -> None:
-    """`dexkit init` -> `dexkit sandbox up` (Dex included) -> `dexkit verify`, as a user runs
-    them, in separate processes."""
-    (port,) = controlplane.free_ports(1)
-    env = {**os.environ, "NO_COLOR": "1", "DEXKIT_DEX": str(dex_binary),
-           "DEXKIT_ETCD": str(control_plane_binaries.etcd),
-           "DEXKIT_KUBE_APISERVER": str(control_plane_binaries.kube_apiserver)}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([_dexkit_script(), *args, "--dir", str(tmp_path)],
-                              capture_output=True, text=True, env=env, timeout=180,
-                              check=False)
-
-    assert run("init", "--issuer", f"https://127.0.0.1:{port}", "--connector",
-               "static").returncode == 0
-    up = run("sandbox", "up")
-    try:
-        assert up.returncode == 0, up.stderr
-        assert f"dex at https://127.0.0.1:{port}" in up.stderr
-        kubeconfig = controlplane.sandbox_dir(tmp_path) / "admin.kubeconfig"
-        verify = run("verify", "--kubeconfig", str(kubeconfig), "--expect-user", USER)
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-    finally:
-        run("sandbox", "down")
