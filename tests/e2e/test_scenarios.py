@@ -314,9 +314,11 @@ def _start(tmp_path: Path, binaries: controlplane.ControlPlaneBinaries, kubectl:
            project: Path, dex: Path, env: dict[str, str] | None = None,
            connector_cas: dict[str, Path] | None = None,
            login: tuple[str, str] | None = None) -> controlplane.ControlPlane:
-    """`dexkit sandbox up` for the project (its rendered flags, Dex with its rendered
-    kubernetes storage, ready once a login is accepted), then its rendered RBAC applied."""
-    running = start_stack(project, binaries, dex, KUBERNETES_VERSION, storage="rendered",
+    """`dexkit sandbox up --storage memory` for the project (its rendered flags, Dex started
+    first, ready once a login is accepted), then its rendered RBAC applied. What a scenario
+    proves is its connector and expectations; Dex's kubernetes storage has tests of its own
+    (test_sandbox_dex.py), and memory storage saves the API server's 10 s discovery retry."""
+    running = start_stack(project, binaries, dex, KUBERNETES_VERSION, storage="memory",
                           env=env, connector_cas=connector_cas, login=login,
                           sandbox=tmp_path / "sandbox")
     plane = running.plane
