@@ -287,7 +287,7 @@ def _namespace_ready(pid: int, hosts: Path) -> Callable[[], bool]:
     def check() -> bool:
         mine = Path("/proc/self/ns/mnt").readlink()
         theirs = Path(f"/proc/{pid}/ns/mnt").readlink()
-        return mine != theirs and Path(f"/proc/{pid}/root/etc/hosts").read_bytes() == \
+        return mine != theirs and Path("/proc", str(pid), "root", "etc", "hosts").read_bytes() == \
             hosts.read_bytes()
     return check
 
