@@ -279,3 +279,10 @@ def test_written_yaml_round_trips(dexkit, project: Path) -> None:  # type: ignor
     data = yaml.safe_load((project / "dexkit.yaml").read_text())
     assert data["connectors"][0]["type"] == "ldap"
     assert data["connectors"][0]["bindPasswordSecret"] == "ldap-bind"
+
+
+def test_init_takes_a_host_longer_than_a_common_name(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host = "a.b." + "2" * 61 + "c"  # a valid DNS name of 66 characters; a CN holds 64
+    result = dexkit("init", "--dir", tmp_path, "--issuer", f"https://{host}:32000")
+    assert result.code == 0, result.err
+    assert dexkit("certs", "check", "--dir", tmp_path).code == 0
