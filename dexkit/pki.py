@@ -103,6 +103,15 @@ def create_ca(key: PrivateKey, *, common_name: str, days: int,
     )
 
 
+CN_MAX = 64  # RFC 5280 ub-common-name
+LONG_NAME_CN = "dexkit serving certificate"
+
+
+def ca_common_name(names: Sequence[str]) -> str:
+    """``dexkit CA for <first name>``, or ``dexkit CA`` when that would pass the CN limit."""
+    named = f"dexkit CA for {names[0]}" if names else "dexkit CA"
+    return named if len(named) <= CN_MAX else "dexkit CA"
+
 def issue_serving_cert(
     *,
     ca_cert: x509.Certificate,
@@ -119,8 +128,12 @@ def issue_serving_cert(
                        "set tls.hosts or tls.ips in dexkit.yaml")
     sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    # CN = first name: ignored by modern clients (SANs rule) but shown by every tool.
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (list(hosts) + list(ips))[0])])
+    # CN = the first name: ignored by modern clients (SANs rule) but shown by every tool. RFC
+    # 5280 caps a CN at 64 characters while a DNS name may have 253: a longer host is named by
+    # its SAN alone, and the CN says what the certificate is.
+    names = [n for n in (*hosts, *ips) if len(n) <= CN_MAX]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                            names[0] if names else LONG_NAME_CN)])
     not_before, not_after = _validity(now, days)
     # A leaf must not outlive its CA: clamp, so verification never fails on that alone.
     not_after = min(not_after, ca_cert.not_valid_after_utc)
@@ -531,8 +544,8 @@ def _ensure_ca(view: _View, wanted: Wanted, now: dt.datetime, changes: list[Chan
             "restore the missing file, or pass --force to back up the old CA and make a new one",
         )
     ca_key = generate_key(wanted.key_type)
-    first = (wanted.hosts + wanted.ips)[0]
-    ca_cert = create_ca(ca_key, common_name=f"dexkit CA for {first}", days=wanted.ca_days, now=now)
+    ca_cert = create_ca(ca_key, common_name=ca_common_name(wanted.hosts + wanted.ips),
+                        days=wanted.ca_days, now=now)
     _write(tx, paths.ca_key, key_pem(ca_key), files.PRIVATE)
     _write(tx, paths.ca, cert_pem(ca_cert), files.PUBLIC)
     changes += [Change("created", paths.ca_key), Change("created", paths.ca)]

@@ -221,3 +221,26 @@ def test_broken_files_are_clear_errors(paths: pki.TLSPaths) -> None:
     paths.key.write_text("junk")
     with pytest.raises(TLSError, match="not an unencrypted PEM private key"):
         pki.load_key(paths.key)
+
+
+def test_a_host_longer_than_a_common_name_may_be_is_named_by_its_san(tmp_path: Path) -> None:
+    # Found by the atheris issuer target: a valid 66-character DNS name (CN max is 64) made
+    # `dexkit init` report an internal error.
+    import datetime as dt
+
+    from cryptography import x509
+
+    host = "a.b." + "2" * 61 + "c"
+    now = dt.datetime.now(dt.UTC)
+    ca_key = pki.generate_key("ecdsa-p256")
+    ca = pki.create_ca(ca_key, common_name="test CA", days=10, now=now)
+    leaf = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=pki.generate_key("ecdsa-p256"),
+                                  hosts=[host, "dex.example.com"], ips=[], days=1, now=now)
+    cn = leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert cn == "dex.example.com"
+    assert pki.verify_chain(ca, leaf, host, now) is None
+    only = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=pki.generate_key("ecdsa-p256"),
+                                  hosts=[host], ips=[], days=1, now=now)
+    assert only.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == \
+        pki.LONG_NAME_CN
+    assert pki.verify_chain(ca, only, host, now) is None

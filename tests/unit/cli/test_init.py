@@ -281,15 +281,22 @@ def test_written_yaml_round_trips(dexkit, project: Path) -> None:  # type: ignor
     assert data["connectors"][0]["bindPasswordSecret"] == "ldap-bind"
 
 
+def test_init_takes_a_host_longer_than_a_common_name(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host = "a.b." + "2" * 61 + "c"  # a valid DNS name of 66 characters; a CN holds 64
+    result = dexkit("init", "--dir", tmp_path, "--issuer", f"https://{host}:32000")
+    assert result.code == 0, result.err
+    assert dexkit("certs", "check", "--dir", tmp_path).code == 0
+
+
 def _modules_after(args: list[str], cwd: Path, names: tuple[str, ...]) -> list[str]:
     """Which of ``names`` a fresh interpreter imported to run ``dexkit ARGS``."""
-    code = ("import sys; from dexkit.__main__ import main\n"
+    code = ("import json, sys; from dexkit.__main__ import main\n"
             "try: main(sys.argv[1:])\nexcept SystemExit as exc: assert not exc.code, exc.code\n"
-            f"print([m for m in {names!r} if m in sys.modules])")
+            f"print(json.dumps([m for m in {names!r} if m in sys.modules]))")
     result = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
                             text=True, check=False, env={**os.environ, "NO_COLOR": "1"})
     assert result.returncode == 0, result.stderr
-    return list(eval(result.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own repr
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def test_init_imports_only_what_it_uses(tmp_path: Path) -> None:
