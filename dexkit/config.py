@@ -1406,10 +1406,12 @@ MAX_DEPTH = 64
 
 
 def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
-    root = _compose(text, source)
-    check_nodes(root, source)
+    loader, root = _compose(text, source)
     try:
-        data = yaml.safe_load(text)
+        check_nodes(root, source)
+        # The values come from the nodes just checked: the text is parsed once, not twice
+        # (what yaml.safe_load would do again costs as much as the composing).
+        data = None if root is None else loader.construct_document(root)
     except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
         # The composer accepted it, so this is a value PyYAML cannot construct (a timestamp
         # such as 2026-13-45, a bad !!binary...).
@@ -1417,6 +1419,8 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
         where = f"{source}:{mark.line + 1}" if mark else source
         raise ConfigError(f"{where}: a value YAML cannot read: {_one_line(exc)}",
                           "quote the value if it is meant as text") from None
+    finally:
+        loader.dispose()
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys",
@@ -1439,9 +1443,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(problem).split())
 
 
-def _compose(text: str, source: str) -> yaml.Node | None:
+def _compose(text: str, source: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
+    """The loader (to construct the values from) and the document's root node."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)  # the reader already refuses unprintable characters
+        return loader, loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source

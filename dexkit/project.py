@@ -21,11 +21,8 @@ import bcrypt
 from dexkit import files, pki
 from dexkit.config import (
     CONFIG_FILE,
-    APIServerSettings,
     Config,
     Connector,
-    DexSettings,
-    EKSSettings,
     GitHubConnector,
     LDAPConnector,
     MockConnector,
@@ -38,7 +35,6 @@ from dexkit.config import (
     validate_values,
 )
 from dexkit.errors import UsageError
-from dexkit.render import render_template, to_yaml
 
 STATE_DIR = ".dexkit"
 CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
@@ -163,29 +159,11 @@ def render_config_file(config: Config) -> str:
 
 
 def config_file_keys(config: Config) -> tuple[str, list[str]]:
-    """The commented dexkit.yaml, and the keys of its key-by-key sections it does not show.
+    """The commented dexkit.yaml, and the keys of its key-by-key sections it does not show
+    (see :mod:`dexkit.render.projectfile`; a unit test keeps that list empty)."""
+    from dexkit.render.projectfile import project_file
 
-    In the dex, apiServer and eks sections every key is written, or shown commented out with an
-    example while it has its default (leaving it out keeps that default). A unit test keeps
-    the list of keys not shown empty.
-    """
-    data = to_data(config)
-    defaults = {"dex": to_data(DexSettings()), "apiServer": to_data(APIServerSettings()),
-                "eks": to_data(EKSSettings())}
-    shown: set[tuple[str, str]] = set()
-
-    def put(section: str, *keys: str) -> str:
-        shown.update((section, key) for key in keys)
-        return "\n".join("  " + to_yaml({key: data[section][key]}, 2) for key in keys)
-
-    def opt(section: str, key: str, example: str) -> str:
-        if data[section][key] != defaults[section][key]:
-            return put(section, key)
-        shown.add((section, key))
-        return f"  # {key}: {example}"
-
-    text = render_template("project/dexkit.yaml.j2", c=config, d=data, put=put, opt=opt)
-    return text, [f"{s}.{k}" for s in defaults for k in data[s] if (s, k) not in shown]
+    return project_file(config)
 
 
 def _build_config(req: InitRequest, existing: Config | None,
@@ -316,5 +294,7 @@ def complete_static_users(users: list[dict[str, Any]],
 
 
 def hash_password(password: str) -> str:
-    # Cost 10 as in Dex's docs: verification stays fast enough for the password grant.
+    # Cost 10, the lowest Dex accepts: v2.45.1 refuses a login against a static password whose
+    # hash costs less (server/api.go checkCost, bcrypt.DefaultCost), and its check of the
+    # password is most of a password grant's time.
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()

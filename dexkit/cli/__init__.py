@@ -99,17 +99,25 @@ def _command_name(args: list[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
-def run(args: list[str], prog_name: str = "dexkit") -> None:
+def run(args: list[str], prog_name: str = "dexkit", *, whole_process: bool = False) -> None:
     """Run the CLI; every error leaves through :meth:`dexkit.console.Output.fail`.
 
     Only the invoked subcommand is registered (its imports are all it pays for); a shell asking
     for completions gets the subcommand it is completing, or all of them for the first word.
+    ``whole_process``: the caller (dexkit.__main__) turned the cycle collector off for the
+    start-up; it comes back on here, once the command is loaded, with what the imports made
+    set aside (frozen), so that it never walks those again.
     """
     debug = "--debug" in args
     try:
         words = _completion_words()
         _register(args if words is None else words)
         command = typer.main.get_command(app)
+        if whole_process:
+            import gc
+
+            gc.freeze()
+            gc.enable()
         code = command.main(args=args, prog_name=prog_name, complete_var=COMPLETE_VAR,
                             standalone_mode=False)
     except typer.Exit as exc:

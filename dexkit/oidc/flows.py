@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -24,6 +23,8 @@ from dexkit.errors import OIDCError
 from dexkit.oidc import DEFAULT_SCOPES
 
 if TYPE_CHECKING:
+    from http.server import HTTPServer
+
     import httpx
 
     from dexkit.oidc.discovery import Provider
@@ -165,6 +166,10 @@ class LoopbackServer:
             else f"http://{host}:{self.port}/callback")
 
     def _bind(self, listen: tuple[tuple[str, int], ...]) -> HTTPServer:
+        # Imported here: http.server (and the email parser it brings) is ~12 ms that only the
+        # browser login needs, not the password grant of every 'dexkit verify'.
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
         result, path = self.result, self.path
 
         class Handler(BaseHTTPRequestHandler):
@@ -197,7 +202,7 @@ class LoopbackServer:
 
         last: OSError | None = None
         for host, port in listen:
-            server_class = _IPv6Server if ":" in host else HTTPServer
+            server_class = _ipv6_server() if ":" in host else HTTPServer
             try:
                 return server_class((host, port), Handler)
             except OSError as exc:
@@ -225,8 +230,13 @@ class LoopbackServer:
         return self.result.code
 
 
-class _IPv6Server(HTTPServer):
-    address_family = socket.AF_INET6
+def _ipv6_server() -> type[HTTPServer]:
+    from http.server import HTTPServer
+
+    class _IPv6Server(HTTPServer):
+        address_family = socket.AF_INET6
+
+    return _IPv6Server
 
 
 def _auth_url(provider: Provider, client: Client, redirect_uri: str, state: str, nonce: str,

@@ -31,7 +31,7 @@ from dexkit.errors import LoginRequired, OIDCError, UsageError
 from dexkit.oidc import flows
 from dexkit.oidc.discovery import Provider, discover, make_client
 from dexkit.oidc.settings import Grant, LoginSettings
-from dexkit.oidc.tokens import Expectations, fetch_jwks, verify_id_token
+from dexkit.oidc.tokens import Expectations, fetch_jwks, verifier_loading, verify_id_token
 
 if TYPE_CHECKING:
     import httpx
@@ -135,8 +135,9 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         tokens = None
         if entry and entry.get("refresh_token"):
             try:
-                tokens = flows.refresh(client_http, provider, client_of(settings),
-                                       str(entry["refresh_token"]))
+                with verifier_loading():
+                    tokens = flows.refresh(client_http, provider, client_of(settings),
+                                           str(entry["refresh_token"]))
             except OIDCError as exc:
                 edges.say(f"dexkit: the refresh was refused ({exc.message}); logging in again")
         if tokens is None:
@@ -215,8 +216,12 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
     password = settings.password(edges.environ, may_prompt=interactive)
     if password is None:
         raise LoginRequired(f"no password for {settings.username}", settings.password_hint())
-    return flows.password_grant(http, provider, client_of(settings), settings.username,
-                                password)
+    # Dex's bcrypt check of the password is most of this request's time: the ID token's
+    # verifier is imported meanwhile (the browser flows import what their loopback server
+    # needs as they go, so they do not).
+    with verifier_loading():
+        return flows.password_grant(http, provider, client_of(settings), settings.username,
+                                    password)
 
 
 def _say(text: str) -> None:

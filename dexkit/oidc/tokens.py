@@ -13,8 +13,11 @@ Rules, as the API server applies them and a little stricter:
 from __future__ import annotations
 
 import base64
+import contextlib
+import importlib
 import json
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
     import httpx
 
     from dexkit.oidc.discovery import Provider
+
+# What verify_id_token imports: joserfc and, through it, cryptography (~50 ms).
+VERIFIER_MODULES = ("joserfc.jwt", "joserfc.jwk", "joserfc.errors")
 
 ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
                    "ES512", "EdDSA")
@@ -69,6 +75,28 @@ def fetch_jwks(http: httpx.Client, provider: Provider) -> dict[str, Any]:
         raise OIDCError(f"the JWKS at {provider.jwks_uri} has no keys",
                         "Dex creates its signing keys at start; check its storage and logs")
     return jwks
+
+
+@contextlib.contextmanager
+def verifier_loading() -> Iterator[None]:
+    """Import the verifier in a thread while the body waits for Dex (a password grant, a
+    refresh): the ID token the request brings is verified next. The body must import nothing
+    itself (an HTTP request on a client already made does not), and the thread is joined when
+    it ends, so no two imports ever run side by side; a failed import is left for
+    verify_id_token to raise."""
+    thread = threading.Thread(target=_import_verifier, name="dexkit-verifier-import",
+                              daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _import_verifier() -> None:
+    for name in VERIFIER_MODULES:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def verify_id_token(token: str, jwks: dict[str, Any], expect: Expectations,

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
+
+if TYPE_CHECKING:
+    import jinja2
 
 from dexkit.resources import templates_dir
 
@@ -68,6 +70,10 @@ def dump_documents(documents: list[Any]) -> str:
 
 @cache
 def environment() -> jinja2.Environment:
+    # Imported on first use: dexkit.yaml (dexkit.render.projectfile) and the YAML helpers above
+    # need no Jinja, and 'dexkit init' never pays for its import.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

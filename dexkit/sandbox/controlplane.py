@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import json
 import random
 import shutil
 import socket
@@ -27,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 from cryptography import x509
@@ -39,98 +38,28 @@ from dexkit import files, pki
 from dexkit.errors import DexkitError
 from dexkit.sandbox.process import (
     ManagedProcess,
-    ProcessRecord,
     is_running,
     start_process,
     stop_record,
 )
 
+# The layout and the state file live in a module of their own, light enough for every project
+# command that only asks whether the sandbox runs (dexkit.sandbox.target); re-exported here.
+from dexkit.sandbox.state import STATE_FILE as STATE_FILE
+from dexkit.sandbox.state import SandboxLayout as SandboxLayout
+from dexkit.sandbox.state import SandboxState as SandboxState
+from dexkit.sandbox.state import sandbox_dir as sandbox_dir
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
-STATE_FILE = "state.json"
-STATE_VERSION = 1
 ADMIN_USER = "dexkit-admin"
 ADMIN_GROUP = "system:masters"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 CERT_DAYS = 30
 # Stop order: the reverse of the start order, Dex first and etcd last.
 PEER_ORDER = ("etcd", "kube-apiserver", "dex")
-
-
-# --- layout ---------------------------------------------------------------------------------
-
-
-def sandbox_dir(project_dir: Path) -> Path:
-    """Where ``dexkit sandbox`` keeps one project's sandbox: ``<project>/.dexkit/sandbox``."""
-    return project_dir / ".dexkit" / "sandbox"
-
-
-@dataclass(frozen=True)
-class SandboxLayout:
-    """The paths inside one sandbox directory."""
-
-    dir: Path
-
-    @property
-    def pki(self) -> Path:
-        return self.dir / "pki"
-
-    @property
-    def ca(self) -> Path:
-        return self.pki / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.pki / "ca-key.pem"
-
-    @property
-    def serving_cert(self) -> Path:
-        return self.pki / "apiserver.pem"
-
-    @property
-    def serving_key(self) -> Path:
-        return self.pki / "apiserver-key.pem"
-
-    @property
-    def admin_cert(self) -> Path:
-        return self.pki / "admin.pem"
-
-    @property
-    def admin_key(self) -> Path:
-        return self.pki / "admin-key.pem"
-
-    @property
-    def sa_key(self) -> Path:
-        return self.pki / "service-account-key.pem"
-
-    @property
-    def sa_pub(self) -> Path:
-        return self.pki / "service-account.pub"
-
-    @property
-    def etcd_data(self) -> Path:
-        return self.dir / "etcd-data"
-
-    @property
-    def files(self) -> Path:
-        return self.dir / "files"
-
-    @property
-    def logs(self) -> Path:
-        return self.dir / "logs"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "admin.kubeconfig"
-
-    @property
-    def state(self) -> Path:
-        return self.dir / STATE_FILE
-
-    def log(self, peer: str) -> Path:
-        return self.logs / f"{peer}.log"
 
 
 # --- certificates ---------------------------------------------------------------------------
@@ -268,55 +197,6 @@ def url_ready(url: str, *, context: ssl.SSLContext | None = None,
         status, body = http_get(url, context=context)
         return status == 200 and body_contains in body
     return check
-
-
-# --- state ----------------------------------------------------------------------------------
-
-
-@dataclass
-class SandboxState:
-    """What ``status`` and ``down`` need, from any process."""
-
-    dir: Path
-    kubernetes_version: str = ""
-    created_at: str = ""
-    processes: list[ProcessRecord] = field(default_factory=list)
-    endpoints: dict[str, str] = field(default_factory=dict)
-    kubeconfig: str = ""
-    dex_storage: str = ""  # "kubernetes" | "memory" when the sandbox runs Dex
-
-    def to_json(self) -> str:
-        return json.dumps({
-            "version": STATE_VERSION,
-            "dir": str(self.dir),
-            "kubernetes_version": self.kubernetes_version,
-            "created_at": self.created_at,
-            "processes": [p.to_json() for p in self.processes],
-            "endpoints": self.endpoints,
-            "kubeconfig": self.kubeconfig,
-            "dex_storage": self.dex_storage,
-        }, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def load(cls, directory: Path) -> SandboxState | None:
-        path = SandboxLayout(directory).state
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise DexkitError(f"{path} is not valid JSON: {exc}",
-                              "stop leftover peers by hand (see logs/), then delete the file"
-                              ) from exc
-        return cls(dir=directory, kubernetes_version=str(data.get("kubernetes_version", "")),
-                   created_at=str(data.get("created_at", "")),
-                   processes=[ProcessRecord.from_json(p) for p in data.get("processes", [])],
-                   endpoints={str(k): str(v) for k, v in data.get("endpoints", {}).items()},
-                   kubeconfig=str(data.get("kubeconfig", "")),
-                   dex_storage=str(data.get("dex_storage", "")))
-
-    def save(self) -> None:
-        files.atomic_write(SandboxLayout(self.dir).state, self.to_json(), files.PRIVATE)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dexkit.kube import Target
-from dexkit.sandbox.controlplane import SandboxState, sandbox_dir
 from dexkit.sandbox.process import is_running
+from dexkit.sandbox.state import SandboxState, sandbox_dir
 
 SANDBOX_CONTEXT = "dexkit-sandbox"  # the context name in the sandbox's admin kubeconfig
 

@@ -25,7 +25,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_ships_the_data(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert "dexkit/_data/templates/project/dexkit.yaml.j2" in names
+    assert "dexkit/_data/templates/dex/deployment.yaml.j2" in names
     assert any(n.startswith("dexkit/_data/scenarios/") for n in names)
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)
 

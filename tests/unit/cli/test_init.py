@@ -286,3 +286,21 @@ def test_init_takes_a_host_longer_than_a_common_name(dexkit, tmp_path: Path) -> 
     result = dexkit("init", "--dir", tmp_path, "--issuer", f"https://{host}:32000")
     assert result.code == 0, result.err
     assert dexkit("certs", "check", "--dir", tmp_path).code == 0
+
+
+def _modules_after(args: list[str], cwd: Path, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` a fresh interpreter imported to run ``dexkit ARGS``."""
+    code = ("import json, sys; from dexkit.__main__ import main\n"
+            "try: main(sys.argv[1:])\nexcept SystemExit as exc: assert not exc.code, exc.code\n"
+            f"print(json.dumps([m for m in {names!r} if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                            text=True, check=False, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_init_imports_only_what_it_uses(tmp_path: Path) -> None:
+    # (bcrypt is not on the list: cryptography's serialization imports it for SSH keys.)
+    heavy = ("jinja2", "rich", "kubernetes", "httpx", "dexkit.sandbox")
+    assert _modules_after(["init", "--dir", "a"], tmp_path, heavy) == []
+    assert _modules_after(["init", "--dir", "b", "--connector", "static"], tmp_path, heavy) == []

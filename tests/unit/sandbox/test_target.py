@@ -85,3 +85,13 @@ def test_no_state_or_a_broken_state_file_is_no_sandbox(tmp_path: Path) -> None:
     (directory / "state.json").write_text("{not json")
     assert running_sandbox(tmp_path) is None
     assert os.environ.get("KUBECONFIG") is None  # the test run itself names no cluster
+
+
+def test_asking_for_the_sandbox_imports_no_certificate_or_http_code() -> None:
+    """Every project command asks; only ``sandbox up`` needs controlplane's imports."""
+    code = ("import sys; import dexkit.sandbox.target\n"
+            "print([m for m in ('cryptography', 'urllib.request', 'dexkit.sandbox.controlplane')"
+            " if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
