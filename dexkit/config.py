@@ -165,6 +165,10 @@ def check_issuer(value: str) -> SplitResult:
         raise ValueError(f"issuer host {quoted(host)} has an IPv6 zone ({quoted('%' + zone)}), "
                          "which only means something on one machine and no certificate can "
                          "hold")
+    if host.startswith("*"):
+        # A wildcard is a pattern certificates match, not a host anyone can connect to.
+        raise ValueError(f"issuer host {quoted(host)} is a wildcard: the issuer names the one "
+                         "host clients connect to (a wildcard may go in tls.hosts)")
     if not host or not (is_dns_name(host) or is_ip(host)):
         raise ValueError(f"issuer host {quoted(host)} is not a valid DNS name or IP address")
     if not _URL_PATH.fullmatch(parts.path):

@@ -118,3 +118,11 @@ def test_issuer_with_path_and_ipv6() -> None:
     c = parse_config("issuer: https://[::1]:32000/dex\n")
     assert c.issuer_host == "::1"
     assert c.tls.ips == ["::1"]
+
+
+def test_a_wildcard_issuer_host_is_refused() -> None:
+    # Found by the atheris issuer target: https://*.b.c passed, and its certificate then
+    # could not be verified for that "host".
+    with pytest.raises(ConfigError) as info:
+        parse_config("issuer: https://*.example.com:32000\n")
+    assert "is a wildcard" in info.value.message
