@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dexkit.config import LOOPBACK_PORTS
+from dexkit.config import LOOPBACK_PORTS, is_ip
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.oidc import DEFAULT_SCOPES
 
@@ -132,20 +132,12 @@ def sans_cover_issuer(ctx: Context) -> Result:
     """cert.pem's SANs cover the issuer's host."""
     host, cert_name = ctx.config.issuer_host, ctx.relative(ctx.paths.cert)
     if not covers(ctx.cert, host):
-        where = "tls.ips" if _is_ip(host) else "tls.hosts"
+        where = "tls.ips" if is_ip(host) else "tls.hosts"
         return fail(f"{cert_name} does not cover the issuer host '{host}' "
                     f"(SANs: {names_of(ctx.cert)}): every client will refuse Dex's certificate",
                     f"add '{host}' to {where} in dexkit.yaml, run 'dexkit certs rotate' and "
                     "'dexkit deploy'")
     return ok(f"{cert_name} covers '{host}' (SANs: {names_of(ctx.cert)})")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @check("local.expiry", needs=("local.tls-files",))

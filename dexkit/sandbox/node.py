@@ -51,11 +51,12 @@ from typing import Any, NoReturn
 import yaml
 
 from dexkit import files, kube, pki
-from dexkit.config import Config
+from dexkit.config import Config, is_ip
 from dexkit.errors import DexkitError
 from dexkit.sandbox import cgroups, controlplane, images, network, peers, wiring
 from dexkit.sandbox.controlplane import ControlPlane, SandboxLayout, SandboxState
 from dexkit.sandbox.process import ManagedProcess, start_process
+from dexkit.sandbox.state import load_json
 
 NODE_NAME = "dexkit-node"
 CGROUP = "dexkit"
@@ -161,15 +162,10 @@ class NodeState:
 
     @classmethod
     def load(cls, sandbox: Path) -> NodeState | None:
-        path = NodeLayout(sandbox).state
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
+        data = load_json(NodeLayout(sandbox).state,
+                         "see dexkit/sandbox/node.py for what it records; undo by hand")
+        if data is None:
             return None
-        except ValueError as exc:
-            raise DexkitError(f"{path} is not valid JSON: {exc}",
-                              "see dexkit/sandbox/node.py for what it records; undo by hand"
-                              ) from exc
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -255,20 +251,10 @@ def hosts_text(config: Config, base: str) -> str:
     """The machine's hosts file plus the issuer's host on 127.0.0.1 (where the NodePort is)."""
     host = config.issuer_host
     text = base if base.endswith("\n") or not base else base + "\n"
-    if wiring.issuer_is_local(config) or _is_ip(host):
+    if wiring.issuer_is_local(config) or is_ip(host):
         return text
     return text + (f"# dexkit sandbox: the issuer's host, served by the node's NodePort on "
                    f"127.0.0.1\n127.0.0.1\t{host}\n")
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def namespace_argv(hosts: Path) -> list[str]:

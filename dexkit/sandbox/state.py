@@ -116,15 +116,10 @@ class SandboxState:
 
     @classmethod
     def load(cls, directory: Path) -> SandboxState | None:
-        path = SandboxLayout(directory).state
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
+        data = load_json(SandboxLayout(directory).state,
+                         "stop leftover peers by hand (see logs/), then delete the file")
+        if data is None:
             return None
-        except ValueError as exc:
-            raise DexkitError(f"{path} is not valid JSON: {exc}",
-                              "stop leftover peers by hand (see logs/), then delete the file"
-                              ) from exc
         return cls(dir=directory, kubernetes_version=str(data.get("kubernetes_version", "")),
                    created_at=str(data.get("created_at", "")),
                    processes=[ProcessRecord.from_json(p) for p in data.get("processes", [])],
@@ -136,3 +131,16 @@ class SandboxState:
         from dexkit import files
 
         files.atomic_write(SandboxLayout(self.dir).state, self.to_json(), files.PRIVATE)
+
+
+def load_json(path: Path, hint: str) -> dict[str, Any] | None:
+    """A state file's object, None when there is none; a broken one is an error with ``hint``."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise DexkitError(f"{path} is not valid JSON: {exc}", hint) from exc
+    if not isinstance(data, dict):
+        raise DexkitError(f"{path} does not hold a JSON object", hint)
+    return data
