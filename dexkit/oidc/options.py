@@ -119,6 +119,12 @@ def parse(argv: list[str]) -> dict[str, Any]:
                 raise OptionError(f"{name} needs a value", f"pass {name} VALUE")
             value = argv[i]
             i += 1
+            following = value.partition("=")[0]
+            if value.startswith("-") and (following in FLAGS or following in UNSUPPORTED):
+                # the value was forgotten and the next option taken for it; naming only the
+                # option (never its value) keeps a following --password=... out of the error
+                raise OptionError(f"{name} needs a value; {following} is the next option",
+                                  f"pass {name} VALUE")
         if kind == "str":
             opts[dest] = value
         elif kind == "list":

@@ -154,6 +154,18 @@ def test_password_on_the_command_line_is_warned_and_never_echoed(cache_dir: Path
     assert "warning: --password puts the password in the process's arguments" in err
 
 
+@pytest.mark.parametrize("flag", ["--authentication-timeout-sec", "--username",
+                                  "--listen-address"])
+def test_a_forgotten_value_never_takes_the_password_option_for_it(cache_dir: Path,
+                                                                   flag: str) -> None:
+    # found by the fuzzer in CI: "--authentication-timeout-sec --password=..." echoed the
+    # password as the timeout that was "not a positive number of seconds"
+    code, out, err = _call([*BASE, flag, f"--password={SECRET_PASSWORD}"], None)
+    _assert_promise(code, out, err)
+    assert code == 2
+    assert f"error: {flag} needs a value; --password is the next option" in err
+
+
 def test_cached_path_through_the_real_entry_point_prints_the_credential(
         cache_dir: Path) -> None:
     expiry = int(time.time()) + 3600
