@@ -48,7 +48,8 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
     """The promise fuzzed for longer than CI can: hypothesis with DEXKIT_FUZZ_EXAMPLES
-    (default 5000) per test, then each atheris target for FUZZ_SECONDS (default 300).
+    (default 5000) per test (the CLI's and dexkit token's inputs), then each atheris target
+    for FUZZ_SECONDS (default 300).
     ``nox -s fuzz -- config`` runs only that atheris target."""
     import os
 
@@ -56,6 +57,8 @@ def fuzz(session: nox.Session) -> None:
     examples = os.environ.get("DEXKIT_FUZZ_EXAMPLES", "5000")
     session.run("pytest", "-q", "tests/fuzz/test_promise.py", "--hypothesis-show-statistics",
                 env={"DEXKIT_FUZZ_EXAMPLES": examples})
+    session.run("pytest", "-q", "tests/unit/oidc/test_token_inputs.py", "-k", "test_fuzz_",
+                "--hypothesis-show-statistics", env={"DEXKIT_FUZZ_EXAMPLES": examples})
     seconds = os.environ.get("FUZZ_SECONDS", "300")
     for target in session.posargs or ["config", "issuer", "patch"]:
         session.run("python", "-m", "tests.fuzz.atheris_targets", target,

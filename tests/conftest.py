@@ -38,6 +38,13 @@ def _isolate_home() -> None:
 _isolate_home()
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Every hypothesis test (unit, property and fuzz) draws the same examples in a plain run, so a
+# red CI points at a change and not at luck; DEXKIT_FUZZ_EXAMPLES (a long fuzz run, 'nox -s
+# fuzz') draws new ones each time. Loaded here, before any test module builds its settings.
+settings.register_profile("dexkit", derandomize=not os.environ.get("DEXKIT_FUZZ_EXAMPLES"))
+settings.load_profile("dexkit")
 
 from dexkit.__main__ import main  # noqa: E402
 

@@ -31,6 +31,7 @@ from dexkit.oidc.options import FLAGS, identity_key, parse
 from dexkit.oidc.plugin import main as plugin_main
 
 SECRET_PASSWORD = "pw-9f3c1e2a-never-printed"
+EXAMPLES = int(os.environ.get("DEXKIT_FUZZ_EXAMPLES", "0"))  # a long run: nox -s fuzz
 
 
 def _closed_port() -> int:
@@ -200,7 +201,7 @@ EXEC_INFOS = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
     lambda text: text is None or "\x00" not in text)  # no environment variable holds a NUL
 
 
-@settings(max_examples=400, deadline=None,
+@settings(max_examples=EXAMPLES or 400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=st.lists(WORDS, max_size=8), exec_info=EXEC_INFOS, base=st.booleans())
 def test_fuzz_command_line_and_exec_info(cache_dir: Path, argv: list[str],
@@ -214,7 +215,7 @@ def test_fuzz_command_line_and_exec_info(cache_dir: Path, argv: list[str],
         assert _snapshot(cache_dir) == before
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=EXAMPLES or 300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
        exec_info=EXEC_INFOS)
