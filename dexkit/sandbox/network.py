@@ -183,6 +183,26 @@ def kube_chains() -> dict[str, list[str]]:
     return found
 
 
+def nodeport_captures(port: int) -> list[str]:
+    """kube-proxy's NodePort rules for ``port`` (``["iptables", ...]``): a Kubernetes node on
+    this machine sends connections to any local address and that port to its Service, so a
+    process listening there (the level-1 sandbox's Dex) is never reached. Empty when iptables
+    is absent or unreadable (not root): then nothing can be known, and nothing is refused."""
+    found: list[str] = []
+    for binary in IPTABLES:
+        try:
+            text = _save(binary, "nat")
+        except DexkitError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if words[:2] == ["-A", "KUBE-NODEPORTS"] and "--dport" in words and \
+                    words[words.index("--dport") + 1:][:1] == [str(port)]:
+                found.append(binary)
+                break
+    return found
+
+
 def remove_kube_chains() -> int:
     """Delete every rule that jumps to a KUBE- chain, then the chains; how many chains."""
     removed = 0

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -44,7 +45,7 @@ from dexkit.deploy import order, prepared
 from dexkit.errors import ClusterError, DexkitError, OIDCError
 from dexkit.render.dex import NAME as DEX_ACCOUNT
 from dexkit.render.dex import render_manifests
-from dexkit.sandbox import controlplane, dexlocal, wiring
+from dexkit.sandbox import controlplane, dexlocal, network, wiring
 from dexkit.sandbox.controlplane import ControlPlane, ControlPlaneBinaries, ControlPlaneOptions
 from dexkit.sandbox.process import PeerExited
 
@@ -123,6 +124,8 @@ def start(req: StackRequest, progress: Progress | None = None, *,
           clock: Callable[[], float] = time.monotonic) -> Stack:
     """Start the sandbox by the module's rules; stop all of it if any step fails."""
     say = progress or (lambda _verb, _detail: None)
+    if req.dex is not None:
+        refuse_a_captured_issuer_port(req.config.issuer)
     project = req.project.resolve()
     target = (req.sandbox or controlplane.sandbox_dir(project)).resolve()
     wired = wiring.apiserver_wiring(req.config, project,
@@ -137,6 +140,19 @@ def start(req: StackRequest, progress: Progress | None = None, *,
         plane.stop()
         raise
     return stack
+
+
+def refuse_a_captured_issuer_port(issuer: str) -> None:
+    """Refuse an issuer port a Kubernetes node's kube-proxy captures: Dex would start, and every
+    connection to it would end in "No route to host" at that node's Service instead."""
+    port = urlsplit(issuer).port or 443
+    captured = network.nodeport_captures(port)
+    if captured:
+        raise DexkitError(f"port {port} of the issuer is a NodePort of a Kubernetes node on "
+                          f"this machine ({' and '.join(captured)} KUBE-NODEPORTS): "
+                          "connections to it go to that node's Service, not to this sandbox's Dex",
+                          "stop that node ('dexkit sandbox down' in its project), or give the "
+                          "issuer another port")
 
 
 def _start(req: StackRequest, stack: Stack, project: Path, say: Progress,

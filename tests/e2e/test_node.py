@@ -16,6 +16,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 from dexkit import kube, rollout
 from dexkit.config import load_config
 from dexkit.sandbox import node, peers
+from dexkit.sandbox.state import sandbox_dir
 from tests.e2e.conftest import KUBERNETES_VERSION, say
 from tests.e2e.node_sandbox import (
     DEX_IMAGE,
@@ -191,6 +193,26 @@ def test_the_nodeport_serves_the_issuer_with_dexkits_certificate(guide: Guide) -
     assert discovery.returncode == 0, discovery.stderr
     assert json.loads(discovery.stdout)["issuer"] == config.issuer == \
         "https://dex.example.com:32000"
+
+
+def test_a_level_one_sandbox_on_the_nodeport_is_refused_by_name(guide: Guide,
+                                                                  tmp_path: Path) -> None:
+    # Seen in CI: a node held port 32000, a level-1 sandbox started Dex on 127.0.0.1:32000
+    # anyway, and its readiness check died of "No route to host" (kube-proxy sent the
+    # connection to the node's Service). The refusal comes first, and names the capture.
+    other = tmp_path / "level-one"
+    cli = [sys.executable, "-m", "dexkit"]  # on the machine, not in the node's namespace
+    made = run([*cli, "init", "--dir", str(other), "--connector", "static",
+                "--issuer", "https://127.0.0.1:32000"], guide.env, cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    up = run([*cli, "sandbox", "up", "--dir", str(other)], guide.env, cwd=other)
+    assert up.returncode == 1, up.stdout + up.stderr
+    lines = up.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: port 32000 of the issuer is a NodePort of a Kubernetes "
+                                "node on this machine (iptables"), up.stderr
+    assert "KUBE-NODEPORTS" in lines[-2]
+    assert lines[-1].startswith("hint: stop that node")
+    assert not sandbox_dir(other).exists(), "a refusal starts nothing"
 
 
 def test_verify_logs_in_through_the_deployed_dex(guide: Guide) -> None:
