@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -64,6 +65,35 @@ def say(line: str) -> None:
 
 
 _progress = say
+
+
+MACHINE_LOCK_WAIT = 45 * 60.0  # seconds: longer than a whole cold suite
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_lock() -> Iterator[None]:
+    """One e2e run per machine at a time: the node sandbox's bridge, iptables rules and cgroup
+    tree, and the NodePort 32000 that kube-proxy captures, are the machine's, not the run's.
+    Two runs at once (a developer's and CI's) fail each other's node tests and any sandbox on
+    port 32000; this lock makes the second wait, and fail by name if it waits too long."""
+    from filelock import FileLock, Timeout
+
+    base = Path("/run/lock")
+    base = base if os.access(base, os.W_OK) else Path(tempfile.gettempdir())
+    lock = FileLock(str(base / "dexkit-e2e.lock"))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        say(f"another dexkit e2e run holds {lock.lock_file}; waiting for it")
+        try:
+            lock.acquire(timeout=MACHINE_LOCK_WAIT)
+        except Timeout:
+            pytest.fail(f"another dexkit e2e run held {lock.lock_file} for "
+                        f"{MACHINE_LOCK_WAIT / 60:.0f} minutes", pytrace=False)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @pytest.fixture(scope="session")
