@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import shlex
 import subprocess
@@ -196,8 +197,8 @@ def nodeport_captures(port: int) -> list[str]:
             continue
         for line in text.splitlines():
             words = line.split()
-            if words[:2] == ["-A", "KUBE-NODEPORTS"] and "--dport" in words and \
-                    words[words.index("--dport") + 1:][:1] == [str(port)]:
+            if words[:2] == ["-A", "KUBE-NODEPORTS"] and \
+                    ("--dport", str(port)) in itertools.pairwise(words):
                 found.append(binary)
                 break
     return found

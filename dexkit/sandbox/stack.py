@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -125,7 +124,7 @@ def start(req: StackRequest, progress: Progress | None = None, *,
     """Start the sandbox by the module's rules; stop all of it if any step fails."""
     say = progress or (lambda _verb, _detail: None)
     if req.dex is not None:
-        refuse_a_captured_issuer_port(req.config.issuer)
+        refuse_a_captured_issuer_port(req.config.issuer_port)
     project = req.project.resolve()
     target = (req.sandbox or controlplane.sandbox_dir(project)).resolve()
     wired = wiring.apiserver_wiring(req.config, project,
@@ -142,10 +141,9 @@ def start(req: StackRequest, progress: Progress | None = None, *,
     return stack
 
 
-def refuse_a_captured_issuer_port(issuer: str) -> None:
+def refuse_a_captured_issuer_port(port: int) -> None:
     """Refuse an issuer port a Kubernetes node's kube-proxy captures: Dex would start, and every
     connection to it would end in "No route to host" at that node's Service instead."""
-    port = urlsplit(issuer).port or 443
     captured = network.nodeport_captures(port)
     if captured:
         raise DexkitError(f"port {port} of the issuer is a NodePort of a Kubernetes node on "
