@@ -41,10 +41,13 @@ def build(
         "--only", help=f"Build only this peer (repeatable): {', '.join(peers.PEER_NAMES)}.")]
         = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if already built.")] = False,
+    dex: Annotated[str, typer.Option(
+        "--dex", help="Which Dex: 'release' (v2.45.1) or 'main' (Dex's main branch at commit "
+                      "ab64ed778070, not a release).")] = peers.DEFAULT_DEX,
 ) -> None:
     """Build the missing peers from their Go modules with the local Go toolchain (minutes cold)."""
     names = peers.select_peers(only)
-    specs = [peers.peer_spec(name, kubernetes_version) for name in names]
+    specs = [peers.peer_spec(name, kubernetes_version, dex=dex) for name in names]
     out = Output()
     started = time.monotonic()
 
@@ -143,11 +146,13 @@ def _dex_peer(out: Output, config: Config, environ: dict[str, str]) -> Path | No
     """The Dex binary to start, or None with the reason said (the sandbox still starts)."""
     from dexkit.sandbox import dexlocal, wiring
 
-    dex = peers.locate(peers.peer_spec("dex"))
+    which = peers.dex_build_for_image(config.dex.image)
+    dex = peers.locate(peers.peer_spec("dex", dex=which))
     if not dex.available:
+        extra = f" --dex {which}" if which and which != peers.DEFAULT_DEX else ""
         out.warn("Dex is not started: its peer is not built "
                  f"({dex.path}); the API server is configured and waits for the issuer",
-                 "build it with 'dexkit sandbox build --only dex'")
+                 f"build it with 'dexkit sandbox build --only dex{extra}'")
         return None
     if not wiring.issuer_is_local(config):
         out.warn(f"Dex is not started: the issuer host '{config.issuer_host}' is not this "

@@ -286,7 +286,7 @@ def images_dir(root: Path | None = None) -> Path:
 
 def _go(args: list[str], *, cwd: Path, env: Mapping[str, str] | None = None,
         what: str) -> str:
-    merged = {**os.environ, "GOTOOLCHAIN": "local", **(env or {})}
+    merged = {**os.environ, "GOTOOLCHAIN": "local", **peers.go_proxy_env(), **(env or {})}
     try:
         result = subprocess.run(["go", *args], cwd=cwd, env=merged, capture_output=True,
                                 text=True, check=False, timeout=600)
@@ -347,6 +347,7 @@ class DexSource:
     version: str  # 2.45.1
     module_version: str  # v0.0.0-20260303133905-11d2eeb52b42
     module_dir: Path | None = None  # the module's files in Go's module cache, once looked up
+    what: str = ""  # "Dex v2.45.1 (release)" / "Dex main at commit ... (not a release)"
 
     @property
     def committed_at(self) -> dt.datetime:
@@ -361,15 +362,18 @@ def dex_image_name(version: str = peers.DEX_VERSION) -> str:
     return f"{REGISTRY}/dex:v{version}"
 
 
-def dex_source(root: Path | None = None) -> DexSource:
-    """The built Dex peer and the module version it was built from (no Go call: the source
-    directory is looked up only when an image has to be written, see :func:`module_dir`)."""
-    spec = peers.peer_spec("dex")
-    binary = peers.require_peer("dex", root=root)
+def dex_source(root: Path | None = None, dex: str | None = None) -> DexSource:
+    """The built Dex peer (``dex``: see :data:`peers.DEX_BUILDS`) and the module version it was
+    built from (no Go call: the source directory is looked up only when an image has to be
+    written, see :func:`module_dir`)."""
+    spec = peers.peer_spec("dex", dex=dex)
+    binary = peers.require_peer("dex", root=root, dex=dex)
     location = peers.locate(spec, root=root)
     module_version = location.manifest.module_version if location.manifest else \
         spec.module_version
-    return DexSource(binary, spec.version, module_version, None)
+    build = peers.dex_build(dex)
+    what = build.what if spec.version == build.version else f"Dex v{spec.version}"
+    return DexSource(binary, spec.version, module_version, None, what)
 
 
 def module_dir(module_version: str) -> Path:
@@ -432,6 +436,8 @@ def build_dex_image(source: DexSource, root: Path | None = None,
                         "org.opencontainers.image.version": f"v{source.version}",
                         "org.opencontainers.image.source": "https://github.com/dexidp/dex",
                         "org.opencontainers.image.revision": source.module_version,
+                        "org.opencontainers.image.description":
+                            source.what or f"Dex v{source.version}",
                     }),
         created=source.committed_at)
 
@@ -442,12 +448,13 @@ class NodeImages:
     dex: ImageArchive
 
 
-def build_node_images(progress: Progress, root: Path | None = None) -> NodeImages:
+def build_node_images(progress: Progress, root: Path | None = None,
+                      dex: str | None = None) -> NodeImages:
     """Both images, from the cache when their inputs are unchanged."""
     progress("pause image (dexkit's own pause.go, CGO_ENABLED=0) ...")
     pause = build_pause_image(root)
     progress(f"  {pause.name} ({pause.path.name})")
     progress("Dex image (the Dex peer and its module's web assets) ...")
-    dex = build_dex_image(dex_source(root), root)
-    progress(f"  {dex.name} ({dex.path.name})")
-    return NodeImages(pause, dex)
+    image = build_dex_image(dex_source(root, dex), root)
+    progress(f"  {image.name} ({image.path.name})")
+    return NodeImages(pause, image)

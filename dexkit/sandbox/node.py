@@ -237,9 +237,10 @@ def preflight(config: Config, net: network.NodeNetwork, *, euid: int | None = No
 def check_image(config: Config, dex_image: str) -> None:
     """The project's Dex image must be one the node has: no registry is reachable."""
     if config.dex.image != dex_image:
+        names = " or ".join(images.dex_image_name(b.version) for b in peers.DEX_BUILDS.values())
         raise DexkitError(
             f"dex.image is '{config.dex.image}', which this node cannot pull: it reaches no "
-            f"registry and has only the image built here, {dex_image}",
+            f"registry and has only images built here ({names})",
             f"set 'image: {dex_image}' under 'dex:' in dexkit.yaml (a local build from the "
             "Dex peer's source; your real cluster keeps the official image)")
 
@@ -538,7 +539,8 @@ def start(req: NodeRequest, progress: Progress | None = None, *,
     net = req.network
     preflight(req.config, net)
     started = clock()
-    built = images.build_node_images(lambda line: say("image", line))
+    built = images.build_node_images(lambda line: say("image", line),
+                                     dex=peers.dex_build_for_image(req.config.dex.image))
     check_image(req.config, built.dex.name)
     timings = {"images": clock() - started}
     project = req.project.resolve()

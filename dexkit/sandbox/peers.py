@@ -42,40 +42,78 @@ from dexkit.errors import DexkitError, UsageError
 Progress = Callable[[str], None]
 
 # Kubernetes minors the sandbox serves, each pinned to a patch release that the module proxy
-# serves. The first is the default.
+# serves. The default is the newest; the proven range (what CI runs the API-server side on) is
+# every minor here. 1.34 reached end of life on 2026-10-27 and is no longer built.
 KUBERNETES_RELEASES: dict[str, str] = {
-    "1.34": "1.34.4",
     "1.35": "1.35.4",
     "1.36": "1.36.3",
     "1.37": "1.37.2",
 }
-DEFAULT_KUBERNETES = "1.34"
+DEFAULT_KUBERNETES = "1.37"
 
-ETCD_VERSION = "3.6.16"
+# The etcd release kubeadm 1.37 runs (DefaultEtcdVersion "3.7.0-0" in k8s.io/kubernetes
+# v1.37.2, cmd/kubeadm/app/constants/constants.go; 1.35 and 1.36 use it too).
+ETCD_VERSION = "3.7.0"
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"
 
-# Dex v2.45.1 is commit 11d2eeb52b42e1980e14cb91e69dd9e3faab2076. Its module version is the
-# pseudo-version v0.0.0-<committer time, UTC>-<first 12 hex digits>; DEXKIT_DEX_MODULE_VERSION
-# overrides it (for another Dex commit, with DEXKIT_DEX_VERSION naming the release).
-DEX_VERSION = "2.45.1"
-DEX_COMMIT = "11d2eeb52b42e1980e14cb91e69dd9e3faab2076"
 DEX_MODULE = "github.com/dexidp/dex"
-DEX_PSEUDO = "v0.0.0-20260303133905-11d2eeb52b42"
+
+
+@dataclass(frozen=True)
+class DexBuild:
+    """One Dex the sandbox can build: a release, or a commit of Dex's main branch.
+
+    Dex's ``v2.x`` tags are not versions of the module ``github.com/dexidp/dex`` (no ``/v2``
+    suffix), so every Dex is required at the pseudo-version of its commit:
+    ``v0.0.0-<committer time, UTC>-<first 12 hex digits>``.
+    """
+
+    version: str  # what Dex calls itself (main.version without the v)
+    commit: str
+    module_version: str
+    what: str  # said wherever the peer is named
+
+    @property
+    def is_release(self) -> bool:
+        return "-" not in self.version
+
+
+# v2.45.1 is commit 11d2eeb52b42 (committed 2026-03-03 13:39:05 UTC).
+DEX_RELEASE = DexBuild(
+    version="2.45.1", commit="11d2eeb52b42e1980e14cb91e69dd9e3faab2076",
+    module_version="v0.0.0-20260303133905-11d2eeb52b42", what="Dex v2.45.1 (release)")
+# The code of Dex's next release: main at ab64ed778070 (committed 2026-08-06 15:14:24 UTC). Not
+# a release. Its version is what Dex's own scripts/git-version gives an untagged commit: the
+# newest tag with the minor bumped, the committer time as git prints it (%ci, local time of the
+# commit: 17:14:24 +02:00) and eight hex digits.
+DEX_MAIN = DexBuild(
+    version="2.46.0-20260806171424-ab64ed77", commit="ab64ed778070e983cbb10cfc07ea4bb397d14312",
+    module_version="v0.0.0-20260806151424-ab64ed778070",
+    what="Dex main at commit ab64ed778070 (2026-08-06; not a release)")
+DEX_BUILDS: dict[str, DexBuild] = {"release": DEX_RELEASE, "main": DEX_MAIN}
+DEFAULT_DEX = "release"
+# Kept for callers and the README: the default Dex.
+DEX_VERSION = DEX_RELEASE.version
+DEX_COMMIT = DEX_RELEASE.commit
+DEX_PSEUDO = DEX_RELEASE.module_version
 
 KUBELOGIN_VERSION = "1.34.0"
 KUBELOGIN_MODULE = "github.com/int128/kubelogin"
 
-# Helm, for `helm template` over the official Dex chart (render --format helm-values).
-HELM_VERSION = "3.22.0"
-HELM_MODULE = "helm.sh/helm/v3"
+# Helm, for `helm template` over the official Dex chart (render --format helm-values). Helm 4:
+# this machine's package list approves helm.sh/helm/v4 v4.3.2, not helm.sh/helm/v3 v3.22.0.
+HELM_VERSION = "4.3.2"
+HELM_MODULE = "helm.sh/helm/v4"
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 # What the node sandbox (`dexkit sandbox up --node`) adds to the control plane; `--only node`
 # names all four.
 NODE_PEERS = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
 NODE_ALIAS = "node"
-KUBERNETES_PEERS = ("kube-apiserver", "kubectl", *NODE_PEERS)
-PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin", "helm", *NODE_PEERS)
+# kubeadm and kind: what a kind node image and `kind create cluster` need (the kind harness).
+KUBERNETES_PEERS = ("kube-apiserver", "kubectl", *NODE_PEERS, "kubeadm")
+PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin", "helm", *NODE_PEERS,
+              "kubeadm")
 # Peers `dexkit sandbox build` builds when no --only is given; kubelogin, helm and the node's
 # components are on request.
 DEFAULT_PEERS = ("etcd", "kube-apiserver", "kubectl", "dex")
@@ -90,6 +128,7 @@ ENV_OVERRIDES = {
     "kube-scheduler": "DEXKIT_KUBE_SCHEDULER",
     "kubelet": "DEXKIT_KUBELET",
     "kube-proxy": "DEXKIT_KUBE_PROXY",
+    "kubeadm": "DEXKIT_KUBEADM",
 }
 MANIFEST = "manifest.json"
 HEARTBEAT_SECONDS = 30.0
@@ -268,7 +307,9 @@ class PeerSpec:
 
 
 def peer_spec(name: str, kubernetes_version: str | None = None,
-              env: Mapping[str, str] | None = None) -> PeerSpec:
+              env: Mapping[str, str] | None = None, *, dex: str | None = None) -> PeerSpec:
+    """How to build ``name``; ``dex`` picks the Dex (:data:`DEX_BUILDS`: ``release``, the
+    default, or ``main``)."""
     environ = os.environ if env is None else env
     if name in KUBERNETES_PEERS:
         version = resolve_kubernetes_version(kubernetes_version)
@@ -279,8 +320,11 @@ def peer_spec(name: str, kubernetes_version: str | None = None,
         return PeerSpec(name="etcd", version=ETCD_VERSION, module=ETCD_MODULE,
                         module_version=f"v{ETCD_VERSION}", package=ETCD_MODULE)
     if name == "dex":
-        pseudo = environ.get("DEXKIT_DEX_MODULE_VERSION") or DEX_PSEUDO
-        version = environ.get("DEXKIT_DEX_VERSION") or DEX_VERSION
+        build = dex_build(dex)
+        pseudo, version = build.module_version, build.version
+        if build is DEX_RELEASE:
+            pseudo = environ.get("DEXKIT_DEX_MODULE_VERSION") or pseudo
+            version = environ.get("DEXKIT_DEX_VERSION") or version
         return PeerSpec(name="dex", version=version, module=DEX_MODULE,
                         module_version=pseudo, package=f"{DEX_MODULE}/cmd/dex", cgo=False,
                         # Dex's Makefile stamps its version the same way.
@@ -300,6 +344,27 @@ def peer_spec(name: str, kubernetes_version: str | None = None,
                             f"-X {HELM_MODULE}/internal/version.version=v{HELM_VERSION}",
                             f"-X {HELM_MODULE}/internal/version.gitTreeState=clean"))
     raise UsageError(f"unknown peer '{name}'", f"use one of {', '.join(PEER_NAMES)}")
+
+
+def dex_build(which: str | None = None) -> DexBuild:
+    """``release`` (the default) or ``main``."""
+    key = which or DEFAULT_DEX
+    if key not in DEX_BUILDS:
+        raise UsageError(f"unknown Dex build '{key}'", f"use one of {', '.join(DEX_BUILDS)}")
+    return DEX_BUILDS[key]
+
+
+def dex_build_for_version(version: str) -> str | None:
+    """The key of the build whose version is ``version`` (``v`` optional), if any."""
+    wanted = version.removeprefix("v")
+    return next((key for key, build in DEX_BUILDS.items() if build.version == wanted), None)
+
+
+def dex_build_for_image(image: str) -> str | None:
+    """The build whose version an image's tag names (``ghcr.io/dexidp/dex:v2.45.1`` ->
+    ``release``), if any: the sandbox runs the Dex that the project's image would run."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return dex_build_for_version(name.split(":", 1)[1]) if ":" in name else None
 
 
 @dataclass(frozen=True)
@@ -372,9 +437,18 @@ def locate(spec: PeerSpec, *, root: Path | None = None,
             manifest = Manifest.from_json(manifest_path.read_text())
         except (ValueError, TypeError):
             manifest = None
-        if manifest is not None:
+        # An entry built from something else under the same name (another module version,
+        # package or Go flags: an older dexkit, an override) is stale: it is rebuilt over.
+        if manifest is not None and _built_from(manifest, spec):
             return PeerLocation(spec.name, spec.version, path, "cache", manifest)
     return PeerLocation(spec.name, spec.version, path, "missing")
+
+
+def _built_from(manifest: Manifest, spec: PeerSpec) -> bool:
+    same = (manifest.module, manifest.module_version, manifest.package) == (
+        spec.module, spec.module_version, spec.package)
+    # Kubernetes peers' ldflags carry the commit and build date: compare only fixed ones.
+    return same and (spec.module == KUBERNETES_MODULE or manifest.ldflags == spec.ldflags)
 
 
 def sha256_file(path: Path) -> str:
@@ -449,17 +523,49 @@ def go_missing(go: str = "go") -> DexkitError:
                        "prebuilt binaries")
 
 
-def go_version(go: str = "go") -> str:
+def go_env(name: str, go: str = "go") -> str:
+    """One ``go env`` value (what the go command will use: environment, then its env file)."""
     try:
-        result = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+        result = subprocess.run([go, "env", name], capture_output=True, text=True,
                                 check=False, timeout=60,
                                 env={**os.environ, "GOTOOLCHAIN": "local"})
     except FileNotFoundError as exc:
         raise go_missing(go) from exc
     if result.returncode != 0:
-        raise DexkitError(f"'{go} env GOVERSION' failed: {result.stderr.strip()}",
+        raise DexkitError(f"'{go} env {name}' failed: {result.stderr.strip()}",
                           "check the Go installation")
     return result.stdout.strip()
+
+
+def go_version(go: str = "go") -> str:
+    return go_env("GOVERSION", go)
+
+
+def proxy_without_direct(goproxy: str) -> str:
+    """``GOPROXY`` without its ``direct`` entries (``off`` when nothing else is left).
+
+    Go's default, ``https://proxy.golang.org,direct``, falls back to the source hosts whenever
+    the proxy refuses a module: traffic that cannot succeed on a machine that reaches only a
+    module proxy, and that a build should never make behind its user's back. A refusal then
+    reaches the user as the proxy's own 403/404 instead.
+    """
+    kept: list[str] = []
+    separators: list[str] = []
+    for part in re.split(r"([,|])", goproxy):
+        if part in (",", "|"):
+            separators.append(part)
+            continue
+        if part.strip() and part.strip() != "direct":
+            kept.append(part.strip())
+    if not kept:
+        return "off"
+    # A "|" says "fall through on any error", a "," only on 404/410: keep the first kind seen.
+    joiner = "|" if "|" in separators else ","
+    return joiner.join(kept)
+
+
+def go_proxy_env(go: str = "go") -> dict[str, str]:
+    return {"GOPROXY": proxy_without_direct(go_env("GOPROXY", go))}
 
 
 def _elapsed(seconds: float) -> str:
@@ -533,6 +639,7 @@ def build_peers(specs: Iterable[PeerSpec], *, progress: Progress, root: Path | N
     if not todo:
         return []
     gover = go_version(go)
+    proxy = go_proxy_env(go)
     manifests: list[Manifest] = []
     # kube-apiserver and kubectl of one release share one generated module.
     groups: dict[tuple[str, str], list[PeerSpec]] = {}
@@ -540,13 +647,13 @@ def build_peers(specs: Iterable[PeerSpec], *, progress: Progress, root: Path | N
         groups.setdefault((spec.module, spec.module_version), []).append(spec)
     for (module, module_version), group in groups.items():
         manifests += _build_group(module, module_version, group, progress=progress, root=root,
-                                  go=go, go_ver=gover, clock=clock)
+                                  go=go, go_ver=gover, clock=clock, proxy=proxy)
     return manifests
 
 
 def _build_group(module: str, module_version: str, group: list[PeerSpec], *, progress: Progress,
-                 root: Path, go: str, go_ver: str,
-                 clock: Callable[[], float]) -> list[Manifest]:
+                 root: Path, go: str, go_ver: str, clock: Callable[[], float],
+                 proxy: Mapping[str, str] | None = None) -> list[Manifest]:
     first = group[0]
     if not module_version:
         raise DexkitError(
@@ -559,7 +666,8 @@ def _build_group(module: str, module_version: str, group: list[PeerSpec], *, pro
     log_path = workdir / "build.log"
     log_path.write_text(f"dexkit build of {module}@{module_version} "
                         f"({dt.datetime.now(dt.UTC).isoformat(timespec='seconds')})\n")
-    run = GoRunner(workdir=workdir, log_path=log_path, go=go, env=_base_env(first), clock=clock,
+    run = GoRunner(workdir=workdir, log_path=log_path, go=go,
+                   env={**_base_env(first), **(proxy or {})}, clock=clock,
                    progress=lambda line: progress(f"[{label} {first.version}] {line}"))
     started = clock()
     _init_module(run, f"dexkit.local/sandbox/{label}")
@@ -638,13 +746,15 @@ def list_peers(kubernetes_version: str | None = None, names: Sequence[str] = PEE
 
 
 def require_peer(name: str, kubernetes_version: str | None = None, *,
-                 root: Path | None = None) -> Path:
+                 root: Path | None = None, dex: str | None = None) -> Path:
     """The path of a built (or overridden) peer, or an error that says how to get it."""
-    spec = peer_spec(name, kubernetes_version)
+    spec = peer_spec(name, kubernetes_version, dex=dex)
     location = locate(spec, root=root)
     if not location.available:
         version = f" --kubernetes-version {spec.version}" if spec.module == KUBERNETES_MODULE \
             else ""
+        if name == "dex" and dex_build(dex) is not DEX_RELEASE:
+            version = f" --dex {dex}"
         raise DexkitError(f"{name} {spec.version} is not built ({location.path} is missing)",
                           f"run 'dexkit sandbox build --only {name}{version}' (minutes on a cold "
                           f"machine) or set {ENV_OVERRIDES[name]} to a binary")

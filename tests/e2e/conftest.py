@@ -37,6 +37,12 @@ from tests.e2e.oidc_sandbox import start_stack
 REQUIRE_PEERS = os.environ.get("DEXKIT_REQUIRE_PEERS", "") not in ("", "0")
 KUBERNETES_VERSION = peers.resolve_kubernetes_version(
     os.environ.get("DEXKIT_E2E_KUBERNETES_VERSION") or None)
+# Every minor dexkit proves: the API-server side runs on each (only kube-apiserver is built for
+# the others); the node and everything else run on KUBERNETES_VERSION.
+PROVEN_VERSIONS = [peers.resolve_kubernetes_version(minor) for minor in (
+    os.environ.get("DEXKIT_E2E_MINORS") or ",".join(peers.KUBERNETES_RELEASES)).split(",")]
+# Dex builds the kubernetes-storage tests run on: the release and Dex's main branch.
+DEX_BUILDS = (os.environ.get("DEXKIT_E2E_DEX_BUILDS") or ",".join(peers.DEX_BUILDS)).split(",")
 
 
 def peer_unavailable(reason: str) -> None:
@@ -96,18 +102,24 @@ def machine_lock() -> Iterator[None]:
         lock.release()
 
 
-@pytest.fixture(scope="session")
-def peer() -> Callable[[str], Path]:
-    """``peer("kube-apiserver")`` -> the binary, built first if needed (once per session)."""
-    found: dict[str, Path] = {}
-    failed: dict[str, str] = {}
+Peer = Callable[..., Path]
 
-    def get(name: str) -> Path:
-        if name in found:
-            return found[name]
-        if name in failed:
-            peer_unavailable(failed[name])
-        spec = peers.peer_spec(name, KUBERNETES_VERSION)
+
+@pytest.fixture(scope="session")
+def peer() -> Peer:
+    """``peer("kube-apiserver")`` -> the binary, built first if needed (once per session);
+    ``peer("kube-apiserver", "1.35.4")`` another minor's, ``peer("dex", dex="main")`` Dex's
+    main branch."""
+    found: dict[tuple[str, str, str], Path] = {}
+    failed: dict[tuple[str, str, str], str] = {}
+
+    def get(name: str, version: str | None = None, *, dex: str | None = None) -> Path:
+        spec = peers.peer_spec(name, version or KUBERNETES_VERSION, dex=dex)
+        key = (name, spec.version, spec.module_version)
+        if key in found:
+            return found[key]
+        if key in failed:
+            peer_unavailable(failed[key])
         try:
             location = peers.locate(spec)
             if not location.available:
@@ -115,22 +127,22 @@ def peer() -> Callable[[str], Path]:
                 peers.build_peers([spec], progress=_progress)
                 location = peers.locate(spec)
         except DexkitError as exc:
-            failed[name] = f"{name} {spec.version}: {exc.message} ({exc.hint})"
-            peer_unavailable(failed[name])
-        found[name] = location.path
+            failed[key] = f"{name} {spec.version}: {exc.message} ({exc.hint})"
+            peer_unavailable(failed[key])
+        found[key] = location.path
         return location.path
 
     return get
 
 
 @pytest.fixture(scope="session")
-def control_plane_binaries(peer: Callable[[str], Path]) -> controlplane.ControlPlaneBinaries:
+def control_plane_binaries(peer: Peer) -> controlplane.ControlPlaneBinaries:
     return controlplane.ControlPlaneBinaries(etcd=peer("etcd"),
                                              kube_apiserver=peer("kube-apiserver"))
 
 
 @pytest.fixture(scope="session")
-def kubectl(peer: Callable[[str], Path]) -> Path:
+def kubectl(peer: Peer) -> Path:
     return peer("kubectl")
 
 
@@ -153,8 +165,20 @@ def control_plane(
 
 
 @pytest.fixture(scope="session")
-def dex_binary(peer: Callable[[str], Path]) -> Path:
+def dex_binary(peer: Peer) -> Path:
     return peer("dex")
+
+
+@pytest.fixture(scope="session", params=DEX_BUILDS)
+def dex_build(request: pytest.FixtureRequest, peer: Peer) -> tuple[str, Path]:
+    """Each Dex the kubernetes-storage tests run on: (build key, binary)."""
+    return request.param, peer("dex", dex=request.param)
+
+
+def binaries_for(peer: Peer, version: str) -> controlplane.ControlPlaneBinaries:
+    """etcd and another minor's kube-apiserver."""
+    return controlplane.ControlPlaneBinaries(etcd=peer("etcd"),
+                                             kube_apiserver=peer("kube-apiserver", version))
 
 
 @dataclass(frozen=True)
@@ -172,15 +196,17 @@ class DexSandbox:
         return load_config(self.project).config
 
 
-def new_static_project(directory: Path, *, mode: str = "flags", port: int | None = None) -> Path:
-    """``dexkit init --issuer https://127.0.0.1:PORT --connector static`` for the e2e minor."""
+def new_static_project(directory: Path, *, mode: str = "flags", port: int | None = None,
+                       version: str | None = None) -> Path:
+    """``dexkit init --issuer https://127.0.0.1:PORT --connector static`` for the e2e minor
+    (or ``version``'s)."""
     from dexkit.project import InitRequest, init_project, render_config_file
 
     issuer = f"https://127.0.0.1:{port or controlplane.free_ports(1)[0]}"
     init_project(InitRequest(directory=directory, issuer=issuer, connector="static"))
     path = directory / "dexkit.yaml"
     data = yaml.safe_load(path.read_text())
-    data["kubernetesVersion"] = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    data["kubernetesVersion"] = ".".join((version or KUBERNETES_VERSION).split(".")[:2])
     data["apiServer"]["mode"] = mode
     path.write_text(render_config_file(validate_values(data)))
     return directory

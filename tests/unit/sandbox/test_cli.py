@@ -30,8 +30,8 @@ def test_peers_json_lists_every_peer_as_missing(dexkit, empty_cache: Path) -> No
     assert [p["name"] for p in data["peers"]] == list(peers.PEER_NAMES)
     assert not any(p["built"] for p in data["peers"])
     apiserver = next(p for p in data["peers"] if p["name"] == "kube-apiserver")
-    assert apiserver["version"] == "1.34.4"
-    assert apiserver["path"] == str(empty_cache / "bin" / "kube-apiserver-1.34.4" /
+    assert apiserver["version"] == "1.37.2"
+    assert apiserver["path"] == str(empty_cache / "bin" / "kube-apiserver-1.37.2" /
                                     "kube-apiserver")
 
 
@@ -42,9 +42,12 @@ def test_peers_table_follows_the_kubernetes_version(dexkit) -> None:  # type: ig
 
 
 def test_bad_versions_and_names_are_usage_errors(dexkit) -> None:  # type: ignore[no-untyped-def]
-    result = dexkit("sandbox", "build", "--only", "kubeadm")
+    result = dexkit("sandbox", "build", "--only", "kubeadmin")
     assert result.code == 2
-    assert "unknown peer 'kubeadm'" in result.err
+    assert "unknown peer 'kubeadmin'" in result.err
+    result = dexkit("sandbox", "build", "--only", "dex", "--dex", "nightly")
+    assert result.code == 2
+    assert "unknown Dex build 'nightly'" in result.err
     result = dexkit("sandbox", "peers", "-k", "1.20")
     assert result.code == 2
     assert "Kubernetes 1.20 is not served" in result.err
@@ -54,7 +57,7 @@ def test_up_without_peers_says_how_to_build_them(dexkit, tmp_path: Path) -> None
     assert dexkit("init", "--dir", tmp_path, "--issuer", "https://127.0.0.1:32000").code == 0
     result = dexkit("sandbox", "up", "--dir", tmp_path)
     assert result.code == 1
-    assert "etcd 3.6.16 is not built" in result.err
+    assert "etcd 3.7.0 is not built" in result.err
     assert "dexkit sandbox build --only etcd" in result.err
 
 

@@ -24,23 +24,23 @@ KUBERNETES_GOMOD = DATA / "kubernetes-v1.34.4.go.mod"
 
 
 @pytest.mark.parametrize(("wanted", "expected"), [
-    (None, "1.34.4"),
-    ("1.34", "1.34.4"),
+    (None, "1.37.2"),
+    ("1.37", "1.37.2"),
     ("v1.35", "1.35.4"),
     ("1.36", "1.36.3"),
     ("v1.37", "1.37.2"),
-    ("1.34.4", "1.34.4"),
+    ("1.37.2", "1.37.2"),
     ("v1.35.1", "1.35.1"),
 ])
 def test_kubernetes_versions_map_to_served_releases(wanted: str | None, expected: str) -> None:
     assert peers.resolve_kubernetes_version(wanted) == expected
 
 
-@pytest.mark.parametrize("wanted", ["1.33", "1.38.0", "2.0", "latest", "1"])
+@pytest.mark.parametrize("wanted", ["1.34", "1.38.0", "2.0", "latest", "1"])
 def test_unserved_or_malformed_kubernetes_versions_are_usage_errors(wanted: str) -> None:
     with pytest.raises(UsageError) as info:
         peers.resolve_kubernetes_version(wanted)
-    assert "1.34" in info.value.hint
+    assert "1.35, 1.36, 1.37" in info.value.hint
 
 
 def test_staging_modules_follow_the_minor_and_patch() -> None:
@@ -132,14 +132,38 @@ def test_peer_specs() -> None:
     assert (apiserver.version, apiserver.module, apiserver.module_version, apiserver.package) == (
         "1.36.3", "k8s.io/kubernetes", "v1.36.3", "k8s.io/kubernetes/cmd/kube-apiserver")
     etcd = peers.peer_spec("etcd")
+    # kubeadm 1.37's DefaultEtcdVersion is 3.7.0-0.
     assert (etcd.module, etcd.module_version, etcd.package) == (
-        "go.etcd.io/etcd/server/v3", "v3.6.16", "go.etcd.io/etcd/server/v3")
+        "go.etcd.io/etcd/server/v3", "v3.7.0", "go.etcd.io/etcd/server/v3")
     dex = peers.peer_spec("dex", env={"DEXKIT_DEX_MODULE_VERSION": "v0.0.0-1-abc"})
     assert dex.cgo is False and dex.package == "github.com/dexidp/dex/cmd/dex"
     assert dex.module_version == "v0.0.0-1-abc"
     assert dex.key == "dex-2.45.1"
+    kubeadm = peers.peer_spec("kubeadm")
+    assert (kubeadm.version, kubeadm.package) == ("1.37.2", "k8s.io/kubernetes/cmd/kubeadm")
     with pytest.raises(UsageError):
-        peers.peer_spec("kubeadm")
+        peers.peer_spec("kind-of-peer")
+
+
+def test_dex_main_is_a_commit_named_as_dex_names_it() -> None:
+    main = peers.peer_spec("dex", env={"DEXKIT_DEX_MODULE_VERSION": "v0.0.0-1-abc"},
+                           dex="main")
+    # The override is for the release; main stays the pinned commit.
+    assert main.module_version == "v0.0.0-20260806151424-ab64ed778070"
+    assert main.version == "2.46.0-20260806171424-ab64ed77"
+    assert main.key == "dex-2.46.0-20260806171424-ab64ed77"
+    assert main.ldflags == ("-X main.version=v2.46.0-20260806171424-ab64ed77",)
+    # Committed 2026-08-06T17:14:24+02:00.
+    committed = dt.datetime(2026, 8, 6, 17, 14, 24, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert main.module_version == peers.pseudo_version(peers.DEX_MAIN.commit, committed)
+    assert not peers.DEX_MAIN.is_release and "not a release" in peers.DEX_MAIN.what
+    assert peers.dex_build_for_image("dexkit.local/dex:v2.46.0-20260806171424-ab64ed77") == \
+        "main"
+    assert peers.dex_build_for_image("ghcr.io/dexidp/dex:v2.45.1") == "release"
+    assert peers.dex_build_for_image("ghcr.io/dexidp/dex:latest") is None
+    assert peers.dex_build_for_image("localhost:5000/dex") is None
+    with pytest.raises(UsageError, match="unknown Dex build 'nightly'"):
+        peers.peer_spec("dex", dex="nightly")
 
 
 @pytest.mark.parametrize("name", peers.NODE_PEERS)
@@ -158,8 +182,9 @@ def test_select_peers() -> None:
     assert peers.select_peers(["kubectl", "etcd"]) == ["etcd", "kubectl"]
     assert peers.select_peers(["node"]) == list(peers.NODE_PEERS)
     assert peers.select_peers(["kubelet", "etcd"]) == ["etcd", "kubelet"]
-    with pytest.raises(UsageError, match="unknown peer 'kubeadm'"):
-        peers.select_peers(["kubeadm"])
+    assert peers.select_peers(["kubeadm"]) == ["kubeadm"]
+    with pytest.raises(UsageError, match="unknown peer 'kubeam'"):
+        peers.select_peers(["kubeam"])
 
 
 def test_cache_root_precedence(tmp_path: Path) -> None:
@@ -176,17 +201,17 @@ def _executable(path: Path, text: str = "#!/bin/sh\nexit 0\n") -> Path:
 
 
 def _manifest(name: str = "etcd") -> peers.Manifest:
-    return peers.Manifest(name=name, version="3.6.16", module="go.etcd.io/etcd/server/v3",
-                          module_version="v3.6.16", package="go.etcd.io/etcd/server/v3",
+    return peers.Manifest(name=name, version="3.7.0", module="go.etcd.io/etcd/server/v3",
+                          module_version="v3.7.0", package="go.etcd.io/etcd/server/v3",
                           go_version="go1.26.8", sha256="0" * 64,
                           built_at="2026-11-29T00:00:00+00:00", build_seconds=1.5,
-                          ldflags=("-X a=b",))
+                          ldflags=())
 
 
 def test_manifest_round_trips_and_ignores_unknown_keys() -> None:
     manifest = _manifest()
     data = json.loads(manifest.to_json())
-    assert data["ldflags"] == ["-X a=b"] and data["sha256"] == "0" * 64
+    assert data["ldflags"] == [] and data["sha256"] == "0" * 64
     data["from_the_future"] = 1
     assert peers.Manifest.from_json(json.dumps(data)) == manifest
 
@@ -196,7 +221,7 @@ def test_locate_env_override_then_cache_then_missing(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     missing = peers.locate(spec, root=root, env={})
     assert missing.source == "missing" and not missing.available
-    assert missing.path == root / "bin" / "etcd-3.6.16" / "etcd"
+    assert missing.path == root / "bin" / "etcd-3.7.0" / "etcd"
 
     binary = _executable(missing.path)
     assert peers.locate(spec, root=root, env={}).source == "missing"  # no manifest: not built
@@ -209,6 +234,20 @@ def test_locate_env_override_then_cache_then_missing(tmp_path: Path) -> None:
     assert (found.source, found.path) == ("env", override)
     with pytest.raises(DexkitError, match="DEXKIT_ETCD"):
         peers.locate(spec, root=root, env={"DEXKIT_ETCD": str(tmp_path / "nope")})
+
+
+def test_an_entry_built_from_something_else_is_rebuilt_over(tmp_path: Path) -> None:
+    """An older dexkit (or an override) may have left a binary under today's name that was
+    built from another module version or with other flags: it is not taken for today's."""
+    spec = peers.peer_spec("etcd")
+    root = tmp_path / "cache"
+    binary = _executable(peers.locate(spec, root=root, env={}).path)
+    for stale in (dict(module_version="v3.6.16"), dict(package="go.etcd.io/etcd/v3"),
+                  dict(ldflags=("-X a=b",))):
+        manifest = _manifest()
+        (binary.parent / peers.MANIFEST).write_text(
+            peers.Manifest(**{**manifest.__dict__, **stale}).to_json())
+        assert peers.locate(spec, root=root, env={}).source == "missing", stale
 
 
 def test_require_peer_says_how_to_build(tmp_path: Path,
@@ -231,9 +270,12 @@ args = sys.argv[1:]
 with open(os.environ["FAKE_GO_LOG"], "a") as log:
     log.write(json.dumps({{"args": args, "cgo": os.environ.get("CGO_ENABLED"),
                           "toolchain": os.environ.get("GOTOOLCHAIN"),
+                          "proxy": os.environ.get("GOPROXY"),
                           "nosumdb": os.environ.get("GONOSUMDB")}}) + "\\n")
 if args[:2] == ["env", "GOVERSION"]:
     print("go1.99.0")
+elif args[:2] == ["env", "GOPROXY"]:
+    print("https://proxy.example.test,direct")
 elif args[:2] == ["mod", "init"]:
     open("go.mod", "w").write("module " + args[2] + "\\n")
 elif args[:3] == ["mod", "download", "-json"]:
@@ -265,30 +307,33 @@ def test_build_generates_one_kubernetes_module_with_staging_replaces(
         tmp_path: Path, fake_go: Path) -> None:
     lines: list[str] = []
     root = tmp_path / "cache"
-    specs = [peers.peer_spec("kube-apiserver", "1.34"), peers.peer_spec("kubectl", "1.34")]
+    specs = [peers.peer_spec("kube-apiserver", "1.37"), peers.peer_spec("kubectl", "1.37")]
     manifests = peers.build_peers(specs, progress=lines.append, root=root, go=str(fake_go))
 
     assert [m.name for m in manifests] == ["kube-apiserver", "kubectl"]
     for manifest in manifests:
-        binary = root / "bin" / f"{manifest.name}-1.34.4" / manifest.name
+        binary = root / "bin" / f"{manifest.name}-1.37.2" / manifest.name
         assert os.access(binary, os.X_OK)
         assert manifest.sha256 == peers.sha256_file(binary)
         assert manifest.go_version == "go1.99.0"
-        assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in manifest.ldflags
+        assert "-X k8s.io/component-base/version.gitVersion=v1.37.2" in manifest.ldflags
         assert peers.locate(peers.peer_spec(manifest.name), root=root, env={}).source == "cache"
     calls = [c["args"] for c in _calls(tmp_path)]
     edit = next(c for c in calls if c[:2] == ["mod", "edit"])
     assert len(edit) == 2 + 31
-    assert "-replace=k8s.io/api=k8s.io/api@v0.34.4" in edit
+    assert "-replace=k8s.io/api=k8s.io/api@v0.37.2" in edit
     gets = [c for c in calls if c[0] == "get"]
-    assert gets == [["get", "k8s.io/kubernetes/cmd/kube-apiserver@v1.34.4",
-                     "k8s.io/kubernetes/cmd/kubectl@v1.34.4"]]
+    assert gets == [["get", "k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2",
+                     "k8s.io/kubernetes/cmd/kubectl@v1.37.2"]]
     assert sum(1 for c in calls if c[0] == "build") == 2
     assert all(c["toolchain"] == "local" for c in _calls(tmp_path))
+    # Never the source hosts behind the proxy's back.
+    assert {c["proxy"] for c in _calls(tmp_path) if c["args"][0] in ("mod", "get", "build")} \
+        == {"https://proxy.example.test"}
     # One line per step, each finished step with its time.
-    assert any("replacing 31 staging modules with their v0.34.4 releases" in line
+    assert any("replacing 31 staging modules with their v0.37.2 releases" in line
                for line in lines)
-    assert any(line.startswith("[kubernetes 1.34.4] done compiling kube-apiserver (")
+    assert any(line.startswith("[kubernetes 1.37.2] done compiling kube-apiserver (")
                for line in lines)
     assert not list((root / "bin").rglob(".*.partial"))
 
@@ -314,11 +359,11 @@ def test_helm_is_built_from_its_module_with_its_version_stamped(tmp_path: Path,
                                                                 fake_go: Path) -> None:
     [manifest] = peers.build_peers([peers.peer_spec("helm")], progress=lambda _: None,
                                    root=tmp_path / "c", go=str(fake_go))
-    assert (manifest.module, manifest.module_version) == ("helm.sh/helm/v3", "v3.22.0")
+    assert (manifest.module, manifest.module_version) == ("helm.sh/helm/v4", "v4.3.2")
     build = next(c for c in _calls(tmp_path) if c["args"][0] == "build")
-    assert build["args"][-1] == "helm.sh/helm/v3/cmd/helm"
+    assert build["args"][-1] == "helm.sh/helm/v4/cmd/helm"
     assert build["cgo"] == "0"
-    assert "-X helm.sh/helm/v3/internal/version.version=v3.22.0" in " ".join(build["args"])
+    assert "-X helm.sh/helm/v4/internal/version.version=v4.3.2" in " ".join(build["args"])
     assert peers.locate(peers.peer_spec("helm"), root=tmp_path / "c", env={}).available
 
 
@@ -358,11 +403,22 @@ def test_another_dex_release_is_an_override(tmp_path: Path, fake_go: Path) -> No
 
 def test_dex_without_a_module_version_says_what_to_set(
         tmp_path: Path, fake_go: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(peers, "DEX_PSEUDO", "")
+    monkeypatch.setitem(peers.DEX_BUILDS, "release", peers.DexBuild(
+        version="2.45.1", commit=peers.DEX_COMMIT, module_version="", what="Dex v2.45.1"))
     spec = peers.peer_spec("dex", env={})
     with pytest.raises(DexkitError) as info:
         peers.build_peers([spec], progress=lambda _: None, root=tmp_path / "c", go=str(fake_go))
     assert "DEXKIT_DEX_MODULE_VERSION" in info.value.hint
+
+
+@pytest.mark.parametrize(("goproxy", "expected"), [
+    ("https://proxy.golang.org,direct", "https://proxy.golang.org"),
+    ("https://a.test|https://b.test|direct", "https://a.test|https://b.test"),
+    ("direct", "off"), ("off", "off"), ("", "off"),
+    ("https://proxy.internal", "https://proxy.internal"),
+])
+def test_goproxy_never_falls_back_to_the_source_hosts(goproxy: str, expected: str) -> None:
+    assert peers.proxy_without_direct(goproxy) == expected
 
 
 def test_a_failed_build_names_the_command_and_shows_go_output(
@@ -374,7 +430,7 @@ def test_a_failed_build_names_the_command_and_shows_go_output(
     assert "'go build" in info.value.message and "exit 2" in info.value.message
     assert "compile error: something broke" in info.value.message
     assert "build.log" in info.value.hint
-    etcd_dir = tmp_path / "c" / "bin" / "etcd-3.6.16"
+    etcd_dir = tmp_path / "c" / "bin" / "etcd-3.7.0"
     assert not (etcd_dir / "etcd").exists() and not (etcd_dir / peers.MANIFEST).exists()
 
 
