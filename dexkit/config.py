@@ -36,7 +36,15 @@ DEFAULT_CLIENT_ID = "kubernetes"
 LOOPBACK_PORTS = (8000, 18000)
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096")
 # Kubernetes minors whose API server dexkit renders for (AuthenticationConfiguration from 1.30).
+# A minor newer than the newest is rendered as the newest, with a warning.
 SUPPORTED_MINORS = range(30, 38)
+# What dexkit proves on real API servers in CI (and the node on the newest); the default.
+PROVEN_MINORS = range(35, 38)
+DEFAULT_KUBERNETES_VERSION = "1.37"
+# End of life of the minors dexkit still renders for but no longer proves (kubernetes.io's
+# release history: 14 months after each release, the last patch on these days).
+END_OF_LIFE: dict[int, str] = {30: "2025-06-28", 31: "2025-10-28", 32: "2026-02-28",
+                               33: "2026-06-28", 34: "2026-10-27"}
 
 KeyType: TypeAlias = Literal["ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"]
 Port: TypeAlias = Annotated[int, Meta(ge=1, le=65535)]
@@ -628,6 +636,21 @@ class IngressSettings(Model, frozen=True):
 RESERVED_VOLUMES = ("config", "tls", "connector-ca", "tmp", "data")
 
 
+_DEX_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
+
+
+def dex_image_version(image: str) -> tuple[int, int, int] | None:
+    """The Dex release an image's tag names: ``v2.45.1``, ``v2.45.1-alpine`` -> (2, 45, 1);
+    ``v2.46.0-20260806171424-ab64ed77`` (Dex's name for a commit of its main branch before
+    2.46.0) -> (2, 46, 0). None for a tag that names no release (``latest``, ``master``) or an
+    image given by digest alone."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    if ":" not in name:
+        return None
+    match = _DEX_TAG.match(name.split(":", 1)[1])
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
 class DexSettings(Model, frozen=True):
     image: str = DEFAULT_DEX_IMAGE
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -724,6 +747,11 @@ class DexSettings(Model, frozen=True):
     @property
     def min_replicas(self) -> int:
         return self.autoscaling.min_replicas if self.autoscaling.enabled else self.replicas
+
+    @property
+    def version(self) -> tuple[int, int, int] | None:
+        """The Dex release ``image`` names (see :func:`dex_image_version`)."""
+        return dex_image_version(self.image)
 
 
 def env_prefix(connector_id: str) -> str:
@@ -1118,7 +1146,7 @@ class Config(Model, frozen=True):
 
     issuer: str = DEFAULT_ISSUER
     namespace: str = "dex"
-    kubernetes_version: str = "1.34"
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
     dex: DexSettings = msgspec.field(default_factory=DexSettings)
     connectors: list[Connector] = msgspec.field(default_factory=lambda: [GitHubConnector()])
@@ -1143,10 +1171,11 @@ class Config(Model, frozen=True):
 
     def _normalise_version(self) -> None:
         match = re.fullmatch(r"v?1\.(\d+)(\.\d+)?", self.kubernetes_version)
-        if not match or int(match.group(1)) not in SUPPORTED_MINORS:
+        if not match or int(match.group(1)) < SUPPORTED_MINORS.start:
             invalid("kubernetesVersion", f"kubernetesVersion '{self.kubernetes_version}' is not "
-                    "supported", "use a Kubernetes minor from 1.30 to 1.37, e.g. '1.34'")
-        force_setattr(self, "kubernetes_version", f"1.{match.group(1)}")
+                    "supported", f"use a Kubernetes minor from 1.{SUPPORTED_MINORS.start} on, "
+                    f"e.g. '{DEFAULT_KUBERNETES_VERSION}'")
+        force_setattr(self, "kubernetes_version", f"1.{int(match.group(1))}")
 
     def _check_consistency(self) -> None:
         host = self.issuer_host
@@ -1169,8 +1198,15 @@ class Config(Model, frozen=True):
 
     # derived values every renderer uses ------------------------------------------------------
     @property
-    def minor(self) -> int:
+    def configured_minor(self) -> int:
+        """The minor of ``kubernetesVersion`` as written (1.38 stays 38)."""
         return int(self.kubernetes_version.split(".")[1])
+
+    @property
+    def minor(self) -> int:
+        """The minor dexkit renders for: the configured one, or the newest dexkit knows when
+        the configured one is newer (a newer API server takes what the newest one takes)."""
+        return min(self.configured_minor, SUPPORTED_MINORS[-1])
 
     @property
     def issuer_host(self) -> str:
@@ -1217,7 +1253,11 @@ class Config(Model, frozen=True):
 
     def warnings(self) -> list[str]:
         """Legal but suspicious settings; shown, never fatal."""
-        found = []
+        found = version_warnings(self.configured_minor)
+        if isinstance(self.dex.storage, KubernetesStorage) and self.dex.version is None:
+            found.append(f"dex.image '{self.dex.image}' names no Dex release: Dex's RBAC and "
+                         "CRDs are rendered for the newest Dex dexkit knows; pin a release tag "
+                         "(e.g. ghcr.io/dexidp/dex:v2.45.1) so that they match what runs")
         service = self.dex.service
         if service.type == "NodePort" and self.issuer_port != service.node_port:
             found.append(
@@ -1243,6 +1283,20 @@ class Config(Model, frozen=True):
                          "accepts only clients with a certificate from the project's CA, but "
                          "consider dex.networkPolicy to limit who reaches it")
         return found
+
+
+def version_warnings(minor: int) -> list[str]:
+    """What a Kubernetes minor outside the proven range means for what is rendered."""
+    newest = SUPPORTED_MINORS[-1]
+    proven = f"1.{PROVEN_MINORS.start}-1.{PROVEN_MINORS[-1]}"
+    if minor in END_OF_LIFE:
+        return [f"Kubernetes 1.{minor} reached end of life on {END_OF_LIFE[minor]}: dexkit "
+                f"still renders for it but proves only {proven}; plan the upgrade"]
+    if minor > newest:
+        return [f"Kubernetes 1.{minor} is newer than dexkit knows (newest: 1.{newest}): "
+                f"rendered as for 1.{newest}; check the result against the 1.{minor} "
+                "release notes, and upgrade dexkit"]
+    return []
 
 
 # What dexkit renders into Dex's config itself; dex.extraConfig may not say otherwise.

@@ -73,7 +73,8 @@ def project_file(config: Config) -> tuple[str, list[str]]:
     f.text("# Namespace Dex is deployed into.")
     f.value("namespace")
     f.text("""\
-# Kubernetes minor the API-server side is rendered for (1.30-1.37): it picks the
+# Kubernetes minor the API-server side is rendered for: 1.35-1.37 are proven on real API
+# servers; 1.30-1.34 (end of life) still render, with a warning. It picks the
 # AuthenticationConfiguration version (v1 from 1.34) and kubeadm's config format for kind.""")
     f.value("kubernetesVersion")
     f.text("""

@@ -126,3 +126,36 @@ def test_a_wildcard_issuer_host_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config("issuer: https://*.example.com:32000\n")
     assert "is a wildcard" in info.value.message
+
+
+# --- Kubernetes versions ----------------------------------------------------------------------
+
+
+def test_the_default_is_the_newest_proven_minor() -> None:
+    config = Config()
+    assert (config.kubernetes_version, config.minor) == ("1.37", 37)
+    assert not [w for w in config.warnings() if "Kubernetes" in w]
+
+
+@pytest.mark.parametrize(("version", "eol"), [("1.30", "2025-06-28"), ("1.34", "2026-10-27")])
+def test_an_end_of_life_minor_renders_with_a_warning_naming_the_date(version: str,
+                                                                      eol: str) -> None:
+    config = parse_config(f"kubernetesVersion: '{version}'\n")
+    assert config.minor == int(version.split(".")[1])
+    (warning,) = [w for w in config.warnings() if "end of life" in w]
+    assert warning.startswith(f"Kubernetes {version} reached end of life on {eol}")
+    assert "proves only 1.35-1.37" in warning
+
+
+@pytest.mark.parametrize("version", ["1.38", "v1.40.2"])
+def test_a_newer_minor_renders_as_the_newest_with_a_warning(version: str) -> None:
+    config = parse_config(f"kubernetesVersion: '{version}'\n")
+    assert config.minor == 37 and config.configured_minor == int(version.split(".")[1])
+    (warning,) = [w for w in config.warnings() if "newer than dexkit knows" in w]
+    assert "rendered as for 1.37" in warning
+
+
+@pytest.mark.parametrize("version", ["1.35", "1.36", "1.37", "v1.36.3"])
+def test_proven_minors_render_without_a_version_warning(version: str) -> None:
+    config = parse_config(f"kubernetesVersion: '{version}'\n")
+    assert not [w for w in config.warnings() if "Kubernetes" in w]

@@ -626,9 +626,10 @@ def test_kind_config_wires_the_api_server_to_the_bundled_dex(
     (text,) = node["kubeadmConfigPatches"]
     patch = yaml.safe_load(text)
     assert patch["kind"] == "ClusterConfiguration"
-    assert patch["apiVersion"] == kubeadm_api_version(config.minor) == "kubeadm.k8s.io/v1beta3"
-    args = patch["apiServer"]["extraArgs"]
-    assert isinstance(args, dict) and all(isinstance(v, str) for v in args.values())
+    assert patch["apiVersion"] == kubeadm_api_version(config.minor) == "kubeadm.k8s.io/v1beta4"
+    # kubeadm v1beta4: a list of name/value pairs.
+    args = {a["name"]: a["value"] for a in patch["apiServer"]["extraArgs"]}
+    assert all(isinstance(v, str) for v in args.values())
     assert args == {f.name: f.value for f in apiserver_flags(config)}
     assert args["oidc-issuer-url"] == config.issuer
     (volume,) = patch["apiServer"]["extraVolumes"]

@@ -25,7 +25,7 @@ def test_kind_config(dexkit, project: Path) -> None:  # type: ignore[no-untyped-
     node = cluster["nodes"][0]
     assert node["extraMounts"][0]["hostPath"] == str((project / "ssl/ca.pem").resolve())
     patch = yaml.safe_load(node["kubeadmConfigPatches"][0])
-    assert patch["apiVersion"] == "kubeadm.k8s.io/v1beta3"
+    assert patch["apiVersion"] == "kubeadm.k8s.io/v1beta4"  # the default minor, 1.37
     assert "hosts.sh" in result.err
 
 

@@ -62,8 +62,9 @@ def test_authentication_config_mode_mounts_the_config() -> None:
         "hostPath": "/srv/p/out/apiserver/authentication-config.yaml",
         "containerPath": "/etc/kubernetes/dexkit/authentication-config.yaml", "readOnly": True}]
     patch = _patch(cluster)
-    assert patch["apiServer"]["extraArgs"] == {
-        "authentication-config": "/etc/kubernetes/dexkit/authentication-config.yaml"}
+    assert patch["apiServer"]["extraArgs"] == [{
+        "name": "authentication-config",
+        "value": "/etc/kubernetes/dexkit/authentication-config.yaml"}]
     assert patch["apiServer"]["extraVolumes"][0]["mountPath"] == "/etc/kubernetes/dexkit"
 
 
