@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,16 +54,19 @@ TLS_CHECKSUM = "checksum/tls"
 CREDENTIALS_CHECKSUM = "checksum/credentials"
 # Apply order: each step only refers to objects of earlier steps.
 STEPS: Mapping[str, int] = {
-    "Namespace": 0,
+    "CustomResourceDefinition": 0, "Namespace": 0,
     "ServiceAccount": 1, "ClusterRole": 1, "Role": 1,
     "RoleBinding": 2, "ClusterRoleBinding": 2,
     "Secret": 3, "ConfigMap": 3,
     "Deployment": 4,
     "Service": 5, "PodDisruptionBudget": 5, "Ingress": 5,
 }
-# One object for every installation (the CRD ClusterRole): an instance label would flip between
-# namespaces on every deploy, and destroy deletes it only once nothing is bound to it.
-SHARED_KINDS = frozenset({"ClusterRole"})
+# One object for every installation (the CRD ClusterRole, Dex's CRDs): an instance label would
+# flip between namespaces on every deploy; destroy deletes the ClusterRole only once nothing is
+# bound to it, and the CRDs (with every object stored in them) only when asked to.
+SHARED_KINDS = frozenset({"ClusterRole", "CustomResourceDefinition"})
+# Dex (crdHandling: check) lists its kinds once at start and exits if one is not served yet.
+CRD_ESTABLISHED_TIMEOUT = 60.0
 # Fields that differ between a read and an apply without meaning a change.
 _VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation")
 WORKERS = 8
@@ -420,7 +424,34 @@ def apply_all(pool: ThreadPoolExecutor, cluster: kube.Cluster, objects: Sequence
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             _raise_partial(failed[0], changes)
+        crds = [kube.ObjectRef.of(o) for o in batch if o.get("kind") == "CustomResourceDefinition"]
+        if crds:
+            wait_established(cluster, crds)
     return changes
+
+
+def wait_established(cluster: kube.Cluster, crds: Sequence[kube.ObjectRef], *,
+                     timeout: float = CRD_ESTABLISHED_TIMEOUT,
+                     clock: Callable[[], float] = time.monotonic,
+                     sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until every CRD is Established (its kind served), or a ClusterError naming those not."""
+    deadline = clock() + timeout
+    waiting = list(crds)
+    while True:
+        waiting = [ref for ref in waiting if not crd_established(kube.get_object(cluster, ref))]
+        if not waiting:
+            return
+        if clock() >= deadline:
+            names = ", ".join(ref.name for ref in waiting)
+            raise ClusterError(f"the API server did not establish {names} within {timeout:.0f}s",
+                               "see 'kubectl get crd -o yaml' for their conditions (a name "
+                               "conflict with another CRD?)")
+        sleep(0.2)
+
+
+def crd_established(crd: Mapping[str, Any] | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def _raise_partial(error: BaseException, changes: Sequence[Change]) -> None:

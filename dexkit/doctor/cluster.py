@@ -21,6 +21,7 @@ from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from dexkit.config import Config
     from dexkit.kube import ServerClock
 
 DEPLOY_HINT = "run 'dexkit deploy' to apply what dexkit.yaml renders"
@@ -79,6 +80,57 @@ def reachable(ctx: Context) -> Result:
     cluster = ctx.cluster
     return ok(f"{cluster.server} (context {cluster.context}) answers: Kubernetes "
               f"{answer.version or 'version unknown'}")
+
+
+_VERSION = re.compile(r"^v?1\.(\d+)(?:\.|$)")
+
+
+@check("cluster.version", needs=("cluster.reachable",), cluster=True)
+def version(ctx: Context) -> Result:
+    """The cluster's Kubernetes minor is proven and is the one dexkit.yaml renders for."""
+    from dexkit.config import PROVEN_MINORS, version_warnings
+
+    answer, _ = server_clock(ctx)
+    match = _VERSION.match(answer.version or "")
+    if match is None:
+        raise Skip(f"the API server reports no Kubernetes version ('{answer.version}')")
+    minor, config = int(match.group(1)), ctx.config
+    differences = rendered_differences(config, minor)
+    if differences:
+        return warn(f"the cluster runs Kubernetes {answer.version}, dexkit.yaml says "
+                    f"kubernetesVersion {config.kubernetes_version}; rendered for 1.{minor}, "
+                    f"{'; '.join(differences)}",
+                    f"set kubernetesVersion: \"1.{minor}\" in dexkit.yaml and run 'dexkit "
+                    "render' (for kind: create the cluster with a node image of the minor "
+                    "dexkit.yaml names)")
+    notes = version_warnings(minor)
+    if notes or minor not in PROVEN_MINORS:
+        proven = f"1.{PROVEN_MINORS.start}-1.{PROVEN_MINORS[-1]}"
+        return warn(f"the cluster runs Kubernetes {answer.version}, outside the minors dexkit "
+                    f"proves ({proven})" + (f": {notes[0]}" if notes else ""),
+                    "upgrade the cluster, or check the rendered API-server side by hand")
+    same = "" if minor == config.configured_minor else \
+        f" (dexkit.yaml says {config.kubernetes_version}; the rendered files are the same)"
+    return ok(f"Kubernetes {answer.version}, a minor dexkit proves{same}")
+
+
+def rendered_differences(config: Config, minor: int) -> list[str]:
+    """What dexkit would render differently for the API server of minor ``minor``."""
+    from dexkit.config import SUPPORTED_MINORS
+    from dexkit.render.apiserver import authentication_api_version
+    from dexkit.render.kind import kubeadm_api_version
+
+    found = []
+    ours, theirs = config.minor, min(minor, SUPPORTED_MINORS[-1])
+    if config.api_server.mode == "authentication-config" and \
+            authentication_api_version(ours) != authentication_api_version(theirs):
+        found.append(f"the AuthenticationConfiguration would be "
+                     f"{authentication_api_version(theirs)}, not "
+                     f"{authentication_api_version(ours)}")
+    if kubeadm_api_version(ours) != kubeadm_api_version(theirs):
+        found.append(f"kind's kubeadm patch would be {kubeadm_api_version(theirs)}, not "
+                     f"{kubeadm_api_version(ours)}")
+    return found
 
 
 # --- the Deployment ---------------------------------------------------------------------------
@@ -408,15 +460,44 @@ def dex_config(ctx: Context) -> Result:
 # --- Dex's permissions --------------------------------------------------------------------------
 
 
-def dex_permissions(namespace: str) -> list[tuple[str, str, str, str | None]]:
-    """(verb, group, resource, namespace): what Dex's kubernetes storage calls."""
-    from dexkit.render.dex import CRD_GROUP, CRD_RESOURCES, STORAGE_VERBS
+def dex_permissions(config: Config) -> list[tuple[str, str, str, str | None]]:
+    """(verb, group, resource, namespace): what the project's Dex's kubernetes storage calls
+    (creating CRDs only when Dex makes them itself)."""
+    from dexkit.render.dex import CRD_GROUP, STORAGE_VERBS, crd_resources, dexkit_applies_crds
 
-    wanted: list[tuple[str, str, str, str | None]] = [
-        ("create", "apiextensions.k8s.io", "customresourcedefinitions", None)]
-    wanted += [(verb, CRD_GROUP, resource, namespace)
-               for resource in CRD_RESOURCES for verb in STORAGE_VERBS]
+    wanted: list[tuple[str, str, str, str | None]] = []
+    if not dexkit_applies_crds(config):
+        wanted.append(("create", "apiextensions.k8s.io", "customresourcedefinitions", None))
+    wanted += [(verb, CRD_GROUP, resource, config.namespace)
+               for resource in crd_resources(config) for verb in STORAGE_VERBS]
     return wanted
+
+
+@check("cluster.dex-crds", needs=("cluster.reachable", "local.config"), cluster=True)
+def dex_crds(ctx: Context) -> Result:
+    """Dex's CRDs exist and are served, when dexkit applies them (Dex only checks them)."""
+    from dexkit.deploy import crd_established
+    from dexkit.render.dex import CRD_GROUP, dexkit_applies_crds, storage_kinds
+
+    skip_if_sandbox_runs_dex(ctx, storage_checks=True)
+    config = ctx.config
+    if not dexkit_applies_crds(config):
+        raise Skip(f"storage is {config.dex.storage.type}: Dex needs no CRDs"
+                   if config.dex.storage.type != "kubernetes" else
+                   f"{config.dex.image} creates its CRDs itself")
+    names = [f"{plural}.{CRD_GROUP}" for plural, _, _ in storage_kinds(config)]
+    found = {name: live(ctx, "CustomResourceDefinition", name) for name in names}
+    missing = [name for name, crd in found.items() if crd is None]
+    pending = [name for name, crd in found.items()
+               if crd is not None and not crd_established(crd)]
+    if missing or pending:
+        what = "; ".join(filter(None, [
+            f"missing: {', '.join(missing)}" if missing else "",
+            f"not established: {', '.join(pending)}" if pending else ""]))
+        return fail(f"Dex's CRDs are not all served ({what}): with crdHandling: check Dex "
+                    "refuses to start ('storage is not initialized, CRDs are not created')",
+                    DEPLOY_HINT)
+    return ok(f"{len(names)} CRDs of {CRD_GROUP} established, as {config.dex.image} needs")
 
 
 @check("cluster.dex-rbac", needs=("cluster.reachable", "local.config"), cluster=True)
@@ -424,7 +505,7 @@ def dex_rbac(ctx: Context) -> Result:
     """Dex's ServiceAccount may manage its CRDs and their objects (SubjectAccessReview)."""
     from dexkit.config import KubernetesStorage
     from dexkit.kube import subject_can
-    from dexkit.render.dex import CRD_RESOURCES, NAME
+    from dexkit.render.dex import NAME, crd_resources, dexkit_applies_crds
 
     skip_if_sandbox_runs_dex(ctx, storage_checks=True)
     config = ctx.config
@@ -437,7 +518,7 @@ def dex_rbac(ctx: Context) -> Result:
         return fail(f"{account} does not exist: Dex's pods cannot be created", DEPLOY_HINT)
     user = f"system:serviceaccount:{ns}:{NAME}"
     groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]
-    wanted = dex_permissions(ns)
+    wanted = dex_permissions(config)
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda w: subject_can(ctx.cluster, user, groups, w[0], w[2],
                                                       w[1], w[3]), wanted))
@@ -450,5 +531,6 @@ def dex_rbac(ctx: Context) -> Result:
         return fail(f"{account} may not: {shown}. Dex logs '... is forbidden' and its "
                     "storage fails",
                     "re-apply Dex's ClusterRole and Role with their bindings: 'dexkit deploy'")
-    return ok(f"{account} may create Dex's CRDs and use its {len(CRD_RESOURCES)} resources "
+    crds = "" if dexkit_applies_crds(config) else "create Dex's CRDs and "
+    return ok(f"{account} may {crds}use its {len(crd_resources(config))} resources "
               f"in {ns} ({len(wanted)} SubjectAccessReviews)")

@@ -63,13 +63,31 @@ TLS_DIR = "/etc/dex-tls"
 CONNECTOR_CA_DIR = "/etc/dex-connector-ca"
 CONFIG_SECRET = "dex-config"  # noqa: S105 - a Secret's name, not a secret
 CONNECTOR_CA_SECRET = "dex-connector-ca"  # noqa: S105 - a Secret's name, not a secret
-# dexidp/dex storage/kubernetes: the group and resources of its CRDs (Kubernetes pluralised
-# SigningKey and OfflineSessions this way), and the verbs its client uses on them.
+# Dex's kubernetes storage: the group of its CRDs and, per Dex version, the kinds it stores
+# (plural, singular, kind; Kubernetes pluralised SigningKey and OfflineSessions this way). Read
+# from customResourceDefinitions() in Dex's storage/kubernetes/types.go: at v2.45.1 (commit
+# 11d2eeb52b42) ten kinds; on Dex's main branch at ab64ed778070 (2026-08-06, the code of the
+# next release) two more, which Dex lists when it starts and its garbage collector on every run.
 CRD_GROUP = "dex.coreos.com"
-CRD_RESOURCES = (
-    "authcodes", "authrequests", "connectors", "devicerequests", "devicetokens",
-    "oauth2clients", "offlinesessionses", "passwords", "refreshtokens", "signingkeies",
+StorageKind = tuple[str, str, str]
+STORAGE_KINDS_2_45: tuple[StorageKind, ...] = (
+    ("authcodes", "authcode", "AuthCode"), ("authrequests", "authrequest", "AuthRequest"),
+    ("oauth2clients", "oauth2client", "OAuth2Client"),
+    ("signingkeies", "signingkey", "SigningKey"),
+    ("refreshtokens", "refreshtoken", "RefreshToken"), ("passwords", "password", "Password"),
+    ("offlinesessionses", "offlinesessions", "OfflineSessions"),
+    ("connectors", "connector", "Connector"),
+    ("devicerequests", "devicerequest", "DeviceRequest"),
+    ("devicetokens", "devicetoken", "DeviceToken"),
 )
+STORAGE_KINDS_2_46: tuple[StorageKind, ...] = (
+    *STORAGE_KINDS_2_45,
+    ("useridentities", "useridentity", "UserIdentity"),
+    ("authsessions", "authsession", "AuthSession"),
+)
+# Dex's storage option crdHandling ("check": the CRDs must exist, Dex creates none) exists from
+# v2.45.0 (storage/kubernetes/storage.go).
+CRD_HANDLING_SINCE = (2, 45, 0)
 STORAGE_VERBS = ("create", "delete", "get", "list", "update")
 CRD_CLUSTER_ROLE = "dexkit:dex-crds"
 # Namespaces Kubernetes owns: dexkit deploys into them if asked but never renders them.
@@ -265,17 +283,45 @@ def _uses_kubernetes_storage(config: Config) -> bool:
     return isinstance(config.dex.storage, KubernetesStorage)
 
 
+def storage_kinds(config: Config) -> tuple[StorageKind, ...]:
+    """The kinds the project's Dex stores: by the release ``dex.image`` names; an image that
+    names none (or a newer release) gets the newest list, since a kind missing from the Role
+    breaks Dex while one too many only names a resource that does not exist."""
+    version = config.dex.version
+    if version is not None and version < (2, 46, 0):
+        return STORAGE_KINDS_2_45
+    return STORAGE_KINDS_2_46
+
+
+def crd_resources(config: Config) -> tuple[str, ...]:
+    return tuple(sorted(plural for plural, _, _ in storage_kinds(config)))
+
+
+def dexkit_applies_crds(config: Config) -> bool:
+    """With kubernetes storage on a Dex that has ``crdHandling`` (2.45.0 and later, and an
+    image that names no release), dexkit applies Dex's CRDs and Dex only checks them: Dex gets
+    no cluster-wide right, and a fresh Dex finds its CRDs established instead of creating them
+    and exiting once because they are not served yet. An older Dex creates them itself, with
+    the one ClusterRole that allows it."""
+    if not _uses_kubernetes_storage(config):
+        return False
+    version = config.dex.version
+    return version is None or version >= CRD_HANDLING_SINCE
+
+
 # --- Dex's own configuration ----------------------------------------------------------------------
 
 
-def render_dex_config(config: Config) -> str:
+def render_dex_config(config: Config, *, crds_by_dexkit: bool = True) -> str:
     """Dex's config.yaml: issuer exactly as configured, storage, listeners, connectors, clients,
-    then dex.extraConfig merged in (see :func:`merge_extra_config`)."""
+    then dex.extraConfig merged in (see :func:`merge_extra_config`). ``crds_by_dexkit=False``
+    leaves Dex to create its CRDs (the Helm chart grants it that right)."""
     _check_storage_fits_replicas(config)
     envs = credential_envs(config)
     text = render_template("dex/config.yaml.j2", **_context(
         config,
         storage_type=dex_type(config.dex.storage),
+        crd_handling="check" if crds_by_dexkit and dexkit_applies_crds(config) else None,
         connectors=[(dex_type(conn), conn) for conn in config.connectors],
         connector_env=envs.connectors,
         storage_env=envs.storage,
@@ -352,7 +398,8 @@ def render_storage_role(config: Config) -> str | None:
     if not _uses_kubernetes_storage(config):
         return None
     return render_template("dex/role.yaml.j2", **_context(
-        config, crd_group=CRD_GROUP, crd_resources=CRD_RESOURCES, storage_verbs=STORAGE_VERBS))
+        config, crd_group=CRD_GROUP, crd_resources=crd_resources(config),
+        storage_verbs=STORAGE_VERBS))
 
 
 def render_storage_role_binding(config: Config) -> str | None:
@@ -361,9 +408,20 @@ def render_storage_role_binding(config: Config) -> str | None:
     return render_template("dex/rolebinding.yaml.j2", **_context(config))
 
 
+def render_crds(config: Config) -> list[tuple[str, str]]:
+    """Dex's CRDs as Dex itself would create them (``crds/<plural>.yaml``), when dexkit applies
+    them (see :func:`dexkit_applies_crds`)."""
+    if not dexkit_applies_crds(config):
+        return []
+    return [(f"crds/{plural}.yaml", render_template("dex/crd.yaml.j2", **_context(
+        config, crd_group=CRD_GROUP, plural=plural, singular=singular, crd_kind=kind)))
+        for plural, singular, kind in storage_kinds(config)]
+
+
 def render_crd_cluster_role(config: Config) -> str | None:
-    """The one cluster-wide permission: creating Dex's CRDs (storage: kubernetes only)."""
-    if not _uses_kubernetes_storage(config):
+    """The one cluster-wide permission of a Dex that creates its CRDs itself (storage:
+    kubernetes on a Dex without crdHandling)."""
+    if not _uses_kubernetes_storage(config) or dexkit_applies_crds(config):
         return None
     return render_template("dex/clusterrole.yaml.j2",
                            **_context(config, cluster_role=CRD_CLUSTER_ROLE))
@@ -375,7 +433,7 @@ def crd_binding_name(config: Config) -> str:
 
 
 def render_crd_cluster_role_binding(config: Config) -> str | None:
-    if not _uses_kubernetes_storage(config):
+    if not _uses_kubernetes_storage(config) or dexkit_applies_crds(config):
         return None
     return render_template("dex/clusterrolebinding.yaml.j2", **_context(
         config, cluster_role=CRD_CLUSTER_ROLE, binding_name=crd_binding_name(config)))
@@ -707,6 +765,7 @@ def render_manifests(config: Config,
     dex_config = render_dex_config(config)
     pems = connector_ca_pems or {}
     candidates: list[tuple[str, str | None]] = [
+        *render_crds(config),
         ("dex/00-namespace.yaml", render_namespace(config)),
         ("dex/01-serviceaccount.yaml", render_service_account(config)),
         ("dex/02-role.yaml", render_storage_role(config)),

@@ -96,7 +96,9 @@ def render_helm_values(config: Config) -> HelmValues:
         "https": {"enabled": True},
         "grpc": {"enabled": dex.grpc.enabled},
         "configSecret": {"create": True},
-        "config": yaml.safe_load(render_dex_config(config)),
+        # The chart grants Dex the right to create its CRDs (rbac.createClusterScoped), and has
+        # no place for dexkit's: Dex creates them itself, as it does without crdHandling.
+        "config": yaml.safe_load(render_dex_config(config, crds_by_dexkit=False)),
         "volumes": pod_volumes,
         "volumeMounts": mounts,
         "envVars": env_vars(config),

@@ -23,6 +23,7 @@ from dexkit.config import Config
 from dexkit.render.dex import (
     connector_ca_paths,
     credential_envs,
+    dexkit_applies_crds,
     project_connector_cas,
     render_dex_config,
 )
@@ -30,9 +31,13 @@ from dexkit.render.dex import (
 MEMORY: dict[str, Any] = {"type": "memory"}
 
 
-def kubernetes_storage(kubeconfig: Path) -> dict[str, Any]:
-    """Dex's kubernetes storage through a kubeconfig file (namespace from its context)."""
-    return {"type": "kubernetes", "config": {"kubeConfigFile": str(kubeconfig)}}
+def kubernetes_storage(kubeconfig: Path, config: Config | None = None) -> dict[str, Any]:
+    """Dex's kubernetes storage through a kubeconfig file (namespace from its context), with
+    the rendered ``crdHandling`` when dexkit applies the CRDs."""
+    storage: dict[str, Any] = {"kubeConfigFile": str(kubeconfig)}
+    if config is not None and dexkit_applies_crds(config):
+        storage["crdHandling"] = "check"
+    return {"type": "kubernetes", "config": storage}
 
 
 def local_dex_config(config: Config, project: Path, *, telemetry_port: int,

@@ -40,7 +40,7 @@ import yaml
 from dexkit import files, kube
 from dexkit.artefacts import read_render_inputs
 from dexkit.config import Config, KubernetesStorage, MemoryStorage
-from dexkit.deploy import order, prepared
+from dexkit.deploy import order, prepared, wait_established
 from dexkit.errors import ClusterError, DexkitError, OIDCError
 from dexkit.render.dex import NAME as DEX_ACCOUNT
 from dexkit.render.dex import render_manifests
@@ -50,9 +50,10 @@ from dexkit.sandbox.process import PeerExited
 
 StorageChoice = Literal["rendered", "memory"]
 Progress = Callable[[str, str], None]  # (verb, detail): "ready", "etcd (0.4s)"
-# The rendered objects Dex's own storage needs before it starts; the rest is `dexkit deploy`'s.
-RBAC_KINDS = frozenset({"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding",
-                        "ClusterRoleBinding"})
+# The rendered objects Dex's own storage needs before it starts (its CRDs when dexkit applies
+# them, its RBAC); the rest is `dexkit deploy`'s.
+RBAC_KINDS = frozenset({"CustomResourceDefinition", "Namespace", "ServiceAccount", "Role",
+                        "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
 DEX_KUBECONFIG = "dex.kubeconfig"
 DEX_CONFIG = "dex.yaml"
 # The sandbox lives for hours at most; Dex's token is renewed by the next `sandbox up`.
@@ -171,8 +172,10 @@ def _start(req: StackRequest, stack: Stack, project: Path, say: Progress,
         return
     if storage == "kubernetes":
         kubeconfig = dex_kubeconfig(plane, req.config, project)
-        say("applied", f"Dex's Namespace, ServiceAccount and RBAC; its token in {kubeconfig.name}")
-        _start_dex(req, stack, project, dexlocal.kubernetes_storage(kubeconfig), say, clock)
+        say("applied", f"Dex's CRDs, Namespace, ServiceAccount and RBAC; its token in "
+                       f"{kubeconfig.name}")
+        _start_dex(req, stack, project, dexlocal.kubernetes_storage(kubeconfig, req.config),
+                   say, clock)
     wait_until_ready(stack, req, clock=clock)
     stack.ready_seconds = clock() - started
 
@@ -224,8 +227,11 @@ def dex_kubeconfig(plane: ControlPlane, config: Config, project: Path) -> Path:
     """Apply Dex's rendered RBAC to the sandbox and write a kubeconfig that authenticates as
     its ServiceAccount (TokenRequest), in Dex's namespace; returns its path (0600)."""
     admin = kube.connect(kube.Target(plane.kubeconfig))
-    for obj in rbac_objects(config, project):
+    objects = rbac_objects(config, project)
+    for obj in objects:
         kube.apply_object(admin, obj)
+    wait_established(admin, [kube.ObjectRef.of(o) for o in objects
+                             if o.get("kind") == "CustomResourceDefinition"])
     token = kube.service_account_token(admin, config.namespace, DEX_ACCOUNT,
                                        seconds=TOKEN_SECONDS)
     ca = base64.b64encode(plane.layout.ca.read_bytes()).decode()

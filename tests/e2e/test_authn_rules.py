@@ -1,9 +1,10 @@
-"""The whole AuthenticationConfiguration on a real kube-apiserver, with real Dex tokens.
+"""The whole AuthenticationConfiguration on a real kube-apiserver, with real Dex tokens, on
+every Kubernetes minor dexkit proves (1.35, 1.36 and 1.37: the same file, the same answers).
 
-One sandbox (``dexkit.sandbox.stack``, the code behind ``dexkit sandbox up``): its API server
-runs only the AuthenticationConfiguration dexkit renders for a dexkit.yaml that uses every
-part of the v1 type: two audiences (MatchAny), CEL username and groups expressions, uid and
-extra mappings, two claim rules with messages, dexkit's default userValidationRules (no
+One sandbox per minor (``dexkit.sandbox.stack``, the code behind ``dexkit sandbox up``): its
+API server runs only the AuthenticationConfiguration dexkit renders for a dexkit.yaml that
+uses every part of the v1 type: two audiences (MatchAny), CEL username and groups expressions,
+uid and extra mappings, two claim rules with messages, dexkit's default userValidationRules (no
 ``system:`` usernames or groups), a second jwt issuer, and anonymous access for /livez only.
 
 Dex's static users each break one rule. The API server answers a refused token with a bare
@@ -34,7 +35,7 @@ from dexkit.config import load_config, validate_values
 from dexkit.project import complete_static_users, password_file, render_config_file
 from dexkit.render.authnmerge import merge_authentication_config
 from dexkit.sandbox import controlplane, stack
-from tests.e2e.conftest import KUBERNETES_VERSION, new_static_project
+from tests.e2e.conftest import PROVEN_VERSIONS, Peer, binaries_for, new_static_project
 from tests.e2e.oidc_sandbox import start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex]
@@ -63,8 +64,10 @@ API_SERVER: dict[str, Any] = {
 
 
 class Sandbox:
-    def __init__(self, project: Path, running: stack.Stack) -> None:
+    def __init__(self, project: Path, running: stack.Stack, version: str,
+                 binaries: controlplane.ControlPlaneBinaries) -> None:
         self.project, self.stack, self.plane = project, running, running.plane
+        self.version, self.binaries = version, binaries
         self.config = load_config(project).config
         self.ca = ssl.create_default_context(cafile=str(project / "ssl" / "ca.pem"))
 
@@ -101,8 +104,8 @@ def logged(plane: controlplane.ControlPlane, text: str, since: int = 0,
         time.sleep(0.2)
 
 
-def make_project(directory: Path, extra_issuer_port: int) -> Path:
-    project = new_static_project(directory, mode="authentication-config")
+def make_project(directory: Path, extra_issuer_port: int, version: str) -> Path:
+    project = new_static_project(directory, mode="authentication-config", version=version)
     path = project / "dexkit.yaml"
     data = yaml.safe_load(path.read_text())
     users, passwords = complete_static_users(
@@ -120,15 +123,17 @@ def make_project(directory: Path, extra_issuer_port: int) -> Path:
     return project
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory,
-            control_plane_binaries: controlplane.ControlPlaneBinaries,
-            dex_binary: Path) -> Iterator[Sandbox]:
+@pytest.fixture(scope="module", params=PROVEN_VERSIONS)
+def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            peer: Peer, dex_binary: Path) -> Iterator[Sandbox]:
+    version: str = request.param
     (unused,) = controlplane.free_ports(1)
-    project = make_project(tmp_path_factory.mktemp("authn") / "project", unused)
-    running = start_stack(project, control_plane_binaries, dex_binary, KUBERNETES_VERSION)
+    project = make_project(tmp_path_factory.mktemp(f"authn-{version}") / "project", unused,
+                           version)
+    binaries = binaries_for(peer, version)
+    running = start_stack(project, binaries, dex_binary, version)
     try:
-        yield Sandbox(project, running)
+        yield Sandbox(project, running, version, binaries)
     finally:
         running.stop()
 
@@ -136,6 +141,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory,
 def test_the_rendered_file_uses_every_part_of_the_type(sandbox: Sandbox) -> None:
     authn = yaml.safe_load((sandbox.plane.layout.files / "authentication-config.yaml")
                            .read_text())
+    # v1 (GA since 1.34) on every proven minor, and the API server is that minor.
+    assert authn["apiVersion"] == "apiserver.config.k8s.io/v1"
+    ca = ssl.create_default_context(cafile=str(sandbox.plane.layout.ca))
+    served = httpx.get(f"{sandbox.plane.apiserver_url}/version", verify=ca, timeout=10)
+    assert served.json()["gitVersion"] == f"v{sandbox.version}"
     dex, ci = authn["jwt"]
     assert dex["issuer"]["audienceMatchPolicy"] == "MatchAny"
     assert set(dex["claimMappings"]) == {"username", "groups", "uid", "extra"}
@@ -201,9 +211,7 @@ anonymous:
 """
 
 
-def test_a_merged_file_runs_on_a_real_api_server(
-        sandbox: Sandbox, tmp_path: Path,
-        control_plane_binaries: controlplane.ControlPlaneBinaries) -> None:
+def test_a_merged_file_runs_on_a_real_api_server(sandbox: Sandbox, tmp_path: Path) -> None:
     (port,) = controlplane.free_ports(1)
     existing = OTHER_FILE.format(port=port)
     ca_pem = (sandbox.project / "ssl" / "ca.pem").read_text()
@@ -211,10 +219,10 @@ def test_a_merged_file_runs_on_a_real_api_server(
     assert merged.action == "added"
     assert merged.text.startswith(existing.split("anonymous:")[0])
     layout = controlplane.SandboxLayout(tmp_path)
-    plane = controlplane.start_control_plane(tmp_path, control_plane_binaries,
+    plane = controlplane.start_control_plane(tmp_path, sandbox.binaries,
                                              controlplane.ControlPlaneOptions(
         extra_args=(f"--authentication-config={layout.files / 'merged.yaml'}",),
-        extra_files={"merged.yaml": merged.text}, kubernetes_version=KUBERNETES_VERSION))
+        extra_files={"merged.yaml": merged.text}, kubernetes_version=sandbox.version))
     try:
         deadline = time.monotonic() + 30
         while (accepted := whoami(plane, sandbox.token("admin@example.com"))).status_code != 201:

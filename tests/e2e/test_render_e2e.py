@@ -145,25 +145,31 @@ def _access(kubectl: Path, plane: controlplane.ControlPlane, user: str,
     return [bool(item["status"].get("allowed")) for item in items]
 
 
+@pytest.mark.parametrize("image", ["ghcr.io/dexidp/dex:v2.45.1", "ghcr.io/dexidp/dex:v2.44.0",
+                                   "dexkit.local/dex:v2.46.0-20260806171424-ab64ed77"])
 def test_dex_service_account_may_do_what_its_storage_does_and_no_more(
-        control_plane: controlplane.ControlPlane, kubectl: Path) -> None:
-    """The rendered RBAC, applied for real, allows exactly the calls of Dex's kubernetes storage
-    (dexidp/dex storage/kubernetes: list, get, create, update, delete of its own resources in
-    its namespace, create of its CRDs) and denies their neighbours."""
-    from dexkit.render.dex import CRD_GROUP, CRD_RESOURCES, STORAGE_VERBS
+        control_plane: controlplane.ControlPlane, kubectl: Path, image: str) -> None:
+    """The rendered RBAC, applied for real, allows exactly the calls of the project's Dex's
+    kubernetes storage (dexidp/dex storage/kubernetes: list, get, create, update, delete of its
+    own resources in its namespace; create of its CRDs only for a Dex without crdHandling,
+    whose CRDs dexkit does not apply) and denies their neighbours."""
+    from dexkit.render.dex import CRD_GROUP, STORAGE_VERBS, crd_resources, dexkit_applies_crds
 
     namespace = "dexkit-rbac"
-    config = make_config({"namespace": namespace, "kubernetesVersion": MINOR})
+    config = make_config({"namespace": namespace, "kubernetesVersion": MINOR,
+                          "dex": {"image": image}})
     bundle = render_bundle(config, ca_pem=golden_ca(), project_dir="/srv/dexkit",
                            out_dir="/srv/dexkit/out")
     applied = _kubectl(kubectl, control_plane, "apply", "--server-side",
                        "--field-manager=dexkit", "-f", "-", stdin=bundle["dex.yaml"])
     assert applied.returncode == 0, applied.stderr
     user = f"system:serviceaccount:{namespace}:dex"
+    crd_create = ("create", "apiextensions.k8s.io", "customresourcedefinitions", "")
     try:
         needed = [(verb, CRD_GROUP, resource, namespace)
-                  for resource in CRD_RESOURCES for verb in STORAGE_VERBS]
-        needed.append(("create", "apiextensions.k8s.io", "customresourcedefinitions", ""))
+                  for resource in crd_resources(config) for verb in STORAGE_VERBS]
+        if not dexkit_applies_crds(config):
+            needed.append(crd_create)
         assert all(_access(kubectl, control_plane, user, needed))
         denied = [
             ("watch", CRD_GROUP, "authcodes", namespace),
@@ -176,6 +182,8 @@ def test_dex_service_account_may_do_what_its_storage_does_and_no_more(
             ("update", "apiextensions.k8s.io", "customresourcedefinitions", ""),
             ("create", "rbac.authorization.k8s.io", "clusterrolebindings", ""),
         ]
+        if dexkit_applies_crds(config):
+            denied.append(crd_create)
         assert _access(kubectl, control_plane, user, denied) == [False] * len(denied)
     finally:
         _kubectl(kubectl, control_plane, "delete", "-f", "-", "--wait=false",

@@ -1,10 +1,12 @@
 """Dex on its rendered `kubernetes` storage in the sandbox, through the rendered ServiceAccount
-and RBAC (issue 4's ask): its CRDs, its objects, and what a missing permission does.
+and RBAC: its CRDs, its objects, a refresh, and what a missing permission does; on Dex v2.45.1
+and on Dex's main branch (commit ab64ed778070, not a release), whose storage has two more kinds.
 
 The sandbox is started by :func:`dexkit.sandbox.stack.start`, the code behind `dexkit sandbox
-up`: Dex reads the sandbox's API server with a TokenRequest token of the rendered
-ServiceAccount, so every call its storage makes is authorised by exactly the Role and
-ClusterRole dexkit renders.
+up`: dexkit applies the CRDs it renders for the project's Dex (``dex.image`` names it), and Dex
+(``crdHandling: check``) reads the sandbox's API server with a TokenRequest token of the
+rendered ServiceAccount, so every call its storage makes is authorised by exactly the Role
+dexkit renders, and Dex holds no cluster-wide right.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import pytest
 import yaml
 
 from dexkit import kube
-from dexkit.render.dex import CRD_GROUP, CRD_RESOURCES, NAME
+from dexkit.config import load_config, validate_values
+from dexkit.project import render_config_file
+from dexkit.render.dex import CRD_GROUP, NAME, crd_resources
+from dexkit.sandbox import images, peers
 from dexkit.sandbox.stack import DEX_KUBECONFIG
-from tests.e2e.conftest import DexSandbox
-from tests.e2e.oidc_sandbox import kubectl_run
+from tests.e2e.conftest import DexSandbox, binaries_for, new_static_project
+from tests.e2e.oidc_sandbox import kubectl_run, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex]
 CLI = [sys.executable, "-m", "dexkit"]
@@ -51,14 +56,36 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
                                             "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
 
 
+@pytest.fixture(scope="module")
+def storage_sandbox(dex_build: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory,
+                    peer: Any) -> Any:
+    """A sandbox on kubernetes storage whose project names the Dex that runs (its local image
+    name: ``dexkit.local/dex:v<version>``), so the rendered RBAC and CRDs are that Dex's."""
+    which, binary = dex_build
+    project = new_static_project(tmp_path_factory.mktemp(f"storage-{which}") / "project")
+    path = project / "dexkit.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["dex"]["image"] = images.dex_image_name(peers.peer_spec("dex", dex=which).version)
+    path.write_text(render_config_file(validate_values(data)))
+    version = peers.resolve_kubernetes_version(load_config(project).config.kubernetes_version)
+    running = start_stack(project, binaries_for(peer, version), binary, version,
+                          storage="rendered")
+    config = load_config(project).config
+    user = config.static_users[0].email
+    password = (project / ".dexkit" / "passwords" / user).read_text().strip()
+    yield DexSandbox(project, running.plane, running, user, password)
+    running.stop()
+
+
 def test_dex_reads_the_sandbox_as_the_rendered_service_account(
-        shared_dex_sandbox: DexSandbox) -> None:
-    sandbox = shared_dex_sandbox
+        storage_sandbox: DexSandbox) -> None:
+    sandbox = storage_sandbox
     kubeconfig = sandbox.plane.layout.files / DEX_KUBECONFIG
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
     dex_cfg = yaml.safe_load((sandbox.plane.layout.files / "dex.yaml").read_text())
     assert dex_cfg["storage"] == {"type": "kubernetes",
-                                  "config": {"kubeConfigFile": str(kubeconfig)}}
+                                  "config": {"kubeConfigFile": str(kubeconfig),
+                                             "crdHandling": "check"}}
     context = yaml.safe_load(kubeconfig.read_text())["contexts"][0]["context"]
     assert context["namespace"] == sandbox.config.namespace
     # Whoever holds that kubeconfig is the rendered ServiceAccount, and nothing more.
@@ -66,17 +93,23 @@ def test_dex_reads_the_sandbox_as_the_rendered_service_account(
     me = kube.who_am_i(cluster)
     assert me.username == f"system:serviceaccount:{sandbox.config.namespace}:{NAME}"
     assert not kube.can_i(cluster, "list", "secrets", sandbox.config.namespace).allowed
-    assert kube.can_i(cluster, "list", f"refreshtokens.{CRD_GROUP}",
-                      sandbox.config.namespace).allowed
+    assert not kube.can_i(cluster, "create", "customresourcedefinitions.apiextensions.k8s.io"
+                          ).allowed
+    for resource in crd_resources(sandbox.config):
+        assert kube.can_i(cluster, "list", f"{resource}.{CRD_GROUP}",
+                          sandbox.config.namespace).allowed
 
 
-def test_dex_created_its_crds_and_stores_its_objects_there(
-        shared_dex_sandbox: DexSandbox, kubectl: Path, dexkit: Any) -> None:
-    sandbox = shared_dex_sandbox
+def test_dex_stores_its_objects_in_the_crds_dexkit_applied(
+        storage_sandbox: DexSandbox, kubectl: Path, dexkit: Any) -> None:
+    sandbox = storage_sandbox
+    config = sandbox.config
     crds = _kubectl_json(kubectl, sandbox, "get", "customresourcedefinitions")
-    ours = {c["metadata"]["name"] for c in crds["items"]
-            if c["spec"]["group"] == CRD_GROUP}
-    assert ours == {f"{r}.{CRD_GROUP}" for r in CRD_RESOURCES}
+    ours = {c["metadata"]["name"]: c for c in crds["items"] if c["spec"]["group"] == CRD_GROUP}
+    assert set(ours) == {f"{r}.{CRD_GROUP}" for r in crd_resources(config)}
+    # Applied by dexkit (field manager dexkit), not created by Dex.
+    assert all(any(f.get("manager") == "dexkit" for f in c["metadata"]["managedFields"])
+               for c in ours.values())
     assert "openid-connect-keys" in _names(kubectl, sandbox, "signingkeies")
     # A password login with offline_access leaves a refresh token and an offline session.
     before = set(_names(kubectl, sandbox, "refreshtokens"))
@@ -89,7 +122,6 @@ def test_dex_created_its_crds_and_stores_its_objects_there(
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()) \
         .rstrip(b"=").decode()
-    config = sandbox.config
     ca = sandbox.project / config.tls.dir / "ca.pem"
     with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), follow_redirects=True,
                       timeout=30) as browser:
@@ -100,6 +132,41 @@ def test_dex_created_its_crds_and_stores_its_objects_there(
             "code_challenge_method": "S256"})
     assert page.status_code == 200 and 'name="password"' in page.text, page.text[:300]
     assert set(_names(kubectl, sandbox, "authrequests")) - before
+    # Every kind of its storage is readable to Dex (its garbage collector lists them all).
+    log = sandbox.plane.layout.log("dex").read_text()
+    assert "forbidden" not in log and "storage is not initialized" not in log, log[-2000:]
+
+
+def test_a_refresh_token_from_the_crds_gives_a_new_id_token(storage_sandbox: DexSandbox) -> None:
+    sandbox = storage_sandbox
+    config = sandbox.config
+    ca = ssl.create_default_context(cafile=str(sandbox.project / config.tls.dir / "ca.pem"))
+    common = {"client_id": config.api_server.client_id}
+    first = httpx.post(f"{config.issuer}/token", verify=ca, timeout=10, data={
+        **common, "grant_type": "password", "username": sandbox.user,
+        "password": sandbox.password, "scope": "openid email groups offline_access"})
+    assert first.status_code == 200, first.text
+    refreshed = httpx.post(f"{config.issuer}/token", verify=ca, timeout=10, data={
+        **common, "grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    token = refreshed.json()["id_token"]
+    assert token != first.json()["id_token"]
+    # The API server takes the refreshed token as the same user.
+    plane = sandbox.plane
+    review = httpx.post(
+        f"{plane.apiserver_url}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        verify=ssl.create_default_context(cafile=str(plane.layout.ca)))
+    assert review.status_code == 201, review.text
+    assert review.json()["status"]["userInfo"]["username"] == sandbox.user
+
+
+def test_the_dex_that_runs_is_the_one_named(dex_build: tuple[str, Path]) -> None:
+    which, binary = dex_build
+    done = subprocess.run([str(binary), "version"], capture_output=True, text=True, check=False,
+                          timeout=30)
+    assert f"v{peers.peer_spec('dex', dex=which).version}" in done.stdout + done.stderr
 
 
 def test_a_verb_removed_from_the_rendered_role_breaks_dex_and_doctor_names_it(

@@ -61,9 +61,13 @@ def deployment_envs(config: Config, pems: dict[str, str] | None = None) -> set[t
 def test_objects_come_in_dependency_order() -> None:
     config = make_config({"rbac": [{"group": "admins", "clusterRole": "view"}]})
     kinds = [o["kind"] for o in objects_for(config)]
-    assert kinds == ["Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding",
-                     "ClusterRoleBinding", "ClusterRoleBinding", "Secret", "Secret", "Secret",
-                     "Deployment", "Service"]
+    assert kinds == ["CustomResourceDefinition"] * 10 + [
+        "Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRoleBinding", "Secret",
+        "Secret", "Secret", "Deployment", "Service"]
+    older = make_config({"dex": {"image": "ghcr.io/dexidp/dex:v2.44.0"}})
+    assert [o["kind"] for o in objects_for(older)][:6] == [
+        "Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding",
+        "ClusterRoleBinding"]
     steps = [deploy.step_of(o) for o in objects_for(config)]
     assert steps == sorted(steps)
 
@@ -91,7 +95,7 @@ def test_every_object_is_labelled_managed_by_dexkit_and_by_instance() -> None:
     for obj in objects_for(config):
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "dexkit"
-        if obj["kind"] == "ClusterRole":
+        if obj["kind"] in ("ClusterRole", "CustomResourceDefinition"):
             # Shared by every installation: no instance label to flip between namespaces.
             assert deploy.INSTANCE_LABEL not in labels
         else:

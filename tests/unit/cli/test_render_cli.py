@@ -59,8 +59,8 @@ def test_stream_on_stdout_for_kubectl(dexkit, project: Path) -> None:  # type: i
     result = dexkit("render", "--dir", project, "--out", "-")
     assert result.code == 0, result.err
     kinds = [doc["kind"] for doc in yaml.safe_load_all(result.out) if doc]
-    assert kinds == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                     "ClusterRoleBinding", "Secret", "Deployment", "Service"]
+    assert kinds == ["CustomResourceDefinition"] * 10 + [
+        "Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment", "Service"]
     assert not (project / "out").exists()
 
 

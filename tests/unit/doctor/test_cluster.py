@@ -31,10 +31,11 @@ class FakeCluster:
 TLS_SECRET = "Secret/dex.example.com.tls"
 
 
-def _ctx(project: Path, live: dict[str, dict[str, Any] | None] | None = None) -> Context:
+def _ctx(project: Path, live: dict[str, dict[str, Any] | None] | None = None, *,
+         version: str = "v1.34.4") -> Context:
     """A context whose cluster returns ``live`` objects, keyed ``Kind/name`` (in dex)."""
     facts: dict[str, object] = {"cluster": FakeCluster(),
-                                "cluster.clock": (ServerClock("v1.34.4", None), None)}
+                                "cluster.clock": (ServerClock(version, None), None)}
     for key, value in (live or {}).items():
         kind, name = key.split("/")
         facts[f"live:{kind}:{NS}/{name}"] = value
@@ -56,6 +57,65 @@ def _deployment(available: int = 1, status: bool = True, message: str = "") -> d
 def test_reachable_names_server_and_version(new_project: Project) -> None:
     result = run(_ctx(new_project()), "cluster.reachable")
     assert result.message == "https://127.0.0.1:6443 (context test) answers: Kubernetes v1.34.4"
+
+
+def test_version_in_the_proven_range_and_as_configured(new_project: Project) -> None:
+    result = run(_ctx(new_project(), version="v1.37.2"), "cluster.version")
+    assert (result.status, result.message) == ("ok", "Kubernetes v1.37.2, a minor dexkit proves")
+    same = run(_ctx(new_project(), version="v1.36.3"), "cluster.version")
+    # Flags mode renders the same flags for 1.36 and 1.37: said, not warned about.
+    assert same.status == "ok" and "the rendered files are the same" in same.message
+
+
+def test_a_version_that_changes_what_is_rendered_is_named(new_project: Project) -> None:
+    result = run(_ctx(new_project(), version="v1.34.4"), "cluster.version")
+    assert result.status == "warn"
+    assert result.message.startswith("the cluster runs Kubernetes v1.34.4, dexkit.yaml says "
+                                     "kubernetesVersion 1.37; rendered for 1.34, kind's "
+                                     "kubeadm patch would be kubeadm.k8s.io/v1beta3")
+    assert 'kubernetesVersion: "1.34"' in result.hint
+    authn = new_project(apiServer={"mode": "authentication-config"}, kubernetesVersion="1.33")
+    result = run(_ctx(authn, version="v1.36.0"), "cluster.version")
+    assert result.status == "warn"
+    assert "the AuthenticationConfiguration would be apiserver.config.k8s.io/v1, not " \
+           "apiserver.config.k8s.io/v1beta1" in result.message
+
+
+def test_a_version_outside_the_proven_range_is_warned_about(new_project: Project) -> None:
+    old = run(_ctx(new_project(kubernetesVersion="1.34"), version="v1.34.4"), "cluster.version")
+    assert old.status == "warn"
+    assert "outside the minors dexkit proves (1.35-1.37): Kubernetes 1.34 reached end of " \
+           "life on 2026-10-27" in old.message
+    new = run(_ctx(new_project(), version="v1.38.0"), "cluster.version")
+    assert new.status == "warn" and "newer than dexkit knows" in new.message
+    odd = run(_ctx(new_project(), version="v0.0.0-master"), "cluster.version")
+    assert odd.status == "skip"
+
+
+def _crd(name: str, established: bool = True) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"conditions": [
+        {"type": "NamesAccepted", "status": "True"},
+        {"type": "Established", "status": "True" if established else "False"}]}}
+
+
+def test_dex_crds_are_checked_when_dexkit_applies_them(new_project: Project) -> None:
+    from dexkit.render.dex import STORAGE_KINDS_2_45
+
+    project = new_project()
+    names = [f"{plural}.dex.coreos.com" for plural, _, _ in STORAGE_KINDS_2_45]
+    live: dict[str, dict[str, Any] | None] = {f"CustomResourceDefinition/{n}": _crd(n)
+                                              for n in names}
+    result = run(_ctx(project, live), "cluster.dex-crds")
+    assert result.status == "ok" and result.message.startswith("10 CRDs of dex.coreos.com")
+    live[f"CustomResourceDefinition/{names[0]}"] = None
+    live[f"CustomResourceDefinition/{names[1]}"] = _crd(names[1], established=False)
+    result = run(_ctx(project, live), "cluster.dex-crds")
+    assert result.status == "fail"
+    assert f"missing: {names[0]}; not established: {names[1]}" in result.message
+    assert "storage is not initialized" in result.message and "dexkit deploy" in result.hint
+    older = run(_ctx(new_project(dex={"image": "ghcr.io/dexidp/dex:v2.44.0"})),
+                "cluster.dex-crds")
+    assert older.status == "skip" and "creates its CRDs itself" in older.message
 
 
 def test_deployment_states(new_project: Project) -> None:
@@ -217,16 +277,28 @@ def sar(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
 
 def test_dex_rbac_allowed(new_project: Project, sar: list[tuple[str, str, str]]) -> None:
     result = run(_ctx(new_project(), {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
-    assert result.status == "ok" and "51 SubjectAccessReviews" in result.message
+    # Dex v2.45.1: 10 kinds x 5 verbs; dexkit applies the CRDs, so no "create CRDs".
+    assert result.status == "ok" and "50 SubjectAccessReviews" in result.message
+    assert "create Dex's CRDs" not in result.message
+    project = new_project(dex={"image": "dexkit.local/dex:v2.46.0-20260806171424-ab64ed77"})
+    result = run(_ctx(project, {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
+    assert result.status == "ok" and "60 SubjectAccessReviews" in result.message
 
 
 def test_dex_rbac_denied_names_what(new_project: Project, sar: list[tuple[str, str, str]]) -> None:
     sar.append(("create", "apiextensions.k8s.io", "customresourcedefinitions"))
-    result = run(_ctx(new_project(), {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
+    project = new_project(dex={"image": "ghcr.io/dexidp/dex:v2.44.0"})
+    result = run(_ctx(project, {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
     assert result.status == "fail"
     assert result.message.startswith("ServiceAccount dex/dex may not: create "
                                      "customresourcedefinitions.apiextensions.k8s.io.")
     assert "ClusterRole" in result.hint
+    sar[:] = [("list", "dex.coreos.com", "authsessions")]
+    project = new_project(dex={"image": "dexkit.local/dex:v2.46.0-20260806171424-ab64ed77"})
+    result = run(_ctx(project, {"ServiceAccount/dex": {}}), "cluster.dex-rbac")
+    assert result.status == "fail"
+    assert result.message.startswith("ServiceAccount dex/dex may not: list "
+                                     "authsessions.dex.coreos.com in dex.")
 
 
 def test_dex_rbac_skipped_for_other_storage(new_project: Project) -> None:

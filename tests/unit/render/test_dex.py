@@ -10,7 +10,6 @@ import yaml
 
 from dexkit.errors import ConfigError
 from dexkit.render.dex import (
-    CRD_RESOURCES,
     LABELS,
     config_checksum,
     credential_envs,
@@ -44,7 +43,9 @@ def _deployment(data: dict[str, Any] | None = None) -> dict[str, Any]:
 def test_dex_config_has_the_guides_shape() -> None:
     dex = _dex()
     assert dex["issuer"] == "https://dex.example.com:32000"
-    assert dex["storage"] == {"type": "kubernetes", "config": {"inCluster": True}}
+    # dexkit applies the CRDs (Dex v2.45.1 has crdHandling): Dex only checks them.
+    assert dex["storage"] == {"type": "kubernetes", "config": {"inCluster": True,
+                                                               "crdHandling": "check"}}
     assert dex["web"] == {"https": "0.0.0.0:5556", "tlsCert": "/etc/dex-tls/tls.crt",
                           "tlsKey": "/etc/dex-tls/tls.key"}
     assert dex["telemetry"] == {"http": "0.0.0.0:5558"}
@@ -150,16 +151,63 @@ def test_storage_rbac_is_least_privilege() -> None:
     assert role["metadata"]["namespace"] == "dex"
     (rule,) = role["rules"]
     assert rule["apiGroups"] == ["dex.coreos.com"]
-    assert rule["resources"] == list(CRD_RESOURCES)
+    # Dex v2.45.1's ten kinds (storage/kubernetes/types.go at 11d2eeb52b42).
+    assert rule["resources"] == ["authcodes", "authrequests", "connectors", "devicerequests",
+                                 "devicetokens", "oauth2clients", "offlinesessionses",
+                                 "passwords", "refreshtokens", "signingkeies"]
     assert "*" not in rule["resources"] and "*" not in rule["verbs"]
     assert rule["verbs"] == ["create", "delete", "get", "list", "update"]
-    cluster_role = objects["ClusterRole/dexkit:dex-crds"]
-    assert cluster_role["rules"] == [{"apiGroups": ["apiextensions.k8s.io"],
-                                      "resources": ["customresourcedefinitions"],
-                                      "verbs": ["create"]}]
-    binding = objects["ClusterRoleBinding/dexkit:dex-crds:dex"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dex", "namespace": "dex"}]
+    # dexkit applies the CRDs: Dex has no cluster-wide right at all.
+    assert not [k for k in objects if k.startswith(("ClusterRole/", "ClusterRoleBinding/"))]
+    crds = {k: v for k, v in objects.items() if k.startswith("CustomResourceDefinition/")}
+    assert sorted(c["spec"]["names"]["plural"] for c in crds.values()) == rule["resources"]
     assert objects["RoleBinding/dex"]["roleRef"]["kind"] == "Role"
+
+
+@pytest.mark.parametrize(("image", "kinds", "crds_by_dexkit"), [
+    ("ghcr.io/dexidp/dex:v2.45.1", 10, True),
+    ("ghcr.io/dexidp/dex:v2.45.0-distroless", 10, True),
+    # Dex's name for a commit of its main branch on the way to 2.46.0 (ab64ed778070).
+    ("dexkit.local/dex:v2.46.0-20260806171424-ab64ed77", 12, True),
+    ("ghcr.io/dexidp/dex:v2.46.0", 12, True),
+    ("ghcr.io/dexidp/dex:latest", 12, True),  # no release named: the newest dexkit knows
+    ("ghcr.io/dexidp/dex@sha256:" + "a" * 64, 12, True),
+    ("ghcr.io/dexidp/dex:v2.44.0", 10, False),  # no crdHandling: Dex creates its CRDs
+])
+def test_rbac_and_crds_follow_the_dex_version(image: str, kinds: int,
+                                              crds_by_dexkit: bool) -> None:
+    objects = _objects({"dex": {"image": image}})
+    (rule,) = objects["Role/dex"]["rules"]
+    assert len(rule["resources"]) == kinds
+    assert ({"useridentities", "authsessions"} <= set(rule["resources"])) == (kinds == 12)
+    crds = [v for k, v in objects.items() if k.startswith("CustomResourceDefinition/")]
+    storage = _dex({"dex": {"image": image}})["storage"]["config"]
+    if crds_by_dexkit:
+        assert len(crds) == kinds and storage.get("crdHandling") == "check"
+        assert "ClusterRole/dexkit:dex-crds" not in objects
+        for crd in crds:
+            plural = crd["spec"]["names"]["plural"]
+            assert crd["metadata"]["name"] == f"{plural}.dex.coreos.com"
+            assert crd["spec"]["scope"] == "Namespaced"
+            (version,) = crd["spec"]["versions"]
+            assert version["schema"]["openAPIV3Schema"] == {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    else:
+        assert not crds and "crdHandling" not in storage
+        cluster_role = objects["ClusterRole/dexkit:dex-crds"]
+        assert cluster_role["rules"] == [{"apiGroups": ["apiextensions.k8s.io"],
+                                          "resources": ["customresourcedefinitions"],
+                                          "verbs": ["create"]}]
+        binding = objects["ClusterRoleBinding/dexkit:dex-crds:dex"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dex",
+                                        "namespace": "dex"}]
+
+
+def test_an_image_without_a_release_is_warned_about() -> None:
+    assert not [w for w in make_config().warnings() if "names no Dex release" in w]
+    (warning,) = [w for w in make_config({"dex": {"image": "ghcr.io/dexidp/dex:master"}})
+                  .warnings() if "names no Dex release" in w]
+    assert "newest Dex dexkit knows" in warning
 
 
 def test_deployment_is_locked_down() -> None:

@@ -44,6 +44,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                          "hash": GUIDE_HASH}],
         "rbac": [{"user": "a@example.com", "clusterRole": "view"}],
     },
+    # A Dex without crdHandling creates its CRDs itself, through a ClusterRole.
+    "dex-2.44-creates-its-crds": {"dex": {"image": "ghcr.io/dexidp/dex:v2.44.0"}},
 }
 
 
@@ -155,8 +157,9 @@ def test_every_object_validates(minor: int) -> None:
     objects = _objects(minor)
     kinds = {obj["kind"] for _, obj in objects}
     # Every kind dexkit renders is covered by the configs above.
-    assert kinds == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                     "ClusterRoleBinding", "Secret", "Deployment", "Service",
+    assert kinds == {"CustomResourceDefinition", "Namespace", "ServiceAccount", "Role",
+                     "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Secret", "Deployment",
+                     "Service",
                      "PodDisruptionBudget", "Ingress", "NetworkPolicy",
                      "HorizontalPodAutoscaler", "ServiceMonitor"}
     for _, obj in objects:

@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
@@ -44,6 +45,12 @@ def test_kubernetes_storage_reads_a_kubeconfig_instead_of_the_pods_account() -> 
         storage=kubernetes_storage(Path("/srv/sandbox/files/dex.kubeconfig"))))
     assert local["storage"] == {"type": "kubernetes",
                                 "config": {"kubeConfigFile": "/srv/sandbox/files/dex.kubeconfig"}}
+    # Dex with crdHandling (v2.45.1, the default image) only checks the CRDs dexkit applies.
+    local = yaml.safe_load(local_dex_config(
+        config, PROJECT, telemetry_port=1,
+        storage=kubernetes_storage(Path("/srv/sandbox/files/dex.kubeconfig"), config)))
+    assert local["storage"]["config"] == {"kubeConfigFile": "/srv/sandbox/files/dex.kubeconfig",
+                                          "crdHandling": "check"}
 
 
 def test_the_objects_applied_for_dex_storage_are_the_rendered_rbac(tmp_path: Path) -> None:
@@ -53,12 +60,19 @@ def test_the_objects_applied_for_dex_storage_are_the_rendered_rbac(tmp_path: Pat
 
     config = load_config(tmp_path).config
     objects = stack.rbac_objects(config, tmp_path)
-    assert [o["kind"] for o in objects] == ["Namespace", "ServiceAccount", "Role", "ClusterRole",
-                                            "RoleBinding", "ClusterRoleBinding"]
-    # As `dexkit deploy` sends them: with the instance label, except on the shared ClusterRole.
+    assert [o["kind"] for o in objects] == ["CustomResourceDefinition"] * 10 + [
+        "Namespace", "ServiceAccount", "Role", "RoleBinding"]
+    # As `dexkit deploy` sends them: with the instance label, except on the shared CRDs.
     labels = {o["kind"]: o["metadata"].get("labels", {}) for o in objects}
     assert labels["ServiceAccount"]["app.kubernetes.io/instance"] == "dex"
-    assert "app.kubernetes.io/instance" not in labels["ClusterRole"]
+    assert "app.kubernetes.io/instance" not in labels["CustomResourceDefinition"]
+    # A Dex without crdHandling creates its CRDs itself, through the one ClusterRole.
+    older = msgspec.structs.replace(config, dex=msgspec.structs.replace(
+        config.dex, image="ghcr.io/dexidp/dex:v2.44.0"))
+    objects = stack.rbac_objects(older, tmp_path)
+    assert [o["kind"] for o in objects] == ["Namespace", "ServiceAccount", "Role", "ClusterRole",
+                                            "RoleBinding", "ClusterRoleBinding"]
+    assert "app.kubernetes.io/instance" not in objects[3]["metadata"]["labels"]
 
 
 def test_the_readiness_login_is_the_first_static_user_with_a_stored_password(
