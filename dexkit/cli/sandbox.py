@@ -148,6 +148,9 @@ def _dex_peer(out: Output, config: Config, environ: dict[str, str]) -> Path | No
 
     which = peers.dex_build_for_image(config.dex.image)
     dex = peers.locate(peers.peer_spec("dex", dex=which))
+    if config.dex.grpc.enabled and peers.dex_build(which).replaced:
+        out.warn(f"dex.grpc is on, but the sandbox's {peers.dex_build(which).what}: its gRPC "
+                 "API answers every call Unimplemented")
     if not dex.available:
         extra = f" --dex {which}" if which and which != peers.DEFAULT_DEX else ""
         out.warn("Dex is not started: its peer is not built "

@@ -72,6 +72,8 @@ class DexBuild:
     commit: str
     module_version: str
     what: str  # said wherever the peer is named
+    # Packages of Dex's module replaced at build time by dexkit's own source (see DEX_MAIN).
+    replaced: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_release(self) -> bool:
@@ -86,10 +88,44 @@ DEX_RELEASE = DexBuild(
 # a release. Its version is what Dex's own scripts/git-version gives an untagged commit: the
 # newest tag with the minor bumped, the committer time as git prints it (%ci, local time of the
 # commit: 17:14:24 +02:00) and eight hex digits.
+#
+# Built without its gRPC admin API. Dex's go.mod replaces github.com/dexidp/dex/api/v2 with its
+# own ./api/v2, a replace that does not apply when Dex is required from another module; the
+# require then gives api/v2 v2.4.0, which lacks what main's server/apiserver implements
+# (UserIdentity, MFA, sessions, new client fields), and the module proxy serves no api/v2 of a
+# later commit (every pseudo-version of the 17 commits that changed it since api/v2.4.0: 403).
+# So server/apiserver, whose one caller registers the gRPC API when `grpc.addr` is set, is
+# replaced by dexkit's package that answers every call Unimplemented. Everything else
+# (server, storage, connectors, grants) is main's code as the module proxy serves it.
+_DEX_MAIN_APISERVER = """\
+// Package apiserver, replaced by dexkit for its Dex-main test peer: the module proxy serves no
+// github.com/dexidp/dex/api/v2 of this Dex commit, and v2.4.0 lacks what Dex's own package
+// implements. Dex's gRPC admin API therefore answers every call Unimplemented.
+package apiserver
+
+import (
+	"log/slog"
+
+	"github.com/dexidp/dex/api/v2"
+	"github.com/dexidp/dex/server/backchannel"
+	"github.com/dexidp/dex/server/connectors"
+	"github.com/dexidp/dex/server/discovery"
+	"github.com/dexidp/dex/storage"
+)
+
+// NewAPI has Dex's signature (cmd/dex/serve.go is its one caller).
+func NewAPI(s storage.Storage, logger *slog.Logger, version string, conns *connectors.Cache,
+	disc *discovery.Handler, bc *backchannel.Notifier) api.DexServer {
+	logger.Warn("this Dex was built by dexkit without its gRPC API: every call is Unimplemented")
+	return api.UnimplementedDexServer{}
+}
+"""
 DEX_MAIN = DexBuild(
     version="2.46.0-20260806171424-ab64ed77", commit="ab64ed778070e983cbb10cfc07ea4bb397d14312",
     module_version="v0.0.0-20260806151424-ab64ed778070",
-    what="Dex main at commit ab64ed778070 (2026-08-06; not a release)")
+    what="Dex main at commit ab64ed778070 (2026-08-06; not a release; built without its gRPC "
+         "admin API)",
+    replaced=(("github.com/dexidp/dex/server/apiserver", _DEX_MAIN_APISERVER),))
 DEX_BUILDS: dict[str, DexBuild] = {"release": DEX_RELEASE, "main": DEX_MAIN}
 DEFAULT_DEX = "release"
 # Kept for callers and the README: the default Dex.
@@ -300,6 +336,9 @@ class PeerSpec:
     # Modules (this peer's own, never a dependency) whose version the checksum database does
     # not know; only these skip it (GONOSUMDB), and only for this build.
     unverified: tuple[str, ...] = ()
+    # (package, Go source): packages compiled from dexkit's source instead of the module's
+    # (the module is vendored and `go build -overlay` swaps the package's files).
+    replaced: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -328,7 +367,7 @@ def peer_spec(name: str, kubernetes_version: str | None = None,
         return PeerSpec(name="dex", version=version, module=DEX_MODULE,
                         module_version=pseudo, package=f"{DEX_MODULE}/cmd/dex", cgo=False,
                         # Dex's Makefile stamps its version the same way.
-                        ldflags=(f"-X main.version=v{version}",))
+                        ldflags=(f"-X main.version=v{version}",), replaced=build.replaced)
     if name == "kubelogin":
         # The checksum database answers 404 for kubelogin v1.34.x through this machine's proxy,
         # so that one module is taken from the proxy unverified; its dependencies still are.
@@ -383,11 +422,13 @@ class Manifest:
     cgo: bool | None = None
     ldflags: tuple[str, ...] = ()
     unverified: tuple[str, ...] = ()  # modules fetched without the checksum database
+    replaced: tuple[str, ...] = ()  # packages compiled from dexkit's source instead
 
     def to_json(self) -> str:
         data = asdict(self)
         data["ldflags"] = list(self.ldflags)
         data["unverified"] = list(self.unverified)
+        data["replaced"] = list(self.replaced)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -395,6 +436,7 @@ class Manifest:
         data: dict[str, Any] = json.loads(text)
         data["ldflags"] = tuple(data.get("ldflags", ()))
         data["unverified"] = tuple(data.get("unverified", ()))
+        data["replaced"] = tuple(data.get("replaced", ()))
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -445,8 +487,8 @@ def locate(spec: PeerSpec, *, root: Path | None = None,
 
 
 def _built_from(manifest: Manifest, spec: PeerSpec) -> bool:
-    same = (manifest.module, manifest.module_version, manifest.package) == (
-        spec.module, spec.module_version, spec.package)
+    same = (manifest.module, manifest.module_version, manifest.package, manifest.replaced) == (
+        spec.module, spec.module_version, spec.package, tuple(p for p, _ in spec.replaced))
     # Kubernetes peers' ldflags carry the commit and build date: compare only fixed ones.
     return same and (spec.module == KUBERNETES_MODULE or manifest.ldflags == spec.ldflags)
 
@@ -606,8 +648,10 @@ def _join_goflags(existing: str, *extra: str) -> str:
 
 def _init_module(run: GoRunner, name: str) -> None:
     workdir = run.workdir
-    for stale in ("go.mod", "go.sum"):
+    for stale in ("go.mod", "go.sum", "tools.go", "overlay.json"):
         (workdir / stale).unlink(missing_ok=True)
+    for stale_dir in ("vendor", "replaced"):
+        shutil.rmtree(workdir / stale_dir, ignore_errors=True)
     run(f"creating module {name}", ["mod", "init", name])
 
 
@@ -702,6 +746,8 @@ def _build_one(spec: PeerSpec, run: GoRunner, *, root: Path, go_ver: str, commit
     partial = directory / f".{spec.name}.partial"
     partial.unlink(missing_ok=True)
     args = ["build", "-o", str(partial)]
+    if spec.replaced:
+        args += ["-mod=vendor", f"-overlay={_overlay(spec, run)}"]
     if ldflags:
         args += ["-ldflags", " ".join(ldflags)]
     args.append(spec.package)
@@ -714,11 +760,35 @@ def _build_one(spec: PeerSpec, run: GoRunner, *, root: Path, go_ver: str, commit
         module_version=spec.module_version, package=spec.package, go_version=go_ver,
         sha256=sha256_file(target), built_at=built_at,
         build_seconds=round(clock() - group_started, 1), cgo=spec.cgo, ldflags=tuple(ldflags),
-        unverified=spec.unverified,
+        unverified=spec.unverified, replaced=tuple(package for package, _ in spec.replaced),
     )
     files.atomic_write(directory / MANIFEST, manifest.to_json())
     run.progress(f"built {target} ({manifest.build_seconds:.0f}s, sha256 {manifest.sha256[:12]})")
     return manifest
+
+
+def _overlay(spec: PeerSpec, run: GoRunner) -> Path:
+    """Vendor the module (go refuses overlays inside its module cache), then map every Go file
+    of each replaced package to nothing but dexkit's one file for it; the overlay's path."""
+    work = run.workdir
+    files.atomic_write(work / "tools.go", "//go:build tools\n\npackage tools\n\nimport _ "
+                       f'"{spec.package}"\n')
+    run("vendoring the module (for the replaced packages)", ["mod", "vendor"])
+    replace: dict[str, str | None] = {}
+    for package, source in spec.replaced:
+        vendored = work / "vendor" / package
+        if not vendored.is_dir():
+            raise DexkitError(f"{package} is not in {spec.module}@{spec.module_version}",
+                              "the replaced package moved: check the module")
+        for original in sorted(vendored.glob("*.go")):
+            replace[str(original)] = None  # deleted from the build
+        ours = work / "replaced" / package / "dexkit.go"
+        ours.parent.mkdir(parents=True, exist_ok=True)
+        ours.write_text(source)
+        replace[str(vendored / "dexkit.go")] = str(ours)
+    overlay = work / "overlay.json"
+    files.atomic_write(overlay, json.dumps({"Replace": replace}, indent=1) + "\n")
+    return overlay
 
 
 def remove_work_dirs(root: Path | None = None) -> None:

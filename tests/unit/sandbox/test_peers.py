@@ -280,6 +280,11 @@ elif args[:2] == ["mod", "init"]:
     open("go.mod", "w").write("module " + args[2] + "\\n")
 elif args[:3] == ["mod", "download", "-json"]:
     print(json.dumps({{"Path": "x", "Version": "v1", "GoMod": os.environ["FAKE_GOMOD"]}}))
+elif args[:2] == ["mod", "vendor"]:
+    pkg = os.path.join("vendor", "github.com/dexidp/dex/server/apiserver")
+    os.makedirs(pkg, exist_ok=True)
+    for name in ("api.go", "clients.go"):
+        open(os.path.join(pkg, name), "w").write("package apiserver\\n")
 elif args[0] == "build":
     if os.environ.get("FAKE_GO_FAIL"):
         print("compile error: something broke", file=sys.stderr)
@@ -353,6 +358,28 @@ def test_dex_is_built_without_cgo(tmp_path: Path, fake_go: Path) -> None:
     assert build["cgo"] == "0"
     assert build["args"][-1] == "github.com/dexidp/dex/cmd/dex"
     assert not any(c["args"][:2] == ["mod", "edit"] for c in _calls(tmp_path))
+
+
+def test_dex_main_is_built_with_its_grpc_api_package_replaced_and_says_so(
+        tmp_path: Path, fake_go: Path) -> None:
+    spec = peers.peer_spec("dex", dex="main")
+    root = tmp_path / "c"
+    [manifest] = peers.build_peers([spec], progress=lambda _: None, root=root, go=str(fake_go))
+    assert manifest.replaced == ("github.com/dexidp/dex/server/apiserver",)
+    build = next(c for c in _calls(tmp_path) if c["args"][0] == "build")
+    assert "-mod=vendor" in build["args"]
+    overlay_arg = next(a for a in build["args"] if a.startswith("-overlay="))
+    overlay = json.loads(Path(overlay_arg.split("=", 1)[1]).read_text())["Replace"]
+    vendored = {k: v for k, v in overlay.items() if k.endswith(("api.go", "clients.go"))}
+    assert len(vendored) == 2 and set(vendored.values()) == {None}  # Dex's files left out
+    (ours,) = [v for k, v in overlay.items() if k.endswith("dexkit.go")]
+    assert "func NewAPI(" in Path(ours).read_text()
+    assert "without its gRPC admin API" in peers.DEX_MAIN.what
+    assert peers.locate(spec, root=root, env={}).available
+    # A release build of the same name without the replacement is not taken for it.
+    plain = peers.Manifest(**{**manifest.__dict__, "replaced": ()})
+    (peers.binary_dir(spec, root) / peers.MANIFEST).write_text(plain.to_json())
+    assert not peers.locate(spec, root=root, env={}).available
 
 
 def test_helm_is_built_from_its_module_with_its_version_stamped(tmp_path: Path,
