@@ -76,30 +76,72 @@ _progress = say
 MACHINE_LOCK_WAIT = 45 * 60.0  # seconds: longer than a whole cold suite
 
 
-@pytest.fixture(scope="session", autouse=True)
-def machine_lock() -> Iterator[None]:
-    """One e2e run per machine at a time: the node sandbox's bridge, iptables rules and cgroup
-    tree, and the NodePort 32000 that kube-proxy captures, are the machine's, not the run's.
-    Two runs at once (a developer's and CI's) fail each other's node tests and any sandbox on
-    port 32000; this lock makes the second wait, and fail by name if it waits too long."""
-    from filelock import FileLock, Timeout
+class MachineLock:
+    """``flock`` on one file per machine: every e2e run holds it shared; a test module that
+    takes what belongs to the machine (the node sandbox's bridge, iptables rules and cgroup
+    tree, a container engine, port 32000 that kube-proxy captures) holds it exclusively while
+    it runs. Two runs at once (a developer's and CI's) then share the machine for level-1
+    sandboxes (free ports each) and take turns for the rest; a wait is said, and fails by name
+    after :data:`MACHINE_LOCK_WAIT`. (filelock's FileLock is an exclusive ``flock`` too, so
+    runs of older checkouts take part.)"""
 
-    base = Path("/run/lock")
-    base = base if os.access(base, os.W_OK) else Path(tempfile.gettempdir())
-    lock = FileLock(str(base / "dexkit-e2e.lock"))
-    try:
-        lock.acquire(timeout=1)
-    except Timeout:
-        say(f"another dexkit e2e run holds {lock.lock_file}; waiting for it")
+    def __init__(self) -> None:
+        base = Path("/run/lock")
+        base = base if os.access(base, os.W_OK) else Path(tempfile.gettempdir())
+        self.path = base / "dexkit-e2e.lock"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def take(self, exclusive: bool, why: str) -> None:
+        import fcntl
+
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            lock.acquire(timeout=MACHINE_LOCK_WAIT)
-        except Timeout:
-            pytest.fail(f"another dexkit e2e run held {lock.lock_file} for "
-                        f"{MACHINE_LOCK_WAIT / 60:.0f} minutes", pytrace=False)
+            fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            say(f"another dexkit e2e run holds {self.path}; waiting for it ({why})")
+        deadline = time.monotonic() + MACHINE_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another dexkit e2e run held {self.path} for "
+                                f"{MACHINE_LOCK_WAIT / 60:.0f} minutes", pytrace=False)
+                time.sleep(1.0)
+
+    def release(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+_MACHINE: list[MachineLock] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_lock() -> Iterator[MachineLock]:
+    """The run's share of the machine (see :class:`MachineLock`)."""
+    lock = MachineLock()
+    lock.take(exclusive=False, why="shared, for level-1 sandboxes")
+    _MACHINE.append(lock)
+    try:
+        yield lock
+    finally:
+        _MACHINE.remove(lock)
+        lock.release()
+
+
+@pytest.fixture(scope="module")
+def machine_exclusive(machine_lock: MachineLock) -> Iterator[None]:
+    """The whole machine for one test module (node, engine, port 32000); shared again after."""
+    machine_lock.take(exclusive=True, why="this module needs the machine to itself")
     try:
         yield
     finally:
-        lock.release()
+        machine_lock.take(exclusive=False, why="shared again")
 
 
 Peer = Callable[..., Path]
