@@ -475,6 +475,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     _resource("Ingress", "networking.k8s.io/v1", "ingresses"),
     _resource("CustomResourceDefinition", "apiextensions.k8s.io/v1",
               "customresourcedefinitions", namespaced=False),
+    _resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
 )}
 
 
@@ -687,6 +688,21 @@ def pod_log(cluster: Cluster, namespace: str, pod: str, container: str, *,
     except Exception as exc:
         raise translate(exc, cluster, f'get pods/log "{pod}" in namespace "{namespace}"') \
             from None
+    return text
+
+
+def service_proxy_get(cluster: Cluster, namespace: str, service: str, path: str) -> str:
+    """GET ``path`` of a Service through the API server's proxy (``service`` may name the
+    scheme and port: ``https:dex:https``); the body. The proxy does not verify the Service's
+    certificate, so this proves reachability, not identity."""
+    ref = ObjectRef("Service", service, namespace)
+    resource_path = f"{ref.resource.path(namespace, None)}/{quote(service, safe=':')}/proxy" \
+        f"{path}"
+    try:
+        text: str = _call(cluster, "GET", resource_path, accept="*/*")
+    except Exception as exc:
+        raise translate(exc, cluster, f'get services/proxy "{service}" in namespace '
+                        f'"{namespace}"') from None
     return text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,8 +18,9 @@ from dexkit.cli.options import (
 from dexkit.console import Output
 
 if TYPE_CHECKING:
-    from dexkit.deploy import Change, DeployResult
+    from dexkit.deploy import Change, DeployResult, Project
     from dexkit.kube import Cluster, ObjectRef
+    from dexkit.sandbox.target import Resolved
 
 WIDTH = 12  # "would create" is the longest verb
 MAX_FIELDS = 4
@@ -105,7 +107,10 @@ def deploy(
                                             force_conflicts=force_conflicts),
                          cluster, _Printer(out, dry_run))
     if wait and not dry_run and result.deployment is not None:
+        started = time.monotonic()
         _wait(out, cluster, result.deployment, timeout)
+        _wait_serving(out, cluster, project, resolved,
+                      max(1.0, timeout - (time.monotonic() - started)))
     out.success(_summary(result))
 
 
@@ -124,6 +129,23 @@ def _wait(out: Output, cluster: Cluster, ref: ObjectRef, timeout: float) -> None
         for line in failure.details:
             out.info(line)
         raise failure
+
+
+def _wait_serving(out: Output, cluster: Cluster, project: Project, resolved: Resolved,
+                  timeout: float) -> None:
+    """Until a login through the new Pods works (dexkit.ready's rules)."""
+    from dexkit import ready
+    from dexkit.sandbox.state import SandboxLayout
+
+    log = SandboxLayout(resolved.sandbox.dir).log("kube-apiserver") \
+        if resolved.sandbox is not None else None
+    target = ready.Target(project.config, resolved.target, project.tls.cert, project.tls.ca,
+                          apiserver_log=log)
+    notes = ready.wait_until_serving(
+        cluster, target, timeout=timeout,
+        on_step=lambda step, detail: out.step(step, detail, width=WIDTH))
+    for note in notes:
+        out.info(note)
 
 
 def destroy(

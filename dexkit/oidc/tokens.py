@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import json
 import threading
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -150,3 +151,17 @@ def check_claims(claims: dict[str, Any], expect: Expectations, now: int) -> None
     if expect.nonce is not None and claims.get("nonce") != expect.nonce:
         raise OIDCError("ID token nonce does not match the one this login sent",
                         "a replayed or foreign token; log in again")
+
+
+def probe_token(issuer: str, audience: str) -> str:
+    """A JWT with the issuer and audience the API server expects, signed by a throwaway key:
+    it is refused either way, and the refusal's reason says whether discovery has happened."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    key = ECKey.import_key(ec.generate_private_key(ec.SECP256R1()))
+    now = int(time.time())
+    claims = {"iss": issuer, "aud": audience, "sub": "dexkit-readiness-probe", "iat": now,
+              "exp": now + 300}
+    return jwt.encode({"alg": "ES256", "kid": "dexkit-probe"}, claims, key)

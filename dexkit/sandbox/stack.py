@@ -42,6 +42,8 @@ from dexkit.artefacts import read_render_inputs
 from dexkit.config import Config, KubernetesStorage, MemoryStorage
 from dexkit.deploy import order, prepared, wait_established
 from dexkit.errors import ClusterError, DexkitError, OIDCError
+from dexkit.oidc.tokens import probe_token
+from dexkit.ready import NOT_INITIALIZED
 from dexkit.render.dex import NAME as DEX_ACCOUNT
 from dexkit.render.dex import render_manifests
 from dexkit.sandbox import controlplane, dexlocal, network, wiring
@@ -61,7 +63,6 @@ TOKEN_SECONDS = 48 * 3600
 READY_POLL = 0.5
 DEX_STARTS = 3
 DEX_RESTART_DELAY = 1.0
-NOT_INITIALIZED = "authenticator not initialized"
 
 
 @dataclass(frozen=True)
@@ -334,20 +335,6 @@ def _read_from(log: Path, mark: int, *, wait: float, clock: Callable[[], float])
         if lines or clock() >= until:
             return "\n".join(lines)
         time.sleep(0.1)
-
-
-def probe_token(issuer: str, audience: str) -> str:
-    """A JWT with the issuer and audience the API server expects, signed by a throwaway key:
-    it is refused either way, and the refusal's reason says whether discovery has happened."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from joserfc import jwt
-    from joserfc.jwk import ECKey
-
-    key = ECKey.import_key(ec.generate_private_key(ec.SECP256R1()))
-    now = int(time.time())
-    claims = {"iss": issuer, "aud": audience, "sub": "dexkit-readiness-probe", "iat": now,
-              "exp": now + 300}
-    return jwt.encode({"alg": "ES256", "kid": "dexkit-probe"}, claims, key)
 
 
 def describe(stack: Stack) -> dict[str, str]:

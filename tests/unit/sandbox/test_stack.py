@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from dexkit.config import parse_config
+from dexkit.oidc.tokens import probe_token
 from dexkit.project import InitRequest, init_project, password_file
 from dexkit.sandbox import stack
 from dexkit.sandbox.dexlocal import kubernetes_storage, local_dex_config
@@ -90,14 +91,14 @@ def test_the_readiness_login_is_the_first_static_user_with_a_stored_password(
 
 
 def test_the_probe_token_names_the_issuer_and_audience_and_is_short_lived() -> None:
-    token = stack.probe_token("https://127.0.0.1:31555", "kubernetes")
+    token = probe_token("https://127.0.0.1:31555", "kubernetes")
     header, payload, _ = (_b64(part) for part in token.split("."))
     claims = json.loads(payload)
     assert json.loads(header)["alg"] == "ES256"
     assert claims["iss"] == "https://127.0.0.1:31555" and claims["aud"] == "kubernetes"
     assert 0 < claims["exp"] - claims["iat"] <= 300
     # Signed by a throwaway key: two probes never share one.
-    assert token.split(".")[2] != stack.probe_token("https://x", "y").split(".")[2]
+    assert token.split(".")[2] != probe_token("https://x", "y").split(".")[2]
 
 
 def _b64(part: str) -> bytes:
