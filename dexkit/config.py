@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeAlias
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -27,6 +27,7 @@ from msgspec import Meta
 from msgspec.structs import force_setattr
 
 from dexkit.errors import ConfigError, UsageError
+from dexkit.issuer import Issuer, parse_issuer
 
 CONFIG_FILE = "dexkit.yaml"
 DEFAULT_ISSUER = "https://dex.example.com:32000"
@@ -104,8 +105,6 @@ def is_dns_name(value: str) -> bool:
     return all(_HOST_LABEL.match(label) for label in labels)
 
 
-# RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
-_URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 # A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
 
@@ -135,8 +134,9 @@ def redact_url(value: str) -> str:
     return value if span is None else value[:span[0]] + "***" + value[span[1]:]
 
 
-def check_issuer(value: str) -> SplitResult:
-    """The rules the API server and Dex put on an issuer URL, as one readable error each.
+def check_issuer(value: str) -> Issuer:
+    """The rules the API server and Dex put on an issuer URL, as one readable error each; the
+    issuer's parts, from the one parse every later use reads (:func:`dexkit.issuer.parse_issuer`).
 
     Credentials are checked first, and every message shows the URL without them: a password
     in an issuer must never reach a terminal or a CI log.
@@ -149,17 +149,11 @@ def check_issuer(value: str) -> SplitResult:
                          "control character or a non-ASCII character (Dex and the API server "
                          "compare it byte for byte; spell an international host name in its "
                          "xn-- form)")
-    try:
-        parts = urlsplit(value)
-    except ValueError as exc:
-        raise ValueError(f"issuer {shown} is not a URL: {exc}") from None
+    parts = parse_issuer(value, shown)
     if parts.scheme != "https":
         raise ValueError(f"issuer must be an https URL, got {shown} "
                          "(the API server accepts only https issuers)")
-    if parts.query or parts.fragment or value.endswith(("?", "#")):
-        raise ValueError(f"issuer must not have a query or fragment: {shown}")
-    host = parts.hostname or ""
-    _check_issuer_port(parts.netloc, shown)
+    host = parts.host
     if "%" in host:
         zone = host.split("%", 1)[1]
         raise ValueError(f"issuer host {quoted(host)} has an IPv6 zone ({quoted('%' + zone)}), "
@@ -169,28 +163,13 @@ def check_issuer(value: str) -> SplitResult:
         # A wildcard is a pattern certificates match, not a host anyone can connect to.
         raise ValueError(f"issuer host {quoted(host)} is a wildcard: the issuer names the one "
                          "host clients connect to (a wildcard may go in tls.hosts)")
-    if not host or not (is_dns_name(host) or is_ip(host)):
+    if not (is_dns_name(host) or is_ip(host)):
         raise ValueError(f"issuer host {quoted(host)} is not a valid DNS name or IP address")
-    if not _URL_PATH.fullmatch(parts.path):
-        raise ValueError(f"issuer path {quoted(parts.path)} has characters a URL path cannot "
-                         "hold unescaped")
     if parts.path.endswith("/"):
         raise ValueError(f"issuer must not end with '/': {shown} (Dex and the API server "
                          "compare the issuer byte for byte; a trailing slash is the classic "
                          "mismatch)")
     return parts
-
-
-def _check_issuer_port(netloc: str, shown: str) -> None:
-    after = netloc.rsplit("]", 1)[-1] if netloc.startswith("[") else netloc
-    if ":" not in after:
-        return
-    port = after.rsplit(":", 1)[1]
-    if not re.fullmatch(r"[1-9][0-9]{0,4}", port) or int(port) > 65535:
-        # Only digits are echoed: in 'https://u:pw/x@host' the parser takes 'pw' for the port.
-        what = f"port '{port}'" if re.fullmatch(r"[0-9]{0,12}", port) else "port"
-        raise ValueError(f"issuer {what} in {shown} is not a port from 1 to 65535"
-                         + (" (leave it out for 443)" if port in ("", "0") else ""))
 
 
 def json_quote(value: str) -> str:
@@ -233,18 +212,20 @@ def duration_seconds(value: str) -> float:
 
 
 def issuer_port(issuer: str) -> int:
-    return urlsplit(issuer).port or 443
+    """The port clients connect to (ValueError for an issuer :func:`check_issuer` refuses)."""
+    return parse_issuer(issuer).effective_port
 
 
 def issuer_host(issuer: str) -> str:
-    return urlsplit(issuer).hostname or ""
+    """The host clients connect to (ValueError for an issuer :func:`check_issuer` refuses)."""
+    return parse_issuer(issuer).host
 
 
 def _checked(key: str, check: typing.Callable[[str], object], value: str, hint: str = "") -> None:
     try:
         check(value)
     except ValueError as exc:
-        invalid(key, str(exc), hint)
+        invalid(key, str(exc), hint or getattr(exc, "hint", ""))
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -1173,12 +1154,17 @@ class Config(Model, frozen=True):
         return int(self.kubernetes_version.split(".")[1])
 
     @property
+    def issuer_parts(self) -> Issuer:
+        """The issuer's host, port and path, from the same parse that validated it."""
+        return parse_issuer(self.issuer)
+
+    @property
     def issuer_host(self) -> str:
-        return issuer_host(self.issuer)
+        return self.issuer_parts.host
 
     @property
     def issuer_port(self) -> int:
-        return issuer_port(self.issuer)
+        return self.issuer_parts.effective_port
 
     @property
     def tls_secret_name(self) -> str:
