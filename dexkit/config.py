@@ -1470,15 +1470,23 @@ def check_nodes(root: yaml.Node | None, source: str) -> None:
             for key, value in node.value:
                 name = _key_name(key, path, source)
                 line = key.start_mark.line + 1
-                if name == "<<":
-                    continue  # a merge key: YAML allows several
+                if name in first and name == "<<":
+                    # Two merge keys are a duplicate key too (ruamel.yaml refuses them); PyYAML
+                    # merges both and lets the second set any key the first set, silently.
+                    where = f"{_key_path(path)}: " if path else ""
+                    raise ConfigError(f"{source}:{line}: {where}a second merge key '<<' in one "
+                                      f"mapping (first on line {first[name]}); the later one "
+                                      "would silently override what the first sets",
+                                      "merge several mappings with one key: "
+                                      "'<<: [*first, *second]'") from None
                 if name in first:
                     where = _key_path([*path, name])
                     raise ConfigError(f"{source}:{line}: {where}: duplicate key (first on line "
                                       f"{first[name]}); YAML would keep only this one",
                                       "remove one of the two, or merge them") from None
                 first[name] = line
-                stack.append((value, [*path, name]))
+                # A merge key's mappings are checked too, as parts of this mapping.
+                stack.append((value, path if name == "<<" else [*path, name]))
 
 
 def _key_name(key: yaml.Node, path: list[str | int], source: str) -> str:
@@ -1533,7 +1541,7 @@ def describe_error(text: str, data: Any) -> Problem:
     """Turn msgspec's error text into a key path, a sentence and a hint for the user."""
     match = _LOCATION.match(text)
     assert match is not None  # the pattern matches any text
-    message, path = match.group("msg"), _parse_path(match.group("path") or "")
+    message, path = match.group("msg"), _parse_path(match.group("path") or "", data)
     if message.startswith(_SEP):
         key, message, hint = message[1:].split(_SEP, 2)
         parts = [int(p) if p.isdigit() else p for p in key.split(_PART)]
@@ -1544,6 +1552,9 @@ def describe_error(text: str, data: Any) -> Problem:
     enum = re.fullmatch(r"Invalid (?:enum )?value '?(.*?)'?", message)
     if enum:
         return _bad_choice(path, enum.group(1), data)
+    if re.fullmatch(r"Expected `str`, got `(bool|int|float|null)`", message):
+        return Problem(path, _plain(message), "quote the value if it is meant as text (YAML "
+                       "reads no, yes, on and off as booleans, 1.10 as a number, ~ as null)")
     return Problem(path, _plain(message))
 
 
@@ -1575,11 +1586,49 @@ def _plain(message: str) -> str:
     return message.replace("`", "")
 
 
-def _parse_path(text: str) -> list[str | int]:
+def _parse_path(text: str, data: Any) -> list[str | int]:
+    """msgspec's ``$.dex.podLabels[...]`` as a key path. msgspec writes a mapping's key as
+    ``[...]``: the key meant is the first whose value does not validate."""
     parts: list[str | int] = []
-    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", text):
-        parts.append(int(index) if index else name)
+    for name, index, key in re.findall(r"\.([^.\[]+)|\[(\d+)\]|(\[\.\.\.\])", text):
+        if key:
+            found = _failing_key(parts, data)
+            if found is None:
+                break  # the mapping itself, then
+            parts.append(found)
+        else:
+            parts.append(int(index) if index else name)
     return parts
+
+
+def _failing_key(path: list[str | int], data: Any) -> str | None:
+    """The first key of the ``dict[str, X]`` at ``path`` whose value is not an X."""
+    holder = _type_at(path[:-1], data) if path and isinstance(path[-1], str) else None
+    annotation = _field_type(holder, path[-1]) if holder else None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next((a for a in typing.get_args(annotation)
+                           if typing.get_origin(a) is dict), None)
+    mapping = _value_at(path, data)
+    if typing.get_origin(annotation) is not dict or not isinstance(mapping, dict):
+        return None
+    value_type = typing.get_args(annotation)[1]
+    for key, value in mapping.items():
+        try:
+            msgspec.convert(value, value_type)
+        except msgspec.ValidationError:
+            return str(key)
+    return None
+
+
+def _value_at(path: list[str | int], data: Any) -> Any:
+    for part in path:
+        if isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        elif isinstance(part, str) and isinstance(data, dict):
+            data = data.get(part)
+        else:
+            return None
+    return data
 
 
 def _hints_of(kind: type) -> dict[str, Any]:
