@@ -136,8 +136,8 @@ def issue_serving_cert(
                                             names[0] if names else LONG_NAME_CN)])
     not_before, not_after = _validity(now, days)
     # A leaf must not outlive its CA: clamp, so verification never fails on that alone.
+    # (:func:`ca_problems` refuses an expired CA first, so the window is never empty.)
     not_after = min(not_after, ca_cert.not_valid_after_utc)
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -151,11 +151,20 @@ def issue_serving_cert(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(_authority_key_id(ca_cert, ca_key), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def _authority_key_id(ca_cert: x509.Certificate,
+                      ca_key: PrivateKey) -> x509.AuthorityKeyIdentifier:
+    """The CA's own key identifier, or (a CA made without one, by hand or by other tools) the
+    one RFC 5280 4.2.1.2 derives from its public key: verifiers want an AKI in every leaf."""
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _key_usage(*, cert_sign: bool = False, rsa_key: bool = False) -> x509.KeyUsage:
@@ -189,13 +198,55 @@ def key_pem(key: PrivateKey) -> bytes:
 
 
 def load_cert(path: Path) -> x509.Certificate:
+    """The certificate in ``path``, inspected whole (see :func:`inspect_cert`)."""
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
     except FileNotFoundError:
         raise TLSError(f"missing certificate {path}", "run 'dexkit init' to create it") from None
     except ValueError as exc:
         raise TLSError(f"{path} is not a PEM certificate: {exc}",
                        "restore it from a backup or re-run 'dexkit init --force'") from None
+    return inspect_cert(cert, str(path), hint=_replace_hint(path))
+
+
+def _replace_hint(path: Path) -> str:
+    if path.name == "ca.pem":
+        return ("restore the CA from a backup (ssl/backup-*/), or run 'dexkit certs rotate --ca' "
+                "for a new one (then give every API server the new ssl/ca.pem)")
+    return "run 'dexkit certs rotate' to issue a new one (the old one goes to a backup)"
+
+
+def inspect_cert(cert: x509.Certificate, source: str, *,
+                 hint: str = "replace the certificate") -> x509.Certificate:
+    """``cert``, once every part dexkit reads from it has been parsed; else a TLSError that
+    names ``source`` and the problem.
+
+    cryptography parses a certificate's extensions lazily: a subjectAltName with a 3-byte IP
+    address or a duplicated extension loads fine and raises only when something first looks
+    (``ValueError``, ``DuplicateExtension``, ``UnsupportedGeneralNameType``,
+    ``UnsupportedAlgorithm``: no common base). Looking at all of it here, once, means that
+    no later use (show, check, init, doctor) meets a malformed certificate.
+    """
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.public_key()
+        extensions = list(cert.extensions)
+        for extension in extensions:
+            if isinstance(extension.value, x509.SubjectAlternativeName):
+                _check_san(extension.value)
+    except Exception as exc:  # cryptography's parse errors share no base
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise TLSError(f"{source} is a malformed certificate ({type(exc).__name__}: "
+                       f"{detail[:200]})", hint) from None
+    return cert
+
+
+def _check_san(san: x509.SubjectAlternativeName) -> None:
+    for name in san.get_values_for_type(x509.DNSName):
+        if not name.isascii() or not name.isprintable() or " " in name:
+            raise ValueError(f"the subjectAltName DNS name {name!r} is not a host name")
+    san.get_values_for_type(x509.IPAddress)
 
 
 def load_key(path: Path) -> PrivateKey:
@@ -299,12 +350,16 @@ def describe(role: str, path: Path, cert: x509.Certificate, now: dt.datetime) ->
 def verify_chain(ca: x509.Certificate, leaf: x509.Certificate, name: str,
                  now: dt.datetime) -> str | None:
     """Full RFC 5280 path validation of ``leaf`` for ``name``; None when it verifies."""
-    subject: x509.DNSName | x509.IPAddress
+    address: x509.IPAddress | None
     try:
-        subject = x509.IPAddress(ipaddress.ip_address(name))
+        address = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
-        subject = x509.DNSName(name)
-    verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(subject)
+        address = None
+    try:
+        verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(
+            address or x509.DNSName(name))
+    except ValueError as exc:  # a name the verifier cannot match: 'a_b.example.com', '-a.io'
+        return f"'{name}' is not a name a TLS client can check a certificate for ({exc})"
     try:
         verifier.verify(leaf, [])
     except VerificationError as exc:
@@ -329,15 +384,94 @@ class Problem:
     hint: str
 
 
+ROTATE_CA = ("run 'dexkit certs rotate --ca' for a new CA (the old files go to a backup), then "
+             "give every API server the new ssl/ca.pem")
+
+
+def ca_problems(path: Path, ca: x509.Certificate, now: dt.datetime) -> list[Problem]:
+    """Why the CA in ``path`` cannot sign Dex's serving certificate now, each with the next step.
+
+    What TLS clients ask of the CA that signs a server's certificate: that it is a CA
+    (basicConstraints CA:TRUE), that its keyUsage, if it has one, allows signing certificates
+    (OpenSSL checks it; Go ignores keyUsage), and that it is valid now (Go and OpenSSL check the
+    CA's own dates too). A certificate issued under a CA that fails any of these is rejected
+    by every client, so dexkit refuses to keep or sign with such a CA.
+    """
+    problems: list[Problem] = []
+    if not is_ca(ca):
+        why = "basicConstraints CA:FALSE" if _has(ca, x509.BasicConstraints) else \
+            "no basicConstraints CA:TRUE"
+        problems.append(Problem(
+            "ca-not-ca", "fail", f"{path} is not a CA certificate ({why}): TLS clients refuse a "
+            "certificate it signs", ROTATE_CA))
+    elif not _may_sign_certificates(ca):
+        problems.append(Problem(
+            "ca-no-cert-sign", "fail", f"the CA in {path} may not sign certificates (its "
+            "keyUsage lacks keyCertSign): TLS clients refuse a certificate it signs", ROTATE_CA))
+    expired = _expired(f"the CA in {path}", ca, now)
+    if expired:
+        problems.append(Problem("expired", "fail", expired + ": TLS clients refuse every "
+                                "certificate it signed", ROTATE_CA))
+    elif ca.not_valid_before_utc > now:
+        problems.append(Problem(
+            "not-yet-valid", "fail", f"the CA in {path} is not valid before "
+            f"{ca.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            "check this machine's clock ('date -u'); if it is right, " + ROTATE_CA))
+    return problems
+
+
+def _has(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _may_sign_certificates(ca: x509.Certificate) -> bool:
+    try:
+        return ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True  # no keyUsage: every use is allowed (RFC 5280 4.2.1.3)
+
+
+def _expired(what: str, cert: x509.Certificate, now: dt.datetime) -> str:
+    """``<what> expired on 2026-11-25, 10 days ago (it was valid for 10 days)``, or ''."""
+    end = cert.not_valid_after_utc
+    if end > now:
+        return ""
+    ago = (now - end).days
+    life = (end - cert.not_valid_before_utc).days
+    when = "today" if ago == 0 else "1 day ago" if ago == 1 else f"{ago} days ago"
+    lived = f" (it was valid for {life} day{'s' if life != 1 else ''}" if life <= 31 else ""
+    if lived and cert.subject.rfc4514_string() == "CN=kube-ca":
+        lived += ", as the guide's gencert.sh makes its CA"
+    return f"{what} expired on {end:%Y-%m-%d}, {when}{lived}{')' if lived else ''}"
+
+
+def check_key_dir(directory: Path) -> None:
+    """The one rule for the directory that holds the private keys, for ``init``, ``certs
+    rotate``, ``certs check`` and doctor alike: the rule every write into a directory applies
+    (:func:`dexkit.files.check_dir`: not another user's, not writable by every user), applied
+    also when nothing is written. Whoever can write to the directory can replace the keys."""
+    try:
+        files.check_dir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # not there yet: it is created private
+
+
 def check_assets(
     paths: TLSPaths, *, issuer_host: str, within_days: int, now: dt.datetime
 ) -> list[Problem]:
     """Everything that would make Dex's TLS fail, or fail soon, as a list of problems."""
     ca, cert = load_cert(paths.ca), load_cert(paths.cert)
     key, problems = load_key(paths.key), []
-    if not is_ca(ca):
-        problems.append(Problem("ca-not-ca", "fail", f"{paths.ca} is not a CA certificate",
-                                "run 'dexkit certs rotate --ca' to create a real CA"))
+    try:
+        check_key_dir(paths.dir)
+    except files.FileError as exc:
+        problems.append(Problem("key-dir", "fail", exc.message, exc.hint))
+    ca_found = ca_problems(paths.ca, ca, now)
+    problems += [p for p in ca_found if p.code not in ("expired", "not-yet-valid")]
     if not key_matches(cert, key):
         problems.append(Problem("key-mismatch", "fail",
                                 f"{paths.key} does not match {paths.cert}",
@@ -360,8 +494,10 @@ def check_assets(
                                 f"the serving certificate does not cover the issuer host "
                                 f"'{issuer_host}' (SANs: {', '.join(dns + ips) or 'none'})",
                                 "add the host to tls.hosts and run 'dexkit certs rotate'"))
-    for role, c in (("CA", ca), ("serving certificate", cert)):
-        problems += _expiry_problems(role, c, within_days, now)
+    # The validity problems last, the CA's first: expired before expiring.
+    problems += [p for p in ca_found if p.code in ("expired", "not-yet-valid")] or \
+        _expiry_problems("CA", ca, within_days, now)
+    problems += _expiry_problems("serving certificate", cert, within_days, now)
     return problems
 
 
@@ -370,9 +506,7 @@ def _expiry_problems(role: str, cert: x509.Certificate, within: int,
     left = cert.not_valid_after_utc - now
     fix = "dexkit certs rotate --ca" if role == "CA" else "dexkit certs rotate"
     if left.total_seconds() <= 0:
-        return [Problem("expired", "fail",
-                        f"the {role} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
-                        f"run '{fix}'")]
+        return [Problem("expired", "fail", _expired(f"the {role}", cert, now), f"run '{fix}'")]
     if left < dt.timedelta(days=within):
         return [Problem("expiring", "fail",
                         f"the {role} expires in {left.days} days "
@@ -465,6 +599,7 @@ def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetim
         changes.append(Change("backed up", stem, "previous CA, key and certificate"))
         gone = frozenset(paths.all())
     view = _View(paths, gone)
+    check_key_dir(paths.dir)
     check_key_modes([p for p in (paths.ca_key, paths.key) if view.exists(p)])
     ca_cert, ca_key, ca_new = _ensure_ca(view, wanted, now, changes, tx)
     key, key_new = _ensure_serving_key(view, wanted, now, changes, tx)
@@ -473,6 +608,7 @@ def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetim
     if reason:
         cert = issue_serving_cert(ca_cert=ca_cert, ca_key=ca_key, key=key, hosts=wanted.hosts,
                                   ips=wanted.ips, days=wanted.cert_days, now=now)
+        _check_issued(cert, ca_cert, paths.ca)
         existed = view.exists(paths.cert)
         _write(tx, paths.cert, cert_pem(cert), files.PUBLIC)
         changes.append(Change("reissued" if existed else "created", paths.cert,
@@ -516,13 +652,23 @@ def check_key_modes(keys: Sequence[Path]) -> None:
                            f"here, treat the key as leaked and run '{rotate}' after the chmod")
 
 
+def _check_issued(cert: x509.Certificate, ca_cert: x509.Certificate, ca_path: Path) -> None:
+    """A certificate just signed verifies under its CA (signature and names), before any
+    file is written: a CA key or certificate of an unusual kind fails here, not in Dex."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except Exception as exc:  # InvalidSignature, ValueError, TypeError: no common base
+        raise TLSError(f"a certificate signed with the CA in {ca_path} does not verify under it "
+                       f"({type(exc).__name__}: {exc or 'bad signature'})", ROTATE_CA) from None
+
+
 def _ca_warnings(ca_cert: x509.Certificate, now: dt.datetime) -> list[str]:
     left = ca_cert.not_valid_after_utc - now
     if left < RENEW_BEFORE:
-        return [f"the CA expires in {max(left.days, 0)} days "
-                f"({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the serving certificate cannot "
-                "outlive it: run 'dexkit certs rotate --ca' (then give every API server the new "
-                "ssl/ca.pem)"]
+        within = "within a day" if left.days == 0 else f"in {left.days} days"
+        return [f"the CA expires {within} ({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the "
+                "serving certificate cannot outlive it: run 'dexkit certs rotate --ca' (then give "
+                "every API server the new ssl/ca.pem)"]
     return []
 
 
@@ -535,6 +681,9 @@ def _ensure_ca(view: _View, wanted: Wanted, now: dt.datetime, changes: list[Chan
         if not key_matches(ca_cert, ca_key):
             raise TLSError(f"{paths.ca_key} does not belong to {paths.ca}",
                            "restore the matching pair, or replace both with --force")
+        # A CA no client would accept is refused before anything is written or signed.
+        for problem in ca_problems(paths.ca, ca_cert, now)[:1]:
+            raise TLSError(problem.message, problem.hint)
         changes += [Change("kept", paths.ca), Change("kept", paths.ca_key)]
         return ca_cert, ca_key, False
     if has_cert or has_key:
@@ -590,7 +739,7 @@ def _reissue_reason(view: _View, wanted: Wanted, ca_cert: x509.Certificate,
         # and a CA about to expire is the CA warning's business, not a reason every run.
         longest = min(now + dt.timedelta(days=wanted.cert_days), ca_cert.not_valid_after_utc)
         if longest - cert.not_valid_after_utc > dt.timedelta(days=1):
-            return f"expires in {days_left(cert, now)} days"
+            return _expired("it", cert, now) or f"expires in {days_left(cert, now)} days"
     if not key_matches(cert, key):
         return "it did not match key.pem"
     try:
