@@ -167,8 +167,8 @@ def manifests(draw: st.DrawFn) -> str:
     lines = text.splitlines(keepends=True)
     flag_at = [i for i, line in enumerate(lines) if line.lstrip().startswith("- --")]
     for _ in range(draw(st.integers(0, 5))):
-        kind = draw(st.sampled_from(["split", "owned", "owned2", "comment", "drop", "char",
-                                     "blank", "trailing", "quote"]))
+        kind = draw(st.sampled_from(["split", "owned", "owned2", "spaced", "bare", "comment",
+                                     "drop", "char", "blank", "trailing", "quote"]))
         i = draw(st.sampled_from(flag_at)) if flag_at else 0
         if i >= len(lines):
             continue
@@ -182,6 +182,12 @@ def manifests(draw: st.DrawFn) -> str:
             shown = yaml.safe_dump([value], width=10**6).strip()[2:]
             lines.insert(i, f"{indent}- {flag}={shown}\n" if kind == "owned" else
                          f"{indent}- {flag}\n{indent}- {shown}\n")
+        elif kind == "spaced":  # '--name value' as one item: one unknown flag to pflag
+            flag, value = draw(st.sampled_from(_OWNED)), draw(st.sampled_from(
+                ["https://old.example.com", "x", "-", "--x"]))
+            lines.insert(i, f"{indent}- {flag} {value}\n")
+        elif kind == "bare":  # a dexkit flag whose value item is missing
+            lines.insert(i, f"{indent}- {draw(st.sampled_from(_OWNED))}\n")
         elif kind == "comment":
             lines.insert(i, f"{indent}# {draw(TEXT)}\n".replace("\r", ""))
         elif kind == "drop":
