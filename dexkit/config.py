@@ -1466,27 +1466,80 @@ def check_nodes(root: yaml.Node | None, source: str) -> None:
         if isinstance(node, yaml.SequenceNode):
             stack += [(child, [*path, i]) for i, child in enumerate(node.value)]
         elif isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key, value in node.value:
-                name = _key_name(key, path, source)
-                line = key.start_mark.line + 1
-                if name in first and name == "<<":
-                    # Two merge keys are a duplicate key too (ruamel.yaml refuses them); PyYAML
-                    # merges both and lets the second set any key the first set, silently.
-                    where = f"{_key_path(path)}: " if path else ""
-                    raise ConfigError(f"{source}:{line}: {where}a second merge key '<<' in one "
-                                      f"mapping (first on line {first[name]}); the later one "
-                                      "would silently override what the first sets",
-                                      "merge several mappings with one key: "
-                                      "'<<: [*first, *second]'") from None
-                if name in first:
-                    where = _key_path([*path, name])
-                    raise ConfigError(f"{source}:{line}: {where}: duplicate key (first on line "
-                                      f"{first[name]}); YAML would keep only this one",
-                                      "remove one of the two, or merge them") from None
-                first[name] = line
-                # A merge key's mappings are checked too, as parts of this mapping.
-                stack.append((value, path if name == "<<" else [*path, name]))
+            first = _check_mapping(node, path, source)
+            _check_merges(node, first, path, source)
+            # A merge key's mappings are checked too, as parts of this mapping.
+            stack += [(value, path if key.tag == _MERGE_TAG else [*path, str(key.value)])
+                      for key, value in node.value]
+
+
+def _check_mapping(node: yaml.MappingNode, path: list[str | int],
+                   source: str) -> dict[str, int]:
+    """The mapping's own keys (and their lines), refusing one written twice."""
+    first: dict[str, int] = {}
+    for key, _ in node.value:
+        name = _key_name(key, path, source)
+        line = key.start_mark.line + 1
+        if name in first and name == "<<":
+            # Two merge keys are a duplicate key too (ruamel.yaml refuses them); PyYAML
+            # merges both and lets the second set any key the first set, silently.
+            where = f"{_key_path(path)}: " if path else ""
+            raise ConfigError(f"{source}:{line}: {where}a second merge key '<<' in one mapping "
+                              f"(first on line {first[name]}); the later one would silently "
+                              "override what the first sets", _MERGE_HINT)
+        if name in first:
+            raise ConfigError(f"{source}:{line}: {_key_path([*path, name])}: duplicate key "
+                              f"(first on line {first[name]}); YAML would keep only this one",
+                              "remove one of the two, or merge them")
+        first[name] = line
+    return first
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE_HINT = ("merge several mappings with one key, '<<: [*first, *second]', each setting "
+               "keys of its own")
+
+
+def _check_merges(node: yaml.MappingNode, own: dict[str, int], path: list[str | int],
+                  source: str) -> None:
+    """Refuse a key that two merged mappings both set: which one wins is where YAML readers
+    disagree (PyYAML itself picks the first of '<<: [*a, *b]' but the last of an inline list).
+    A key the mapping sets itself overrides every merged one, as YAML's merge intends."""
+    sources: list[yaml.Node] = []
+    for key, value in node.value:
+        if key.tag == _MERGE_TAG:
+            sources += value.value if isinstance(value, yaml.SequenceNode) else [value]
+    owners: dict[str, int] = {}
+    for merged in sources:
+        for name, line in _merged_keys(merged, set(), source).items():
+            if name in own:
+                continue
+            if name in owners:
+                where = _key_path([*path, name])
+                raise ConfigError(f"{source}:{line}: {where}: set by two merged mappings "
+                                  f"(also on line {owners[name]}); YAML readers disagree on "
+                                  "which one wins", _MERGE_HINT + ", or set it here itself")
+            owners[name] = line
+
+
+def _merged_keys(node: yaml.Node, seen: set[int], source: str) -> dict[str, int]:
+    """The keys a merged mapping brings (its own, then those of its own merges), with lines."""
+    if not isinstance(node, yaml.MappingNode) or id(node) in seen:
+        return {}  # not a mapping: PyYAML refuses it when it constructs the values
+    seen.add(id(node))
+    if len(seen) > MAX_DEPTH:
+        raise ConfigError(f"{source}:{node.start_mark.line + 1}: one merge brings in more "
+                          f"than {MAX_DEPTH} mappings", "dexkit.yaml needs a few merges at most")
+    found: dict[str, int] = {}
+    for key, value in node.value:
+        if key.tag == _MERGE_TAG:
+            nested = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            for inner in nested:
+                for name, line in _merged_keys(inner, seen, source).items():
+                    found.setdefault(name, line)
+        elif isinstance(key, yaml.ScalarNode):
+            found[str(key.value)] = key.start_mark.line + 1
+    return found
 
 
 def _key_name(key: yaml.Node, path: list[str | int], source: str) -> str:
