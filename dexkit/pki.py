@@ -21,7 +21,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from dexkit import files
 from dexkit.errors import TLSError
@@ -347,17 +353,36 @@ def describe(role: str, path: Path, cert: x509.Certificate, now: dt.datetime) ->
     )
 
 
+def _cert_sign_if_present(_policy: object, _cert: x509.Certificate,
+                          usage: x509.KeyUsage | None) -> None:
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("the CA's keyUsage lacks keyCertSign")
+
+
+# The web PKI profile cryptography verifies by default (CA/Browser Forum) is stricter than the
+# clients of Dex: Go's crypto/x509 (the API server, kubectl's plugins) and OpenSSL (Python)
+# accept a CA without keyUsage (what 'openssl req -x509' makes, the guide's gencert.sh CA) and
+# a leaf without an authorityKeyIdentifier (gencert.sh's cert.pem). dexkit judges a chain as
+# those clients do, or it would call a chain they accept broken.
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.KeyUsage, Criticality.AGNOSTIC, _cert_sign_if_present)
+_LEAF_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+
+
 def verify_chain(ca: x509.Certificate, leaf: x509.Certificate, name: str,
                  now: dt.datetime) -> str | None:
-    """Full RFC 5280 path validation of ``leaf`` for ``name``; None when it verifies."""
+    """Full RFC 5280 path validation of ``leaf`` for ``name`` as Dex's clients do it (see
+    :data:`_CA_POLICY`); None when it verifies."""
     address: x509.IPAddress | None
     try:
         address = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         address = None
     try:
-        verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(
-            address or x509.DNSName(name))
+        verifier = (PolicyBuilder().store(Store([ca])).time(now)
+                    .extension_policies(ca_policy=_CA_POLICY, ee_policy=_LEAF_POLICY)
+                    .build_server_verifier(address or x509.DNSName(name)))
     except ValueError as exc:  # a name the verifier cannot match: 'a_b.example.com', '-a.io'
         return f"'{name}' is not a name a TLS client can check a certificate for ({exc})"
     try:
