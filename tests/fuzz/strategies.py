@@ -133,11 +133,13 @@ _HOSTS = st.one_of(
     TEXT,
 )
 _PORTS = st.sampled_from(["", ":", ":0", ":1", ":443", ":32000", ":65535", ":65536",
-                          ":99999999999", ":+1", ": 1", ":0x10", ":032000", ":-1"])
+                          ":99999999999", ":+1", ": 1", ":0x10", ":032000", ":-1", ":1:2",
+                          ":32000:1", "::1"])
 _USERINFO = st.sampled_from(["", "user@", f"user:{MARKER}@", f":{MARKER}@", f"{MARKER}@",
                              f"u:{MARKER}@u2@", f"u:{MARKER}/x@", f"{MARKER}:1@"])
 _PATHS = st.one_of(
     st.sampled_from(["", "/", "/dex", "/dex/", "//", "/./x", "/a b", "/%41", "/%zz", "/ä",
+                     "/dex/..", "/.", "/%2E%2e/x", "/a//b",
                      "/a\tb", "/a\nb", "/a;b=c", "/~u", "/a@b:c"]),
     TEXT.map(lambda t: "/" + t),
 )
