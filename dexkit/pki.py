@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -236,7 +238,9 @@ def inspect_cert(cert: x509.Certificate, source: str, *,
     try:
         cert.subject.rfc4514_string()
         cert.issuer.rfc4514_string()
-        cert.public_key()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a DSA key's deprecation: not the user's business
+            cert.public_key()
         extensions = list(cert.extensions)
         for extension in extensions:
             if isinstance(extension.value, x509.SubjectAlternativeName):
@@ -257,10 +261,12 @@ def _check_san(san: x509.SubjectAlternativeName) -> None:
 
 def load_key(path: Path) -> PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DSA's deprecation: refused below, by name
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise TLSError(f"missing private key {path}", "run 'dexkit init' to create it") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise TLSError(f"{path} is not an unencrypted PEM private key: {exc}",
                        "restore it from a backup or re-run 'dexkit init --force'") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -433,6 +439,9 @@ def ca_problems(path: Path, ca: x509.Certificate, now: dt.datetime) -> list[Prob
         problems.append(Problem(
             "ca-no-cert-sign", "fail", f"the CA in {path} may not sign certificates (its "
             "keyUsage lacks keyCertSign): TLS clients refuse a certificate it signs", ROTATE_CA))
+    unusable = _unusable_key(ca)
+    if unusable:
+        problems.append(Problem("ca-key", "fail", f"the CA in {path} has {unusable}", ROTATE_CA))
     expired = _expired(f"the CA in {path}", ca, now)
     if expired:
         problems.append(Problem("expired", "fail", expired + ": TLS clients refuse every "
@@ -443,6 +452,27 @@ def ca_problems(path: Path, ca: x509.Certificate, now: dt.datetime) -> list[Prob
             f"{ca.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
             "check this machine's clock ('date -u'); if it is right, " + ROTATE_CA))
     return problems
+
+
+# The signature keys every client of Dex verifies: Go's crypto/x509 (the API server) knows only
+# the NIST curves, and OpenSSL's default security level (Debian, Ubuntu) refuses RSA keys under
+# 2048 bits in a TLS chain.
+_CLIENT_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def _unusable_key(ca: x509.Certificate) -> str:
+    """'' when TLS clients can verify signatures of the CA's key, else what the key is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        key = ca.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "" if key.key_size >= 2048 else (
+            f"a {key.key_size}-bit RSA key, which OpenSSL's default security level refuses")
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "" if key.curve.name in _CLIENT_CURVES else (
+            f"a key on the curve {key.curve.name}, which Go's TLS clients (the API server) "
+            "cannot verify")
+    return f"a {key_type_of(key)} key, which dexkit cannot sign with"
 
 
 def _has(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:

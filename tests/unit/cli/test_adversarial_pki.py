@@ -20,7 +20,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from tests.promise import Result, assert_clean_failure, assert_no_traceback, run, snapshot
@@ -188,7 +188,7 @@ def test_n17_one_merge_key_with_a_list_is_still_fine(project: Path) -> None:
 # --- N-10: CAs that cannot sign ---------------------------------------------------------------
 
 
-def _ca_pem(key: ec.EllipticCurvePrivateKey, *, not_before: dt.datetime,
+def _ca_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *, not_before: dt.datetime,
             not_after: dt.datetime, ski: bool = True, is_ca: bool = True,
             cert_sign: bool | None = True, name: str = "old CA") -> bytes:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -208,9 +208,13 @@ def _ca_pem(key: ec.EllipticCurvePrivateKey, *, not_before: dt.datetime,
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-def _plant_ca(project: Path, **kwargs: object) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    (project / "ssl/ca.pem").write_bytes(_ca_pem(key, **kwargs))  # type: ignore[arg-type]
+def _plant_ca(project: Path, key_type: str = "p256", **kwargs: Any) -> None:
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    if key_type == "rsa-1024":
+        key = rsa.generate_private_key(65537, 1024)  # noqa: S505 - weak on purpose: refused
+    else:
+        key = ec.generate_private_key(ec.SECP256K1() if key_type == "k1" else ec.SECP256R1())
+    (project / "ssl/ca.pem").write_bytes(_ca_pem(key, **kwargs))
     (project / "ssl/ca-key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
@@ -231,6 +235,8 @@ UNUSABLE: dict[str, dict[str, Any]] = {
     "not-yet-valid": _days(1, 900),
     "not-a-ca": {**VALID, "is_ca": False, "cert_sign": False},
     "may-not-sign": {**VALID, "cert_sign": False},
+    "secp256k1-key": {**VALID, "key_type": "k1"},  # Go's crypto/x509 has no such curve
+    "rsa-1024-key": {**VALID, "key_type": "rsa-1024"},
 }
 COMMANDS = {"rotate": ["certs", "rotate"], "init": ["init"],
             "init-host": ["init", "--host", "extra.example.com"]}
@@ -373,6 +379,21 @@ def test_n11_a_malformed_ca_is_named_too(project: Path) -> None:
         result = _unchanged(project, lambda a=args: run(*a, "--dir", project), code=1)  # type: ignore[misc]
         assert "ssl/ca.pem is a malformed certificate" in result.err, args
         assert "certs rotate --ca" in result.err
+
+
+def test_n11_a_key_of_an_unknown_algorithm_is_named(project: Path) -> None:
+    import base64
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    unknown = key.replace(bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06072a8648ce3d0299"))
+    (project / "ssl/key.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\n" +
+                                          base64.encodebytes(unknown) +
+                                          b"-----END PRIVATE KEY-----\n")
+    for args in (["certs", "check"], ["init"]):
+        result = _unchanged(project, lambda a=args: run(*a, "--dir", project), code=1)  # type: ignore[misc]
+        assert "ssl/key.pem is not an unencrypted PEM private key" in result.err
 
 
 def test_n11_a_first_san_no_verifier_can_check_does_not_break_doctor(tmp_path: Path) -> None:
