@@ -465,7 +465,9 @@ def _owned_flag(name: str) -> bool:
 
 
 def _flag_name(value: str) -> str:
-    return value[2:].split("=", 1)[0] if value.startswith("--") else ""
+    """The flag an item names, as kube-apiserver looks it up: Kubernetes components normalise
+    '_' to '-' (component-base's WordSepNormalizeFunc), so '--oidc_issuer_url' is dexkit's."""
+    return value[2:].split("=", 1)[0].replace("_", "-") if value.startswith("--") else ""
 
 
 # The names pflag can know: kube-apiserver's flags are lower case words and hyphens.

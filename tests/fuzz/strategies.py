@@ -157,7 +157,7 @@ ISSUERS = st.one_of(
 # --- static-pod manifests ---------------------------------------------------------------------
 
 MANIFESTS = [p.read_text() for p in sorted(FIXTURES.glob("kube-apiserver-*.yaml"))]
-_OWNED = ["--oidc-issuer-url", "--oidc-client-id", "--oidc-ca-file", "--oidc-username-claim",
+_OWNED = ["--oidc-issuer-url", "--oidc_client_id", "--oidc-ca-file", "--oidc-username-claim",
           "--oidc-username-prefix", "--oidc-groups-claim", "--oidc-groups-prefix",
           "--oidc-signing-algs", "--oidc-required-claim", "--authentication-config"]
 

@@ -143,6 +143,7 @@ def _pflag(command: list[Any]) -> tuple[dict[str, list[str]], list[str]]:
     while i < len(args):
         arg = args[i]
         name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        name = name.replace("_", "-")  # component-base's WordSepNormalizeFunc
         if _owned(name):
             if not eq and re.fullmatch(r"[a-z0-9-]+", name) and i + 1 < len(args):
                 value, i = args[i + 1], i + 1

@@ -521,6 +521,19 @@ def test_n18_a_dexkit_flag_without_its_value_is_a_user_error(
     assert "kube-apiserver.yaml" in result.err and "overlapping" not in result.err
 
 
+def test_n18_an_underscored_flag_is_the_same_flag_to_kube_apiserver(project: Path,
+                                                                    tmp_path: Path) -> None:
+    # component-base's WordSepNormalizeFunc: '--oidc_issuer_url' sets --oidc-issuer-url, so
+    # keeping it beside dexkit's flag would leave two issuer flags, the later one winning.
+    manifest = _manifest(tmp_path, ["--oidc_issuer_url=https://old.example.com",
+                                    "--oidc_client_id", "old"])
+    _ok(run("apiserver", "patch", "--dir", project, manifest))
+    command = _command(manifest)
+    issuers = [a for a in command if a.replace("_", "-").startswith("--oidc-issuer-url")]
+    assert issuers == ["--oidc-issuer-url=https://dex.example.com:32000"]
+    assert "old" not in command and "--oidc_client_id" not in command
+
+
 def test_n18_a_two_item_flag_is_still_one_flag(project: Path, tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, ["--oidc-issuer-url", "https://old.example.com",
                                     "--oidc-username-prefix", "-"])

@@ -243,12 +243,14 @@ def test_the_command_is_read_as_pflag_reads_it() -> None:
     text = _fixture("kube-apiserver-1.30.yaml").replace(
         "    - --secure-port=6443\n",
         "    - --oidc-issuer-url https://old.example.com\n    - --secure-port=6443\n"
-        "    - --profiling\n    - --oidc-client-id\n    - old\n")
+        "    - --profiling\n    - --oidc-client-id\n    - old\n    - --oidc_groups_claim=g\n")
     result = patch_static_pod(text, make_config())
     command = yaml.safe_load(result.text)["spec"]["containers"][0]["command"]
     assert "--secure-port=6443" in command and "--profiling" in command and "old" not in command
     assert "removed --oidc-issuer-url https://old.example.com" in result.changes
     assert "set --oidc-client-id=kubernetes (was --oidc-client-id old)" in result.changes
+    # '_' is '-' to Kubernetes components (WordSepNormalizeFunc): the same flag, replaced.
+    assert "set --oidc-groups-claim=groups (was --oidc_groups_claim=g)" in result.changes
     assert not patch_static_pod(result.text, make_config()).changed
 
 
