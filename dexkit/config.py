@@ -29,6 +29,10 @@ from msgspec.structs import force_setattr
 from dexkit.errors import ConfigError, UsageError
 from dexkit.issuer import Issuer, parse_issuer
 
+# Re-exported: the host rules live with the issuer's parse, which applies them too.
+from dexkit.issuer import is_dns_name as is_dns_name
+from dexkit.issuer import is_ip as is_ip
+
 CONFIG_FILE = "dexkit.yaml"
 DEFAULT_ISSUER = "https://dex.example.com:32000"
 DEFAULT_DEX_IMAGE = "ghcr.io/dexidp/dex:v2.45.1"
@@ -44,7 +48,6 @@ Port: TypeAlias = Annotated[int, Meta(ge=1, le=65535)]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _SEP = "\x1f"  # separates key, message and hint inside a validator's ValueError
 _PART = "\x1e"  # separates the parts of a nested key inside it
 
@@ -75,34 +78,6 @@ class Tagged(Model, frozen=True):
 
 
 # --- validators shared by several sections ---------------------------------------------------
-
-
-def is_ip(value: str) -> bool:
-    """An IPv4 or IPv6 address a certificate can hold: no IPv6 zone (``fe80::1%eth0``)."""
-    if "%" in value:
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def is_dns_name(value: str) -> bool:
-    """A host name for a certificate SAN: labels of letters, digits and hyphens; ``*.`` first.
-
-    The last label may not be a number (``999.1.1.1``, ``10.0x1``): URL parsers (WHATWG, and
-    so browsers) read such a host as an IPv4 address, and fail on it.
-    """
-    name = value[2:] if value.startswith("*.") else value
-    # No trailing dot: certificates and TLS server names never carry one (and the
-    # verifiers refuse "a." outright).
-    if not name or len(name) > 253 or is_ip(name) or name.endswith("."):
-        return False
-    labels = name.split(".")
-    if re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", labels[-1]):
-        return False
-    return all(_HOST_LABEL.match(label) for label in labels)
 
 
 # A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
@@ -153,18 +128,6 @@ def check_issuer(value: str) -> Issuer:
     if parts.scheme != "https":
         raise ValueError(f"issuer must be an https URL, got {shown} "
                          "(the API server accepts only https issuers)")
-    host = parts.host
-    if "%" in host:
-        zone = host.split("%", 1)[1]
-        raise ValueError(f"issuer host {quoted(host)} has an IPv6 zone ({quoted('%' + zone)}), "
-                         "which only means something on one machine and no certificate can "
-                         "hold")
-    if host.startswith("*"):
-        # A wildcard is a pattern certificates match, not a host anyone can connect to.
-        raise ValueError(f"issuer host {quoted(host)} is a wildcard: the issuer names the one "
-                         "host clients connect to (a wildcard may go in tls.hosts)")
-    if not (is_dns_name(host) or is_ip(host)):
-        raise ValueError(f"issuer host {quoted(host)} is not a valid DNS name or IP address")
     if parts.path.endswith("/"):
         raise ValueError(f"issuer must not end with '/': {shown} (Dex and the API server "
                          "compare the issuer byte for byte; a trailing slash is the classic "

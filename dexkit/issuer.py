@@ -12,8 +12,8 @@ The grammar: ``scheme://host[:port][/path]`` in printable ASCII, where
 - the scheme is lower case: Go lower-cases it, so Dex's ``iss`` reads ``https://`` whatever
   the configuration says, and a configured ``HTTPS://`` would never match it byte for byte;
 - there is no userinfo (``user:password@``), query or fragment;
-- the host is a bracketed IPv6 address or a name of URL host characters (which name is a
-  valid DNS name is :func:`dexkit.config.check_issuer`'s rule, with its own messages);
+- the host is an IP address (IPv6 in brackets, without a zone) or a DNS name (no wildcard,
+  and a last label that is not a number: URL parsers read '999.1.1.1' as a bad address);
 - the port, when present, is a decimal number from 1 to 65535 without a leading zero;
 - the path has only characters a URL path may hold and no ``.``, ``..`` or empty segments
   (Go's HTTP muxes clean such paths and redirect, so Dex's endpoints under them are not where
@@ -37,6 +37,7 @@ _REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 # RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
 _URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 _UNPRINTABLE = re.compile(r"[\x00-\x20\x7f-\x9f]")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 EXAMPLE_HINT = "write it as https://host[:port][/path], e.g. https://dex.example.com:32000"
 
 
@@ -113,6 +114,7 @@ def _host_and_port(authority: str, subject: str, safe: bool) -> tuple[str, int |
             raise IssuerError(f"the host in {subject} has characters a host name cannot hold")
     if not host:
         raise IssuerError(f"{subject} has no host")
+    _check_host(host, subject, safe)
     if not after:
         return host.lower(), None
     port = after[1:]
@@ -122,6 +124,51 @@ def _host_and_port(authority: str, subject: str, safe: bool) -> tuple[str, int |
                           "write the port as a number from 1 to 65535 after the host "
                           "(https://dex.example.com:32000), or leave it out for 443")
     return host.lower(), int(port)
+
+
+def _check_host(host: str, subject: str, safe: bool) -> None:
+    """A host clients can connect to and a certificate can name: an IP address (no IPv6
+    zone) or a DNS name whose last label is not a number (URL parsers read '999.1.1.1' as a
+    bad IPv4 address)."""
+    shown = f"'{host}'" if safe else f"in {subject}"
+    if "%" in host:
+        zone = f" ('%{host.split('%', 1)[1]}')" if safe else ""
+        raise IssuerError(f"issuer host {shown} has an IPv6 zone{zone}, which only means "
+                          "something on one machine and no certificate can hold")
+    if host.startswith("*"):
+        # A wildcard is a pattern certificates match, not a host anyone can connect to.
+        raise IssuerError(f"issuer host {shown} is a wildcard: the issuer names the one host "
+                          "clients connect to (a wildcard may go in tls.hosts)")
+    if not (is_dns_name(host) or is_ip(host)):
+        raise IssuerError(f"issuer host {shown} is not a valid DNS name or IP address")
+
+
+def is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 address a certificate can hold: no IPv6 zone (``fe80::1%eth0``)."""
+    if "%" in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_dns_name(value: str) -> bool:
+    """A host name for a certificate SAN: labels of letters, digits and hyphens; ``*.`` first.
+
+    The last label may not be a number (``999.1.1.1``, ``10.0x1``): URL parsers (WHATWG, and
+    so browsers) read such a host as an IPv4 address, and fail on it.
+    """
+    name = value[2:] if value.startswith("*.") else value
+    # No trailing dot: certificates and TLS server names never carry one (and the
+    # verifiers refuse "a." outright).
+    if not name or len(name) > 253 or is_ip(name) or name.endswith("."):
+        return False
+    labels = name.split(".")
+    if re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", labels[-1]):
+        return False
+    return all(_HOST_LABEL.match(label) for label in labels)
 
 
 def _is_ipv6(text: str) -> bool:

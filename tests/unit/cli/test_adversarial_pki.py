@@ -71,7 +71,11 @@ def test_n03_an_issuer_two_parsers_read_differently_is_refused_before_init_write
     assert not (tmp_path / "p").exists()
 
 
-@pytest.mark.parametrize("issuer", BAD_PORTS)
+# Hosts httpx cannot take (idna, a number where WHATWG reads an IPv4 address), found by trying.
+BAD_HOSTS = ["https://a..b:9", "https://999.1.1.1:9", "https://10.0x1:9", "https://-a.b:9"]
+
+
+@pytest.mark.parametrize("issuer", BAD_PORTS + BAD_HOSTS)
 def test_n03_dexkit_token_refuses_them_as_a_usage_error(tmp_path: Path, issuer: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
