@@ -32,8 +32,6 @@ from dataclasses import dataclass
 # scheme "://" authority path ["?" query] ["#" fragment], as RFC 3986 splits a URL.
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)"
                   r"(?P<path>[^?#]*)(?P<rest>[?#].*)?", re.DOTALL)
-# RFC 3986 reg-name characters: unreserved, sub-delims and %XX escapes.
-_REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 # RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
 _URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 _UNPRINTABLE = re.compile(r"[\x00-\x20\x7f-\x9f]")
@@ -103,15 +101,13 @@ def parse_issuer(value: str, shown: str | None = None) -> Issuer:
 def _host_and_port(authority: str, subject: str, safe: bool) -> tuple[str, int | None]:
     if authority.startswith("["):
         host, closing, after = authority[1:].partition("]")
-        address = host.split("%", 1)[0]  # a zone is the callers' rule to refuse, by name
+        address = host.split("%", 1)[0]  # a zone is refused below, by name
         if not closing or not _is_ipv6(address) or (after and not after.startswith(":")):
             raise IssuerError(f"the host in {subject} is not a valid IPv6 address in brackets "
                               "(https://[2001:db8::1]:32000)")
     else:
         host, colon, port_text = authority.partition(":")
         after = colon + port_text
-        if not _REG_NAME.fullmatch(host):
-            raise IssuerError(f"the host in {subject} has characters a host name cannot hold")
     if not host:
         raise IssuerError(f"{subject} has no host")
     _check_host(host, subject, safe)
@@ -131,7 +127,7 @@ def _check_host(host: str, subject: str, safe: bool) -> None:
     zone) or a DNS name whose last label is not a number (URL parsers read '999.1.1.1' as a
     bad IPv4 address)."""
     shown = f"'{host}'" if safe else f"in {subject}"
-    if "%" in host:
+    if "%" in host and ":" in host:  # only an IPv6 address in brackets gets this far with both
         zone = f" ('%{host.split('%', 1)[1]}')" if safe else ""
         raise IssuerError(f"issuer host {shown} has an IPv6 zone{zone}, which only means "
                           "something on one machine and no certificate can hold")
