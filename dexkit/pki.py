@@ -490,6 +490,10 @@ def _may_sign_certificates(ca: x509.Certificate) -> bool:
         return True  # no keyUsage: every use is allowed (RFC 5280 4.2.1.3)
 
 
+def _within(left: dt.timedelta) -> str:
+    return "within a day" if left.days == 0 else f"in {left.days} days"
+
+
 def _expired(what: str, cert: x509.Certificate, now: dt.datetime) -> str:
     """``<what> expired on 2026-11-25, 10 days ago (it was valid for 10 days)``, or ''."""
     end = cert.not_valid_after_utc
@@ -564,7 +568,7 @@ def _expiry_problems(role: str, cert: x509.Certificate, within: int,
         return [Problem("expired", "fail", _expired(f"the {role}", cert, now), f"run '{fix}'")]
     if left < dt.timedelta(days=within):
         return [Problem("expiring", "fail",
-                        f"the {role} expires in {left.days} days "
+                        f"the {role} expires {_within(left)} "
                         f"({cert.not_valid_after_utc:%Y-%m-%d}), within {within}",
                         f"run '{fix}'")]
     if cert.not_valid_before_utc > now:
@@ -720,8 +724,7 @@ def _check_issued(cert: x509.Certificate, ca_cert: x509.Certificate, ca_path: Pa
 def _ca_warnings(ca_cert: x509.Certificate, now: dt.datetime) -> list[str]:
     left = ca_cert.not_valid_after_utc - now
     if left < RENEW_BEFORE:
-        within = "within a day" if left.days == 0 else f"in {left.days} days"
-        return [f"the CA expires {within} ({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the "
+        return [f"the CA expires {_within(left)} ({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the "
                 "serving certificate cannot outlive it: run 'dexkit certs rotate --ca' (then give "
                 "every API server the new ssl/ca.pem)"]
     return []
@@ -737,8 +740,9 @@ def _ensure_ca(view: _View, wanted: Wanted, now: dt.datetime, changes: list[Chan
             raise TLSError(f"{paths.ca_key} does not belong to {paths.ca}",
                            "restore the matching pair, or replace both with --force")
         # A CA no client would accept is refused before anything is written or signed.
-        for problem in ca_problems(paths.ca, ca_cert, now)[:1]:
-            raise TLSError(problem.message, problem.hint)
+        problems = ca_problems(paths.ca, ca_cert, now)
+        if problems:
+            raise TLSError(problems[0].message, problems[0].hint)
         changes += [Change("kept", paths.ca), Change("kept", paths.ca_key)]
         return ca_cert, ca_key, False
     if has_cert or has_key:
