@@ -94,7 +94,8 @@ def _derived_agree(config: Config, issuer: str) -> None:
     split = urlsplit(issuer)
     url = httpx.URL(issuer)
     seen = {"urllib": (split.scheme, split.hostname, split.port or 443, split.path),
-            "httpx": (url.scheme, url.host, url.port or 443, url.raw_path.decode() if
+            # A host compares case-blind (httpx keeps an IPv6 address's case as written).
+            "httpx": (url.scheme, url.host.lower(), url.port or 443, url.raw_path.decode() if
                       parts.path else "")}
     for parser, got in seen.items():
         if got != (parts.scheme, parts.host, parts.effective_port, parts.path):
