@@ -20,7 +20,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from tests.promise import Result, assert_clean_failure, assert_no_traceback, run, snapshot
@@ -388,10 +388,11 @@ def test_n11_a_malformed_ca_is_named_too(project: Path) -> None:
 def test_n11_a_key_of_an_unknown_algorithm_is_named(project: Path) -> None:
     import base64
 
-    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+    # An Ed25519 key whose algorithm OID is 1.3.101.99, which no library knows.
+    key = ed25519.Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption())
-    unknown = key.replace(bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06072a8648ce3d0299"))
+    unknown = key.replace(bytes.fromhex("06032b6570"), bytes.fromhex("06032b6563"))
     (project / "ssl/key.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\n" +
                                           base64.encodebytes(unknown) +
                                           b"-----END PRIVATE KEY-----\n")
