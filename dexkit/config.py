@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeAlias
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -27,6 +27,11 @@ from msgspec import Meta
 from msgspec.structs import force_setattr
 
 from dexkit.errors import ConfigError, UsageError
+from dexkit.issuer import Issuer, parse_issuer
+
+# Re-exported: the host rules live with the issuer's parse, which applies them too.
+from dexkit.issuer import is_dns_name as is_dns_name
+from dexkit.issuer import is_ip as is_ip
 
 CONFIG_FILE = "dexkit.yaml"
 DEFAULT_ISSUER = "https://dex.example.com:32000"
@@ -51,7 +56,6 @@ Port: TypeAlias = Annotated[int, Meta(ge=1, le=65535)]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _SEP = "\x1f"  # separates key, message and hint inside a validator's ValueError
 _PART = "\x1e"  # separates the parts of a nested key inside it
 
@@ -84,36 +88,6 @@ class Tagged(Model, frozen=True):
 # --- validators shared by several sections ---------------------------------------------------
 
 
-def is_ip(value: str) -> bool:
-    """An IPv4 or IPv6 address a certificate can hold: no IPv6 zone (``fe80::1%eth0``)."""
-    if "%" in value:
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def is_dns_name(value: str) -> bool:
-    """A host name for a certificate SAN: labels of letters, digits and hyphens; ``*.`` first.
-
-    The last label may not be a number (``999.1.1.1``, ``10.0x1``): URL parsers (WHATWG, and
-    so browsers) read such a host as an IPv4 address, and fail on it.
-    """
-    name = value[2:] if value.startswith("*.") else value
-    # No trailing dot: certificates and TLS server names never carry one (and the
-    # verifiers refuse "a." outright).
-    if not name or len(name) > 253 or is_ip(name) or name.endswith("."):
-        return False
-    labels = name.split(".")
-    if re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", labels[-1]):
-        return False
-    return all(_HOST_LABEL.match(label) for label in labels)
-
-
-# RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
-_URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 # A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
 
@@ -143,8 +117,9 @@ def redact_url(value: str) -> str:
     return value if span is None else value[:span[0]] + "***" + value[span[1]:]
 
 
-def check_issuer(value: str) -> SplitResult:
-    """The rules the API server and Dex put on an issuer URL, as one readable error each.
+def check_issuer(value: str) -> Issuer:
+    """The rules the API server and Dex put on an issuer URL, as one readable error each; the
+    issuer's parts, from the one parse every later use reads (:func:`dexkit.issuer.parse_issuer`).
 
     Credentials are checked first, and every message shows the URL without them: a password
     in an issuer must never reach a terminal or a CI log.
@@ -157,48 +132,15 @@ def check_issuer(value: str) -> SplitResult:
                          "control character or a non-ASCII character (Dex and the API server "
                          "compare it byte for byte; spell an international host name in its "
                          "xn-- form)")
-    try:
-        parts = urlsplit(value)
-    except ValueError as exc:
-        raise ValueError(f"issuer {shown} is not a URL: {exc}") from None
+    parts = parse_issuer(value, shown)
     if parts.scheme != "https":
         raise ValueError(f"issuer must be an https URL, got {shown} "
                          "(the API server accepts only https issuers)")
-    if parts.query or parts.fragment or value.endswith(("?", "#")):
-        raise ValueError(f"issuer must not have a query or fragment: {shown}")
-    host = parts.hostname or ""
-    _check_issuer_port(parts.netloc, shown)
-    if "%" in host:
-        zone = host.split("%", 1)[1]
-        raise ValueError(f"issuer host {quoted(host)} has an IPv6 zone ({quoted('%' + zone)}), "
-                         "which only means something on one machine and no certificate can "
-                         "hold")
-    if host.startswith("*"):
-        # A wildcard is a pattern certificates match, not a host anyone can connect to.
-        raise ValueError(f"issuer host {quoted(host)} is a wildcard: the issuer names the one "
-                         "host clients connect to (a wildcard may go in tls.hosts)")
-    if not host or not (is_dns_name(host) or is_ip(host)):
-        raise ValueError(f"issuer host {quoted(host)} is not a valid DNS name or IP address")
-    if not _URL_PATH.fullmatch(parts.path):
-        raise ValueError(f"issuer path {quoted(parts.path)} has characters a URL path cannot "
-                         "hold unescaped")
     if parts.path.endswith("/"):
         raise ValueError(f"issuer must not end with '/': {shown} (Dex and the API server "
                          "compare the issuer byte for byte; a trailing slash is the classic "
                          "mismatch)")
     return parts
-
-
-def _check_issuer_port(netloc: str, shown: str) -> None:
-    after = netloc.rsplit("]", 1)[-1] if netloc.startswith("[") else netloc
-    if ":" not in after:
-        return
-    port = after.rsplit(":", 1)[1]
-    if not re.fullmatch(r"[1-9][0-9]{0,4}", port) or int(port) > 65535:
-        # Only digits are echoed: in 'https://u:pw/x@host' the parser takes 'pw' for the port.
-        what = f"port '{port}'" if re.fullmatch(r"[0-9]{0,12}", port) else "port"
-        raise ValueError(f"issuer {what} in {shown} is not a port from 1 to 65535"
-                         + (" (leave it out for 443)" if port in ("", "0") else ""))
 
 
 def json_quote(value: str) -> str:
@@ -241,18 +183,20 @@ def duration_seconds(value: str) -> float:
 
 
 def issuer_port(issuer: str) -> int:
-    return urlsplit(issuer).port or 443
+    """The port clients connect to (ValueError for an issuer :func:`check_issuer` refuses)."""
+    return parse_issuer(issuer).effective_port
 
 
 def issuer_host(issuer: str) -> str:
-    return urlsplit(issuer).hostname or ""
+    """The host clients connect to (ValueError for an issuer :func:`check_issuer` refuses)."""
+    return parse_issuer(issuer).host
 
 
 def _checked(key: str, check: typing.Callable[[str], object], value: str, hint: str = "") -> None:
     try:
         check(value)
     except ValueError as exc:
-        invalid(key, str(exc), hint)
+        invalid(key, str(exc), hint or getattr(exc, "hint", ""))
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -1209,12 +1153,17 @@ class Config(Model, frozen=True):
         return min(self.configured_minor, SUPPORTED_MINORS[-1])
 
     @property
+    def issuer_parts(self) -> Issuer:
+        """The issuer's host, port and path, from the same parse that validated it."""
+        return parse_issuer(self.issuer)
+
+    @property
     def issuer_host(self) -> str:
-        return issuer_host(self.issuer)
+        return self.issuer_parts.host
 
     @property
     def issuer_port(self) -> int:
-        return issuer_port(self.issuer)
+        return self.issuer_parts.effective_port
 
     @property
     def tls_secret_name(self) -> str:
@@ -1534,19 +1483,80 @@ def check_nodes(root: yaml.Node | None, source: str) -> None:
         if isinstance(node, yaml.SequenceNode):
             stack += [(child, [*path, i]) for i, child in enumerate(node.value)]
         elif isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key, value in node.value:
-                name = _key_name(key, path, source)
-                line = key.start_mark.line + 1
-                if name == "<<":
-                    continue  # a merge key: YAML allows several
-                if name in first:
-                    where = _key_path([*path, name])
-                    raise ConfigError(f"{source}:{line}: {where}: duplicate key (first on line "
-                                      f"{first[name]}); YAML would keep only this one",
-                                      "remove one of the two, or merge them") from None
-                first[name] = line
-                stack.append((value, [*path, name]))
+            first = _check_mapping(node, path, source)
+            _check_merges(node, first, path, source)
+            # A merge key's mappings are checked too, as parts of this mapping.
+            stack += [(value, path if key.tag == _MERGE_TAG else [*path, str(key.value)])
+                      for key, value in node.value]
+
+
+def _check_mapping(node: yaml.MappingNode, path: list[str | int],
+                   source: str) -> dict[str, int]:
+    """The mapping's own keys (and their lines), refusing one written twice."""
+    first: dict[str, int] = {}
+    for key, _ in node.value:
+        name = _key_name(key, path, source)
+        line = key.start_mark.line + 1
+        if name in first and name == "<<":
+            # Two merge keys are a duplicate key too (ruamel.yaml refuses them); PyYAML
+            # merges both and lets the second set any key the first set, silently.
+            where = f"{_key_path(path)}: " if path else ""
+            raise ConfigError(f"{source}:{line}: {where}a second merge key '<<' in one mapping "
+                              f"(first on line {first[name]}); the later one would silently "
+                              "override what the first sets", _MERGE_HINT)
+        if name in first:
+            raise ConfigError(f"{source}:{line}: {_key_path([*path, name])}: duplicate key "
+                              f"(first on line {first[name]}); YAML would keep only this one",
+                              "remove one of the two, or merge them")
+        first[name] = line
+    return first
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE_HINT = ("merge several mappings with one key, '<<: [*first, *second]', each setting "
+               "keys of its own")
+
+
+def _check_merges(node: yaml.MappingNode, own: dict[str, int], path: list[str | int],
+                  source: str) -> None:
+    """Refuse a key that two merged mappings both set: which one wins is where YAML readers
+    disagree (PyYAML itself picks the first of '<<: [*a, *b]' but the last of an inline list).
+    A key the mapping sets itself overrides every merged one, as YAML's merge intends."""
+    sources: list[yaml.Node] = []
+    for key, value in node.value:
+        if key.tag == _MERGE_TAG:
+            sources += value.value if isinstance(value, yaml.SequenceNode) else [value]
+    owners: dict[str, int] = {}
+    for merged in sources:
+        for name, line in _merged_keys(merged, set(), source).items():
+            if name in own:
+                continue
+            if name in owners:
+                where = _key_path([*path, name])
+                raise ConfigError(f"{source}:{line}: {where}: set by two merged mappings "
+                                  f"(also on line {owners[name]}); YAML readers disagree on "
+                                  "which one wins", _MERGE_HINT + ", or set it here itself")
+            owners[name] = line
+
+
+def _merged_keys(node: yaml.Node, seen: set[int], source: str) -> dict[str, int]:
+    """The keys a merged mapping brings (its own, then those of its own merges), with lines."""
+    if not isinstance(node, yaml.MappingNode) or id(node) in seen:
+        return {}  # not a mapping: PyYAML refuses it when it constructs the values
+    seen.add(id(node))
+    if len(seen) > MAX_DEPTH:
+        raise ConfigError(f"{source}:{node.start_mark.line + 1}: one merge brings in more "
+                          f"than {MAX_DEPTH} mappings", "dexkit.yaml needs a few merges at most")
+    found: dict[str, int] = {}
+    for key, value in node.value:
+        if key.tag == _MERGE_TAG:
+            nested = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            for inner in nested:
+                for name, line in _merged_keys(inner, seen, source).items():
+                    found.setdefault(name, line)
+        elif isinstance(key, yaml.ScalarNode):
+            found[str(key.value)] = key.start_mark.line + 1
+    return found
 
 
 def _key_name(key: yaml.Node, path: list[str | int], source: str) -> str:
@@ -1601,7 +1611,7 @@ def describe_error(text: str, data: Any) -> Problem:
     """Turn msgspec's error text into a key path, a sentence and a hint for the user."""
     match = _LOCATION.match(text)
     assert match is not None  # the pattern matches any text
-    message, path = match.group("msg"), _parse_path(match.group("path") or "")
+    message, path = match.group("msg"), _parse_path(match.group("path") or "", data)
     if message.startswith(_SEP):
         key, message, hint = message[1:].split(_SEP, 2)
         parts = [int(p) if p.isdigit() else p for p in key.split(_PART)]
@@ -1612,6 +1622,9 @@ def describe_error(text: str, data: Any) -> Problem:
     enum = re.fullmatch(r"Invalid (?:enum )?value '?(.*?)'?", message)
     if enum:
         return _bad_choice(path, enum.group(1), data)
+    if re.fullmatch(r"Expected `str`, got `(bool|int|float|null)`", message):
+        return Problem(path, _plain(message), "quote the value if it is meant as text (YAML "
+                       "reads no, yes, on and off as booleans, 1.10 as a number, ~ as null)")
     return Problem(path, _plain(message))
 
 
@@ -1643,11 +1656,49 @@ def _plain(message: str) -> str:
     return message.replace("`", "")
 
 
-def _parse_path(text: str) -> list[str | int]:
+def _parse_path(text: str, data: Any) -> list[str | int]:
+    """msgspec's ``$.dex.podLabels[...]`` as a key path. msgspec writes a mapping's key as
+    ``[...]``: the key meant is the first whose value does not validate."""
     parts: list[str | int] = []
-    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", text):
-        parts.append(int(index) if index else name)
+    for name, index, key in re.findall(r"\.([^.\[]+)|\[(\d+)\]|(\[\.\.\.\])", text):
+        if key:
+            found = _failing_key(parts, data)
+            if found is None:
+                break  # the mapping itself, then
+            parts.append(found)
+        else:
+            parts.append(int(index) if index else name)
     return parts
+
+
+def _failing_key(path: list[str | int], data: Any) -> str | None:
+    """The first key of the ``dict[str, X]`` at ``path`` whose value is not an X."""
+    holder = _type_at(path[:-1], data) if path and isinstance(path[-1], str) else None
+    annotation = _field_type(holder, path[-1]) if holder else None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next((a for a in typing.get_args(annotation)
+                           if typing.get_origin(a) is dict), None)
+    mapping = _value_at(path, data)
+    if typing.get_origin(annotation) is not dict or not isinstance(mapping, dict):
+        return None
+    value_type = typing.get_args(annotation)[1]
+    for key, value in mapping.items():
+        try:
+            msgspec.convert(value, value_type)
+        except msgspec.ValidationError:
+            return str(key)
+    return None
+
+
+def _value_at(path: list[str | int], data: Any) -> Any:
+    for part in path:
+        if isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        elif isinstance(part, str) and isinstance(data, dict):
+            data = data.get(part)
+        else:
+            return None
+    return data
 
 
 def _hints_of(kind: type) -> dict[str, Any]:

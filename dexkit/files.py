@@ -107,6 +107,13 @@ def _make_dirs(path: Path, mode: int, created: list[Path]) -> None:
         try:
             info = probe.stat()
         except FileNotFoundError:
+            if probe.is_symlink():
+                # A dangling link: never created through (dexkit does not make what a link
+                # of someone else's points to), and mkdir would fail on it with ENOENT.
+                target = probe.readlink()
+                raise FileError(f"{probe} is a symbolic link to {target}, which does not exist",
+                                f"create {probe.parent / target} (the directory it points to), "
+                                f"or remove the link {probe}") from None
             missing.append(probe)
             if probe.parent == probe:
                 break

@@ -63,6 +63,7 @@ def connect(target: Target, *, bearer_token: str | None = None) -> Cluster:
     from kubernetes.config.config_exception import ConfigException
     from yaml import YAMLError
 
+    _quiet_library_logging()
     files = _kubeconfig_files(target)
     existing = [f for f in files if Path(f).is_file()]
     if not existing:
@@ -106,6 +107,23 @@ def connect(target: Target, *, bearer_token: str | None = None) -> Cluster:
         configuration.refresh_api_key_hook = None
     return Cluster(server=str(configuration.host), context=context,
                    api=client.ApiClient(configuration))
+
+
+def _quiet_library_logging() -> None:
+    """Keep the client libraries' log records off the terminal: dexkit reports each failure
+    itself, as one error line.
+
+    The kubernetes client logs a misbehaving exec plugin with ``logging.error`` on the root
+    logger, which also runs ``logging.basicConfig()``: from then on every library's warnings
+    reach stderr, urllib3's "Retrying ..." for each request among them (30 lines before a
+    deploy's one error). A handler on the root logger that drops everything stops both:
+    ``basicConfig`` does nothing once the root logger has a handler.
+    """
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
 
 
 def _pick_context(wanted: str | None, contexts: Any, active: Any, where: str) -> str:

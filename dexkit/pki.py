@@ -12,16 +12,24 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from dexkit import files
 from dexkit.errors import TLSError
@@ -136,8 +144,8 @@ def issue_serving_cert(
                                             names[0] if names else LONG_NAME_CN)])
     not_before, not_after = _validity(now, days)
     # A leaf must not outlive its CA: clamp, so verification never fails on that alone.
+    # (:func:`ca_problems` refuses an expired CA first, so the window is never empty.)
     not_after = min(not_after, ca_cert.not_valid_after_utc)
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -151,11 +159,20 @@ def issue_serving_cert(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(_authority_key_id(ca_cert, ca_key), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def _authority_key_id(ca_cert: x509.Certificate,
+                      ca_key: PrivateKey) -> x509.AuthorityKeyIdentifier:
+    """The CA's own key identifier, or (a CA made without one, by hand or by other tools) the
+    one RFC 5280 4.2.1.2 derives from its public key: verifiers want an AKI in every leaf."""
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _key_usage(*, cert_sign: bool = False, rsa_key: bool = False) -> x509.KeyUsage:
@@ -189,21 +206,67 @@ def key_pem(key: PrivateKey) -> bytes:
 
 
 def load_cert(path: Path) -> x509.Certificate:
+    """The certificate in ``path``, inspected whole (see :func:`inspect_cert`)."""
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
     except FileNotFoundError:
         raise TLSError(f"missing certificate {path}", "run 'dexkit init' to create it") from None
     except ValueError as exc:
         raise TLSError(f"{path} is not a PEM certificate: {exc}",
                        "restore it from a backup or re-run 'dexkit init --force'") from None
+    return inspect_cert(cert, str(path), hint=_replace_hint(path))
+
+
+def _replace_hint(path: Path) -> str:
+    if path.name == "ca.pem":
+        return ("restore the CA from a backup (ssl/backup-*/), or run 'dexkit certs rotate --ca' "
+                "for a new one (then give every API server the new ssl/ca.pem)")
+    return "run 'dexkit certs rotate' to issue a new one (the old one goes to a backup)"
+
+
+def inspect_cert(cert: x509.Certificate, source: str, *,
+                 hint: str = "replace the certificate") -> x509.Certificate:
+    """``cert``, once every part dexkit reads from it has been parsed; else a TLSError that
+    names ``source`` and the problem.
+
+    cryptography parses a certificate's extensions lazily: a subjectAltName with a 3-byte IP
+    address or a duplicated extension loads fine and raises only when something first looks
+    (``ValueError``, ``DuplicateExtension``, ``UnsupportedGeneralNameType``,
+    ``UnsupportedAlgorithm``: no common base). Looking at all of it here, once, means that
+    no later use (show, check, init, doctor) meets a malformed certificate.
+    """
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a DSA key's deprecation: not the user's business
+            cert.public_key()
+        extensions = list(cert.extensions)
+        for extension in extensions:
+            if isinstance(extension.value, x509.SubjectAlternativeName):
+                _check_san(extension.value)
+    except Exception as exc:  # cryptography's parse errors share no base
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise TLSError(f"{source} is a malformed certificate ({type(exc).__name__}: "
+                       f"{detail[:200]})", hint) from None
+    return cert
+
+
+def _check_san(san: x509.SubjectAlternativeName) -> None:
+    for name in san.get_values_for_type(x509.DNSName):
+        if not name.isascii() or not name.isprintable() or " " in name:
+            raise ValueError(f"the subjectAltName DNS name {name!r} is not a host name")
+    san.get_values_for_type(x509.IPAddress)
 
 
 def load_key(path: Path) -> PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DSA's deprecation: refused below, by name
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise TLSError(f"missing private key {path}", "run 'dexkit init' to create it") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise TLSError(f"{path} is not an unencrypted PEM private key: {exc}",
                        "restore it from a backup or re-run 'dexkit init --force'") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -296,15 +359,38 @@ def describe(role: str, path: Path, cert: x509.Certificate, now: dt.datetime) ->
     )
 
 
+def _cert_sign_if_present(_policy: object, _cert: x509.Certificate,
+                          usage: x509.KeyUsage | None) -> None:
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("the CA's keyUsage lacks keyCertSign")
+
+
+# The web PKI profile cryptography verifies by default (CA/Browser Forum) is stricter than the
+# clients of Dex: Go's crypto/x509 (the API server, kubectl's plugins) and OpenSSL (Python)
+# accept a CA without keyUsage (what 'openssl req -x509' makes, the guide's gencert.sh CA) and
+# a leaf without an authorityKeyIdentifier (gencert.sh's cert.pem). dexkit judges a chain as
+# those clients do, or it would call a chain they accept broken.
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.KeyUsage, Criticality.AGNOSTIC, _cert_sign_if_present)
+_LEAF_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+
+
 def verify_chain(ca: x509.Certificate, leaf: x509.Certificate, name: str,
                  now: dt.datetime) -> str | None:
-    """Full RFC 5280 path validation of ``leaf`` for ``name``; None when it verifies."""
-    subject: x509.DNSName | x509.IPAddress
+    """Full RFC 5280 path validation of ``leaf`` for ``name`` as Dex's clients do it (see
+    :data:`_CA_POLICY`); None when it verifies."""
+    address: x509.IPAddress | None
     try:
-        subject = x509.IPAddress(ipaddress.ip_address(name))
+        address = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
-        subject = x509.DNSName(name)
-    verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(subject)
+        address = None
+    try:
+        verifier = (PolicyBuilder().store(Store([ca])).time(now)
+                    .extension_policies(ca_policy=_CA_POLICY, ee_policy=_LEAF_POLICY)
+                    .build_server_verifier(address or x509.DNSName(name)))
+    except ValueError as exc:  # a name the verifier cannot match: 'a_b.example.com', '-a.io'
+        return f"'{name}' is not a name a TLS client can check a certificate for ({exc})"
     try:
         verifier.verify(leaf, [])
     except VerificationError as exc:
@@ -329,15 +415,122 @@ class Problem:
     hint: str
 
 
+ROTATE_CA = ("run 'dexkit certs rotate --ca' for a new CA (the old files go to a backup), then "
+             "give every API server the new ssl/ca.pem")
+
+
+def ca_problems(path: Path, ca: x509.Certificate, now: dt.datetime) -> list[Problem]:
+    """Why the CA in ``path`` cannot sign Dex's serving certificate now, each with the next step.
+
+    What TLS clients ask of the CA that signs a server's certificate: that it is a CA
+    (basicConstraints CA:TRUE), that its keyUsage, if it has one, allows signing certificates
+    (OpenSSL checks it; Go ignores keyUsage), and that it is valid now (Go and OpenSSL check the
+    CA's own dates too). A certificate issued under a CA that fails any of these is rejected
+    by every client, so dexkit refuses to keep or sign with such a CA.
+    """
+    problems: list[Problem] = []
+    if not is_ca(ca):
+        why = "basicConstraints CA:FALSE" if _has(ca, x509.BasicConstraints) else \
+            "no basicConstraints CA:TRUE"
+        problems.append(Problem(
+            "ca-not-ca", "fail", f"{path} is not a CA certificate ({why}): TLS clients refuse a "
+            "certificate it signs", ROTATE_CA))
+    elif not _may_sign_certificates(ca):
+        problems.append(Problem(
+            "ca-no-cert-sign", "fail", f"the CA in {path} may not sign certificates (its "
+            "keyUsage lacks keyCertSign): TLS clients refuse a certificate it signs", ROTATE_CA))
+    unusable = _unusable_key(ca)
+    if unusable:
+        problems.append(Problem("ca-key", "fail", f"the CA in {path} has {unusable}", ROTATE_CA))
+    expired = _expired(f"the CA in {path}", ca, now)
+    if expired:
+        problems.append(Problem("expired", "fail", expired + ": TLS clients refuse every "
+                                "certificate it signed", ROTATE_CA))
+    elif ca.not_valid_before_utc > now:
+        problems.append(Problem(
+            "not-yet-valid", "fail", f"the CA in {path} is not valid before "
+            f"{ca.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            "check this machine's clock ('date -u'); if it is right, " + ROTATE_CA))
+    return problems
+
+
+# The signature keys every client of Dex verifies: Go's crypto/x509 (the API server) knows only
+# the NIST curves, and OpenSSL's default security level (Debian, Ubuntu) refuses RSA keys under
+# 2048 bits in a TLS chain.
+_CLIENT_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def _unusable_key(ca: x509.Certificate) -> str:
+    """'' when TLS clients can verify signatures of the CA's key, else what the key is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        key = ca.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "" if key.key_size >= 2048 else (
+            f"a {key.key_size}-bit RSA key, which OpenSSL's default security level refuses")
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "" if key.curve.name in _CLIENT_CURVES else (
+            f"a key on the curve {key.curve.name}, which Go's TLS clients (the API server) "
+            "cannot verify")
+    return f"a {key_type_of(key)} key, which dexkit cannot sign with"
+
+
+def _has(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _may_sign_certificates(ca: x509.Certificate) -> bool:
+    try:
+        return ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True  # no keyUsage: every use is allowed (RFC 5280 4.2.1.3)
+
+
+def _within(left: dt.timedelta) -> str:
+    return "within a day" if left.days == 0 else f"in {left.days} days"
+
+
+def _expired(what: str, cert: x509.Certificate, now: dt.datetime) -> str:
+    """``<what> expired on 2026-11-25, 10 days ago (it was valid for 10 days)``, or ''."""
+    end = cert.not_valid_after_utc
+    if end > now:
+        return ""
+    ago = (now - end).days
+    life = (end - cert.not_valid_before_utc).days
+    when = "today" if ago == 0 else "1 day ago" if ago == 1 else f"{ago} days ago"
+    lived = f" (it was valid for {life} day{'s' if life != 1 else ''}" if life <= 31 else ""
+    if lived and cert.subject.rfc4514_string() == "CN=kube-ca":
+        lived += ", as the guide's gencert.sh makes its CA"
+    return f"{what} expired on {end:%Y-%m-%d}, {when}{lived}{')' if lived else ''}"
+
+
+def check_key_dir(directory: Path) -> None:
+    """The one rule for the directory that holds the private keys, for ``init``, ``certs
+    rotate``, ``certs check`` and doctor alike: the rule every write into a directory applies
+    (:func:`dexkit.files.check_dir`: not another user's, not writable by every user), applied
+    also when nothing is written. Whoever can write to the directory can replace the keys."""
+    try:
+        files.check_dir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # not there yet: it is created private
+
+
 def check_assets(
     paths: TLSPaths, *, issuer_host: str, within_days: int, now: dt.datetime
 ) -> list[Problem]:
     """Everything that would make Dex's TLS fail, or fail soon, as a list of problems."""
     ca, cert = load_cert(paths.ca), load_cert(paths.cert)
     key, problems = load_key(paths.key), []
-    if not is_ca(ca):
-        problems.append(Problem("ca-not-ca", "fail", f"{paths.ca} is not a CA certificate",
-                                "run 'dexkit certs rotate --ca' to create a real CA"))
+    try:
+        check_key_dir(paths.dir)
+    except files.FileError as exc:
+        problems.append(Problem("key-dir", "fail", exc.message, exc.hint))
+    ca_found = ca_problems(paths.ca, ca, now)
+    problems += [p for p in ca_found if p.code not in ("expired", "not-yet-valid")]
     if not key_matches(cert, key):
         problems.append(Problem("key-mismatch", "fail",
                                 f"{paths.key} does not match {paths.cert}",
@@ -360,8 +553,10 @@ def check_assets(
                                 f"the serving certificate does not cover the issuer host "
                                 f"'{issuer_host}' (SANs: {', '.join(dns + ips) or 'none'})",
                                 "add the host to tls.hosts and run 'dexkit certs rotate'"))
-    for role, c in (("CA", ca), ("serving certificate", cert)):
-        problems += _expiry_problems(role, c, within_days, now)
+    # The validity problems last, the CA's first: expired before expiring.
+    problems += [p for p in ca_found if p.code in ("expired", "not-yet-valid")] or \
+        _expiry_problems("CA", ca, within_days, now)
+    problems += _expiry_problems("serving certificate", cert, within_days, now)
     return problems
 
 
@@ -370,12 +565,10 @@ def _expiry_problems(role: str, cert: x509.Certificate, within: int,
     left = cert.not_valid_after_utc - now
     fix = "dexkit certs rotate --ca" if role == "CA" else "dexkit certs rotate"
     if left.total_seconds() <= 0:
-        return [Problem("expired", "fail",
-                        f"the {role} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
-                        f"run '{fix}'")]
+        return [Problem("expired", "fail", _expired(f"the {role}", cert, now), f"run '{fix}'")]
     if left < dt.timedelta(days=within):
         return [Problem("expiring", "fail",
-                        f"the {role} expires in {left.days} days "
+                        f"the {role} expires {_within(left)} "
                         f"({cert.not_valid_after_utc:%Y-%m-%d}), within {within}",
                         f"run '{fix}'")]
     if cert.not_valid_before_utc > now:
@@ -465,6 +658,7 @@ def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetim
         changes.append(Change("backed up", stem, "previous CA, key and certificate"))
         gone = frozenset(paths.all())
     view = _View(paths, gone)
+    check_key_dir(paths.dir)
     check_key_modes([p for p in (paths.ca_key, paths.key) if view.exists(p)])
     ca_cert, ca_key, ca_new = _ensure_ca(view, wanted, now, changes, tx)
     key, key_new = _ensure_serving_key(view, wanted, now, changes, tx)
@@ -473,6 +667,7 @@ def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetim
     if reason:
         cert = issue_serving_cert(ca_cert=ca_cert, ca_key=ca_key, key=key, hosts=wanted.hosts,
                                   ips=wanted.ips, days=wanted.cert_days, now=now)
+        _check_issued(cert, ca_cert, paths.ca)
         existed = view.exists(paths.cert)
         _write(tx, paths.cert, cert_pem(cert), files.PUBLIC)
         changes.append(Change("reissued" if existed else "created", paths.cert,
@@ -516,13 +711,22 @@ def check_key_modes(keys: Sequence[Path]) -> None:
                            f"here, treat the key as leaked and run '{rotate}' after the chmod")
 
 
+def _check_issued(cert: x509.Certificate, ca_cert: x509.Certificate, ca_path: Path) -> None:
+    """A certificate just signed verifies under its CA (signature and names), before any
+    file is written: a CA key or certificate of an unusual kind fails here, not in Dex."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except Exception as exc:  # InvalidSignature, ValueError, TypeError: no common base
+        raise TLSError(f"a certificate signed with the CA in {ca_path} does not verify under it "
+                       f"({type(exc).__name__}: {exc or 'bad signature'})", ROTATE_CA) from None
+
+
 def _ca_warnings(ca_cert: x509.Certificate, now: dt.datetime) -> list[str]:
     left = ca_cert.not_valid_after_utc - now
     if left < RENEW_BEFORE:
-        return [f"the CA expires in {max(left.days, 0)} days "
-                f"({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the serving certificate cannot "
-                "outlive it: run 'dexkit certs rotate --ca' (then give every API server the new "
-                "ssl/ca.pem)"]
+        return [f"the CA expires {_within(left)} ({ca_cert.not_valid_after_utc:%Y-%m-%d}) and the "
+                "serving certificate cannot outlive it: run 'dexkit certs rotate --ca' (then give "
+                "every API server the new ssl/ca.pem)"]
     return []
 
 
@@ -535,6 +739,10 @@ def _ensure_ca(view: _View, wanted: Wanted, now: dt.datetime, changes: list[Chan
         if not key_matches(ca_cert, ca_key):
             raise TLSError(f"{paths.ca_key} does not belong to {paths.ca}",
                            "restore the matching pair, or replace both with --force")
+        # A CA no client would accept is refused before anything is written or signed.
+        problems = ca_problems(paths.ca, ca_cert, now)
+        if problems:
+            raise TLSError(problems[0].message, problems[0].hint)
         changes += [Change("kept", paths.ca), Change("kept", paths.ca_key)]
         return ca_cert, ca_key, False
     if has_cert or has_key:
@@ -590,7 +798,7 @@ def _reissue_reason(view: _View, wanted: Wanted, ca_cert: x509.Certificate,
         # and a CA about to expire is the CA warning's business, not a reason every run.
         longest = min(now + dt.timedelta(days=wanted.cert_days), ca_cert.not_valid_after_utc)
         if longest - cert.not_valid_after_utc > dt.timedelta(days=1):
-            return f"expires in {days_left(cert, now)} days"
+            return _expired("it", cert, now) or f"expires in {days_left(cert, now)} days"
     if not key_matches(cert, key):
         return "it did not match key.pem"
     try:

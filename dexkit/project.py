@@ -29,12 +29,12 @@ from dexkit.config import (
     OIDCConnector,
     check_issuer,
     is_ip,
-    issuer_host,
     load_config,
     to_data,
     validate_values,
 )
 from dexkit.errors import UsageError
+from dexkit.issuer import parse_issuer
 
 STATE_DIR = ".dexkit"
 CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
@@ -125,10 +125,13 @@ def _init_locked(req: InitRequest, directory: Path, moment: dt.datetime) -> Init
     gitignore = directory / ".gitignore"
     if not gitignore.exists() and not gitignore.is_symlink():
         tx.write(gitignore, GITIGNORE)
+    # Everything that could fail is computed before the first write: a failure after apply()
+    # would leave a whole project written and the command reporting an error.
+    warnings = config.warnings() + plan.warnings
     applied = tx.apply()
     result.tls_changes = plan.resolved(applied)
     result.config_backup = applied.backups.get(stem)
-    result.warnings = config.warnings() + plan.warnings + applied.warnings
+    result.warnings = warnings + applied.warnings
     return result
 
 
@@ -200,8 +203,8 @@ def _names(issuer: str, hosts: tuple[str, ...],
            ips: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The issuer's host first, then the extra names, without duplicates."""
     try:
-        check_issuer(issuer)  # a bad issuer is reported as such, not as a bad tls.hosts entry
-        host = issuer_host(issuer)
+        # A bad issuer is reported as such, not as a bad tls.hosts entry.
+        host = check_issuer(issuer).host
     except ValueError:
         host = ""
     out_hosts = [] if not host or is_ip(host) else [host]
@@ -216,12 +219,10 @@ def _names(issuer: str, hosts: tuple[str, ...],
 
 
 def _port_of(issuer: str) -> int | None:
-    from urllib.parse import urlsplit
-
     try:
-        return urlsplit(issuer).port
+        return parse_issuer(issuer).port
     except ValueError:
-        return None
+        return None  # validation says what is wrong with it
 
 
 def _connector_settings(choice: str, base: dict[str, Any],

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 from dexkit.errors import DexkitError
 
@@ -127,8 +126,7 @@ def step_tls(state: _State) -> str:
     from dexkit.errors import OIDCError
     from dexkit.oidc.discovery import tls_context
 
-    parts = urlsplit(state.req.config.issuer)
-    host, port = parts.hostname or "", parts.port or 443
+    host, port = state.req.config.issuer_host, state.req.config.issuer_port
     login = state.req.login
     context = tls_context(None, insecure=login.insecure, more_files=login.ca_files,
                           ca_data=login.ca_data)

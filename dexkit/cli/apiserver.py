@@ -87,6 +87,11 @@ def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) ->
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist",
                          "without --merge, 'dexkit apiserver config' prints a new file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not a UTF-8 text file (byte {exc.start + 1} is "
+                         f"0x{exc.object[exc.start]:02x})",
+                         "pass the API server's AuthenticationConfiguration (YAML), e.g. "
+                         "/etc/kubernetes/dexkit/authentication-config.yaml") from None
     result = merge_authentication_config(text, config, ca_pem, source=str(path))
     for note in result.notes:
         out.warn(note)

@@ -72,6 +72,9 @@ def tls_files(ctx: Context) -> Result:
     if missing:
         return fail(f"missing {', '.join(missing)}",
                     f"run 'dexkit init --dir {ctx.directory}' to create the TLS files")
+    from dexkit.pki import check_key_dir
+
+    check_key_dir(paths.dir)  # the rule init and certs rotate apply: a FileError fails here
     open_keys = [(p, stat.S_IMODE(p.stat().st_mode)) for p in (paths.key, paths.ca_key)
                  if p.is_file() and stat.S_IMODE(p.stat().st_mode) & 0o077]
     if open_keys:
@@ -114,7 +117,10 @@ def chain_verifies(ctx: Context) -> Result:
         return fail(f"{cert_name} (issuer {cert.issuer.rfc4514_string()}) was not issued by "
                     f"{ca_name} ({ca.subject.rfc4514_string()})", rotate)
     dns, ips = sans_of(cert)
-    name = (dns + ips + [""])[0].replace("*.", "wildcard.")
+    # Judge the chain for a name the certificate holds: the issuer's host when it covers it
+    # (whether it does is local.sans's job), else its first name.
+    host = ctx.config.issuer_host
+    name = host if covers(cert, host) else (dns + ips + [""])[0].replace("*.", "wildcard.")
     # Judge the chain alone: at a moment both are valid (expiry is local.expiry's job).
     start = max(ca.not_valid_before_utc, cert.not_valid_before_utc)
     end = min(ca.not_valid_after_utc, cert.not_valid_after_utc)

@@ -110,8 +110,6 @@ def _handshake(ctx: Context, verify: bool) -> tuple[bytes, str]:
 def tls_handshake(ctx: Context) -> Result:
     """The TLS handshake with the issuer succeeds trusting only dexkit's CA; on failure, whose
     certificate is served."""
-    from cryptography import x509
-
     ca_name = ctx.relative(ctx.paths.ca)
     try:
         der, version = _handshake(ctx, verify=True)
@@ -121,7 +119,7 @@ def tls_handshake(ctx: Context) -> Result:
         return fail(f"the TLS handshake with {_where(ctx)} failed: {_os_reason(exc)}",
                     "is Dex serving https on this port (its web.https listener)? Plain HTTP, or "
                     "a proxy that is not set up for TLS, fails like this")
-    served = x509.load_der_x509_certificate(der)
+    served = _served(ctx, der)
     if served == ctx.cert:
         return ok(f"{_where(ctx)} {version}: the server presents "
                   f"{ctx.relative(ctx.paths.cert)}, verified by {ca_name}")
@@ -132,12 +130,22 @@ def tls_handshake(ctx: Context) -> Result:
                 "a rotated certificate that is not deployed yet: run 'dexkit deploy'")
 
 
-def _untrusted(ctx: Context, reason: str) -> Result:
+def _served(ctx: Context, der: bytes) -> x509.Certificate:
+    """The server's certificate, inspected whole like dexkit's own (a malformed one is a
+    TLSError naming the server, which fails the check)."""
     from cryptography import x509
 
+    from dexkit.pki import inspect_cert
+
+    return inspect_cert(x509.load_der_x509_certificate(der),
+                        f"the certificate {_where(ctx)} presents",
+                        hint="make Dex serve ssl/cert.pem: run 'dexkit deploy'")
+
+
+def _untrusted(ctx: Context, reason: str) -> Result:
     try:
         der, _ = _handshake(ctx, verify=False)
-        served = x509.load_der_x509_certificate(der)
+        served = _served(ctx, der)
     except (ssl.SSLError, OSError, ValueError) as exc:
         return fail(f"the certificate of {_where(ctx)} does not verify with dexkit's CA "
                     f"({reason}), and could not be fetched to say whose it is: {exc}",

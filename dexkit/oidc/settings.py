@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dexkit.errors import UsageError
+from dexkit.issuer import IssuerError, parse_issuer
 from dexkit.oidc import options
 from dexkit.oidc.cache import STORAGES
 
@@ -161,9 +162,13 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         if not opts.get(required):
             raise UsageError(f"{flag} is missing", f"pass {flag} (kubelogin: "
                              f"--oidc-{'issuer-url' if required == 'issuer' else 'client-id'})")
-    issuer = urlsplit(opts["issuer"])
-    if issuer.scheme not in ("https", "http") or not issuer.hostname:
-        raise UsageError(f"--issuer {opts['issuer']}: not an https URL",
+    # The one issuer parse (dexkit.issuer): what passes here, httpx and Go read alike.
+    try:
+        issuer = parse_issuer(opts["issuer"])
+    except IssuerError as exc:
+        raise UsageError(f"--issuer: {exc}", exc.hint) from None
+    if issuer.scheme not in ("https", "http"):
+        raise UsageError(f"--issuer: the scheme '{issuer.scheme}' is not https",
                          "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
     grant = _grant(options.grant_of(opts))
     warnings = []

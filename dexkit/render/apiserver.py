@@ -458,47 +458,92 @@ def _apply(text: str, edits: list[_Edit]) -> str:
 
 
 def _owned_flag(name: str) -> bool:
-    return name.startswith("oidc-") or name == "authentication-config"
+    # The word before any white space: '--authentication-config /x' as one item is dexkit's
+    # flag written wrongly (an unknown flag to kube-apiserver), replaced like the others.
+    word = name.split(None, 1)[0] if name.strip() else ""
+    return word.startswith("oidc-") or word == "authentication-config"
 
 
 def _flag_name(value: str) -> str:
-    return value[2:].split("=", 1)[0] if value.startswith("--") else ""
+    """The flag an item names, as kube-apiserver looks it up: Kubernetes components normalise
+    '_' to '-' (component-base's WordSepNormalizeFunc), so '--oidc_issuer_url' is dexkit's."""
+    return value[2:].split("=", 1)[0].replace("_", "-") if value.startswith("--") else ""
 
 
-def _flag_items(items: list[_Item]) -> list[tuple[_Item, _Item | None, str]]:
-    """The command's items as kube-apiserver's flag parser (pflag) reads them: dexkit's flags
-    spelled as two items (``- --oidc-issuer-url`` then ``- https://...``) are one flag, whose
-    value is the next item, whatever it is. Each entry: first item, value item, the flag as
-    ``--name=value`` (or the item's own text when it is not one of dexkit's)."""
-    out: list[tuple[_Item, _Item | None, str]] = []
+# The names pflag can know: kube-apiserver's flags are lower case words and hyphens.
+_FLAG_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+class _NoValue(Exception):
+    """A dexkit flag spelled as two items whose value item is missing."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def _read_flags(values: list[str]) -> list[tuple[int, int | None]]:
+    """The command's items (after the command itself) as kube-apiserver's flag parser (pflag)
+    reads them: each flag as the index of its item and of its value item, None when the item
+    holds the whole flag.
+
+    pflag splits an item on its first '=' only. ``--name=value`` is one flag. ``--name`` alone
+    takes the next item as its value, whatever it is, when the flag takes a value: dexkit's
+    flags all do. An item whose name has a space or another character no flag name has
+    (``--oidc-issuer-url https://old``) is one unknown flag: it never takes the next item (and
+    kube-apiserver refuses to start with it, so dexkit replaces it as one of its own). Another
+    flag alone is taken as a boolean: followed by an item starting with '-', a flag that takes
+    a value would swallow that item and make kube-apiserver fail on it, so a manifest that
+    runs has none. A dexkit flag whose value item is missing or is a flag raises
+    :class:`_NoValue`: reading it either way would be a guess.
+    """
+    out: list[tuple[int, int | None]] = []
     i = 0
-    while i < len(items):
-        item = items[i]
-        value = str(getattr(item.node, "value", ""))
+    while i < len(values):
+        value = values[i]
         name = _flag_name(value)
-        if _owned_flag(name) and "=" not in value and i + 1 < len(items):
-            after = items[i + 1]
-            out.append((item, after, f"{value}={getattr(after.node, 'value', '')}"))
+        if _owned_flag(name) and "=" not in value and _FLAG_NAME.fullmatch(name):
+            after = values[i + 1] if i + 1 < len(values) else None
+            if after is None or (after.startswith("-") and after != "-"):
+                raise _NoValue(i)
+            out.append((i, i + 1))
             i += 2
             continue
-        out.append((item, None, value))
+        out.append((i, None))
         i += 1
     return out
+
+
+def _flag_items(manifest: _Manifest,
+                items: list[_Item]) -> list[tuple[_Item, _Item | None, str]]:
+    """:func:`_read_flags` over the manifest's items: first item, value item, the flag as
+    ``--name=value`` (or the item's own text when it holds the whole flag)."""
+    values = [str(getattr(item.node, "value", "")) for item in items]
+    if "--" in values:
+        raise _unsupported(manifest.source, "the kube-apiserver command has a bare '--', after "
+                           "which it reads no flags")
+    try:
+        read = _read_flags(values)
+    except _NoValue as missing:
+        item = items[missing.index]
+        line = item.node.start_mark.line + 1
+        name = values[missing.index]
+        nxt = values[missing.index + 1] if missing.index + 1 < len(values) else None
+        what = ("it is the last item: kube-apiserver refuses to start ('flag needs an "
+                "argument')") if nxt is None else (f"kube-apiserver would take the next item, "
+                                                   f"{nxt!r}, as its value")
+        raise UsageError(f"{manifest.source}:{line}: the flag {name!r} has no value; {what}",
+                         f"write it as {name}=VALUE on one item (or remove it), then run "
+                         "'dexkit apiserver patch' again") from None
+    return [(items[i], items[j] if j is not None else None,
+             values[i] if j is None else f"{values[i]}={values[j]}") for i, j in read]
 
 
 def command_flags(command: list[Any]) -> list[str]:
-    """The same pairing over a parsed command list (for checking the result)."""
-    out: list[str] = []
-    i = 0
-    while i < len(command):
-        value = str(command[i])
-        if _owned_flag(_flag_name(value)) and "=" not in value and i + 1 < len(command):
-            out.append(f"{value}={command[i + 1]}")
-            i += 2
-            continue
-        out.append(value)
-        i += 1
-    return out
+    """The same reading over a parsed command list (for checking the result)."""
+    values = [str(v) for v in command]
+    return [values[i] if j is None else f"{values[i]}={values[j]}"
+            for i, j in _read_flags(values)]
 
 
 def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
@@ -509,7 +554,7 @@ def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
     wanted = {flag.name: str(flag) for flag in flags}
     done: set[str] = set()
     nl, prefix = manifest.newline, items[0].prefix
-    for item, value_item, value in _flag_items(items):
+    for item, value_item, value in _flag_items(manifest, items):
         name = _flag_name(value)
         if not _owned_flag(name):
             continue
@@ -609,7 +654,10 @@ def _verify(before: _Manifest, new_text: str, flags: list[Flag],
     old, new = before.data, after.data
     i = before.container_index
     old_c, new_c = old["spec"]["containers"][i], new["spec"]["containers"][i]
-    old_args, new_args = command_flags(old_c["command"]), command_flags(new_c["command"])
+    try:
+        old_args, new_args = command_flags(old_c["command"]), command_flags(new_c["command"])
+    except _NoValue:
+        raise _internal(before.source, "a flag lost its value") from None
     if _foreign_flags(new_args) != _foreign_flags(old_args):
         raise _internal(before.source, "other flags changed")
     ours = [v for v in new_args if _owned_flag(_flag_name(v))]

@@ -82,8 +82,7 @@ def merge_authentication_config(text: str, config: Config, ca_pem: str, *,
         raise _refuse(source, "jwt is not a block-style list")
     if not isinstance(entries, list):
         raise _refuse(source, "jwt is not a list")
-    urls = [str(((e or {}).get("issuer") or {}).get("url", "")) if isinstance(e, dict) else ""
-            for e in entries]
+    urls = [_url_of(e) for e in entries]
     ours = [i for i, url in enumerate(urls) if url == config.issuer]
     if len(ours) > 1:
         raise _refuse(source, f"it has {len(ours)} jwt entries for {config.issuer}")
@@ -92,15 +91,44 @@ def merge_authentication_config(text: str, config: Config, ca_pem: str, *,
     if api_version != wanted:
         notes.append(f"{source} is {api_version}; dexkit would render {wanted} for Kubernetes "
                      f"{config.kubernetes_version}: the file's apiVersion is kept")
+    notes += [f"{source}: jwt entry {i + 1} has no issuer.url mapping; the API server refuses "
+              "the file until it has one (dexkit leaves other entries as they are)"
+              for i, url in enumerate(urls) if not url]
     if config.api_server.extra_jwt:
         notes.append("apiServer.extraJWT is not merged: only Dex's entry is dexkit's to edit")
+    if ours and isinstance(jwt_node, yaml.SequenceNode):
+        _check_not_aliased(text, jwt_node.value[ours[0]], source)
     new_text, action = _edit(text, jwt_node, ours[0] if ours else None, config, ca_pem,
                              newline, source)
     _verify(data, new_text, config, ca_pem, source)
-    others = tuple(u for u in urls if u != config.issuer)
+    others = tuple(u for u in urls if u and u != config.issuer)
     if new_text == text:
         action = "unchanged"
     return MergeResult(new_text, action, others, tuple(notes))
+
+
+def _url_of(entry: Any) -> str:
+    """An entry's ``issuer.url``, or '' for an entry of another shape (``issuer: <text>``): the
+    API server refuses those, and they are not dexkit's to fix."""
+    issuer = entry.get("issuer") if isinstance(entry, dict) else None
+    return str(issuer.get("url", "")) if isinstance(issuer, dict) else ""
+
+
+def _check_not_aliased(text: str, node: yaml.Node, source: str) -> None:
+    """Refuse to replace Dex's entry when an anchor inside it is used elsewhere (``*name``):
+    the rendered entry has no anchor, so every alias to it would point nowhere."""
+    start, end = line_start(text, int(node.start_mark.index)), last_end(node)
+    tokens = list(yaml.scan(text, Loader=yaml.SafeLoader))
+    inside = {t.value for t in tokens if isinstance(t, yaml.AnchorToken)
+              and start <= t.start_mark.index < end}
+    for token in tokens:
+        if isinstance(token, yaml.AliasToken) and token.value in inside and \
+                not start <= token.start_mark.index < end:
+            raise UsageError(
+                f"{source}:{token.start_mark.line + 1}: *{token.value} refers to Dex's jwt entry "
+                f"(or a part of it, anchored &{token.value}), which dexkit replaces",
+                "replace the alias with the value it stands for, then run the merge again") \
+                from None
 
 
 def _edit(text: str, jwt_node: yaml.Node | None, index: int | None, config: Config, ca_pem: str,
@@ -141,14 +169,19 @@ def _drop_empty_jwt(text: str, node: yaml.Node) -> str:
 
 def _verify(before: dict[str, Any], new_text: str, config: Config, ca_pem: str,
             source: str) -> None:
-    after = yaml.safe_load(new_text)
+    try:
+        after = yaml.safe_load(new_text)
+    except yaml.YAMLError:
+        after = None  # reported below, as any other result that is not what was planned
     wanted = yaml.safe_load(render_dex_jwt_entry(config, ca_pem))[0]
 
     def others(data: dict[str, Any]) -> list[Any]:
-        return [e for e in data.get("jwt") or []
-                if not (isinstance(e, dict) and (e.get("issuer") or {}).get("url")
-                        == config.issuer)]
+        return [e for e in data.get("jwt") or [] if _url_of(e) != config.issuer]
 
+    if not isinstance(after, dict):
+        raise DexkitError(f"the merge into {source} did not come out as planned; nothing was "
+                          "written", "report it as a bug, and add the entry by hand from "
+                          "'dexkit apiserver config'")
     ours = [e for e in after.get("jwt") or [] if e not in others(after)]
     rest_before = {k: v for k, v in before.items() if k != "jwt"}
     rest_after = {k: v for k, v in after.items() if k != "jwt"}

@@ -18,7 +18,6 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -644,7 +643,7 @@ def ingress_rules(config: Config) -> tuple[list[dict[str, Any]], list[dict[str, 
     dexkit's certificate where no secretName is named, or one entry for every host if none.
     """
     ingress = config.dex.ingress
-    issuer_path = urlsplit(config.issuer).path or "/"
+    issuer_path = config.issuer_parts.path or "/"
     default_paths: list[dict[str, Any]] = [{"path": issuer_path, "pathType": "Prefix"}]
     if not ingress.hosts:
         host = None if is_ip(config.issuer_host) else config.issuer_host.lower()

@@ -9,9 +9,11 @@ issuers) that libFuzzer then mutates, guided by which lines of dexkit each input
 - ``config``: any bytes as dexkit.yaml: :func:`decode_text` + :func:`parse_config` either
   return a Config or raise ConfigError with a hint; nothing else may escape.
 - ``issuer``: any text as ``init --issuer`` (the names derived as init derives them): valid,
-  and then a serving certificate for those names verifies for the issuer's host (what
-  ``certs check`` asks), or UsageError; with a password planted in the userinfo, it is refused
-  and never appears in the message.
+  and then everything derived from it works (the warnings init prints, the port, the host)
+  and agrees with how urllib and httpx (``dexkit token``) read the URL, and a serving
+  certificate for those names verifies for the issuer's host (what ``certs check`` asks), or
+  UsageError; with a password planted in the userinfo, it is refused and never appears in
+  the message.
 - ``patch``: any text as a static-pod manifest: :func:`patch_static_pod` returns a patch that
   a second run leaves alone, or raises a DexkitError with a hint.
 
@@ -24,8 +26,10 @@ import datetime as dt
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import atheris
+import httpx
 
 with atheris.instrument_imports(include=["dexkit"]):
     from dexkit import pki
@@ -73,12 +77,29 @@ def issuer_target(data: bytes) -> None:
         return
     if planted:
         raise AssertionError(f"an issuer with a password was accepted: {issuer!r}")
+    _derived_agree(config, issuer)
     leaf = pki.issue_serving_cert(ca_cert=_CA, ca_key=_CA_KEY, key=_LEAF_KEY,
                                   hosts=config.tls.hosts, ips=config.tls.ips, days=10, now=NOW)
     problem = pki.verify_chain(_CA, leaf, config.issuer_host, NOW + dt.timedelta(hours=1))
     if problem is not None:
         raise AssertionError(f"init accepts {issuer!r} but its certificate does not verify: "
                              f"{problem}")
+
+
+def _derived_agree(config: Config, issuer: str) -> None:
+    """What init computes after validation cannot fail (an issuer once passed validation and
+    then broke config.warnings()), and the other parsers read the same host, port and path."""
+    config.warnings()
+    parts = config.issuer_parts
+    split = urlsplit(issuer)
+    url = httpx.URL(issuer)
+    seen = {"urllib": (split.scheme, split.hostname, split.port or 443, split.path),
+            # A host compares case-blind (httpx keeps an IPv6 address's case as written).
+            "httpx": (url.scheme, url.host.lower(), url.port or 443, url.raw_path.decode() if
+                      parts.path else "")}
+    for parser, got in seen.items():
+        if got != (parts.scheme, parts.host, parts.effective_port, parts.path):
+            raise AssertionError(f"{parser} reads {issuer!r} as {got}, dexkit as {parts}")
 
 
 def patch_target(data: bytes) -> None:
@@ -104,7 +125,8 @@ def seeds(target: str) -> list[bytes]:
     if target == "issuer":
         return [b"\0" + s.encode() for s in (
             "https://dex.example.com:32000", "https://127.0.0.1:32000/dex",
-            "https://[fe80::1]:443", "https://a.b.c")] + [b"\1dex.example.com:32000"]
+            "https://[fe80::1]:443", "https://a.b.c", "https://h.example.com:1:2",
+            "HTTPS://a.b.c/x/..")] + [b"\1dex.example.com:32000"]
     manifests = sorted((ROOT / "tests/unit/render/fixtures").glob("kube-apiserver-*.yaml"))
     return [prefix + p.read_bytes() for p in manifests for prefix in (b"\0", b"\1")]
 

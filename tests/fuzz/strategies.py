@@ -133,11 +133,13 @@ _HOSTS = st.one_of(
     TEXT,
 )
 _PORTS = st.sampled_from(["", ":", ":0", ":1", ":443", ":32000", ":65535", ":65536",
-                          ":99999999999", ":+1", ": 1", ":0x10", ":032000", ":-1"])
+                          ":99999999999", ":+1", ": 1", ":0x10", ":032000", ":-1", ":1:2",
+                          ":32000:1", "::1"])
 _USERINFO = st.sampled_from(["", "user@", f"user:{MARKER}@", f":{MARKER}@", f"{MARKER}@",
                              f"u:{MARKER}@u2@", f"u:{MARKER}/x@", f"{MARKER}:1@"])
 _PATHS = st.one_of(
     st.sampled_from(["", "/", "/dex", "/dex/", "//", "/./x", "/a b", "/%41", "/%zz", "/ä",
+                     "/dex/..", "/.", "/%2E%2e/x", "/a//b",
                      "/a\tb", "/a\nb", "/a;b=c", "/~u", "/a@b:c"]),
     TEXT.map(lambda t: "/" + t),
 )
@@ -155,7 +157,7 @@ ISSUERS = st.one_of(
 # --- static-pod manifests ---------------------------------------------------------------------
 
 MANIFESTS = [p.read_text() for p in sorted(FIXTURES.glob("kube-apiserver-*.yaml"))]
-_OWNED = ["--oidc-issuer-url", "--oidc-client-id", "--oidc-ca-file", "--oidc-username-claim",
+_OWNED = ["--oidc-issuer-url", "--oidc_client_id", "--oidc-ca-file", "--oidc-username-claim",
           "--oidc-username-prefix", "--oidc-groups-claim", "--oidc-groups-prefix",
           "--oidc-signing-algs", "--oidc-required-claim", "--authentication-config"]
 
@@ -167,8 +169,8 @@ def manifests(draw: st.DrawFn) -> str:
     lines = text.splitlines(keepends=True)
     flag_at = [i for i, line in enumerate(lines) if line.lstrip().startswith("- --")]
     for _ in range(draw(st.integers(0, 5))):
-        kind = draw(st.sampled_from(["split", "owned", "owned2", "comment", "drop", "char",
-                                     "blank", "trailing", "quote"]))
+        kind = draw(st.sampled_from(["split", "owned", "owned2", "spaced", "bare", "comment",
+                                     "drop", "char", "blank", "trailing", "quote"]))
         i = draw(st.sampled_from(flag_at)) if flag_at else 0
         if i >= len(lines):
             continue
@@ -182,6 +184,12 @@ def manifests(draw: st.DrawFn) -> str:
             shown = yaml.safe_dump([value], width=10**6).strip()[2:]
             lines.insert(i, f"{indent}- {flag}={shown}\n" if kind == "owned" else
                          f"{indent}- {flag}\n{indent}- {shown}\n")
+        elif kind == "spaced":  # '--name value' as one item: one unknown flag to pflag
+            flag, value = draw(st.sampled_from(_OWNED)), draw(st.sampled_from(
+                ["https://old.example.com", "x", "-", "--x"]))
+            lines.insert(i, f"{indent}- {flag} {value}\n")
+        elif kind == "bare":  # a dexkit flag whose value item is missing
+            lines.insert(i, f"{indent}- {draw(st.sampled_from(_OWNED))}\n")
         elif kind == "comment":
             lines.insert(i, f"{indent}# {draw(TEXT)}\n".replace("\r", ""))
         elif kind == "drop":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -126,12 +127,15 @@ def projects(scratch: Path) -> dict[str, Path]:
 
 
 def _owned(name: str) -> bool:
-    return name.startswith("oidc-") or name == "authentication-config"
+    word = (name.split() or [""])[0]  # '--oidc-issuer-url x' as one item: dexkit's, misspelt
+    return word.startswith("oidc-") or word == "authentication-config"
 
 
 def _pflag(command: list[Any]) -> tuple[dict[str, list[str]], list[str]]:
     """kube-apiserver's reading (pflag) of the command: dexkit's flags with their values (a
-    flag without '=' takes the next item), and every other item in order."""
+    flag without '=' takes the next item; an item whose name is no flag name, such as
+    '--oidc-issuer-url https://old', is one unknown flag and takes nothing), and every other
+    item in order."""
     owned: dict[str, list[str]] = {}
     other: list[str] = []
     args = [str(a) for a in command[1:]]
@@ -139,8 +143,9 @@ def _pflag(command: list[Any]) -> tuple[dict[str, list[str]], list[str]]:
     while i < len(args):
         arg = args[i]
         name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        name = name.replace("_", "-")  # component-base's WordSepNormalizeFunc
         if _owned(name):
-            if not eq and i + 1 < len(args):
+            if not eq and re.fullmatch(r"[a-z0-9-]+", name) and i + 1 < len(args):
                 value, i = args[i + 1], i + 1
             owned.setdefault(name, []).append(value)
         else:

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dexkit"
 # The kubectl credential plugin's lean path and the interactive login prompts write to the
 # terminal themselves: they run where Rich (and so console.py) must not be imported.
 MAY_WRITE = {"console.py", "__main__.py", "cli/__init__.py", "oidc/plugin.py", "oidc/session.py"}
-PURE_CORE = ("config.py", "pki.py", "render/")
+PURE_CORE = ("issuer.py", "config.py", "pki.py", "render/")
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
@@ -53,3 +53,10 @@ def test_the_core_does_no_network_or_processes() -> None:
     offenders = [f"{name}: {sorted(_imports(tree) & banned)}" for name, tree in _modules()
                  if name.startswith(PURE_CORE) and _imports(tree) & banned]
     assert offenders == []
+
+
+def test_the_issuer_parse_imports_only_the_standard_library() -> None:
+    # dexkit token's login path parses its --issuer with it: no msgspec, yaml or cryptography.
+    tree = next(t for name, t in _modules() if name == "issuer.py")
+    assert not {i for i in _imports(tree) if i.startswith("dexkit") or i.split(".")[0] in
+                ("msgspec", "yaml", "cryptography", "httpx", "jinja2", "rich", "typer")}

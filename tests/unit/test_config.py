@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import httpx
 import pytest
+from hypothesis import given, settings
 
 from dexkit.config import Config, parse_config
 from dexkit.errors import ConfigError
+from dexkit.issuer import IssuerError, parse_issuer
+from tests.fuzz.strategies import ISSUERS
 
 
 def test_defaults_are_the_guides() -> None:
@@ -159,3 +165,69 @@ def test_a_newer_minor_renders_as_the_newest_with_a_warning(version: str) -> Non
 def test_proven_minors_render_without_a_version_warning(version: str) -> None:
     config = parse_config(f"kubernetesVersion: '{version}'\n")
     assert not [w for w in config.warnings() if "Kubernetes" in w]
+
+
+# --- the issuer's one parse (dexkit.issuer) ----------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(issuer=ISSUERS)
+def test_what_the_issuer_parse_accepts_urllib_and_httpx_read_alike(issuer: str) -> None:
+    """Every later use reads the parse's result; other parsers (httpx in dexkit token, urllib)
+    must read an accepted issuer the same way, or a value valid here breaks there."""
+    try:
+        parts = parse_issuer(issuer)
+    except IssuerError as error:
+        assert str(error) and error.hint
+        return
+    split, url = urlsplit(issuer), httpx.URL(issuer)
+    assert (split.scheme, split.hostname, split.port, split.path) == \
+        (parts.scheme, parts.host, parts.port, parts.path)
+    # A host compares case-blind (httpx keeps an IPv6 address's case as written).
+    assert (url.host.lower(), url.port or parts.effective_port) == \
+        (parts.host, parts.effective_port)
+
+
+@pytest.mark.parametrize(("issuer", "host", "port", "path"), [
+    ("https://dex.example.com:32000", "dex.example.com", 32000, ""),
+    ("https://DEX.example.com/dex", "dex.example.com", None, "/dex"),
+    ("https://[::1]:443/a/b", "::1", 443, "/a/b"),
+    ("https://127.0.0.1:65535/", "127.0.0.1", 65535, "/"),
+])
+def test_the_issuer_parse_splits(issuer: str, host: str, port: int | None, path: str) -> None:
+    parts = parse_issuer(issuer)
+    assert (parts.host, parts.port, parts.path, parts.scheme) == (host, port, path, "https")
+
+
+@pytest.mark.parametrize("issuer", [
+    "https://h:1:2", "https://[::1]:1:2", "https://h:0", "https://h:65536", "https://h:032000",
+    "HTTPS://h", "https://h/.", "https://h/a/../b", "https://h//a", "https://u@h",
+    "https://h?x", "https://h#x", "h:32000", "https://", "https://[v1.x]", "https://h a",
+])
+def test_the_issuer_parse_refuses(issuer: str) -> None:
+    with pytest.raises(IssuerError):
+        parse_issuer(issuer)
+
+
+def test_two_merge_keys_in_one_mapping_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"dexkit.yaml:2: a second merge key '<<'"):
+        parse_config("<<: {namespace: a}\n<<: {namespace: b}\n")
+    with pytest.raises(ConfigError, match=r"dexkit.yaml:1: namespace: duplicate key"):
+        parse_config("<<: {namespace: a, namespace: b}\n")
+    # PyYAML lets the last of an inline list win, but the first of a list of aliases: a key
+    # two merged mappings set is refused, a key of the mapping itself overrides them.
+    with pytest.raises(ConfigError, match=r"dexkit.yaml:1: namespace: set by two merged"):
+        parse_config("<<: [{namespace: a}, {namespace: b}]\n")
+    with pytest.raises(ConfigError, match=r"dexkit.yaml:2: dex.replicas: set by two merged"):
+        parse_config("x-a: &a {replicas: 1}\nx-b: &b {replicas: 2, <<: *a}\n"
+                     "dex: {<<: [*a, *b]}\n")
+    config = parse_config("<<: [{namespace: a}, {kubernetesVersion: '1.33'}]\n"
+                          "dex:\n  <<: [{replicas: 3}, {replicas: 4}]\n  replicas: 2\n")
+    assert (config.namespace, config.minor, config.dex.replicas) == ("a", 33, 2)
+
+
+def test_a_bad_value_in_a_mapping_names_its_key() -> None:
+    with pytest.raises(ConfigError, match=r"dexkit.yaml:3: dex.nodeSelector.zone: Expected str"
+                                          r", got bool") as error:
+        parse_config("dex:\n  nodeSelector:\n    zone: no\n")
+    assert "quote the value" in error.value.hint

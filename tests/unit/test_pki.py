@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -244,3 +245,90 @@ def test_a_host_longer_than_a_common_name_may_be_is_named_by_its_san(tmp_path: P
     assert only.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == \
         pki.LONG_NAME_CN
     assert pki.verify_chain(ca, only, host, now) is None
+
+
+# --- CAs dexkit did not make ------------------------------------------------------------------
+
+
+def _foreign_ca(*, ski: bool = True, ca: bool = True, cert_sign: bool | None = True,
+                start: int = -1,
+                end: int = 900) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "their CA")])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(1)
+               .not_valid_before(NOW + dt.timedelta(days=start))
+               .not_valid_after(NOW + dt.timedelta(days=end))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ski:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    if cert_sign is not None:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+    return builder.sign(key, hashes.SHA256()), key
+
+
+@pytest.mark.parametrize(("kwargs", "codes"), [
+    ({}, []),
+    ({"cert_sign": None}, []),  # no keyUsage: every use allowed (OpenSSL's -x509 default)
+    ({"ski": False}, []),
+    ({"ca": False}, ["ca-not-ca"]),
+    ({"cert_sign": False}, ["ca-no-cert-sign"]),
+    ({"start": -20, "end": -10}, ["expired"]),
+    ({"start": 1, "end": 900}, ["not-yet-valid"]),
+    ({"ca": False, "start": -20, "end": -10}, ["ca-not-ca", "expired"]),
+])
+def test_ca_problems_are_what_tls_clients_refuse(kwargs: dict[str, Any],
+                                                 codes: list[str]) -> None:
+    ca, _ = _foreign_ca(**kwargs)
+    problems = pki.ca_problems(Path("ssl/ca.pem"), ca, NOW)
+    assert [p.code for p in problems] == codes
+    assert all("dexkit certs rotate --ca" in p.hint for p in problems)
+
+
+def test_an_expired_ca_says_when_and_for_how_long(tmp_path: Path) -> None:
+    ca, _ = _foreign_ca(start=-15, end=-5)
+    (problem,) = pki.ca_problems(Path("ssl/ca.pem"), ca, NOW)
+    assert problem.message.startswith(
+        f"the CA in ssl/ca.pem expired on {NOW - dt.timedelta(days=5):%Y-%m-%d}, 5 days ago "
+        "(it was valid for 10 days)")
+
+
+def test_a_ca_without_a_subject_key_identifier_signs_a_leaf_that_verifies() -> None:
+    ca, ca_key = _foreign_ca(ski=False)
+    leaf = pki.issue_serving_cert(ca_cert=ca, ca_key=ca_key, key=pki.generate_key("ecdsa-p256"),
+                                  hosts=["dex.example.com"], ips=[], days=30, now=NOW)
+    assert pki.verify_chain(ca, leaf, "dex.example.com", NOW) is None
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == x509.SubjectKeyIdentifier.from_public_key(
+        ca_key.public_key()).digest
+
+
+def test_a_malformed_certificate_is_a_tls_error_naming_its_file(paths: pki.TLSPaths) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtensionOID
+
+    ca_key, ca = pki.load_key(paths.ca_key), pki.load_cert(paths.ca)
+    bad = (x509.CertificateBuilder().subject_name(ca.subject).issuer_name(ca.subject)
+           .public_key(ca_key.public_key()).serial_number(5)
+           .not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1))
+           .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+                                                     bytes.fromhex("30058703010203")), False)
+           .sign(ca_key, hashes.SHA256()))
+    paths.cert.write_bytes(bad.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(TLSError, match=r"cert.pem is a malformed certificate \(ValueError: ") \
+            as error:
+        pki.load_cert(paths.cert)
+    assert "dexkit certs rotate" in error.value.hint
+
+
+def test_verify_chain_reports_a_name_no_verifier_can_check(paths: pki.TLSPaths) -> None:
+    ca, cert = pki.load_cert(paths.ca), pki.load_cert(paths.cert)
+    problem = pki.verify_chain(ca, cert, "a_b.example.com", NOW)
+    assert problem is not None and "is not a name a TLS client can check" in problem

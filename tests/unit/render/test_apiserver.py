@@ -237,6 +237,38 @@ def test_duplicate_flags_are_collapsed() -> None:
         "--oidc-client-id=kubernetes"]
 
 
+def test_the_command_is_read_as_pflag_reads_it() -> None:
+    """An item is split on '=' only: '--oidc-issuer-url https://old' is one (unknown) flag and
+    takes nothing; a dexkit flag alone takes the next item; a bool flag alone takes nothing."""
+    text = _fixture("kube-apiserver-1.30.yaml").replace(
+        "    - --secure-port=6443\n",
+        "    - --oidc-issuer-url https://old.example.com\n    - --secure-port=6443\n"
+        "    - --profiling\n    - --oidc-client-id\n    - old\n    - --oidc_groups_claim=g\n")
+    result = patch_static_pod(text, make_config())
+    command = yaml.safe_load(result.text)["spec"]["containers"][0]["command"]
+    assert "--secure-port=6443" in command and "--profiling" in command and "old" not in command
+    assert "removed --oidc-issuer-url https://old.example.com" in result.changes
+    assert "set --oidc-client-id=kubernetes (was --oidc-client-id old)" in result.changes
+    # '_' is '-' to Kubernetes components (WordSepNormalizeFunc): the same flag, replaced.
+    assert "set --oidc-groups-claim=groups (was --oidc_groups_claim=g)" in result.changes
+    assert not patch_static_pod(result.text, make_config()).changed
+
+
+@pytest.mark.parametrize(("items", "line"), [
+    ("    - --oidc-issuer-url\n", "the last item"),
+    ("    - --oidc-issuer-url\n    - --secure-port=6443\n", "'--secure-port=6443'"),
+])
+def test_a_dexkit_flag_without_its_value_is_refused(items: str, line: str) -> None:
+    text = _fixture("kube-apiserver-1.30.yaml")
+    last = [ln for ln in text.splitlines(keepends=True) if ln.startswith("    - --")][-1]
+    text = text.replace(last, last + items) if "last" in line else \
+        text.replace("    - --secure-port=6443\n", items)
+    with pytest.raises(UsageError, match=r"kube-apiserver.yaml:\d+: the flag '--oidc-issuer-url' "
+                                         "has no value") as error:
+        patch_static_pod(text, make_config())
+    assert line in error.value.message
+
+
 def test_a_mount_someone_else_provides_is_left_alone() -> None:
     text = _fixture("kube-apiserver-1.30.yaml").replace(
         "    volumeMounts:\n",

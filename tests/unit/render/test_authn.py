@@ -213,3 +213,29 @@ def test_merge_refuses_what_it_cannot_edit(text: str, expected: str) -> None:
     with pytest.raises(UsageError) as info:
         merge_authentication_config(text, _config(), golden_ca())
     assert expected in info.value.message
+
+
+HEAD = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\n"
+
+
+def test_merge_keeps_an_entry_whose_issuer_is_text_and_says_so() -> None:
+    text = HEAD + "jwt:\n- issuer: https://other.example.com\n- 5\n"
+    result = merge_authentication_config(text, _config(), golden_ca())
+    assert result.text.startswith(text) and result.action == "added"
+    assert result.other_issuers == ()
+    assert [n for n in result.notes if "no issuer.url" in n] == [
+        "authentication-config.yaml: jwt entry 1 has no issuer.url mapping; the API server "
+        "refuses the file until it has one (dexkit leaves other entries as they are)",
+        "authentication-config.yaml: jwt entry 2 has no issuer.url mapping; the API server "
+        "refuses the file until it has one (dexkit leaves other entries as they are)"]
+
+
+def test_merge_refuses_to_replace_an_entry_whose_anchor_is_used_elsewhere() -> None:
+    text = (HEAD + "jwt:\n- issuer:\n    url: https://dex.example.com:32000\n"
+            "    audiences: &aud [kubernetes]\nx-audiences: *aud\n")
+    with pytest.raises(UsageError, match=r"authentication-config.yaml:7: \*aud refers to "):
+        merge_authentication_config(text, _config(), golden_ca())
+    # An anchor inside Dex's entry that nothing uses, or an alias inside it, is replaced.
+    used_inside = (HEAD + "x-aud: &aud [kubernetes]\njwt:\n- issuer:\n"
+                   "    url: https://dex.example.com:32000\n    audiences: *aud\n")
+    assert merge_authentication_config(used_inside, _config(), golden_ca()).action == "updated"
