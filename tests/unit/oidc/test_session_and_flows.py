@@ -322,3 +322,13 @@ def test_the_project_paths_settings_use_are_the_projects(tmp_path: Path) -> None
     config = load_config(tmp_path).config
     assert project_ca(tmp_path, config) == tls_paths(tmp_path, config).ca
     assert stored_password(tmp_path, "a@b.c") == password_file(tmp_path, "a@b.c")
+
+
+def test_an_issuer_difference_a_url_parser_cannot_read_is_named_not_raised() -> None:
+    """Found reading the code (issue 20): a discovery document whose issuer has a port that
+    does not parse crashed the explanation instead of becoming it."""
+    from dexkit.oidc.discovery import explain_difference
+
+    assert explain_difference("https://h:1", "https://h:1:2") == \
+        "the port of 'https://h:1:2' cannot be read"
+    assert explain_difference("https://h:1", "https://h:2") == "the port differs ('1' vs '2')"
