@@ -104,7 +104,8 @@ def test_dex_stores_its_objects_in_the_crds_dexkit_applied(
         storage_sandbox: DexSandbox, kubectl: Path, dexkit: Any) -> None:
     sandbox = storage_sandbox
     config = sandbox.config
-    crds = _kubectl_json(kubectl, sandbox, "get", "customresourcedefinitions")
+    crds = _kubectl_json(kubectl, sandbox, "get", "customresourcedefinitions",
+                         "--show-managed-fields")
     ours = {c["metadata"]["name"]: c for c in crds["items"] if c["spec"]["group"] == CRD_GROUP}
     assert set(ours) == {f"{r}.{CRD_GROUP}" for r in crd_resources(config)}
     # Applied by dexkit (field manager dexkit), not created by Dex.
