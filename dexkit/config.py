@@ -26,6 +26,7 @@ import yaml
 from msgspec import Meta
 from msgspec.structs import force_setattr
 
+from dexkit import redact
 from dexkit.errors import ConfigError, UsageError
 
 CONFIG_FILE = "dexkit.yaml"
@@ -106,33 +107,13 @@ def is_dns_name(value: str) -> bool:
 
 # RFC 3986 path characters: unreserved, sub-delims, ':' and '@', '/' and %XX escapes.
 _URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
-# A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
-
-
-def _userinfo_span(value: str) -> tuple[int, int] | None:
-    """Where ``user:password`` sits in a URL, however malformed the rest (``https:/u:p@h``,
-    ``u:p@h``): before the last '@' of the part that comes before any '/', '?' or '#'."""
-    match = _SCHEME.match(value)
-    start = match.end() if match else 0
-    end = len(value)
-    for stop in "/?#":
-        found = value.find(stop, start)
-        if found >= 0:
-            end = min(end, found)
-    at = value.rfind("@", start, end)
-    return (start, at) if at >= 0 else None
+_userinfo_span = redact.userinfo_span
 
 
 def redact_url(value: str) -> str:
-    """``value`` with any ``user:password@`` replaced by ``***@``: safe to print. When in
-    doubt (an '@' after a '/', as in ``https://u:p/w@h``) everything up to the last '@' goes:
-    a message that hides too much is better than a password in a CI log."""
-    span = _userinfo_span(value)
-    if span is None and "@" in value:
-        match = _SCHEME.match(value)
-        span = (match.end() if match else 0, value.rfind("@"))
-    return value if span is None else value[:span[0]] + "***" + value[span[1]:]
+    """``value`` with any ``user:password@`` replaced by ``***@``: safe to print (the one rule
+    every printer applies, :func:`dexkit.redact.url`)."""
+    return redact.url(value)
 
 
 def check_issuer(value: str) -> SplitResult:

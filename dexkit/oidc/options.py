@@ -16,6 +16,10 @@ Rules:
 - ``--scope`` replaces dexkit's default scopes; ``--oidc-extra-scope`` adds to them.
 - An unknown flag is an error that names the flag (never silently ignored: it may be the
   setting that decides whose token this is).
+- An error never shows a value: only option names (kubectl shows the plugin's stderr, and a
+  value may be a password). An option and its value in one argument (``--password s3cret``,
+  the usual mistake in a kubeconfig's ``args:``), a bare word and a boolean given a value are
+  named by the option or by their position.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def parse(argv: list[str]) -> dict[str, Any]:
         name, eq, value = arg.partition("=")
         spec = FLAGS.get(name)
         if spec is None:
-            raise _unknown(arg)
+            raise _unknown(arg, i)
         dest, kind = spec
         if name == KUBELOGIN_ISSUER_FLAG:
             opts["kubelogin_style"] = True
@@ -139,17 +143,29 @@ def _boolean(name: str, value: str) -> bool:
         return True
     if value in ("false", "False", "0"):
         return False
-    raise OptionError(f"{name}={value}: not true or false", f"write {name} alone to turn it on")
+    raise OptionError(f"{name}= takes true or false (the value given is not shown)",
+                      f"write {name} alone to turn it on")
 
 
-def _unknown(arg: str) -> OptionError:
-    name = arg.partition("=")[0]
+def _unknown(arg: str, position: int) -> OptionError:
+    """The error for an argument that is no option: named by its option, or by its position
+    when it has none, never shown (it may be a password)."""
+    words = arg.partition("=")[0].split()
+    name = words[0] if words else ""
     if name in UNSUPPORTED:
         return OptionError(f"kubelogin's {name} is not supported by dexkit: {UNSUPPORTED[name]}",
                            f"remove {name} from the kubeconfig user's args")
-    if not arg.startswith("-"):
-        return OptionError(f"unexpected argument '{arg}'",
-                           "dexkit token takes only --options; run 'dexkit token --help'")
+    if not name.startswith("-"):
+        return OptionError(f"argument {position} is not an option (a value without its "
+                           "option? it is not shown, as it may be a secret)",
+                           "dexkit token takes only --options, each value right after its "
+                           "option; run 'dexkit token --help'")
+    if len(words) > 1 or arg != arg.strip():
+        known = name in FLAGS
+        return OptionError(f"argument {position} holds {'the option ' if known else ''}"
+                           f"'{name}' and more, separated by white space (the rest is not "
+                           "shown)", f"give {name} and its value as two arguments (two lines "
+                           "of the kubeconfig's args:), or join them with '='")
     near = [flag for flag in FLAGS if flag.startswith(name[:6]) and len(name) > 3]
     hint = f"did you mean {near[0]}? " if near else ""
     return OptionError(f"unknown option '{name}'", hint + "run 'dexkit token --help' for the "

@@ -157,18 +157,18 @@ def _slow_path(argv: list[str], api_version: str, interactive: bool) -> int:
 
 
 def _fail(exc: BaseException, code: int) -> int:
+    # console's rule (secrets hidden, terminal controls escaped), without console's imports:
+    # kubectl shows these lines as they are.
+    from dexkit.redact import one_line
+
     message = getattr(exc, "message", None)
     hint = getattr(exc, "hint", None)
     if message is None:
         message = f"unexpected {type(exc).__name__}: {exc}"
         hint = "run it again with DEXKIT_DEBUG=1 for the traceback, and report it as a bug"
-    sys.stderr.write(f"error: {_one_line(message)}\n")
-    sys.stderr.write(f"hint: {_one_line(hint or 'run dexkit token --help')}\n")
+    sys.stderr.write(f"error: {one_line(str(message))}\n")
+    sys.stderr.write(f"hint: {one_line(str(hint or 'run dexkit token --help'))}\n")
     return code
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def usage() -> str:

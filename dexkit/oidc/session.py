@@ -225,7 +225,10 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
 
 
 def _say(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    from dexkit.redact import line
+
+    # console's rule, line by line (a URL to open is meant to stand on a line of its own)
+    sys.stderr.write("\n".join(line(part) for part in text.split("\n")) + "\n")
     sys.stderr.flush()
 
 

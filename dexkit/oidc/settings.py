@@ -137,15 +137,19 @@ class LoginSettings:
                 f"that order: --password, --password-file, {self.password_env}, the "
                 "project's .dexkit/passwords/)")
 
+    @property
+    def plain_http(self) -> bool:
+        """The issuer is plain http: everything sent to it can be read on the way."""
+        return self.issuer.startswith("http://")
+
     def login_command(self) -> str:
-        """The command that logs in with these settings in a terminal and fills the cache."""
+        """The command that logs in with these settings in a terminal and fills the cache
+        (secret values hidden: it is printed)."""
         import shlex
 
-        shown = [a for a in self.argv if not a.startswith("--password=")]
-        if "--password" in shown:
-            at = shown.index("--password")
-            shown[at + 1:at + 2] = ["..."]
-        return shlex.join(["dexkit", "login", *shown])
+        from dexkit.redact import argv
+
+        return shlex.join(["dexkit", "login", *argv(self.argv)])
 
 
 def build_settings(argv: list[str] | tuple[str, ...], *,

@@ -24,6 +24,7 @@ import yaml
 
 from dexkit.config import to_data
 from dexkit.errors import ConfigError, DexkitError, TLSError, UsageError
+from dexkit.redact import line
 from dexkit.render import render_template, scalar
 from dexkit.render.yamltext import last_end, line_after, line_start
 
@@ -300,7 +301,7 @@ def patch_static_pod(text: str, config: Config, *,
         _verify(manifest, new_text, flags, mounts)
     diff = "".join(difflib.unified_diff(
         text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-        fromfile=f"a/{source}", tofile=f"b/{source}"))
+        fromfile=f"a/{line(source)}", tofile=f"b/{line(source)}"))
     return PatchResult(text=new_text, diff=diff, changes=tuple(changes))
 
 
