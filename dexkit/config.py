@@ -1352,9 +1352,11 @@ def config_path(directory: Path) -> Path:
 
 def load_config(directory: Path) -> LoadedConfig:
     """Read and validate ``<directory>/dexkit.yaml``; raise :class:`ConfigError` if it is bad."""
+    from dexkit.files import os_error, read_limited
+
     path = config_path(directory)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path)
     except FileNotFoundError:
         raise ConfigError(f"no {CONFIG_FILE} in {directory}",
                           f"run 'dexkit init --dir {directory}' first, or pass --dir to the "
@@ -1362,8 +1364,6 @@ def load_config(directory: Path) -> LoadedConfig:
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory", "move it away and run 'dexkit init'") from None
     except OSError as exc:
-        from dexkit.files import os_error
-
         raise os_error(exc, path, "read") from None
     config = parse_config(decode_text(raw, str(path)), str(path))
     return LoadedConfig(config=config, path=path, warnings=config.warnings())

@@ -190,7 +190,7 @@ def key_pem(key: PrivateKey) -> bytes:
 
 def load_cert(path: Path) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        return x509.load_pem_x509_certificate(files.read_limited(path))
     except FileNotFoundError:
         raise TLSError(f"missing certificate {path}", "run 'dexkit init' to create it") from None
     except ValueError as exc:
@@ -200,7 +200,8 @@ def load_cert(path: Path) -> x509.Certificate:
 
 def load_key(path: Path) -> PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(files.read_limited(path, secret=True),
+                                                 password=None)
     except FileNotFoundError:
         raise TLSError(f"missing private key {path}", "run 'dexkit init' to create it") from None
     except (ValueError, TypeError) as exc:

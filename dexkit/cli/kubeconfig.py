@@ -100,8 +100,10 @@ def _cluster(out: Output, directory: Path, cluster: str | None, server: str | No
             raise UsageError("--server needs --cluster", "name the cluster entry to write")
         data = None
         if server_ca is not None:
+            from dexkit.files import read_limited
+
             try:
-                data = base64.b64encode(server_ca.read_bytes()).decode()
+                data = base64.b64encode(read_limited(server_ca, trust=True)).decode()
             except OSError as exc:
                 raise UsageError(f"cannot read --server-ca {server_ca}: {exc.strerror}",
                                  "pass the API server's CA file") from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dexkit import files
 from dexkit.config import LOOPBACK_PORTS, is_ip
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.oidc import DEFAULT_SCOPES
@@ -393,9 +394,12 @@ def _ca_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
     for ca_file in user.ca_files:
         path = Path(ca_file)
         try:
-            held = _certs_in(path.read_bytes())
+            held = _certs_in(files.read_limited(path, trust=True))
         except OSError as exc:
             problems.append(f"{who} trusts {ca_file}, which cannot be read ({exc.strerror})")
+            continue
+        except files.FileError as exc:
+            problems.append(f"{who} trusts {ca_file}, which dexkit does not read: {exc.message}")
             continue
         if ours not in {fingerprint(c) for c in held}:
             problems.append(f"{who} trusts {ca_file}, which does not hold dexkit's CA "

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 
+from dexkit import readfile
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,6 +35,7 @@ FIELDS = ("id_token", "refresh_token", "expiry")
 MAX_EXPIRY = 253402300799
 KEYRING_SERVICE = "dexkit"
 STORAGES = ("disk", "keyring", "none")
+MAX_ENTRY_BYTES = 65536
 
 
 def cache_path(directory: str | os.PathLike[str], key: str) -> str:
@@ -40,16 +43,17 @@ def cache_path(directory: str | os.PathLike[str], key: str) -> str:
 
 
 def read_entry(path: str) -> dict[str, Any] | None:
-    """The entry in ``path``, or None when there is none we may use."""
+    """The entry in ``path``, or None when there is none we may use: read as a secret by
+    :mod:`dexkit.readfile` (a regular file, no link, not open to others; a FIFO never blocks
+    kubectl), and ours even for root (an entry another user planted is not served)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd, info = readfile.open_checked(path, secret=True)
     except OSError:
         return None
     try:
-        info = os.fstat(fd)
-        if info.st_mode & 0o077 or info.st_uid != os.getuid():
+        if info.st_uid != os.getuid():
             return None
-        raw = os.read(fd, 65536)
+        raw = readfile.read_fd(fd, info, path, MAX_ENTRY_BYTES)
     except OSError:
         return None
     finally:

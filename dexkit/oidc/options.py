@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+from dexkit import readfile
 from dexkit.oidc import DEFAULT_SCOPES
 
 TYPE_CHECKING = False
@@ -198,8 +199,9 @@ def ca_material(opts: dict[str, Any]) -> list[bytes]:
     found: list[bytes] = []
     for name in opts.get("ca_files") or ():
         try:
-            with open(os.path.expanduser(name), "rb") as handle:  # noqa: PTH123,PTH111
-                found.append(handle.read().strip())
+            # never a FIFO (kubectl would hang), a device or another user's file; the slow
+            # path reads it the same way and says what is wrong
+            found.append(readfile.read(os.path.expanduser(name), trust=True).strip())  # noqa: PTH111
         except OSError:
             found.append(b"unreadable:" + os.fsencode(name))
     for data in opts.get("ca_data") or ():

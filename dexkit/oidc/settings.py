@@ -99,18 +99,22 @@ class LoginSettings:
         if self.password_arg is not None:
             return self.password_arg
         if self.password_file is not None:
+            from dexkit.files import read_text
+
             try:
-                return self.password_file.expanduser().read_text().strip()
-            except (OSError, UnicodeDecodeError) as exc:
+                # The user named this file: a link (a mounted Secret) or a pipe (<(pass show
+                # dex)) is theirs to give; a device or a huge file is still refused.
+                return read_text(self.password_file.expanduser(), pipe=True,
+                                 max_bytes=PASSWORD_MAX_BYTES, what="a password").strip()
+            except OSError as exc:
                 raise UsageError(f"cannot read the password file {self.password_file}: "
-                                 f"{getattr(exc, 'strerror', None) or exc}",
-                                 "check --password-file") from None
+                                 f"{exc.strerror or exc}", "check --password-file") from None
         if environ.get(self.password_env):
             return environ[self.password_env]
         if self.project_dir is not None and self.username:
             stored = stored_password(self.project_dir, self.username)
-            if stored.is_file():
-                return stored.read_text().strip()
+            if stored.is_file() or stored.is_symlink():
+                return read_password(stored)
         if may_prompt and sys.stdin.isatty():
             import getpass
 
@@ -317,8 +321,10 @@ def project_token_args(directory: Path, config: Config, *, grant: str = "authcod
     if embed_ca:
         import base64
 
+        from dexkit.files import read_limited
+
         try:
-            data = ca.read_bytes()
+            data = read_limited(ca, trust=True)
         except OSError as exc:
             raise UsageError(f"cannot read the CA {ca}: {exc.strerror}",
                              "run 'dexkit init' first") from None
@@ -349,6 +355,18 @@ def project_ca(directory: Path, config: Config) -> Path:
 
 def stored_password(directory: Path, username: str) -> Path:
     return directory / ".dexkit" / "passwords" / username
+
+
+PASSWORD_MAX_BYTES = 64 * 1024
+
+
+def read_password(path: Path) -> str:
+    """A project's stored password: from a regular file of the user's own that nobody else can
+    read, never through a symbolic link (a cloned project must not turn any local file into
+    the password it sends to its own issuer); see :mod:`dexkit.readfile`."""
+    from dexkit.files import read_text
+
+    return read_text(path, secret=True, max_bytes=PASSWORD_MAX_BYTES, what="a password").strip()
 
 
 def project_scopes(config: Config) -> tuple[str, ...]:
