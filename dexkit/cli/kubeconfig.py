@@ -57,7 +57,10 @@ def kubeconfig(
                               embed_ca=portable if embed_ca is None else embed_ca,
                               password_file=not portable)
     args += list(ctx.args)
-    build_settings(args)  # a bad extra option is refused now, not at kubectl's first call
+    # a bad extra option is refused now, not at kubectl's first call; what 'dexkit token' will
+    # warn about on every login (a plain-http issuer...) is said now too
+    for said in build_settings(args).warnings:
+        out.warn(said)
     command, warning = kc.plugin_command(absolute_command)
     if warning and not portable:
         out.warn(warning)

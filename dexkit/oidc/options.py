@@ -50,6 +50,8 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--certificate-authority-data": ("ca_data", "list"),
     "--insecure": ("insecure", "bool"),
     "--insecure-skip-tls-verify": ("insecure", "bool"),
+    # the password and refresh grants to a plain-http issuer (clear text): consent, by name
+    "--allow-insecure-http": ("allow_http", "bool"),
     "--grant": ("grant", "str"),
     "--grant-type": ("grant", "str"),
     "--username": ("username", "str"),

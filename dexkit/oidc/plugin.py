@@ -188,6 +188,8 @@ kubelogin's get-token flag names are accepted as aliases (shown in brackets).
   --ca-file FILE              [--certificate-authority]  CA that signed Dex's certificate
   --certificate-authority-data B64   the same, inline
   --insecure                  [--insecure-skip-tls-verify]  do NOT verify Dex's certificate
+  --allow-insecure-http       let the password and refresh grants use a plain-http issuer
+                              (clear text; any other use of one is warned about)
   --grant G                   [--grant-type] authcode (default), authcode-keyboard,
                               device [device-code], password
   --username U, --password-file FILE, --password-env VAR (default DEXKIT_PASSWORD)

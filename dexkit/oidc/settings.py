@@ -82,6 +82,8 @@ class LoginSettings:
     ca_files: tuple[Path, ...] = ()
     ca_data: tuple[bytes, ...] = field(default=(), repr=False)
     insecure: bool = False
+    # the password and refresh grants to a plain-http issuer were consented to
+    allow_http: bool = False
     listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
     redirect_url: str | None = None
     # kubelogin's redirect default is http://localhost:<port> (no path); dexkit's has /callback.
@@ -169,12 +171,8 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         if not opts.get(required):
             raise UsageError(f"{flag} is missing", f"pass {flag} (kubelogin: "
                              f"--oidc-{'issuer-url' if required == 'issuer' else 'client-id'})")
-    issuer = urlsplit(opts["issuer"])
-    if issuer.scheme not in ("https", "http") or not issuer.hostname:
-        raise UsageError(f"--issuer {opts['issuer']}: not an https URL",
-                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
     grant = _grant(options.grant_of(opts))
-    warnings = []
+    warnings = _check_issuer(opts["issuer"], grant, allow_http=bool(opts.get("allow_http")))
     if opts.get("password") is not None:
         warnings.append("--password puts the password in the process's arguments, which every "
                         "user of this machine can read (ps); use --password-file or "
@@ -193,7 +191,8 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         password_env=opts.get("password_env") or "DEXKIT_PASSWORD", project_dir=project_dir,
         ca_files=tuple(Path(p).expanduser() for p in opts.get("ca_files") or ()),
         ca_data=tuple(_ca_data(d) for d in opts.get("ca_data") or ()),
-        insecure=bool(opts.get("insecure")), listen=_listen(opts),
+        insecure=bool(opts.get("insecure")), allow_http=bool(opts.get("allow_http")),
+        listen=_listen(opts),
         redirect_url=_redirect(opts.get("redirect_url"), grant),
         redirect_style="kubelogin" if opts.get("kubelogin_style") else "dexkit",
         extra_params=_extra_params(opts.get("extra_params") or ()),
@@ -201,6 +200,45 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         browser_command=opts.get("browser_command"), timeout=_timeout(opts.get("timeout")),
         force_refresh=bool(opts.get("force_refresh")), warnings=tuple(warnings),
         argv=tuple(argv))
+
+
+def _check_issuer(issuer: str, grant: Grant, *, allow_http: bool) -> list[str]:
+    """What must hold for dexkit token to use ``issuer`` at all (a URL it can send a request
+    to), and the warnings it gets. Not dexkit.yaml's issuer rules: a kubeconfig may name any
+    OIDC provider, however its issuer is spelled.
+
+    A plain-http issuer reads everything sent to it in clear text: the password grant (the
+    password) is refused unless ``--allow-insecure-http`` says so (the refresh grant, the
+    refresh token, likewise: see dexkit.oidc.session.obtain), and every other use is warned.
+    """
+    from dexkit.redact import line, url
+
+    if not issuer.isascii() or not issuer.isprintable() or " " in issuer:
+        raise UsageError(f"--issuer {line(url(issuer))} contains white space, a control "
+                         "character or a non-ASCII character",
+                         "pass the issuer exactly as Dex publishes it (an international host "
+                         "name in its xn-- form)")
+    parts = urlsplit(issuer)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise UsageError(f"--issuer {url(issuer)}: the port is not a number from 1 to 65535",
+                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UsageError(f"--issuer {url(issuer)}: not an https URL",
+                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
+    if "@" in parts.netloc:
+        raise UsageError(f"--issuer {url(issuer)} holds a user name or password",
+                         "an issuer URL never carries credentials: remove 'user:password@'")
+    if parts.scheme == "https":
+        return []
+    if grant is Grant.PASSWORD and not allow_http:
+        raise UsageError(f"the password grant would send the password to {issuer} in clear "
+                         "text (plain http)", "use Dex's https issuer, or pass "
+                         "--allow-insecure-http for a test issuer on a network you trust")
+    sent = "the password and tokens" if grant is Grant.PASSWORD else "the login code and tokens"
+    return [f"THE ISSUER IS PLAIN HTTP ({issuer}): {sent} travel in clear text, and anyone on "
+            "the path can read or replace them; use Dex's https issuer"]
 
 
 def _grant(name: str) -> Grant:
