@@ -287,7 +287,7 @@ class TokenSession:
 
         try:
             response = self.http.post(self.server.rstrip("/") + path, json=body)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ClusterError(f"{action}: cannot reach the API server at {self.server}: "
                                f"{str(exc).splitlines()[0][:200]}",
                                "is the cluster running, and is the kubeconfig's server "

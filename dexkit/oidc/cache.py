@@ -126,7 +126,10 @@ class TokenCache:
         from pathlib import Path
 
         self._ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=self.dir)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=self.dir)
+        except OSError as exc:
+            raise _cache_error(exc, self.dir, "write into") from None
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -160,11 +163,13 @@ class TokenCache:
                  if p.suffix in (".token", ".lock") and not p.name.startswith(".")}
         return sorted(names)
 
-    def lock(self, key: str, timeout: float = 600) -> FileLock:
+    def lock(self, key: str, timeout: float = 600) -> _Held:
+        """The entry's lock, taken by ``with``."""
         from filelock import FileLock
 
         self._ensure_dir()
-        return FileLock(str(self.dir / f"{key}.lock"), timeout=timeout, mode=0o600)
+        return _Held(FileLock(str(self.dir / f"{key}.lock"), timeout=timeout, mode=0o600),
+                     self.dir)
 
     def _ensure_dir(self) -> None:
         """Create the directory 0700 if missing (parents too, each 0700: dexkit made them);
@@ -179,9 +184,14 @@ class TokenCache:
             if here.parent == here:
                 break
             here = here.parent
-        for path in reversed(missing):
-            path.mkdir(mode=0o700, exist_ok=True)
-        info = self.dir.stat()
+        try:
+            for path in reversed(missing):
+                path.mkdir(mode=0o700, exist_ok=True)
+            info = self.dir.stat()
+        except OSError as exc:
+            # KUBECACHEDIR a file, a HOME nobody may write to, an immutable directory: the
+            # user's to fix, so said as such
+            raise _cache_error(exc, self.dir, "create") from None
         if not self.dir.is_dir():
             raise DexkitError(f"the token cache {self.dir} is not a directory",
                               "pass --token-cache-dir a directory (or remove the file)")
@@ -189,3 +199,41 @@ class TokenCache:
             raise DexkitError(f"the token cache directory {self.dir} can be written by other "
                               "users", f"chmod 700 {self.dir}, or pass --token-cache-dir a "
                               "private directory")
+
+
+class _Held:
+    """A cache entry's lock for ``with``: what stops it from being taken is said as a user
+    error (a directory dexkit may not write to), not as an internal one."""
+
+    def __init__(self, lock: FileLock, directory: Path) -> None:
+        self.lock = lock
+        self.dir = directory
+
+    def __enter__(self) -> _Held:
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire()
+        except Timeout:
+            from dexkit.errors import DexkitError
+
+            raise DexkitError(f"another dexkit token has held the lock {self.lock.lock_file} "
+                              f"for {self.lock.timeout:.0f} s", "wait for that login to "
+                              "finish (or end it), then run the command again") from None
+        except OSError as exc:
+            raise _cache_error(exc, self.dir, "lock an entry in") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def _cache_error(exc: OSError, directory: Path, action: str) -> Exception:
+    from dexkit.files import os_error
+
+    error = os_error(exc, exc.filename or directory, f"{action} the token cache directory")
+    error.message = f"cannot {action} the token cache directory {directory}: " \
+        f"{exc.strerror or exc}"
+    error.hint += ("; or pass --token-cache-dir (or set KUBECACHEDIR to) a directory of your "
+                   "own")
+    return error

@@ -121,7 +121,7 @@ def get_json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
         response = http.get(url)
     except httpx.ConnectError as exc:
         raise _connect_error(url, what, exc) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"{what} request to {url} failed: {exc}",
                         "check that Dex is running and reachable at the issuer URL") from None
     if response.status_code != 200:

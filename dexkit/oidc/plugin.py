@@ -64,7 +64,7 @@ def exec_info(raw: str | None, stdin_is_tty: bool) -> tuple[str, bool]:
 
     try:
         info = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         return DEFAULT_API_VERSION, False
     if not isinstance(info, dict):
         return DEFAULT_API_VERSION, False

@@ -514,6 +514,13 @@ def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
         name = _flag_name(value)
         if not _owned_flag(name):
             continue
+        if value_item is not None and value.partition("=")[2].startswith("-"):
+            # '- --oidc-issuer-url' whose value was forgotten: kube-apiserver takes the next
+            # option for it; which of the two the user meant is not dexkit's to guess
+            at = item.node.start_mark.line + 1
+            raise _unsupported(manifest.source, f"--{name} on line {at} is followed by another "
+                               "option instead of its value (kube-apiserver would take that "
+                               "option for the value)")
         end = (value_item or item).end
         shown = value if value_item is None else f"{value.split('=', 1)[0]} " \
             f"{value.split('=', 1)[1]}"

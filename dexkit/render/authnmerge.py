@@ -82,11 +82,22 @@ def merge_authentication_config(text: str, config: Config, ca_pem: str, *,
         raise _refuse(source, "jwt is not a block-style list")
     if not isinstance(entries, list):
         raise _refuse(source, "jwt is not a list")
-    urls = [str(((e or {}).get("issuer") or {}).get("url", "")) if isinstance(e, dict) else ""
-            for e in entries]
+    urls = [_issuer_url(e) for e in entries]
+    if "" in urls:
+        at = urls.index("")
+        line = (f" (line {jwt_node.value[at].start_mark.line + 1})"
+                if isinstance(jwt_node, yaml.SequenceNode) else "")
+        raise _refuse(source, f"jwt entry {at + 1}{line} has no issuer.url (the API server "
+                      "would refuse the file as it is)")
     ours = [i for i, url in enumerate(urls) if url == config.issuer]
     if len(ours) > 1:
         raise _refuse(source, f"it has {len(ours)} jwt entries for {config.issuer}")
+    if ours and isinstance(jwt_node, yaml.SequenceNode) and _used_elsewhere(
+            root, jwt_node.value[ours[0]]):
+        raise _refuse(source, f"dexkit's jwt entry (line "
+                      f"{jwt_node.value[ours[0]].start_mark.line + 1}) holds a YAML anchor "
+                      "that another part of the file refers to (an alias): replacing the entry "
+                      "would break that part")
     notes = []
     wanted = authentication_api_version(config.minor)
     if api_version != wanted:
@@ -101,6 +112,35 @@ def merge_authentication_config(text: str, config: Config, ca_pem: str, *,
     if new_text == text:
         action = "unchanged"
     return MergeResult(new_text, action, others, tuple(notes))
+
+
+def _issuer_url(entry: Any) -> str:
+    """An entry's ``issuer.url``, or "" where the entry is not shaped like one."""
+    issuer = entry.get("issuer") if isinstance(entry, dict) else None
+    url = issuer.get("url") if isinstance(issuer, dict) else None
+    return "" if url is None else str(url)
+
+
+def _used_elsewhere(root: yaml.Node, entry: yaml.Node) -> bool:
+    """Whether a node of ``entry`` (an anchor) also appears outside it (through an alias)."""
+    inside: set[int] = set()
+    _walk(entry, inside)
+    outside: set[int] = set()
+    _walk(root, outside, skip=entry)
+    return bool(inside & outside)
+
+
+def _walk(node: yaml.Node, seen: set[int], skip: yaml.Node | None = None) -> None:
+    stack = [node]
+    while stack:
+        here = stack.pop()
+        if here is skip or id(here) in seen:
+            continue
+        seen.add(id(here))
+        if isinstance(here, yaml.SequenceNode):
+            stack.extend(here.value)
+        elif isinstance(here, yaml.MappingNode):
+            stack.extend(item for pair in here.value for item in pair)
 
 
 def _edit(text: str, jwt_node: yaml.Node | None, index: int | None, config: Config, ca_pem: str,
@@ -145,9 +185,7 @@ def _verify(before: dict[str, Any], new_text: str, config: Config, ca_pem: str,
     wanted = yaml.safe_load(render_dex_jwt_entry(config, ca_pem))[0]
 
     def others(data: dict[str, Any]) -> list[Any]:
-        return [e for e in data.get("jwt") or []
-                if not (isinstance(e, dict) and (e.get("issuer") or {}).get("url")
-                        == config.issuer)]
+        return [e for e in data.get("jwt") or [] if _issuer_url(e) != config.issuer]
 
     ours = [e for e in after.get("jwt") or [] if e not in others(after)]
     rest_before = {k: v for k, v in before.items() if k != "jwt"}
