@@ -19,8 +19,6 @@ Rules, in the order they act:
 - At most ``max_bytes`` are read; a longer file is refused, not read to the end.
 """
 
-from __future__ import annotations
-
 import os
 
 TYPE_CHECKING = False
@@ -54,7 +52,7 @@ class Refused(OSError):
 
 
 def open_checked(path: str | os.PathLike[str], *, secret: bool = False, trust: bool = False,
-                 pipe: bool = False) -> tuple[int, Any]:
+                 pipe: bool = False) -> "tuple[int, Any]":
     """An open descriptor of ``path`` and its ``fstat``, after the module's rules; the caller
     closes it. Raises OSError (FileNotFoundError...) or :class:`Refused`."""
     name = os.fspath(path)
@@ -81,7 +79,7 @@ def open_checked(path: str | os.PathLike[str], *, secret: bool = False, trust: b
     return fd, info
 
 
-def _check(name: str, info: Any, *, secret: bool, trust: bool, pipe: bool) -> None:
+def _check(name: str, info: "Any", *, secret: bool, trust: bool, pipe: bool) -> None:
     kind = info.st_mode & _FORMAT
     if kind == 0o040000:
         raise IsADirectoryError(21, "Is a directory", name)
@@ -106,7 +104,7 @@ def _check(name: str, info: Any, *, secret: bool, trust: bool, pipe: bool) -> No
                       "does not trust a CA anyone can replace", f"'chmod o-w {name}'")
 
 
-def read_fd(fd: int, info: Any, name: str, max_bytes: int = MAX_BYTES,
+def read_fd(fd: int, info: "Any", name: str, max_bytes: int = MAX_BYTES,
             timeout: float = PIPE_TIMEOUT) -> bytes:
     """All of an open file (a pipe within ``timeout``), or :class:`Refused` past ``max_bytes``."""
     if info.st_mode & _FORMAT == _REGULAR and info.st_size > max_bytes:

@@ -17,8 +17,6 @@ dexkit did not create is never chmod-ed. Anything unreadable (random bytes, a ha
 line, an absurd expiry) is treated as no entry, never as an error.
 """
 
-from __future__ import annotations
-
 import os
 
 from dexkit import readfile
@@ -42,7 +40,7 @@ def cache_path(directory: str | os.PathLike[str], key: str) -> str:
     return os.path.join(directory, f"{key}.token")  # noqa: PTH118
 
 
-def read_entry(path: str) -> dict[str, Any] | None:
+def read_entry(path: str) -> "dict[str, Any] | None":
     """The entry in ``path``, or None when there is none we may use: read as a secret by
     :mod:`dexkit.readfile` (a regular file, no link, not open to others; a FIFO never blocks
     kubectl), and ours even for root (an entry another user planted is not served)."""
@@ -61,7 +59,7 @@ def read_entry(path: str) -> dict[str, Any] | None:
     return parse_entry(raw)
 
 
-def parse_entry(raw: bytes) -> dict[str, Any] | None:
+def parse_entry(raw: bytes) -> "dict[str, Any] | None":
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -78,7 +76,7 @@ def parse_entry(raw: bytes) -> dict[str, Any] | None:
     return entry if entry.get("id_token") and "expiry" in entry else None
 
 
-def format_entry(entry: dict[str, Any]) -> str:
+def format_entry(entry: "dict[str, Any]") -> str:
     lines = []
     for name in FIELDS:
         value = entry.get(name)
@@ -100,10 +98,10 @@ class TokenCache:
         self.dir = Path(directory)
         self.storage = storage
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> "Path":
         return self.dir / f"{key}.token"
 
-    def load(self, key: str) -> dict[str, Any] | None:
+    def load(self, key: str) -> "dict[str, Any] | None":
         if self.storage == "none":
             return None
         if self.storage == "keyring":
@@ -113,7 +111,7 @@ class TokenCache:
             return parse_entry(raw.encode()) if raw is not None else None
         return read_entry(str(self._path(key)))
 
-    def store(self, key: str, entry: dict[str, Any]) -> None:
+    def store(self, key: str, entry: "dict[str, Any]") -> None:
         if self.storage == "none":
             return
         text = format_entry(entry)
@@ -163,7 +161,7 @@ class TokenCache:
                  if p.suffix in (".token", ".lock") and not p.name.startswith(".")}
         return sorted(names)
 
-    def lock(self, key: str, timeout: float = 600) -> _Held:
+    def lock(self, key: str, timeout: float = 600) -> "_Held":
         """The entry's lock, taken by ``with``."""
         from filelock import FileLock
 
@@ -205,11 +203,11 @@ class _Held:
     """A cache entry's lock for ``with``: what stops it from being taken is said as a user
     error (a directory dexkit may not write to), not as an internal one."""
 
-    def __init__(self, lock: FileLock, directory: Path) -> None:
+    def __init__(self, lock: "FileLock", directory: "Path") -> None:
         self.lock = lock
         self.dir = directory
 
-    def __enter__(self) -> _Held:
+    def __enter__(self) -> "_Held":
         from filelock import Timeout
 
         try:
@@ -228,7 +226,7 @@ class _Held:
         self.lock.release()
 
 
-def _cache_error(exc: OSError, directory: Path, action: str) -> Exception:
+def _cache_error(exc: OSError, directory: "Path", action: str) -> Exception:
     from dexkit.files import os_error
 
     error = os_error(exc, exc.filename or directory, f"{action} the token cache directory")

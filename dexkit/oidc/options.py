@@ -22,8 +22,6 @@ Rules:
   named by the option or by their position.
 """
 
-from __future__ import annotations
-
 import os
 
 from dexkit import readfile
@@ -104,7 +102,7 @@ class OptionError(ValueError):
         self.hint = hint
 
 
-def parse(argv: list[str]) -> dict[str, Any]:
+def parse(argv: list[str]) -> "dict[str, Any]":
     """``argv`` -> a dict of destinations; raises OptionError for anything it cannot use."""
     opts: dict[str, Any] = {"kubelogin_style": False}
     i = 0
@@ -178,7 +176,7 @@ def _unknown(arg: str, position: int) -> OptionError:
 # --- what the cached path needs: the cache key and the cache's place --------------------------
 
 
-def grant_of(opts: dict[str, Any]) -> str:
+def grant_of(opts: "dict[str, Any]") -> str:
     """The grant, with kubelogin's names and its ``auto`` (password when a username is set)."""
     grant = opts.get("grant") or ("auto" if opts.get("kubelogin_style") else DEFAULT_GRANT)
     if grant == "auto":
@@ -186,7 +184,7 @@ def grant_of(opts: dict[str, Any]) -> str:
     return GRANT_ALIASES.get(grant, grant)
 
 
-def scopes_of(opts: dict[str, Any]) -> tuple[str, ...]:
+def scopes_of(opts: "dict[str, Any]") -> tuple[str, ...]:
     base = list(opts.get("scopes") or DEFAULT_SCOPES)
     for scope in opts.get("extra_scopes") or ():
         if scope not in base:
@@ -194,7 +192,7 @@ def scopes_of(opts: dict[str, Any]) -> tuple[str, ...]:
     return tuple(base)
 
 
-def ca_material(opts: dict[str, Any]) -> list[bytes]:
+def ca_material(opts: "dict[str, Any]") -> list[bytes]:
     """The CA certificates trusted for the issuer, as bytes: the same CA keys the same entry
     whether it comes from a file or inline (a kubeconfig with ``--embed-ca`` and a login with
     the project's ``ca.pem`` share a cache entry)."""
@@ -216,7 +214,7 @@ def ca_material(opts: dict[str, Any]) -> list[bytes]:
     return found
 
 
-def identity_key(opts: dict[str, Any]) -> str:
+def identity_key(opts: "dict[str, Any]") -> str:
     """The cache entry's name: a hash of everything that changes whose token it is or whom it
     is trusted from (issuer, client, scopes, grant, username, CA, TLS verification, extra
     authorization parameters), and nothing else."""
@@ -233,7 +231,7 @@ def identity_key(opts: dict[str, Any]) -> str:
     return str(digest.hexdigest())
 
 
-def _sha256(data: bytes) -> Any:
+def _sha256(data: bytes) -> "Any":
     # hashlib loads OpenSSL (~2 ms, a tenth of the cached path); the built-in SHA-256 gives the
     # same digest without it. Its module is chosen by the version rather than by trying: a
     # failed import is not remembered, and was tried again on every call (~0.07 ms each).
@@ -249,7 +247,7 @@ def _sha256(data: bytes) -> Any:
     return sha256(data)
 
 
-def cache_dir_of(opts: dict[str, Any], environ: Mapping[str, str]) -> str:
+def cache_dir_of(opts: "dict[str, Any]", environ: "Mapping[str, str]") -> str:
     """--token-cache-dir, else DEXKIT_TOKEN_CACHE, else $KUBECACHEDIR/dexkit (kubectl's and
     kubelogin's cache root), else ~/.kube/cache/dexkit."""
     chosen = opts.get("cache_dir") or environ.get("DEXKIT_TOKEN_CACHE")

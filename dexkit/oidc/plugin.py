@@ -11,8 +11,6 @@ hashlib: see :mod:`dexkit.oidc.options`). Rules:
   for a bad command line), never a traceback; stdout carries the ExecCredential or nothing.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time
@@ -30,7 +28,7 @@ SUPPORTED_API_VERSIONS = (DEFAULT_API_VERSION, "client.authentication.k8s.io/v1b
 _JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
-def fresh_token(entry: dict[str, Any] | None, now: float) -> str | None:
+def fresh_token(entry: "dict[str, Any] | None", now: float) -> str | None:
     """The cached ID token if it has more than MIN_VALIDITY seconds left."""
     if not entry or not entry.get("id_token"):
         return None
