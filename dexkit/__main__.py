@@ -8,8 +8,6 @@ Kept lean on purpose, because these run where start-up time is felt:
   command only.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -50,7 +50,7 @@ class RenderInputs:
 def read_ca_pem(directory: Path, config: Config, *, required: bool) -> str | None:
     path = tls_paths(directory, config).ca
     try:
-        return path.read_text()
+        return files.read_text(path, what="a PEM certificate")
     except FileNotFoundError:
         if not required:
             return None
@@ -65,7 +65,7 @@ def read_render_inputs(directory: Path, config: Config) -> RenderInputs:
     for connector_id, relative in project_connector_cas(config).items():
         path = directory / relative
         try:
-            pems[connector_id] = path.read_text()
+            pems[connector_id] = files.read_text(path, what="a PEM certificate")
         except FileNotFoundError:
             raise ConfigError(f"the rootCA of connector '{connector_id}' does not exist: {path}",
                               "put the PEM file there, or give rootCA as an absolute path "
@@ -134,7 +134,7 @@ _SECRET = re.compile(r"^kind:[ \t]*[\"']?Secret[\"']?[ \t]*\r?$", re.MULTILINE)
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text()
+        return files.read_text(path, what="a file dexkit renders")
     except FileNotFoundError:
         return None
 

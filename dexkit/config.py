@@ -26,6 +26,7 @@ import yaml
 from msgspec import Meta
 from msgspec.structs import force_setattr
 
+from dexkit import redact
 from dexkit.errors import ConfigError, UsageError
 from dexkit.issuer import Issuer, parse_issuer
 
@@ -88,33 +89,13 @@ class Tagged(Model, frozen=True):
 # --- validators shared by several sections ---------------------------------------------------
 
 
-# A scheme only when a '/' follows: in 'user:pw@host' the 'user:' is not one.
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+")
-
-
-def _userinfo_span(value: str) -> tuple[int, int] | None:
-    """Where ``user:password`` sits in a URL, however malformed the rest (``https:/u:p@h``,
-    ``u:p@h``): before the last '@' of the part that comes before any '/', '?' or '#'."""
-    match = _SCHEME.match(value)
-    start = match.end() if match else 0
-    end = len(value)
-    for stop in "/?#":
-        found = value.find(stop, start)
-        if found >= 0:
-            end = min(end, found)
-    at = value.rfind("@", start, end)
-    return (start, at) if at >= 0 else None
+_userinfo_span = redact.userinfo_span
 
 
 def redact_url(value: str) -> str:
-    """``value`` with any ``user:password@`` replaced by ``***@``: safe to print. When in
-    doubt (an '@' after a '/', as in ``https://u:p/w@h``) everything up to the last '@' goes:
-    a message that hides too much is better than a password in a CI log."""
-    span = _userinfo_span(value)
-    if span is None and "@" in value:
-        match = _SCHEME.match(value)
-        span = (match.end() if match else 0, value.rfind("@"))
-    return value if span is None else value[:span[0]] + "***" + value[span[1]:]
+    """``value`` with any ``user:password@`` replaced by ``***@``: safe to print (the one rule
+    every printer applies, :func:`dexkit.redact.url`)."""
+    return redact.url(value)
 
 
 def check_issuer(value: str) -> Issuer:
@@ -1374,9 +1355,11 @@ def config_path(directory: Path) -> Path:
 
 def load_config(directory: Path) -> LoadedConfig:
     """Read and validate ``<directory>/dexkit.yaml``; raise :class:`ConfigError` if it is bad."""
+    from dexkit.files import os_error, read_limited
+
     path = config_path(directory)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path)
     except FileNotFoundError:
         raise ConfigError(f"no {CONFIG_FILE} in {directory}",
                           f"run 'dexkit init --dir {directory}' first, or pass --dir to the "
@@ -1384,8 +1367,6 @@ def load_config(directory: Path) -> LoadedConfig:
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory", "move it away and run 'dexkit init'") from None
     except OSError as exc:
-        from dexkit.files import os_error
-
         raise os_error(exc, path, "read") from None
     config = parse_config(decode_text(raw, str(path)), str(path))
     return LoadedConfig(config=config, path=path, warnings=config.warnings())

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from dexkit import redact
 from dexkit.errors import DexkitError
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class _Stream:
 
     def line(self, text: str, style: str = "", lead: str = "", lead_style: str = "") -> None:
         """``lead`` (styled) then ``text`` (styled), as one line."""
+        lead, text = redact.line(lead), redact.line(text)
         if not self.colour:
             self.stream.write(f"{lead}{text}\n")
             self.stream.flush()
@@ -109,10 +111,10 @@ class Output:
                                                   table_column=Column(no_wrap=True)),
                       BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(), status,
                       console=self.err.rich, expand=True) as bar:
-            task = bar.add_task(escape(f"{verb} {title}"), total=None, status="")
+            task = bar.add_task(escape(redact.line(f"{verb} {title}")), total=None, status="")
 
             def update(done: int, total: int, text: str) -> None:
-                bar.update(task, completed=done, total=total, status=escape(text))
+                bar.update(task, completed=done, total=total, status=escape(redact.line(text)))
             yield update
 
     def success(self, text: str) -> None:
@@ -128,8 +130,9 @@ class Output:
 
     # data ------------------------------------------------------------------------------------
     def data(self, text: str) -> None:
-        """Raw text on stdout, exactly as given (manifests, flags, diffs)."""
-        sys.stdout.write(text)
+        """Text on stdout as given (manifests, flags, diffs), but for the control characters a
+        terminal would act on (no YAML or JSON holds them raw)."""
+        sys.stdout.write(redact.controls(text))
         sys.stdout.flush()
 
     def json(self, value: Any) -> None:
@@ -154,11 +157,14 @@ class Output:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title=escape(title) if title else None, show_edge=False, pad_edge=False)
+        def cell(value: object) -> str:
+            return escape(redact.line(str(value)))
+
+        table = Table(title=cell(title) if title else None, show_edge=False, pad_edge=False)
         for column in columns:
-            table.add_column(escape(column))
+            table.add_column(cell(column))
         for row in rows:
-            table.add_row(*(escape(str(cell)) for cell in row))
+            table.add_row(*(cell(value) for value in row))
         self.out.rich.print(table)
 
     def fields(self, pairs: Mapping[str, str], title: str = "") -> None:
@@ -191,18 +197,10 @@ class Output:
             self.err.rich.print_exception(show_locals=False)
         # Exactly one error line and one hint line, whatever the message holds (a library's
         # multi-line text, a file name with a newline in it).
-        self.err.line(_one_line(message), lead="error: ", lead_style="red bold")
-        self.err.line(_one_line(hint) or "re-run with --debug for details", lead="hint: ",
+        self.err.line(redact.one_line(message), lead="error: ", lead_style="red bold")
+        self.err.line(redact.one_line(hint) or "re-run with --debug for details", lead="hint: ",
                       lead_style="dim")
         raise SystemExit(code)
-
-
-def _one_line(text: str) -> str:
-    """``text`` on one line, with anything a terminal would act on (ESC...) shown escaped."""
-    flat = " ".join(text.split())
-    if flat.isprintable():
-        return flat
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)
 
 
 def _describe_os_error(error: OSError) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dexkit import files
 from dexkit.config import Config
 from dexkit.errors import ConfigError, UsageError
 from dexkit.render.dex import LABELS, credential_envs
@@ -69,9 +70,13 @@ def _unquote(value: str) -> str:
     return re.split(r"\s+#", value, maxsplit=1)[0]
 
 
+ENV_FILE_MAX_BYTES = 1024 * 1024
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     try:
-        text = path.read_text()
+        # a pipe is fine (--env-file <(vault ...)); a device or a huge file is not
+        text = files.read_text(path, pipe=True, max_bytes=ENV_FILE_MAX_BYTES, what="an env file")
     except FileNotFoundError:
         raise UsageError(f"env file {path} does not exist", "check the --env-file path") from None
     return parse_env_file(text, str(path))

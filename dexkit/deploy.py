@@ -42,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
-from dexkit import credentials, kube, pki
+from dexkit import credentials, files, kube, pki
 from dexkit.artefacts import read_render_inputs
 from dexkit.config import Config, load_config
 from dexkit.errors import ClusterError, DexkitError, TLSError
@@ -109,8 +109,10 @@ def read_tls(directory: Path, config: Config,
     fatal = [p for p in problems if p.severity == "fail" and p.code != "expiring"]
     if fatal:
         raise TLSError(fatal[0].message, fatal[0].hint)
-    material = credentials.TLSMaterial(paths.cert.read_bytes(), paths.key.read_bytes(),
-                                       paths.ca.read_bytes())
+    # key.pem goes into a Secret in the cluster: read as a secret (never through a link)
+    material = credentials.TLSMaterial(files.read_limited(paths.cert),
+                                       files.read_limited(paths.key, secret=True),
+                                       files.read_limited(paths.ca))
     return material, [p.message for p in problems if p.code == "expiring"]
 
 

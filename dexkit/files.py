@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dexkit import readfile
 from dexkit.errors import DexkitError
 
 PRIVATE = 0o600
@@ -565,3 +566,40 @@ def project_lock(directory: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[Non
                         made.rmdir()
     finally:
         os.close(fd)  # releases the lock
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_limited(path: Path | str, *, secret: bool = False, trust: bool = False,
+                 pipe: bool = False, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path`` by :mod:`dexkit.readfile`'s rules: special files refused by name,
+    never read; ``secret`` files (passwords, keys) only from a regular file of one's own that
+    others cannot open, never through a link; ``trust`` files (a CA given by path) only when
+    nobody else can replace them; never more than ``max_bytes``.
+
+    FileNotFoundError and IsADirectoryError pass through (the caller knows what was missing);
+    every other problem is one :class:`FileError` that names the file and says what to do.
+    """
+    try:
+        return readfile.read(path, secret=secret, trust=trust, pipe=pipe, max_bytes=max_bytes)
+    except readfile.Refused as exc:
+        raise FileError(exc.reason, exc.hint) from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except OSError as exc:
+        raise os_error(exc, path, "read") from None
+
+
+def read_text(path: Path | str, *, secret: bool = False, trust: bool = False,
+              pipe: bool = False, max_bytes: int | None = None, encoding: str = "utf-8",
+              what: str = "a text file") -> str:
+    """:func:`read_limited`, decoded; a file that is not UTF-8 is a :class:`FileError` saying
+    so (``what`` names what was expected there), not an internal error."""
+    raw = read_limited(path, secret=secret, trust=trust, pipe=pipe, max_bytes=max_bytes)
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise FileError(f"{path} is not UTF-8 text (byte {exc.start + 1} is "
+                        f"0x{raw[exc.start]:02x}), not {what}",
+                        f"check that {path} is the file you meant") from None

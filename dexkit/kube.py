@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from dexkit.errors import ClusterError
+from dexkit.files import read_text
 
 if TYPE_CHECKING:
     import ssl
@@ -304,7 +305,7 @@ class TokenSession:
 
         try:
             response = self.http.post(self.server.rstrip("/") + path, json=body)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ClusterError(f"{action}: cannot reach the API server at {self.server}: "
                                f"{str(exc).splitlines()[0][:200]}",
                                "is the cluster running, and is the kubeconfig's server "
@@ -336,8 +337,8 @@ def token_session(target: Target, bearer_token: str) -> TokenSession | Cluster:
     docs: list[tuple[Path, dict[str, Any]]] = []
     for path in files:
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = yaml.safe_load(read_text(path, what="a kubeconfig"))
+        except (OSError, yaml.YAMLError):
             return connect(target, bearer_token=bearer_token)
         docs.append((path, data if isinstance(data, dict) else {}))
     name = target.context or next((str(d["current-context"]) for _, d in docs

@@ -68,7 +68,7 @@ def _read_text(path: Path) -> str | None:
     if not path.exists():
         return None
     try:
-        raw = path.read_bytes()
+        raw = files.read_limited(path)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}",
                          "check the kubeconfig's path and permissions") from None

@@ -208,7 +208,7 @@ def key_pem(key: PrivateKey) -> bytes:
 def load_cert(path: Path) -> x509.Certificate:
     """The certificate in ``path``, inspected whole (see :func:`inspect_cert`)."""
     try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        cert = x509.load_pem_x509_certificate(files.read_limited(path))
     except FileNotFoundError:
         raise TLSError(f"missing certificate {path}", "run 'dexkit init' to create it") from None
     except ValueError as exc:
@@ -263,7 +263,8 @@ def load_key(path: Path) -> PrivateKey:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DSA's deprecation: refused below, by name
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            key = serialization.load_pem_private_key(files.read_limited(path, secret=True),
+                                                     password=None)
     except FileNotFoundError:
         raise TLSError(f"missing private key {path}", "run 'dexkit init' to create it") from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

@@ -35,6 +35,7 @@ from dexkit.config import (
 )
 from dexkit.errors import UsageError
 from dexkit.issuer import parse_issuer
+from dexkit.oidc.settings import read_password
 
 STATE_DIR = ".dexkit"
 CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
@@ -119,7 +120,7 @@ def _init_locked(req: InitRequest, directory: Path, moment: dt.datetime) -> Init
     if existing is None:
         tx.write(path, text, files.PUBLIC, follow_symlinks=True)
         result.config_action = "created"
-    elif real.read_text() != text and config != existing:
+    elif files.read_text(real) != text and config != existing:
         tx.write(path, text, files.file_mode(real), follow_symlinks=True, backup=stem)
         result.config_action = "updated"
     gitignore = directory / ".gitignore"
@@ -280,7 +281,7 @@ def complete_static_users(users: list[dict[str, Any]],
             raise UsageError(f"static user email '{email}' cannot name a password file",
                              "use a plain address such as admin@example.com")
         stored = password_file(directory, email)
-        password = stored.read_text().strip() if email and stored.is_file() \
+        password = read_password(stored) if email and (stored.is_file() or stored.is_symlink()) \
             else secrets.token_urlsafe(18)
         out.append({
             "email": email,

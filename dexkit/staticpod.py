@@ -43,7 +43,7 @@ class PatchOutcome:
 def read_manifest(path: Path) -> str:
     """The manifest's text exactly as on disk (no newline translation)."""
     try:
-        raw = path.read_bytes()
+        raw = files.read_limited(path)
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist",
                          "pass the API server's static-pod manifest, "

@@ -83,7 +83,7 @@ def config_(directory: DirOption = Path(), merge: MergeOption = None,
 
 def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) -> None:
     try:
-        text = path.read_bytes().decode()
+        text = files.read_text(path, what="an AuthenticationConfiguration")
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist",
                          "without --merge, 'dexkit apiserver config' prints a new file") from None

@@ -57,7 +57,10 @@ def kubeconfig(
                               embed_ca=portable if embed_ca is None else embed_ca,
                               password_file=not portable)
     args += list(ctx.args)
-    build_settings(args)  # a bad extra option is refused now, not at kubectl's first call
+    # a bad extra option is refused now, not at kubectl's first call; what 'dexkit token' will
+    # warn about on every login (a plain-http issuer...) is said now too
+    for said in build_settings(args).warnings:
+        out.warn(said)
     command, warning = kc.plugin_command(absolute_command)
     if warning and not portable:
         out.warn(warning)
@@ -100,8 +103,10 @@ def _cluster(out: Output, directory: Path, cluster: str | None, server: str | No
             raise UsageError("--server needs --cluster", "name the cluster entry to write")
         data = None
         if server_ca is not None:
+            from dexkit.files import read_limited
+
             try:
-                data = base64.b64encode(server_ca.read_bytes()).decode()
+                data = base64.b64encode(read_limited(server_ca, trust=True)).decode()
             except OSError as exc:
                 raise UsageError(f"cannot read --server-ca {server_ca}: {exc.strerror}",
                                  "pass the API server's CA file") from None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dexkit import files
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ def read_authentication_config(view: ApiServerView) -> dict[str, Any]:
 
     path = Path(view.flag("authentication-config") or "")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(files.read_text(path, what="an AuthenticationConfiguration"))
     except OSError as exc:
         raise DexkitError(f"{view.source} reads {path}, which cannot be read here "
                           f"({exc.strerror})", PATCH_HINT) from None
@@ -401,7 +402,7 @@ def judge_ca(view: ApiServerView, ours: x509.Certificate, ca_name: str) -> Resul
         moved = "" if path == api.ca_file else f" (dexkit.yaml says {api.ca_file})"
         if view.local:
             try:
-                pem = Path(path).read_bytes()
+                pem = files.read_limited(path)
             except OSError as exc:
                 return fail(f"{view.source} reads --oidc-ca-file={path}{moved}, which cannot "
                             f"be read ({exc.strerror})", copy)

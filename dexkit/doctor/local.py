@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dexkit import files
 from dexkit.config import LOOPBACK_PORTS, is_ip
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.oidc import DEFAULT_SCOPES
@@ -236,35 +237,40 @@ def parse_login_user(name: str, source: Path, user: Any) -> LoginUser | None:
         values.setdefault(key, []).append(value or "")
     flags = {key for key, _ in opts}
     if args[:1] == ["token"] and "issuer" in values:  # dexkit token (any way it is started)
-        grant = _first(values, "grant") or "authcode"
+        grant = _last(values, "grant") or "authcode"
         ports = [p for p in values.get("listen-port", []) if p.isdigit()] or \
             [str(p) for p in LOOPBACK_PORTS]
         # dexkit's loopback server: http://127.0.0.1:<port>/callback (dexkit.oidc.flows)
         redirects = tuple(f"http://127.0.0.1:{p}/callback" for p in ports) \
             if grant == "authcode" else ()
-        return LoginUser(name, source, "dexkit token", values["issuer"][0],
-                         _first(values, "client-id"),
+        return LoginUser(name, source, "dexkit token", _last(values, "issuer") or "",
+                         _last(values, "client-id"),
                          tuple(values.get("scope") or DEFAULT_SCOPES),
                          tuple(values.get("ca-file") or ()), "insecure" in flags, None,
                          redirects)
     if "oidc-issuer-url" in values:  # kubelogin: kubectl oidc-login get-token / kubelogin
         extra = [s for v in values.get("oidc-extra-scope", []) for s in v.split(",") if s]
-        return LoginUser(name, source, "kubelogin", values["oidc-issuer-url"][0],
-                         _first(values, "oidc-client-id"),
+        return LoginUser(name, source, "kubelogin", _last(values, "oidc-issuer-url") or "",
+                         _last(values, "oidc-client-id"),
                          ("openid", *extra), tuple(values.get("certificate-authority") or ()),
                          "insecure-skip-tls-verify" in flags,
-                         _first(values, "oidc-client-secret"))
+                         _last(values, "oidc-client-secret"))
     return None
 
 
-def _first(values: dict[str, list[str]], key: str) -> str | None:
+def _last(values: dict[str, list[str]], key: str) -> str | None:
+    """A string flag's value as both plugins read it: the last one given wins."""
     found = values.get(key)
-    return found[0] if found else None
+    return found[-1] if found else None
 
 
 def _same_issuer(a: str, b: str) -> bool:
-    """The same issuer as a person would read it: case and a trailing slash aside."""
-    return a.rstrip("/").lower() == b.rstrip("/").lower()
+    """The same issuer as a person would read it: case, a trailing slash and ``http`` for
+    ``https`` aside (a login in clear text to this issuer's host is this issuer's problem)."""
+    def plain(issuer: str) -> str:
+        text = issuer.rstrip("/").lower()
+        return "https://" + text.removeprefix("http://") if text.startswith("http://") else text
+    return plain(a) == plain(b)
 
 
 def kubeconfig_documents(ctx: Context) -> list[tuple[Path, dict[str, Any]]]:
@@ -399,9 +405,12 @@ def _ca_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
     for ca_file in user.ca_files:
         path = Path(ca_file)
         try:
-            held = _certs_in(path.read_bytes())
+            held = _certs_in(files.read_limited(path, trust=True))
         except OSError as exc:
             problems.append(f"{who} trusts {ca_file}, which cannot be read ({exc.strerror})")
+            continue
+        except files.FileError as exc:
+            problems.append(f"{who} trusts {ca_file}, which dexkit does not read: {exc.message}")
             continue
         if ours not in {fingerprint(c) for c in held}:
             problems.append(f"{who} trusts {ca_file}, which does not hold dexkit's CA "

@@ -97,12 +97,15 @@ def client_secret(ctx: Context) -> Result:
 
 @check("security.insecure", needs=("local.config",))
 def insecure(ctx: Context) -> Result:
-    """Nothing skips TLS verification or trusts unverified emails."""
+    """Nothing skips TLS verification, logs in over plain http or trusts unverified emails."""
     from dexkit.config import LDAPConnector, OIDCConnector
     from dexkit.doctor.local import kubeconfig_documents, kubeconfig_section, login_users
 
     found = [f"kubeconfig user '{u.name}' ({_insecure_flag(u.tool)})"
              for u in login_users(ctx) if u.insecure]
+    found += [f"kubeconfig user '{u.name}' (plain-http issuer {u.issuer}: the login and its "
+              "tokens in clear text)" for u in login_users(ctx)
+              if u.issuer.lower().startswith("http://")]
     for path, doc in kubeconfig_documents(ctx):
         for item in kubeconfig_section(path, doc, "clusters"):
             cluster = (item.get("cluster") if isinstance(item, dict) else None) or {}
@@ -117,9 +120,10 @@ def insecure(ctx: Context) -> Result:
                          "become usernames)")
     if found:
         return warn("TLS or email verification is switched off: " + "; ".join(found),
-                    "trust dexkit's CA instead ('dexkit kubeconfig' writes --ca-file), and turn "
-                    "the insecure settings off")
-    return ok("no --insecure, insecure-skip-tls-verify or insecure connector setting")
+                    "use the https issuer and trust dexkit's CA instead ('dexkit kubeconfig' "
+                    "writes both), and turn the insecure settings off")
+    return ok("no --insecure, insecure-skip-tls-verify, plain-http issuer or insecure connector "
+              "setting")
 
 
 def _insecure_flag(tool: str) -> str:

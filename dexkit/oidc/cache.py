@@ -17,9 +17,9 @@ dexkit did not create is never chmod-ed. Anything unreadable (random bytes, a ha
 line, an absurd expiry) is treated as no entry, never as an error.
 """
 
-from __future__ import annotations
-
 import os
+
+from dexkit import readfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,23 +33,25 @@ FIELDS = ("id_token", "refresh_token", "expiry")
 MAX_EXPIRY = 253402300799
 KEYRING_SERVICE = "dexkit"
 STORAGES = ("disk", "keyring", "none")
+MAX_ENTRY_BYTES = 65536
 
 
 def cache_path(directory: str | os.PathLike[str], key: str) -> str:
     return os.path.join(directory, f"{key}.token")  # noqa: PTH118
 
 
-def read_entry(path: str) -> dict[str, Any] | None:
-    """The entry in ``path``, or None when there is none we may use."""
+def read_entry(path: str) -> "dict[str, Any] | None":
+    """The entry in ``path``, or None when there is none we may use: read as a secret by
+    :mod:`dexkit.readfile` (a regular file, no link, not open to others; a FIFO never blocks
+    kubectl), and ours even for root (an entry another user planted is not served)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd, info = readfile.open_checked(path, secret=True)
     except OSError:
         return None
     try:
-        info = os.fstat(fd)
-        if info.st_mode & 0o077 or info.st_uid != os.getuid():
+        if info.st_uid != os.getuid():
             return None
-        raw = os.read(fd, 65536)
+        raw = readfile.read_fd(fd, info, path, MAX_ENTRY_BYTES)
     except OSError:
         return None
     finally:
@@ -57,7 +59,7 @@ def read_entry(path: str) -> dict[str, Any] | None:
     return parse_entry(raw)
 
 
-def parse_entry(raw: bytes) -> dict[str, Any] | None:
+def parse_entry(raw: bytes) -> "dict[str, Any] | None":
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -74,7 +76,7 @@ def parse_entry(raw: bytes) -> dict[str, Any] | None:
     return entry if entry.get("id_token") and "expiry" in entry else None
 
 
-def format_entry(entry: dict[str, Any]) -> str:
+def format_entry(entry: "dict[str, Any]") -> str:
     lines = []
     for name in FIELDS:
         value = entry.get(name)
@@ -96,10 +98,10 @@ class TokenCache:
         self.dir = Path(directory)
         self.storage = storage
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> "Path":
         return self.dir / f"{key}.token"
 
-    def load(self, key: str) -> dict[str, Any] | None:
+    def load(self, key: str) -> "dict[str, Any] | None":
         if self.storage == "none":
             return None
         if self.storage == "keyring":
@@ -109,7 +111,7 @@ class TokenCache:
             return parse_entry(raw.encode()) if raw is not None else None
         return read_entry(str(self._path(key)))
 
-    def store(self, key: str, entry: dict[str, Any]) -> None:
+    def store(self, key: str, entry: "dict[str, Any]") -> None:
         if self.storage == "none":
             return
         text = format_entry(entry)
@@ -122,7 +124,10 @@ class TokenCache:
         from pathlib import Path
 
         self._ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=self.dir)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=self.dir)
+        except OSError as exc:
+            raise _cache_error(exc, self.dir, "write into") from None
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -156,11 +161,13 @@ class TokenCache:
                  if p.suffix in (".token", ".lock") and not p.name.startswith(".")}
         return sorted(names)
 
-    def lock(self, key: str, timeout: float = 600) -> FileLock:
+    def lock(self, key: str, timeout: float = 600) -> "_Held":
+        """The entry's lock, taken by ``with``."""
         from filelock import FileLock
 
         self._ensure_dir()
-        return FileLock(str(self.dir / f"{key}.lock"), timeout=timeout, mode=0o600)
+        return _Held(FileLock(str(self.dir / f"{key}.lock"), timeout=timeout, mode=0o600),
+                     self.dir)
 
     def _ensure_dir(self) -> None:
         """Create the directory 0700 if missing (parents too, each 0700: dexkit made them);
@@ -175,9 +182,14 @@ class TokenCache:
             if here.parent == here:
                 break
             here = here.parent
-        for path in reversed(missing):
-            path.mkdir(mode=0o700, exist_ok=True)
-        info = self.dir.stat()
+        try:
+            for path in reversed(missing):
+                path.mkdir(mode=0o700, exist_ok=True)
+            info = self.dir.stat()
+        except OSError as exc:
+            # KUBECACHEDIR a file, a HOME nobody may write to, an immutable directory: the
+            # user's to fix, so said as such
+            raise _cache_error(exc, self.dir, "create") from None
         if not self.dir.is_dir():
             raise DexkitError(f"the token cache {self.dir} is not a directory",
                               "pass --token-cache-dir a directory (or remove the file)")
@@ -185,3 +197,41 @@ class TokenCache:
             raise DexkitError(f"the token cache directory {self.dir} can be written by other "
                               "users", f"chmod 700 {self.dir}, or pass --token-cache-dir a "
                               "private directory")
+
+
+class _Held:
+    """A cache entry's lock for ``with``: what stops it from being taken is said as a user
+    error (a directory dexkit may not write to), not as an internal one."""
+
+    def __init__(self, lock: "FileLock", directory: "Path") -> None:
+        self.lock = lock
+        self.dir = directory
+
+    def __enter__(self) -> "_Held":
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire()
+        except Timeout:
+            from dexkit.errors import DexkitError
+
+            raise DexkitError(f"another dexkit token has held the lock {self.lock.lock_file} "
+                              f"for {self.lock.timeout:.0f} s", "wait for that login to "
+                              "finish (or end it), then run the command again") from None
+        except OSError as exc:
+            raise _cache_error(exc, self.dir, "lock an entry in") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def _cache_error(exc: OSError, directory: "Path", action: str) -> Exception:
+    from dexkit.files import os_error
+
+    error = os_error(exc, exc.filename or directory, f"{action} the token cache directory")
+    error.message = f"cannot {action} the token cache directory {directory}: " \
+        f"{exc.strerror or exc}"
+    error.hint += ("; or pass --token-cache-dir (or set KUBECACHEDIR to) a directory of your "
+                   "own")
+    return error

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dexkit.errors import OIDCError
+from dexkit.files import read_limited
 
 if TYPE_CHECKING:
     import httpx
@@ -47,8 +48,10 @@ def tls_context(ca_file: Path | None, *, insecure: bool = False,
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     for path in files:
         try:
-            context.load_verify_locations(cafile=str(path))
-        except (OSError, ssl.SSLError) as exc:
+            # read by dexkit (no FIFO, no device, nobody else's file), then handed to OpenSSL
+            pem = read_limited(path, trust=True)
+            context.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
+        except (OSError, ssl.SSLError, ValueError) as exc:
             why = getattr(exc, "strerror", None) or exc
             raise OIDCError(f"cannot load the CA file {path}: {why}",
                             "run 'dexkit init' or pass the CA that signed Dex's "
@@ -123,7 +126,7 @@ def get_json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
         response = http.get(url)
     except httpx.ConnectError as exc:
         raise _connect_error(url, what, exc) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"{what} request to {url} failed: {exc}",
                         "check that Dex is running and reachable at the issuer URL") from None
     if response.status_code != 200:

@@ -63,7 +63,7 @@ def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
 
     try:
         response = http.post(provider.token_endpoint, data=form)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
                         "check that Dex is running") from None
     try:
@@ -310,7 +310,7 @@ def device_start(http: httpx.Client, provider: Provider, client: Client) -> Devi
         response = http.post(endpoint, data={"client_id": client.id,
                                              "client_secret": client.secret,
                                              "scope": client.scope})
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"cannot start a device login at {endpoint}: {exc}",
                         "check that Dex is running") from None
     body = response.json() if response.headers.get("content-type", "").startswith(
@@ -336,7 +336,7 @@ def device_poll(http: httpx.Client, provider: Provider, client: Client, start: D
         sleep(interval)
         try:
             response = http.post(provider.token_endpoint, data=form)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise OIDCError(f"device login polling failed: {exc}", "check Dex") from None
         body = response.json()
         if response.status_code == 200:

@@ -16,12 +16,15 @@ Rules:
 - ``--scope`` replaces dexkit's default scopes; ``--oidc-extra-scope`` adds to them.
 - An unknown flag is an error that names the flag (never silently ignored: it may be the
   setting that decides whose token this is).
+- An error never shows a value: only option names (kubectl shows the plugin's stderr, and a
+  value may be a password). An option and its value in one argument (``--password s3cret``,
+  the usual mistake in a kubeconfig's ``args:``), a bare word and a boolean given a value are
+  named by the option or by their position.
 """
-
-from __future__ import annotations
 
 import os
 
+from dexkit import readfile
 from dexkit.oidc import DEFAULT_SCOPES
 
 TYPE_CHECKING = False
@@ -45,6 +48,8 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--certificate-authority-data": ("ca_data", "list"),
     "--insecure": ("insecure", "bool"),
     "--insecure-skip-tls-verify": ("insecure", "bool"),
+    # the password and refresh grants to a plain-http issuer (clear text): consent, by name
+    "--allow-insecure-http": ("allow_http", "bool"),
     "--grant": ("grant", "str"),
     "--grant-type": ("grant", "str"),
     "--username": ("username", "str"),
@@ -97,7 +102,7 @@ class OptionError(ValueError):
         self.hint = hint
 
 
-def parse(argv: list[str]) -> dict[str, Any]:
+def parse(argv: list[str]) -> "dict[str, Any]":
     """``argv`` -> a dict of destinations; raises OptionError for anything it cannot use."""
     opts: dict[str, Any] = {"kubelogin_style": False}
     i = 0
@@ -107,7 +112,7 @@ def parse(argv: list[str]) -> dict[str, Any]:
         name, eq, value = arg.partition("=")
         spec = FLAGS.get(name)
         if spec is None:
-            raise _unknown(arg)
+            raise _unknown(arg, i)
         dest, kind = spec
         if name == KUBELOGIN_ISSUER_FLAG:
             opts["kubelogin_style"] = True
@@ -139,17 +144,29 @@ def _boolean(name: str, value: str) -> bool:
         return True
     if value in ("false", "False", "0"):
         return False
-    raise OptionError(f"{name}={value}: not true or false", f"write {name} alone to turn it on")
+    raise OptionError(f"{name}= takes true or false (the value given is not shown)",
+                      f"write {name} alone to turn it on")
 
 
-def _unknown(arg: str) -> OptionError:
-    name = arg.partition("=")[0]
+def _unknown(arg: str, position: int) -> OptionError:
+    """The error for an argument that is no option: named by its option, or by its position
+    when it has none, never shown (it may be a password)."""
+    words = arg.partition("=")[0].split()
+    name = words[0] if words else ""
     if name in UNSUPPORTED:
         return OptionError(f"kubelogin's {name} is not supported by dexkit: {UNSUPPORTED[name]}",
                            f"remove {name} from the kubeconfig user's args")
-    if not arg.startswith("-"):
-        return OptionError(f"unexpected argument '{arg}'",
-                           "dexkit token takes only --options; run 'dexkit token --help'")
+    if not name.startswith("-"):
+        return OptionError(f"argument {position} is not an option (a value without its "
+                           "option? it is not shown, as it may be a secret)",
+                           "dexkit token takes only --options, each value right after its "
+                           "option; run 'dexkit token --help'")
+    if len(words) > 1 or arg != arg.strip():
+        known = name in FLAGS
+        return OptionError(f"argument {position} holds {'the option ' if known else ''}"
+                           f"'{name}' and more, separated by white space (the rest is not "
+                           "shown)", f"give {name} and its value as two arguments (two lines "
+                           "of the kubeconfig's args:), or join them with '='")
     near = [flag for flag in FLAGS if flag.startswith(name[:6]) and len(name) > 3]
     hint = f"did you mean {near[0]}? " if near else ""
     return OptionError(f"unknown option '{name}'", hint + "run 'dexkit token --help' for the "
@@ -159,7 +176,7 @@ def _unknown(arg: str) -> OptionError:
 # --- what the cached path needs: the cache key and the cache's place --------------------------
 
 
-def grant_of(opts: dict[str, Any]) -> str:
+def grant_of(opts: "dict[str, Any]") -> str:
     """The grant, with kubelogin's names and its ``auto`` (password when a username is set)."""
     grant = opts.get("grant") or ("auto" if opts.get("kubelogin_style") else DEFAULT_GRANT)
     if grant == "auto":
@@ -167,7 +184,7 @@ def grant_of(opts: dict[str, Any]) -> str:
     return GRANT_ALIASES.get(grant, grant)
 
 
-def scopes_of(opts: dict[str, Any]) -> tuple[str, ...]:
+def scopes_of(opts: "dict[str, Any]") -> tuple[str, ...]:
     base = list(opts.get("scopes") or DEFAULT_SCOPES)
     for scope in opts.get("extra_scopes") or ():
         if scope not in base:
@@ -175,15 +192,16 @@ def scopes_of(opts: dict[str, Any]) -> tuple[str, ...]:
     return tuple(base)
 
 
-def ca_material(opts: dict[str, Any]) -> list[bytes]:
+def ca_material(opts: "dict[str, Any]") -> list[bytes]:
     """The CA certificates trusted for the issuer, as bytes: the same CA keys the same entry
     whether it comes from a file or inline (a kubeconfig with ``--embed-ca`` and a login with
     the project's ``ca.pem`` share a cache entry)."""
     found: list[bytes] = []
     for name in opts.get("ca_files") or ():
         try:
-            with open(os.path.expanduser(name), "rb") as handle:  # noqa: PTH123,PTH111
-                found.append(handle.read().strip())
+            # never a FIFO (kubectl would hang), a device or another user's file; the slow
+            # path reads it the same way and says what is wrong
+            found.append(readfile.read(os.path.expanduser(name), trust=True).strip())  # noqa: PTH111
         except OSError:
             found.append(b"unreadable:" + os.fsencode(name))
     for data in opts.get("ca_data") or ():
@@ -196,7 +214,7 @@ def ca_material(opts: dict[str, Any]) -> list[bytes]:
     return found
 
 
-def identity_key(opts: dict[str, Any]) -> str:
+def identity_key(opts: "dict[str, Any]") -> str:
     """The cache entry's name: a hash of everything that changes whose token it is or whom it
     is trusted from (issuer, client, scopes, grant, username, CA, TLS verification, extra
     authorization parameters), and nothing else."""
@@ -213,20 +231,23 @@ def identity_key(opts: dict[str, Any]) -> str:
     return str(digest.hexdigest())
 
 
-def _sha256(data: bytes) -> Any:
+def _sha256(data: bytes) -> "Any":
     # hashlib loads OpenSSL (~2 ms, a tenth of the cached path); the built-in SHA-256 gives the
-    # same digest without it.
+    # same digest without it. Its module is chosen by the version rather than by trying: a
+    # failed import is not remembered, and was tried again on every call (~0.07 ms each).
+    import sys
+
     try:
-        from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]  # 3.12+
-    except ImportError:
-        try:
+        if sys.version_info >= (3, 12):
+            from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]
+        else:
             from _sha256 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:
-            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    except ImportError:
+        from hashlib import sha256  # type: ignore[assignment,unused-ignore]
     return sha256(data)
 
 
-def cache_dir_of(opts: dict[str, Any], environ: Mapping[str, str]) -> str:
+def cache_dir_of(opts: "dict[str, Any]", environ: "Mapping[str, str]") -> str:
     """--token-cache-dir, else DEXKIT_TOKEN_CACHE, else $KUBECACHEDIR/dexkit (kubectl's and
     kubelogin's cache root), else ~/.kube/cache/dexkit."""
     chosen = opts.get("cache_dir") or environ.get("DEXKIT_TOKEN_CACHE")

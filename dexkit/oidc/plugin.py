@@ -11,8 +11,6 @@ hashlib: see :mod:`dexkit.oidc.options`). Rules:
   for a bad command line), never a traceback; stdout carries the ExecCredential or nothing.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time
@@ -30,7 +28,7 @@ SUPPORTED_API_VERSIONS = (DEFAULT_API_VERSION, "client.authentication.k8s.io/v1b
 _JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
-def fresh_token(entry: dict[str, Any] | None, now: float) -> str | None:
+def fresh_token(entry: "dict[str, Any] | None", now: float) -> str | None:
     """The cached ID token if it has more than MIN_VALIDITY seconds left."""
     if not entry or not entry.get("id_token"):
         return None
@@ -64,7 +62,7 @@ def exec_info(raw: str | None, stdin_is_tty: bool) -> tuple[str, bool]:
 
     try:
         info = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         return DEFAULT_API_VERSION, False
     if not isinstance(info, dict):
         return DEFAULT_API_VERSION, False
@@ -157,18 +155,18 @@ def _slow_path(argv: list[str], api_version: str, interactive: bool) -> int:
 
 
 def _fail(exc: BaseException, code: int) -> int:
+    # console's rule (secrets hidden, terminal controls escaped), without console's imports:
+    # kubectl shows these lines as they are.
+    from dexkit.redact import one_line
+
     message = getattr(exc, "message", None)
     hint = getattr(exc, "hint", None)
     if message is None:
         message = f"unexpected {type(exc).__name__}: {exc}"
         hint = "run it again with DEXKIT_DEBUG=1 for the traceback, and report it as a bug"
-    sys.stderr.write(f"error: {_one_line(message)}\n")
-    sys.stderr.write(f"hint: {_one_line(hint or 'run dexkit token --help')}\n")
+    sys.stderr.write(f"error: {one_line(str(message))}\n")
+    sys.stderr.write(f"hint: {one_line(str(hint or 'run dexkit token --help'))}\n")
     return code
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def usage() -> str:
@@ -188,6 +186,8 @@ kubelogin's get-token flag names are accepted as aliases (shown in brackets).
   --ca-file FILE              [--certificate-authority]  CA that signed Dex's certificate
   --certificate-authority-data B64   the same, inline
   --insecure                  [--insecure-skip-tls-verify]  do NOT verify Dex's certificate
+  --allow-insecure-http       let the password and refresh grants use a plain-http issuer
+                              (clear text; any other use of one is warned about)
   --grant G                   [--grant-type] authcode (default), authcode-keyboard,
                               device [device-code], password
   --username U, --password-file FILE, --password-env VAR (default DEXKIT_PASSWORD)

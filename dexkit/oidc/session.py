@@ -3,7 +3,8 @@
 :func:`obtain` is kubectl's plugin after its cheap cached path (``dexkit.oidc.plugin``). Rules:
 - Under the entry's file lock, re-read the cache (another kubectl process may just have
   refreshed): a token with more than a minute left is the answer, unless ``--force-refresh``.
-- Else refresh with the cached refresh token; if Dex refuses it, log in.
+- Else refresh with the cached refresh token; if Dex refuses it, log in. Not to a plain-http
+  issuer without ``--allow-insecure-http``: the refresh token is not sent in clear text.
 - A login runs when its flow needs no terminal (the browser and device flows, the password
   grant with a password from a file or the environment), as kubelogin does, even when
   kubectl says it is not interactive; a flow that must read from the terminal (the keyboard
@@ -133,7 +134,12 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         client_http = http or http_client(settings)
         provider = discover(client_http, settings.issuer)
         tokens = None
-        if entry and entry.get("refresh_token"):
+        if entry and entry.get("refresh_token") and settings.plain_http \
+                and not settings.allow_http:
+            # the refresh token is a long-lived credential: not sent in clear text unasked
+            edges.say(f"warning: the cached refresh token is not sent to {settings.issuer} in "
+                      "clear text (pass --allow-insecure-http to allow it); logging in again")
+        elif entry and entry.get("refresh_token"):
             try:
                 with verifier_loading():
                     tokens = flows.refresh(client_http, provider, client_of(settings),
@@ -225,7 +231,10 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
 
 
 def _say(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    from dexkit.redact import line
+
+    # console's rule, line by line (a URL to open is meant to stand on a line of its own)
+    sys.stderr.write("\n".join(line(part) for part in text.split("\n")) + "\n")
     sys.stderr.flush()
 
 

@@ -83,6 +83,8 @@ class LoginSettings:
     ca_files: tuple[Path, ...] = ()
     ca_data: tuple[bytes, ...] = field(default=(), repr=False)
     insecure: bool = False
+    # the password and refresh grants to a plain-http issuer were consented to
+    allow_http: bool = False
     listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
     redirect_url: str | None = None
     # kubelogin's redirect default is http://localhost:<port> (no path); dexkit's has /callback.
@@ -100,18 +102,22 @@ class LoginSettings:
         if self.password_arg is not None:
             return self.password_arg
         if self.password_file is not None:
+            from dexkit.files import read_text
+
             try:
-                return self.password_file.expanduser().read_text().strip()
-            except (OSError, UnicodeDecodeError) as exc:
+                # The user named this file: a link (a mounted Secret) or a pipe (<(pass show
+                # dex)) is theirs to give; a device or a huge file is still refused.
+                return read_text(self.password_file.expanduser(), pipe=True,
+                                 max_bytes=PASSWORD_MAX_BYTES, what="a password").strip()
+            except OSError as exc:
                 raise UsageError(f"cannot read the password file {self.password_file}: "
-                                 f"{getattr(exc, 'strerror', None) or exc}",
-                                 "check --password-file") from None
+                                 f"{exc.strerror or exc}", "check --password-file") from None
         if environ.get(self.password_env):
             return environ[self.password_env]
         if self.project_dir is not None and self.username:
             stored = stored_password(self.project_dir, self.username)
-            if stored.is_file():
-                return stored.read_text().strip()
+            if stored.is_file() or stored.is_symlink():
+                return read_password(stored)
         if may_prompt and sys.stdin.isatty():
             import getpass
 
@@ -138,15 +144,19 @@ class LoginSettings:
                 f"that order: --password, --password-file, {self.password_env}, the "
                 "project's .dexkit/passwords/)")
 
+    @property
+    def plain_http(self) -> bool:
+        """The issuer is plain http: everything sent to it can be read on the way."""
+        return self.issuer.startswith("http://")
+
     def login_command(self) -> str:
-        """The command that logs in with these settings in a terminal and fills the cache."""
+        """The command that logs in with these settings in a terminal and fills the cache
+        (secret values hidden: it is printed)."""
         import shlex
 
-        shown = [a for a in self.argv if not a.startswith("--password=")]
-        if "--password" in shown:
-            at = shown.index("--password")
-            shown[at + 1:at + 2] = ["..."]
-        return shlex.join(["dexkit", "login", *shown])
+        from dexkit.redact import argv
+
+        return shlex.join(["dexkit", "login", *argv(self.argv)])
 
 
 def build_settings(argv: list[str] | tuple[str, ...], *,
@@ -162,16 +172,8 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         if not opts.get(required):
             raise UsageError(f"{flag} is missing", f"pass {flag} (kubelogin: "
                              f"--oidc-{'issuer-url' if required == 'issuer' else 'client-id'})")
-    # The one issuer parse (dexkit.issuer): what passes here, httpx and Go read alike.
-    try:
-        issuer = parse_issuer(opts["issuer"])
-    except IssuerError as exc:
-        raise UsageError(f"--issuer: {exc}", exc.hint) from None
-    if issuer.scheme not in ("https", "http"):
-        raise UsageError(f"--issuer: the scheme '{issuer.scheme}' is not https",
-                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
     grant = _grant(options.grant_of(opts))
-    warnings = []
+    warnings = _check_issuer(opts["issuer"], grant, allow_http=bool(opts.get("allow_http")))
     if opts.get("password") is not None:
         warnings.append("--password puts the password in the process's arguments, which every "
                         "user of this machine can read (ps); use --password-file or "
@@ -190,7 +192,8 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         password_env=opts.get("password_env") or "DEXKIT_PASSWORD", project_dir=project_dir,
         ca_files=tuple(Path(p).expanduser() for p in opts.get("ca_files") or ()),
         ca_data=tuple(_ca_data(d) for d in opts.get("ca_data") or ()),
-        insecure=bool(opts.get("insecure")), listen=_listen(opts),
+        insecure=bool(opts.get("insecure")), allow_http=bool(opts.get("allow_http")),
+        listen=_listen(opts),
         redirect_url=_redirect(opts.get("redirect_url"), grant),
         redirect_style="kubelogin" if opts.get("kubelogin_style") else "dexkit",
         extra_params=_extra_params(opts.get("extra_params") or ()),
@@ -198,6 +201,37 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         browser_command=opts.get("browser_command"), timeout=_timeout(opts.get("timeout")),
         force_refresh=bool(opts.get("force_refresh")), warnings=tuple(warnings),
         argv=tuple(argv))
+
+
+def _check_issuer(issuer: str, grant: Grant, *, allow_http: bool) -> list[str]:
+    """What must hold for dexkit token to use ``issuer`` at all (a URL it can send a request
+    to), and the warnings it gets. Not dexkit.yaml's issuer rules: a kubeconfig may name any
+    OIDC provider, however its issuer is spelled.
+
+    A plain-http issuer reads everything sent to it in clear text: the password grant (the
+    password) is refused unless ``--allow-insecure-http`` says so (the refresh grant, the
+    refresh token, likewise: see dexkit.oidc.session.obtain), and every other use is warned.
+    """
+    from dexkit.redact import url
+
+    # The one issuer parse (dexkit.issuer): what passes here, httpx and Go read alike; it
+    # refuses control and non-ASCII characters, a port that is not one, and user:password@.
+    try:
+        parts = parse_issuer(issuer)
+    except IssuerError as exc:
+        raise UsageError(f"--issuer: {exc}", exc.hint) from None
+    if parts.scheme not in ("https", "http"):
+        raise UsageError(f"--issuer {url(issuer)}: not an https URL",
+                         "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
+    if parts.scheme == "https":
+        return []
+    if grant is Grant.PASSWORD and not allow_http:
+        raise UsageError(f"the password grant would send the password to {issuer} in clear "
+                         "text (plain http)", "use Dex's https issuer, or pass "
+                         "--allow-insecure-http for a test issuer on a network you trust")
+    sent = "the password and tokens" if grant is Grant.PASSWORD else "the login code and tokens"
+    return [f"THE ISSUER IS PLAIN HTTP ({issuer}): {sent} travel in clear text, and anyone on "
+            "the path can read or replace them; use Dex's https issuer"]
 
 
 def _grant(name: str) -> Grant:
@@ -318,8 +352,10 @@ def project_token_args(directory: Path, config: Config, *, grant: str = "authcod
     if embed_ca:
         import base64
 
+        from dexkit.files import read_limited
+
         try:
-            data = ca.read_bytes()
+            data = read_limited(ca, trust=True)
         except OSError as exc:
             raise UsageError(f"cannot read the CA {ca}: {exc.strerror}",
                              "run 'dexkit init' first") from None
@@ -350,6 +386,18 @@ def project_ca(directory: Path, config: Config) -> Path:
 
 def stored_password(directory: Path, username: str) -> Path:
     return directory / ".dexkit" / "passwords" / username
+
+
+PASSWORD_MAX_BYTES = 64 * 1024
+
+
+def read_password(path: Path) -> str:
+    """A project's stored password: from a regular file of the user's own that nobody else can
+    read, never through a symbolic link (a cloned project must not turn any local file into
+    the password it sends to its own issuer); see :mod:`dexkit.readfile`."""
+    from dexkit.files import read_text
+
+    return read_text(path, secret=True, max_bytes=PASSWORD_MAX_BYTES, what="a password").strip()
 
 
 def project_scopes(config: Config) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ import yaml
 
 from dexkit.config import to_data
 from dexkit.errors import ConfigError, DexkitError, TLSError, UsageError
+from dexkit.redact import line
 from dexkit.render import render_template, scalar
 from dexkit.render.yamltext import last_end, line_after, line_start
 
@@ -300,7 +301,7 @@ def patch_static_pod(text: str, config: Config, *,
         _verify(manifest, new_text, flags, mounts)
     diff = "".join(difflib.unified_diff(
         text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-        fromfile=f"a/{source}", tofile=f"b/{source}"))
+        fromfile=f"a/{line(source)}", tofile=f"b/{line(source)}"))
     return PatchResult(text=new_text, diff=diff, changes=tuple(changes))
 
 
@@ -558,6 +559,13 @@ def _plan_flags(manifest: _Manifest, flags: list[Flag], edits: list[_Edit],
         name = _flag_name(value)
         if not _owned_flag(name):
             continue
+        if value_item is not None and value.partition("=")[2].startswith("-"):
+            # '- --oidc-issuer-url' whose value was forgotten: kube-apiserver takes the next
+            # option for it; which of the two the user meant is not dexkit's to guess
+            at = item.node.start_mark.line + 1
+            raise _unsupported(manifest.source, f"--{name} on line {at} is followed by another "
+                               "option instead of its value (kube-apiserver would take that "
+                               "option for the value)")
         end = (value_item or item).end
         shown = value if value_item is None else f"{value.split('=', 1)[0]} " \
             f"{value.split('=', 1)[1]}"

@@ -102,12 +102,13 @@ class Stack:
 
 def sandbox_login(config: Config, project: Path) -> tuple[str, str] | None:
     """The first static user and its stored password, when the project has one."""
+    from dexkit.oidc.settings import read_password
     from dexkit.project import password_file
 
     for user in config.static_users:
         stored = password_file(project, user.email)
-        if stored.is_file():
-            return user.email, stored.read_text().strip()
+        if stored.is_file() or stored.is_symlink():
+            return user.email, read_password(stored)
     return None
 
 

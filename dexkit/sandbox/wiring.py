@@ -17,6 +17,7 @@ import msgspec
 
 from dexkit.config import Config
 from dexkit.errors import TLSError
+from dexkit.files import read_text
 from dexkit.render.apiserver import apiserver_flags, render_authentication_config
 
 CA_FILE = "openid-ca.pem"
@@ -46,7 +47,7 @@ def apiserver_wiring(config: Config, project_dir: Path, files_dir: Path,
     """The API-server side of ``config``, rendered by dexkit, for a sandbox under ``files_dir``."""
     ca_path = project_dir / config.tls.dir / "ca.pem"
     try:
-        ca_pem = ca_path.read_text()
+        ca_pem = read_text(ca_path, what="a PEM certificate")
     except FileNotFoundError:
         raise TLSError(f"missing {ca_path}", "run 'dexkit init' first") from None
     local = sandbox_config(config, files_dir, mode)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,102 @@ def test_a_failed_body_removes_the_directory_the_lock_made(tmp_path: Path) -> No
     with pytest.raises(RuntimeError), files.project_lock(tmp_path / "new/project"):
         raise RuntimeError
     assert list(tmp_path.iterdir()) == []
+
+
+# --- issue 20 (N-08, N-13): the one reader ---------------------------------------------------
+
+
+def test_read_limited_refuses_special_files_by_name(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "a named pipe (FIFO)"), (Path("/dev/zero"), "a character device")):
+        with pytest.raises(files.FileError, match=r"is " + re.escape(what)):
+            files.read_limited(path)
+    with pytest.raises(IsADirectoryError):
+        files.read_limited(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        files.read_limited(tmp_path / "missing")
+
+
+def test_read_limited_stops_at_its_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 2049)
+    assert files.read_limited(big, max_bytes=4096) == b"x" * 2049
+    with pytest.raises(files.FileError, match="larger than 2 KiB"):
+        files.read_limited(big, max_bytes=2048)
+
+
+def test_a_secret_is_read_only_from_a_private_regular_file_of_ones_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("pw\n")
+    secret.chmod(0o600)
+    assert files.read_text(secret, secret=True) == "pw\n"
+    link = tmp_path / "link"
+    link.symlink_to(secret)
+    assert files.read_text(link) == "pw\n"  # not a secret: links are followed
+    with pytest.raises(files.FileError, match="is a symbolic link"):
+        files.read_limited(link, secret=True)
+    secret.chmod(0o640)
+    with pytest.raises(files.FileError, match=r"readable by other users \(mode 0640\)"):
+        files.read_limited(secret, secret=True)
+    secret.chmod(0o602)
+    with pytest.raises(files.FileError, match="writable by other users"):
+        files.read_limited(secret, secret=True)
+    secret.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(secret, 4321, -1)  # another user's file
+    owner = secret.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: 1234)  # neither its owner nor root
+    with pytest.raises(files.FileError, match=f"belongs to uid {owner}, not to you"):
+        files.read_limited(secret, secret=True)
+
+
+def test_a_trusted_ca_may_be_a_link_but_not_world_writable(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem\n")
+    ca.chmod(0o664)  # a umask of 002 (user private groups) is fine
+    link = tmp_path / "bundle.pem"
+    link.symlink_to(ca)  # system bundles are links
+    assert files.read_limited(link, trust=True) == b"pem\n"
+    ca.chmod(0o666)
+    with pytest.raises(files.FileError, match="can be written by every user"):
+        files.read_limited(link, trust=True)
+
+
+def test_a_pipe_is_read_where_allowed_and_never_waited_on_for_ever(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("w") as handle:
+            handle.write("from a pipe\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.1)  # the writer has the pipe open
+    assert files.read_text(fifo, pipe=True) == "from a pipe\n"
+    writer.join()
+    assert files.read_limited(fifo, pipe=True) == b""  # no writer: end of file at once
+    from dexkit import readfile
+
+    silent = os.open(fifo, os.O_RDWR)  # a writer that never writes
+    try:
+        fd, info = readfile.open_checked(fifo, pipe=True)
+        try:
+            with pytest.raises(readfile.Refused, match="nothing came through the pipe"):
+                readfile.read_fd(fd, info, str(fifo), timeout=0.2)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(silent)
+
+
+def test_not_utf8_is_a_file_error_naming_the_file(tmp_path: Path) -> None:
+    binary = tmp_path / "b"
+    binary.write_bytes(b"ok\xff")
+    with pytest.raises(files.FileError, match=r"b is not UTF-8 text \(byte 3 is 0xff\), not a "
+                                              r"kubeconfig"):
+        files.read_text(binary, what="a kubeconfig")

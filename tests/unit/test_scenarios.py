@@ -364,6 +364,7 @@ def test_complete_static_users_keeps_given_hashes_and_reuses_stored_passwords(
     stored = password_file(tmp_path, "b@example.com")
     stored.parent.mkdir(parents=True)
     stored.write_text("kept-password\n")
+    stored.chmod(0o600)  # a password file others can read is refused (dexkit writes 0600)
     users, passwords = complete_static_users(
         [given, {"email": "b@example.com", "groups": ["g"]}], tmp_path)
     assert users[0] == given

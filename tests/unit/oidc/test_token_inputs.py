@@ -55,6 +55,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     directory = tmp_path / "cache"
     # a generated command line may name a relative cache directory: keep it in tmp_path
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file where a cache directory is asked for\n")
     monkeypatch.setenv("DEXKIT_TOKEN_CACHE", str(directory))
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("KUBECACHEDIR", "DEXKIT_PASSWORD", "BROWSER", "DISPLAY", "WAYLAND_DISPLAY"):
@@ -82,6 +83,7 @@ def _call(argv: list[str], exec_info: str | None) -> tuple[int, str, str]:
 
 def _assert_promise(code: int, out: str, err: str, *secrets: str) -> None:
     assert "Traceback" not in err
+    assert "report it as a bug" not in err, err  # a user's mistake is not dexkit's bug
     for secret in (SECRET_PASSWORD, *secrets):
         assert secret not in out + err
     if code == 0:
@@ -190,7 +192,17 @@ WORDS = st.one_of(FLAG_NAMES, st.text(max_size=12), st.sampled_from(
     ["--", "-", "=", "--grant=nope", "--listen-address=[::1]:x", "--token-cache-storage=mud",
      "--authentication-timeout-sec=-1", "--certificate-authority-data=@@@",
      "--oidc-auth-request-extra-params=novalue", "--insecure=maybe", "--oidc-pkce-method=no",
-     "--local-server-cert=x", f"--password={SECRET_PASSWORD}"]))
+     "--local-server-cert=x", f"--password={SECRET_PASSWORD}",
+     # issue 20 (N-04, N-14): a value never echoed, however it is given; a cache directory
+     # that cannot be made is the user's to fix
+     f"--password {SECRET_PASSWORD}", f"--oidc-client-secret {SECRET_PASSWORD}",
+     f" --password={SECRET_PASSWORD}", SECRET_PASSWORD, f"--insecure={SECRET_PASSWORD}",
+     "--token-cache-dir=afile/sub", "--allow-insecure-http"]))
+# Loopback issuers only (nothing off this machine is ever asked), spelled every way dexkit token
+# must refuse or warn about (N-05, N-06, N-14).
+ISSUERS = st.sampled_from([ISSUER, f"{ISSUER}/\x1b]0;x\x07", f"{ISSUER}:1",
+                           "http" + ISSUER.removeprefix("https"),
+                           ISSUER.replace("//", f"//admin:{SECRET_PASSWORD}@")])
 EXEC_INFOS = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
     ['{"apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}',
      '{"apiVersion":"client.authentication.k8s.io/v1beta1","spec":{"interactive":true}}']),
@@ -198,19 +210,25 @@ EXEC_INFOS = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
                  lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
                      st.sampled_from(["apiVersion", "spec", "interactive", "kind"]), inner,
                      max_size=3), max_leaves=6).map(json.dumps)).filter(
-    lambda text: text is None or "\x00" not in text)  # no environment variable holds a NUL
+    lambda text: text is None or "\x00" not in text) | st.sampled_from(
+    ["[" * 100_000, '{"spec":' * 50_000])  # nested past the recursion limit (N-14)
 
 
 @settings(max_examples=EXAMPLES or 400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(argv=st.lists(WORDS, max_size=8), exec_info=EXEC_INFOS, base=st.booleans())
+@given(argv=st.lists(WORDS, max_size=8), exec_info=EXEC_INFOS, base=st.booleans(),
+       issuer=ISSUERS)
 def test_fuzz_command_line_and_exec_info(cache_dir: Path, argv: list[str],
-                                         exec_info: str | None, base: bool) -> None:
+                                         exec_info: str | None, base: bool,
+                                         issuer: str) -> None:
     argv = [a for a in argv if a.partition("=")[0] not in ("--help", "-h", "--issuer",
                                                           "--oidc-issuer-url")]
+    argv = [a for a in argv if "\x00" not in a]  # execve's arguments are C strings
     before = _snapshot(cache_dir)
-    code, out, err = _call((BASE if base else []) + argv, exec_info)
+    first = ["--issuer", issuer, "--client-id", "kubernetes"]
+    code, out, err = _call((first if base else []) + argv, exec_info)
     _assert_promise(code, out, err)
+    assert not any(ch in out + err for ch in "\x1b\x07\r"), err  # N-12
     if code != 0:
         assert _snapshot(cache_dir) == before
 
