@@ -447,12 +447,40 @@ INSTALL_HINT = ("dexkit is the credential plugin of this user (it logs in to Dex
                 "PATH")
 
 
+def refuse_secrets(token_args: Sequence[str]) -> None:
+    """Refuse ``dexkit token`` options whose value is a secret: a kubeconfig is copied,
+    printed (``-o -``), committed and shown by ``kubectl config view --raw``, and its exec
+    args are visible to every user of the machine (ps) each time kubectl runs the plugin.
+
+    Every spelling counts: ``--password X``, ``--password=X`` and ``'--password X'`` as one
+    item (a common mistake in hand-written ``args:``). The value is never repeated.
+    """
+    from dexkit.oidc import options  # imports nothing itself
+
+    for arg in token_args:
+        name = arg.partition("=")[0].split(maxsplit=1)[0] if arg.strip() else ""
+        dest = options.FLAGS.get(name, ("", ""))[0]
+        if dest == "password":
+            raise UsageError(
+                f"{name} would put the password into the kubeconfig (in clear text, and on "
+                "stdout with -o -)", "leave it out: when kubectl runs 'dexkit token' it finds "
+                "the password in DEXKIT_PASSWORD (or the variable --password-env NAME names), "
+                "in --password-file FILE, or in the project's .dexkit/passwords/<username>")
+        if dest == "client_secret":
+            raise UsageError(
+                f"{name} would put the client secret into the kubeconfig (in clear text, and "
+                "on stdout with -o -)", "pass --client-secret-env NAME instead: 'dexkit token' "
+                "reads the secret from that environment variable when kubectl runs it")
+
+
 def exec_user(token_args: Sequence[str], *, command: str = "dexkit") -> dict[str, Any]:
     """The user stanza that makes kubectl run ``dexkit token ARGS`` (client.authentication/v1).
 
     ``interactiveMode: IfAvailable``: kubectl hands over the terminal when it has one (the
-    keyboard flow, a password prompt); the browser and device flows need none.
+    keyboard flow, a password prompt); the browser and device flows need none. A secret among
+    ``token_args`` is refused (:func:`refuse_secrets`).
     """
+    refuse_secrets(token_args)
     return {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1",
         "command": command,

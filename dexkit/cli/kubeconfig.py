@@ -57,6 +57,7 @@ def kubeconfig(
                               embed_ca=portable if embed_ca is None else embed_ca,
                               password_file=not portable)
     args += list(ctx.args)
+    kc.refuse_secrets(args)  # first: a refused secret is never echoed in another error
     build_settings(args)  # a bad extra option is refused now, not at kubectl's first call
     command, warning = kc.plugin_command(absolute_command)
     if warning and not portable:

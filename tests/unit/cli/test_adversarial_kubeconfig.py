@@ -285,6 +285,45 @@ def _no_links(*args: Any, **kwargs: Any) -> None:
     raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
 
+# --- N-07: secrets never land in a kubeconfig --------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["--password", SECRET], [f"--password={SECRET}"], [f"--password {SECRET}"],
+    ["--oidc-client-secret", SECRET], [f"--oidc-client-secret={SECRET}"],
+    [f"--oidc-client-secret {SECRET}"],
+])
+@pytest.mark.parametrize("where", ["merge", "stdout", "file"])
+def test_n07_a_secret_is_refused_and_never_printed_or_written(
+        project: Path, tmp_path: Path, args: list[str], where: str) -> None:
+    target = tmp_path / "out" / "kc"
+    target.parent.mkdir()
+    common = ["--grant", "password", "--username", "admin@example.com", *args]
+    if where == "merge":
+        result = _kubeconfig(project, target, *common)
+    else:
+        result = run("kubeconfig", "--dir", project, "-o", "-" if where == "stdout" else target,
+                     "--server", "https://127.0.0.1:6443", "--cluster", "c", *common)
+    assert_clean_failure(result, code=2, secrets=(SECRET,))
+    flag = args[0].partition("=")[0].split()[0]
+    assert f"error: {flag} would put the" in result.err
+    hint = "--client-secret-env" if "secret" in flag else "DEXKIT_PASSWORD"
+    assert hint in result.err
+    assert list(target.parent.iterdir()) == []
+
+
+def test_n07_the_ways_the_hint_names_still_work(project: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SECRET", SECRET)
+    target = tmp_path / "kc"
+    result = _kubeconfig(project, target, "--grant", "password", "--password-env", "MY_PW",
+                         "--client-secret-env", "MY_SECRET")
+    assert result.code == 0, result.err
+    args = yaml.safe_load(target.read_text())["users"][0]["user"]["exec"]["args"]
+    assert "--password-env" in args and "--client-secret-env" in args
+    assert SECRET not in target.read_text()
+
+
 # --- N-09: symbolic links are written through; backups get the file's mode ---------------------
 
 
