@@ -396,6 +396,57 @@ def test_n09_rotating_a_symlinked_ca_key_backs_it_up_0600(project: Path, tmp_pat
     assert (keys / "ca-key.pem").read_bytes() == old  # the linked file itself is untouched
 
 
+# --- N-15: no file dexkit did not write is replaced without a backup ---------------------------
+
+
+def test_n15_render_into_a_directory_keeps_the_files_it_did_not_write(project: Path,
+                                                                      tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    (out / "apiserver").mkdir(parents=True)
+    (out / "dex.yaml").write_text("# my own dex manifest\n")
+    (out / "apiserver/flags.txt").write_text("--my-flag\n")
+    result = run("render", "--dir", project, "--out", out)
+    assert result.code == 0, result.err
+    (dex,) = out.glob("dex.yaml.bak-*")
+    (flags,) = (out / "apiserver").glob("flags.txt.bak-*")
+    assert dex.read_text() == "# my own dex manifest\n" and flags.read_text() == "--my-flag\n"
+    assert f"backed up  {dex}" in result.err
+    # dexkit's own files from now on: a second render with a changed config backs up nothing
+    assert run("init", "--dir", project, "--issuer", "https://127.0.0.1:32001").code == 0
+    again = run("render", "--dir", project, "--out", out)
+    assert again.code == 0 and "updated" in again.err and "backed up" not in again.err
+    assert len(list(out.rglob("*.bak-*"))) == 2
+
+
+@pytest.mark.parametrize("format_", ["helm-values", "eks", "eksctl"])
+def test_n15_render_format_out_file_keeps_an_existing_file(project: Path, tmp_path: Path,
+                                                           format_: str) -> None:
+    config = project / "dexkit.yaml"
+    config.write_text(config.read_text().replace("  # clusterName: prod\n  # region: eu-west-1",
+                                                 "  clusterName: prod\n  region: eu-west-1"))
+    target = tmp_path / "values.yaml"
+    target.write_text("replicaCount: 3  # mine\n")
+    result = run("render", "--dir", project, "--format", format_, "--out", target)
+    assert result.code == 0, result.err
+    (backup,) = tmp_path.glob("values.yaml.bak-*")
+    assert backup.read_text() == "replicaCount: 3  # mine\n"
+    assert target.read_text() != "replicaCount: 3  # mine\n"
+    again = run("render", "--dir", project, "--format", format_, "--out", target)
+    assert again.code == 0 and "unchanged" in again.err
+    assert len(list(tmp_path.glob("values.yaml.bak-*"))) == 1
+
+
+def test_n15_init_keeps_a_certificate_it_reissues(project: Path) -> None:
+    cert = project / "ssl/cert.pem"
+    old = cert.read_bytes()
+    result = run("init", "--dir", project, "--host", "other.example.com")
+    assert result.code == 0, result.err
+    assert "reissued" in result.err
+    (backup,) = (project / "ssl").glob("cert.pem.bak-*")
+    assert backup.read_bytes() == old and cert.read_bytes() != old
+    assert f"backed up  {backup}" in result.err
+
+
 # --- N-14: a KUBECONFIG of separators only ------------------------------------------------------
 
 
