@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dexkit.oidc.cache import TokenCache
 from tests.promise import Result, assert_clean_failure, run, snapshot
 
 SECRET = "Sup3rS3cretPW-never-print"
@@ -445,6 +446,73 @@ def test_n15_init_keeps_a_certificate_it_reissues(project: Path) -> None:
     (backup,) = (project / "ssl").glob("cert.pem.bak-*")
     assert backup.read_bytes() == old and cert.read_bytes() != old
     assert f"backed up  {backup}" in result.err
+
+
+# --- N-16: logout --all removes dexkit's entries only, and never stops half-way ----------------
+
+
+def _entry(cache_dir: Path, key: str) -> None:
+    cache = TokenCache(cache_dir)
+    cache.store(key, {"id_token": "a.b.c", "expiry": 4102444800})
+    with cache.lock(key):
+        pass
+
+
+def test_n16_logout_all_removes_only_what_dexkit_wrote(project: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    mine = ["a" * 64, "b" * 64]
+    for key in mine:
+        _entry(cache_dir, key)
+    strangers = {"notes.token": "mine\n", "keep.lock": "x\n",
+                 "c" * 64 + ".token": "id_token a.b.c\nexpiry 4102444800\n",  # 0644
+                 "d" * 64 + ".lock": "not empty\n"}
+    for name, text in strangers.items():
+        (cache_dir / name).write_text(text)
+        (cache_dir / name).chmod(0o644 if name.startswith("c") else 0o600)
+    (cache_dir / "sub.token").mkdir()
+    (cache_dir / ("e" * 64 + ".token")).symlink_to(cache_dir / ("a" * 64 + ".token"))
+    result = run("logout", "--dir", project, "--all", "--token-cache-dir", cache_dir)
+    assert result.code == 0, result.err
+    left = sorted(p.name for p in cache_dir.iterdir())
+    assert left == sorted([*strangers, "sub.token", "e" * 64 + ".token"])
+    assert result.err.count("warning: left alone") == 6
+    assert "logged out: 2 cached login(s) removed" in result.err
+
+
+def test_n16_an_entry_that_cannot_be_removed_is_reported_after_the_rest(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache_dir = tmp_path / "cache"
+    keys = ["1" * 64, "2" * 64, "3" * 64]
+    for key in keys:
+        _entry(cache_dir, key)
+    stuck = cache_dir / f"{keys[0]}.token"
+    real = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == stuck:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = run("logout", "--dir", project, "--all", "--token-cache-dir", cache_dir)
+    assert_clean_failure(result, code=1)
+    assert str(stuck) in result.err and "2 removed" in result.err
+    assert sorted(p.name for p in cache_dir.iterdir()) == [stuck.name]
+
+
+def test_n16_one_logout_leaves_a_directory_at_its_entry_alone(project: Path,
+                                                              tmp_path: Path) -> None:
+    from dexkit.config import load_config
+    from dexkit.oidc.settings import project_settings
+
+    cache_dir = tmp_path / "cache"
+    settings = project_settings(project, load_config(project).config,
+                                extra=["--token-cache-dir", str(cache_dir)])
+    (cache_dir / f"{settings.cache_key}.token").mkdir(parents=True)
+    result = run("logout", "--dir", project, "--token-cache-dir", cache_dir)
+    assert result.code == 0, result.err
+    assert "left alone" in result.err and "not a regular file" in result.err
+    assert (cache_dir / f"{settings.cache_key}.token").is_dir()
 
 
 # --- N-14: a KUBECONFIG of separators only ------------------------------------------------------
