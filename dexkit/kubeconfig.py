@@ -312,15 +312,24 @@ def _flow(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False)  # JSON is YAML flow style
 
 
-def _content_end(text: str, node: yaml.Node) -> int:
+def _content_end(doc: _Document, node: yaml.Node, shown_at: int = -1) -> int:
     """Where a node's own text ends: a block collection's end mark lies after the comments
     and blank lines that follow it, which belong to whatever comes next; a block scalar's
     (``|``, ``>``) lies after its last line break (and after the blank lines that ``|+``
-    keeps), so its text ends before that break."""
+    keeps), so its text ends before that break. A node written as an alias (``*name``, its
+    text after ``shown_at``) is the anchored node, whose marks lie elsewhere: its text is the
+    alias."""
+    text = doc.text
+    if node.start_mark.index < shown_at:
+        uses = [at + 1 + len(name) for name, at in doc.alias_uses if at >= shown_at]
+        return min(uses) if uses else shown_at
     if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
-        return _content_end(text, node.value[-1][1])
+        key, value = node.value[-1]
+        return _content_end(doc, value, int(key.end_mark.index))
     if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
-        return _content_end(text, node.value[-1])
+        before = node.value[-2].start_mark.index + 1 if len(node.value) > 1 else \
+            node.start_mark.index
+        return _content_end(doc, node.value[-1], int(before))
     end = int(node.end_mark.index)
     if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") and \
             end > 0 and text[end - 1] == "\n":
@@ -385,7 +394,7 @@ def set_entry(path: Path, text: str | None, entry: Entry) -> str:
                 isinstance(k, yaml.ScalarNode) and k.value == "name"
                 and isinstance(v, yaml.ScalarNode) and v.value == entry.name
                 for k, v in item.value):
-            start, end = item.start_mark.index, _content_end(text, item)
+            start, end = item.start_mark.index, _content_end(doc, item)
             doc.check_untouched(path, start, end, f"{SECTIONS[entry.section]} '{entry.name}'")
             if item.flow_style or items.flow_style:
                 return _splice(text, start, end, _flow(entry.stanza))
@@ -397,7 +406,7 @@ def set_entry(path: Path, text: str | None, entry: Entry) -> str:
         lead = ", " if items.value else ""
         return _splice(text, close, close, lead + _flow(entry.stanza))
     last = items.value[-1]
-    at = _line_end(text, _content_end(text, last))
+    at = _line_end(text, _content_end(doc, last))
     dash = text.rfind("-", _line_start(text, last.start_mark.index), last.start_mark.index)
     column = dash - _line_start(text, dash)
     return _splice(text, at, at,
@@ -427,8 +436,10 @@ def _append_root_key(doc: _Document, key: str, value: Any) -> str:
         close = text.rindex("}", 0, doc.root.end_mark.index)
         lead = ", " if doc.root.value else ""
         return _splice(text, close, close, f"{lead}{_flow(key)}: {_flow(value)}")
-    at = _line_end(text, _content_end(text, doc.root))
-    column = doc.root.start_mark.column
+    at = _line_end(text, _content_end(doc, doc.root))
+    # the keys' column ('--- !!map' puts the root's own mark after the tag)
+    column = doc.root.value[0][0].start_mark.column if doc.root.value else \
+        doc.root.start_mark.column
     body = _block({key: value}, column, nl)
     return _splice(text, at, at, nl + " " * column + body)
 

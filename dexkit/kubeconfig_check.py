@@ -56,53 +56,68 @@ def _problem(before: str | None, after: str,
              wanted: Mapping[str, Mapping[str, dict[str, Any]]],
              current_context: str | None) -> str | None:
     try:
-        old, new, typed = _strings(before), _strings(after), _typed(after)
+        old_s, new_s, new_t = _strings(before), _strings(after), _typed(after)
+        old_t = _typed(before) if before is not None else {}
     except (yaml.YAMLError, RecursionError) as exc:
         return f"the result is not valid YAML: {str(exc).splitlines()[0]}"
-    if not isinstance(new, dict) or not isinstance(typed, dict):
+    if not isinstance(new_t, dict) or not isinstance(old_t, dict):
         return "the result is not a mapping"
     for section in SECTIONS:
-        problem = _section_problem(section, old.get(section), new.get(section),
-                                   typed.get(section), wanted.get(section, {}))
+        problem = _section_problem(section, wanted.get(section, {}),
+                                   (old_s.get(section), old_t.get(section)),
+                                   (new_s.get(section), new_t.get(section)))
         if problem is not None:
             return problem
-    if current_context is not None:
-        if typed.get(CURRENT) != current_context:
-            return f"{CURRENT} would not be '{current_context}'"
-    elif old.get(CURRENT) != new.get(CURRENT):
-        return f"{CURRENT} would change"
-    rest = set(SECTIONS) | {CURRENT}
-    changed = sorted(str(k) for k in {*old, *new} - rest if old.get(k) != new.get(k))
-    if changed:
-        return f"the top-level key '{changed[0]}' would change"
+    if current_context is not None and new_t.get(CURRENT) != current_context:
+        return f"{CURRENT} would not be '{current_context}'"
+    for old, new in ((old_s, new_s), (old_t, new_t)):
+        if current_context is None and old.get(CURRENT) != new.get(CURRENT):
+            return f"{CURRENT} would change"
+        rest = set(SECTIONS) | {CURRENT}
+        changed = sorted(str(k) for k in {*old, *new} - rest if old.get(k) != new.get(k))
+        if changed:
+            return f"the top-level key '{changed[0]}' would change"
     return None
 
 
-def _section_problem(section: str, old: Any, new: Any, typed: Any,
-                     wanted: Mapping[str, dict[str, Any]]) -> str | None:
+def _section_problem(section: str, wanted: Mapping[str, dict[str, Any]],
+                     old: tuple[Any, Any], new: tuple[Any, Any]) -> str | None:
+    """``old`` and ``new`` are the section as strings and as typed data."""
     if not wanted:
         return None if old == new else f"'{section}' would change"
-    if not isinstance(new, list) or not isinstance(typed, list):
+    new_s, new_t = new
+    if not isinstance(new_s, list) or not isinstance(new_t, list) or len(new_s) != len(new_t):
         return f"'{section}' would not be a list"
+    mine = _indices(new_s, wanted)
     for name, stanza in wanted.items():
         # found by the name as written (as the editor and kubectl's string field read it)
-        at = [i for i, item in enumerate(new)
-              if isinstance(item, dict) and item.get("name") == name]
+        at = [i for i in mine if new_s[i]["name"] == name]
         if len(at) != 1:
             return f"{len(at)} entries named '{name}' in '{section}', not one"
-        if len(typed) != len(new) or typed[at[0]] != stanza:
+        if new_t[at[0]] != stanza:
             return f"the entry '{name}' in '{section}' would not be the one asked for"
-    before, after = _others(old if isinstance(old, list) else [], wanted), _others(new, wanted)
-    if before != after:
-        changed = next((b for b, a in zip(before, after, strict=False) if a != b), None)
-        named = changed.get("name") if isinstance(changed, dict) else None
-        what = f"the entry '{named}'" if isinstance(named, str) else "another entry"
-        return f"{what} in '{section}' would change"
+    old_s, old_t = (v if isinstance(v, list) else [] for v in old)
+    if len(old_s) != len(old_t):
+        return f"'{section}' comes from a YAML merge key ('<<'), not from a list of its own"
+    was = _indices(old_s, wanted)
+    for before, after in ((old_s, new_s), (old_t, new_t)):
+        kept = [item for i, item in enumerate(before) if i not in was]
+        now = [item for i, item in enumerate(after) if i not in mine]
+        if kept != now:
+            changed = next((i for i, (b, a) in enumerate(zip(kept, now, strict=False))
+                            if a != b), None)
+            names = [item for i, item in enumerate(old_s) if i not in was]
+            named = names[changed].get("name") if changed is not None and \
+                isinstance(names[changed], dict) else None
+            what = f"the entry '{named}'" if isinstance(named, str) else "another entry"
+            return f"{what} in '{section}' would change"
     return None
 
 
-def _others(items: list[Any], wanted: Mapping[str, Any]) -> list[Any]:
-    return [i for i in items if not (isinstance(i, dict) and i.get("name") in wanted)]
+def _indices(items: list[Any], wanted: Mapping[str, Any]) -> set[int]:
+    """Where ``items`` (as strings) holds an entry named in ``wanted``."""
+    return {i for i, item in enumerate(items)
+            if isinstance(item, dict) and item.get("name") in wanted}
 
 
 def _strings(text: str | None) -> dict[str, Any]:

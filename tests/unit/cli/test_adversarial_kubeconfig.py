@@ -153,6 +153,47 @@ def test_n01_two_users_keys_are_never_reported_as_updated(project: Path, tmp_pat
     assert "updated" not in result.err and kubeconfig.read_text() == text
 
 
+@pytest.mark.parametrize("text", [
+    # the last user's last value is an alias: its marks are the anchored node's, elsewhere
+    "apiVersion: v1\nusers:\n- name: a\n  user: &t {token: x}\n- name: b\n  user: *t\n",
+    "apiVersion: v1\nusers:\n- name: a\n  user: &t {token: x}\n- name: dexkit\n  user: *t\n",
+    # a tag on the document: the root's mark is after it, not at its keys' column
+    "--- !!map\napiVersion: v1\nusers: []\n",
+    "%YAML 1.1\n---\napiVersion: v1\nusers: []\n...\n",
+    # a top-level merge key that fills no section
+    "d: &d {preferences: {}}\n<<: *d\napiVersion: v1\nusers: []\n",
+])
+def test_n01_aliases_tags_and_merges_are_edited_exactly(project: Path, tmp_path: Path,
+                                                        text: str) -> None:
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(text)
+    result = _kubeconfig(project, kubeconfig, "--context", "dx", "--cluster", "x",
+                         "--use-context")
+    assert result.code == 0, result.err
+    after = kubeconfig.read_text()
+    old, new, typed = _strings(text), _strings(after), yaml.safe_load(after)
+    assert [u["name"] for u in typed["users"]].count("dexkit") == 1
+    assert [u for u in new["users"] if u.get("name") != "dexkit"] == \
+        [u for u in old["users"] if u.get("name") != "dexkit"]
+    assert typed["contexts"][-1] == {"name": "dx", "context": {"cluster": "x", "user": "dexkit"}}
+    assert typed["current-context"] == "dx"
+    for key in {*old, *new} - {"users", "contexts", "current-context"}:
+        assert new.get(key) == old.get(key), key
+
+
+def test_n01_a_section_filled_by_a_merge_key_is_refused_unchanged(project: Path,
+                                                                 tmp_path: Path) -> None:
+    text = ("base: &b\n  users:\n  - name: a\n    user: {token: x}\n<<: *b\n"
+            "apiVersion: v1\n")
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(text)
+    before = snapshot(tmp_path)
+    result = _kubeconfig(project, kubeconfig)
+    assert_clean_failure(result, code=1)
+    assert "merge key" in result.err
+    assert snapshot(tmp_path) == before
+
+
 def test_n01_a_wrong_edit_is_caught_by_the_comparison_and_nothing_is_written(
         project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The safety net under every position rule: an editor bug (here: the user spliced into
