@@ -109,6 +109,7 @@ def _parse(path: Path, text: str) -> tuple[_Document | None, dict[str, Any]]:
             root = loader.get_single_node()
         finally:
             loader.dispose()
+        # (not constructed from ``root``: merge keys would rewrite its nodes in place)
         data = yaml.safe_load(text) if root is not None else None
     except yaml.composer.ComposerError as exc:
         if "expected a single document" in str(exc):
@@ -144,7 +145,8 @@ def plan(paths: Sequence[Path], entries: Sequence[Entry],
         raise UsageError("no kubeconfig file to write to", "pass --kubeconfig FILE")
     originals = {p: _read_text(p) for p in paths}
     texts = dict(originals)
-    datas = {p: (_parse(p, t)[1] if t is not None else {}) for p, t in texts.items()}
+    parsed = {p: _parse(p, t) if t is not None else (None, {}) for p, t in texts.items()}
+    datas = {p: data for p, (_, data) in parsed.items()}
     result = Plan()
     asked: dict[Path, dict[str, dict[str, dict[str, Any]]]] = {}
     context_owner: Path | None = None
@@ -171,17 +173,11 @@ def plan(paths: Sequence[Path], entries: Sequence[Entry],
             result.changes.append(f"current-context set to '{use_context}' in {owner}")
         result.current_context = use_context
     for path, text in result.texts.items():
-        check_edit(path, _baseline(path, originals[path]), text, asked.get(path, {}),
+        # a file with no document in it becomes a new kubeconfig, whose keys are dexkit's
+        before = originals[path] if parsed[path][0] is not None else render([])
+        check_edit(path, before, text, asked.get(path, {}),
                    use_context if path == context_owner else None)
     return result
-
-
-def _baseline(path: Path, text: str | None) -> str:
-    """What an edit of ``text`` starts from: a file with no document in it becomes a new
-    kubeconfig (:func:`render`), whose keys are dexkit's to add."""
-    if text is None or _parse(path, text)[0] is None:
-        return render([])
-    return text
 
 
 def _reparse(path: Path, text: str) -> dict[str, Any]:

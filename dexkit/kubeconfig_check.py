@@ -124,9 +124,22 @@ def _strings(text: str | None) -> dict[str, Any]:
     """The document with every scalar as the string it is written as ({} for none)."""
     if text is None:
         return {}
-    data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds no objects
+    data = _load(text, "BaseLoader")
     return data if isinstance(data, dict) else {}
 
 
 def _typed(text: str) -> Any:
-    return yaml.safe_load(text)
+    return _load(text, "SafeLoader")
+
+
+def _load(text: str, loader: str) -> Any:
+    """``text`` read by PyYAML's ``loader``, through libyaml where PyYAML has it (the check
+    reads each file four times: a 20 MB kubeconfig takes minutes in pure Python). Where
+    libyaml refuses a text PyYAML reads (they differ on a few corner cases), PyYAML decides."""
+    fast = getattr(yaml, f"C{loader}", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)  # noqa: S506 - BaseLoader or SafeLoader only
+        except yaml.YAMLError:
+            pass
+    return yaml.load(text, Loader=getattr(yaml, loader))  # noqa: S506 - as above

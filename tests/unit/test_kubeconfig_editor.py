@@ -415,7 +415,7 @@ def _ends_in_a_kept_line_break(text: str) -> bool:
     return tail[:1] in "|>" and tail[1:2] != "-" and "\n" in tail
 
 
-@settings(max_examples=400, deadline=None,
+@settings(max_examples=250, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=hostile_kubeconfigs(), user=NAMES, use=st.booleans(), with_context=st.booleans())
 def test_property_hostile_shapes_are_edited_exactly_or_refused_unchanged(
