@@ -106,7 +106,7 @@ def _not_ours(path: Path) -> str | None:
     if info.st_mode & 0o077:
         return f"mode {stat.S_IMODE(info.st_mode):04o}, dexkit writes 0600"
     if path.suffix == ".lock":
-        return None if info.st_size == 0 else "a lock file dexkit made is empty"
+        return None if info.st_size == 0 else "not empty, as dexkit's lock files are"
     return None if read_entry(str(path)) is not None else "it does not read as a token entry"
 
 
