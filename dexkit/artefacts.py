@@ -8,6 +8,11 @@ Rules for :func:`write_bundle`:
   down to one replica, the AuthenticationConfiguration after switching to flags) is removed, so
   that ``kubectl apply -f out/dex/`` never applies a stale object. Only files listed in the
   previous render's record are ever removed.
+- A file at one of the output names that the previous render did not write (not in its
+  record: a hand-made ``dex.yaml``, the first render into an existing directory) is kept as
+  ``<name>.bak-<timestamp>`` beside it before it is replaced; ``kubectl apply -f DIR`` reads
+  only ``.yaml``, ``.yml`` and ``.json`` files, so the backup is never applied. (Refusing
+  instead would make the first render into a directory a chore; a backup loses nothing.)
 - Nothing is written when rendering fails: callers render everything first, then write; and
   the writing is one transaction (:class:`dexkit.files.Transaction`): all files or none.
 - Files that hold a Kubernetes Secret (the Dex config, with bcrypt hashes, and the all-in-one
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -77,6 +82,7 @@ def read_render_inputs(directory: Path, config: Config) -> RenderInputs:
 class Written:
     path: Path
     action: str  # created | updated | unchanged | removed
+    backup: Path | None = None  # where a file dexkit had not written went first
 
 
 def write_bundle(bundle: Mapping[str, str], out_dir: Path) -> list[Written]:
@@ -85,13 +91,16 @@ def write_bundle(bundle: Mapping[str, str], out_dir: Path) -> list[Written]:
         _check_relative(relative)
         _check_no_links(out_dir, relative)
     tx = files.Transaction()
-    results = [_plan_one(tx, out_dir, relative, text) for relative, text in bundle.items()]
-    results += _remove_stale(tx, out_dir, previous=_read_record(out_dir), current=set(bundle))
+    previous = _read_record(out_dir)
+    stamp = files.timestamp()
+    results = [_plan_one(tx, out_dir, relative, text, ours=relative in previous, stamp=stamp)
+               for relative, text in bundle.items()]
+    results += _remove_stale(tx, out_dir, previous=previous, current=set(bundle))
     record = "".join(f"{p}\n" for p in bundle)
     if _read(out_dir / RECORD) != record:
         tx.write(out_dir / RECORD, record)
-    tx.apply()
-    return results
+    applied = tx.apply()
+    return [replace(w, backup=applied.backup(w.backup)) if w.backup else w for w in results]
 
 
 def _check_relative(relative: str) -> None:
@@ -139,16 +148,20 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _plan_one(tx: files.Transaction, out_dir: Path, relative: str, text: str) -> Written:
+def _plan_one(tx: files.Transaction, out_dir: Path, relative: str, text: str, *, ours: bool,
+              stamp: str) -> Written:
     path = out_dir / relative
     mode = EXECUTABLE if relative.endswith(".sh") else \
         files.PRIVATE if is_secret(text) else files.PUBLIC
     old = _read(path)
     if old == text and files.file_mode(path) == mode and not path.is_symlink():
         return Written(path, "unchanged")
+    # A file the last render did not write is someone's: kept before it is replaced.
+    stem = path.with_name(f"{path.name}.bak-{stamp}") if old is not None and not ours \
+        and old != text else None
     # Directories it makes are private: the Dex config Secret carries password hashes.
-    tx.write(path, text, mode, dir_mode=files.PRIVATE_DIR)
-    return Written(path, "created" if old is None else "updated")
+    tx.write(path, text, mode, dir_mode=files.PRIVATE_DIR, backup=stem)
+    return Written(path, "created" if old is None else "updated", stem)
 
 
 def _read_record(out_dir: Path) -> set[str]:

@@ -230,7 +230,10 @@ def backup_to(path: Path, stem: Path) -> Path:
     link: outside a transaction nothing guarantees the file is replaced next, and an edit in
     place would change a linked backup with it.
     """
-    return _publish_backup(path, stem, [], private=is_private(path), link=False)
+    try:
+        return _publish_backup(path, stem, [], private=is_private(path), link=False)
+    except OSError as exc:  # named by the user's file, not by a temporary beside the backup
+        raise os_error(exc, path, "back up") from None
 
 
 def _candidates(stem: Path) -> Iterator[Path]:
@@ -243,9 +246,19 @@ def _publish_backup(source: Path, stem: Path, made: list[Path], *, private: bool
                     link: bool = True) -> Path:
     """Link ``source`` to a free name from ``stem`` (the transaction replaces ``source`` right
     after, so the link is the old file alone); copy it where a link cannot be made, or where
-    the backup of a private file would otherwise share a mode others can read."""
-    mode = stat.S_IMODE(source.lstat().st_mode)
-    if link and not (private and mode & 0o077):
+    the backup of a private file would otherwise share a mode others can read.
+
+    A symbolic link is backed up as the file it points to (a copy, with that file's mode: a
+    link's own mode is 0777, and a link moved into a backup directory would point elsewhere);
+    only a dangling one is kept as the link it is. The backup's mode is never wider than the
+    file's."""
+    try:
+        mode = stat.S_IMODE(source.stat().st_mode) & 0o777
+    except FileNotFoundError:
+        if not source.is_symlink():
+            raise
+        mode = None  # a dangling link: nothing to copy
+    if mode is None or (link and not source.is_symlink() and not (private and mode & 0o077)):
         for target in _candidates(stem):
             try:
                 os.link(source, target, follow_symlinks=False)
@@ -257,6 +270,9 @@ def _publish_backup(source: Path, stem: Path, made: list[Path], *, private: bool
                 break  # no hard links here: copy
             made.append(target)
             return target
+        if mode is None:
+            raise FileError(f"{source} is a dangling symbolic link on a filesystem without hard "
+                            "links", "remove the link and run it again")
     tmp = _temporary(stem.parent, stem.name, source.read_bytes(),
                      mode & ~0o077 if private else mode)
     try:
@@ -378,6 +394,21 @@ class Transaction:
         self._writes.append(_Write(target, raw, mode, dir_mode or default_dir, backup))
         return target
 
+    def edit(self, path: Path, data: bytes | str, *, new_mode: int = PUBLIC,
+             now: dt.datetime | None = None) -> Path | None:
+        """Plan the user's file ``path`` to get ``data`` the way editors and kubectl write
+        it: through a symbolic link to the file it points to, keeping that file's mode
+        (``new_mode`` for a new file), after a backup beside it (``<name>.bak-<timestamp>``).
+        Returns the backup's planned name (see :meth:`Applied.backup`), None for a new file.
+        """
+        target = real_path(path) if path.is_symlink() else path
+        if not target.exists():
+            self.write(path, data, new_mode, follow_symlinks=True)
+            return None
+        stem = target.with_name(f"{target.name}.bak-{timestamp(now)}")
+        self.write(path, data, file_mode(target), follow_symlinks=True, backup=stem)
+        return stem
+
     def backup_group(self, stem: Path, paths: list[Path]) -> Path:
         """Plan a backup directory ``stem`` (or ``stem.N``) holding the existing ``paths``;
         those not written in this transaction are moved there rather than linked."""
@@ -424,7 +455,9 @@ class Transaction:
                 applied.backups[group.stem] = directory
                 for path in existing:
                     current = (path, "back up")
-                    private = modes.get(path, PRIVATE if is_private(path) else PUBLIC) & 0o077 == 0
+                    # (a dangling link has no mode to judge by: it is kept as the link it is)
+                    private = modes[path] & 0o077 == 0 if path in modes else \
+                        not path.exists() or is_private(path)
                     _publish_backup(path, directory / path.name, made_files, private=private)
                     if path not in written and path not in removes:
                         removes.append(path)

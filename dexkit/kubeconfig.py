@@ -12,13 +12,17 @@ the end of their list. Everything else keeps its bytes: other entries, their ord
 flow style, anchors, quoting, line endings, and scalars that a YAML 1.1 re-serialisation would
 change (a cluster named ``1.10`` stays ``1.10``, not ``1.1``; ``namespace: 0755`` stays). An edit
 dexkit cannot make without touching what it does not own (its stanza is the target of an
-alias used elsewhere, a section that is an alias, several documents) is refused, naming why.
-After every edit the new text is parsed again and must say exactly what was asked, or nothing
-is written. Every write is atomic and keeps a backup of the file it replaces.
+alias used elsewhere, a section that is an alias, several documents, a top-level key written
+twice) is refused, naming why. After every edit the new text is parsed again and compared with
+what was asked (:mod:`dexkit.kubeconfig_check`): dexkit's entries exactly as asked, every other
+entry and key unchanged, or nothing is written. All the files that change are written in one
+transaction (all or none), each atomically, through a symbolic link to the file it points to
+(as kubectl does), after a backup beside that file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Sequence
@@ -30,6 +34,7 @@ import yaml
 
 from dexkit import files
 from dexkit.errors import UsageError
+from dexkit.kubeconfig_check import check_edit, mismatch
 
 DEFAULT = Path.home() / ".kube" / "config"
 SECTIONS = {"users": "user", "clusters": "cluster", "contexts": "context"}
@@ -60,7 +65,13 @@ def kubeconfig_paths(explicit: Path | None) -> list[Path]:
         return [explicit]
     env = os.environ.get("KUBECONFIG")
     if env:
-        return [Path(p) for p in env.split(os.pathsep) if p]
+        # kubectl skips empty entries; a KUBECONFIG of nothing but separators names no file
+        paths = [Path(p) for p in env.split(os.pathsep) if p]
+        if not paths:
+            raise UsageError(f"KUBECONFIG ({env!r}) names no file",
+                             "set KUBECONFIG to kubeconfig paths separated by "
+                             f"'{os.pathsep}', unset it for {DEFAULT}, or pass --kubeconfig")
+        return paths
     return [DEFAULT]
 
 
@@ -98,6 +109,7 @@ def _parse(path: Path, text: str) -> tuple[_Document | None, dict[str, Any]]:
             root = loader.get_single_node()
         finally:
             loader.dispose()
+        # (not constructed from ``root``: merge keys would rewrite its nodes in place)
         data = yaml.safe_load(text) if root is not None else None
     except yaml.composer.ComposerError as exc:
         if "expected a single document" in str(exc):
@@ -128,9 +140,16 @@ def _yaml_error(path: Path, exc: yaml.YAMLError) -> UsageError:
 
 def plan(paths: Sequence[Path], entries: Sequence[Entry],
          use_context: str | None = None) -> Plan:
-    texts = {p: _read_text(p) for p in paths}
-    datas = {p: (_parse(p, t)[1] if t is not None else {}) for p, t in texts.items()}
+    """The new text of every file that changes; each checked against what was asked."""
+    if not paths:
+        raise UsageError("no kubeconfig file to write to", "pass --kubeconfig FILE")
+    originals = {p: _read_text(p) for p in paths}
+    texts = dict(originals)
+    parsed = {p: _parse(p, t) if t is not None else (None, {}) for p, t in texts.items()}
+    datas = {p: data for p, (_, data) in parsed.items()}
     result = Plan()
+    asked: dict[Path, dict[str, dict[str, dict[str, Any]]]] = {}
+    context_owner: Path | None = None
     for entry in entries:
         owner = _owner(datas, entry) or _first_existing(paths)
         current = _find(datas[owner], entry)
@@ -138,8 +157,9 @@ def plan(paths: Sequence[Path], entries: Sequence[Entry],
             continue
         verb = "added" if current is None else "updated"
         new_text = set_entry(owner, texts[owner], entry)
-        texts[owner], datas[owner] = new_text, _parse(owner, new_text)[1]
+        texts[owner], datas[owner] = new_text, _reparse(owner, new_text)
         result.texts[owner] = new_text
+        asked.setdefault(owner, {}).setdefault(entry.section, {})[entry.name] = entry.stanza
         where = "to" if verb == "added" else "in"
         result.changes.append(f"{verb} {SECTIONS[entry.section]} '{entry.name}' {where} {owner}")
     if use_context is not None:
@@ -147,11 +167,26 @@ def plan(paths: Sequence[Path], entries: Sequence[Entry],
         owner = next((p for p in paths if datas[p].get("current-context")), paths[0])
         if datas[owner].get("current-context") != use_context:
             new_text = set_current_context(owner, texts[owner], use_context)
-            texts[owner], datas[owner] = new_text, _parse(owner, new_text)[1]
+            texts[owner], datas[owner] = new_text, _reparse(owner, new_text)
             result.texts[owner] = new_text
+            context_owner = owner
             result.changes.append(f"current-context set to '{use_context}' in {owner}")
         result.current_context = use_context
+    for path, text in result.texts.items():
+        # a file with no document in it becomes a new kubeconfig, whose keys are dexkit's
+        before = originals[path] if parsed[path][0] is not None else render([])
+        check_edit(path, before, text, asked.get(path, {}),
+                   use_context if path == context_owner else None)
     return result
+
+
+def _reparse(path: Path, text: str) -> dict[str, Any]:
+    """The data of dexkit's own edit: text it cannot read again is its failure, not the
+    user's file's."""
+    try:
+        return _parse(path, text)[1]
+    except UsageError as exc:
+        raise mismatch(path, exc.message.replace(str(path), "the edited text", 1)) from None
 
 
 def _find(data: dict[str, Any], entry: Entry) -> dict[str, Any] | None:
@@ -171,18 +206,15 @@ def _first_existing(paths: Sequence[Path]) -> Path:
 
 
 def write(result: Plan) -> list[Path]:
-    """Write each changed file atomically (0600 when new, else its mode kept), after a backup
-    of the old file."""
-    backups = []
-    for path, text in result.texts.items():
-        mode = files.PRIVATE
-        if path.exists():
-            backups.append(files.backup_copy(path))
-            mode = path.stat().st_mode & 0o777
-        elif not path.parent.exists():
-            files.ensure_dir(path.parent)
-        files.atomic_write(path, text, mode)
-    return backups
+    """Write every changed file in one transaction (all or none): atomically, through a
+    symbolic link to the file it points to, keeping that file's mode (0600 for a new one),
+    after a backup beside it. Returns the backups."""
+    tx = files.Transaction()
+    now = dt.datetime.now(dt.UTC)
+    stems = [tx.edit(path, text, new_mode=files.PRIVATE, now=now)
+             for path, text in result.texts.items()]
+    applied = tx.apply()
+    return [applied.backup(stem) for stem in stems if stem is not None]
 
 
 def render(entries: Sequence[Entry], current_context: str | None = None) -> str:
@@ -229,6 +261,22 @@ class _Document:
                 return k, v
         return None
 
+    def refuse_duplicate_keys(self, path: Path) -> None:
+        """A top-level key written twice: YAML readers (kubectl too) keep the last one, so an
+        edit of the first would change nothing that counts, and one of the last would leave
+        the first to mislead whoever reads the file."""
+        seen: dict[str, int] = {}
+        for key, _ in self.root.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                raise UsageError(
+                    f"{path}:{line}: the key '{key.value}' appears twice (first on line "
+                    f"{seen[key.value]}); kubectl reads only the last one",
+                    f"merge the two '{key.value}' into one and run it again")
+            seen[key.value] = line
+
     def check_untouched(self, path: Path, start: int, end: int, what: str) -> None:
         """Refuse an edit of [start, end) that would change what an alias elsewhere means."""
         for anchor, node in self.anchored.items():
@@ -260,14 +308,29 @@ def _flow(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False)  # JSON is YAML flow style
 
 
-def _content_end(node: yaml.Node) -> int:
+def _content_end(doc: _Document, node: yaml.Node, shown_at: int = -1) -> int:
     """Where a node's own text ends: a block collection's end mark lies after the comments
-    and blank lines that follow it, which belong to whatever comes next."""
+    and blank lines that follow it, which belong to whatever comes next; a block scalar's
+    (``|``, ``>``) lies after its last line break (and after the blank lines that ``|+``
+    keeps), so its text ends before that break. A node written as an alias (``*name``, its
+    text after ``shown_at``) is the anchored node, whose marks lie elsewhere: its text is the
+    alias."""
+    text = doc.text
+    if node.start_mark.index < shown_at:
+        uses = [at + 1 + len(name) for name, at in doc.alias_uses if at >= shown_at]
+        return min(uses) if uses else shown_at
     if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
-        return _content_end(node.value[-1][1])
+        key, value = node.value[-1]
+        return _content_end(doc, value, int(key.end_mark.index))
     if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
-        return _content_end(node.value[-1])
-    return int(node.end_mark.index)
+        before = node.value[-2].start_mark.index + 1 if len(node.value) > 1 else \
+            node.start_mark.index
+        return _content_end(doc, node.value[-1], int(before))
+    end = int(node.end_mark.index)
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") and \
+            end > 0 and text[end - 1] == "\n":
+        end -= 2 if end > 1 and text[end - 2] == "\r" else 1
+    return end
 
 
 def _line_end(text: str, index: int) -> int:
@@ -283,13 +346,29 @@ def _line_start(text: str, index: int) -> int:
     return text.rfind("\n", 0, index) + 1
 
 
+def _editable(path: Path, text: str) -> _Document | None:
+    doc, _ = _parse(path, text)
+    if doc is not None:
+        doc.refuse_duplicate_keys(path)
+    return doc
+
+
+def _fresh(text: str, document: str) -> str:
+    """A new ``document`` for a file without one, after the comments it held."""
+    held = [line for line in text.splitlines() if line.strip()]
+    if not held or not all(line.lstrip().startswith("#") for line in held):
+        return document
+    nl = _newline(text)
+    return text.rstrip("\r\n") + nl + document.replace("\n", nl)
+
+
 def set_entry(path: Path, text: str | None, entry: Entry) -> str:
     """``text`` with ``entry`` set (replaced in place, or appended to its section)."""
     if text is None or not text.strip():
         return render([entry])
-    doc, _ = _parse(path, text)
+    doc = _editable(path, text)
     if doc is None:
-        return render([entry])
+        return _fresh(text, render([entry]))
     nl = _newline(text)
     found = doc.value(entry.section)
     if found is None:
@@ -311,7 +390,7 @@ def set_entry(path: Path, text: str | None, entry: Entry) -> str:
                 isinstance(k, yaml.ScalarNode) and k.value == "name"
                 and isinstance(v, yaml.ScalarNode) and v.value == entry.name
                 for k, v in item.value):
-            start, end = item.start_mark.index, _content_end(item)
+            start, end = item.start_mark.index, _content_end(doc, item)
             doc.check_untouched(path, start, end, f"{SECTIONS[entry.section]} '{entry.name}'")
             if item.flow_style or items.flow_style:
                 return _splice(text, start, end, _flow(entry.stanza))
@@ -323,7 +402,7 @@ def set_entry(path: Path, text: str | None, entry: Entry) -> str:
         lead = ", " if items.value else ""
         return _splice(text, close, close, lead + _flow(entry.stanza))
     last = items.value[-1]
-    at = _line_end(text, _content_end(last))
+    at = _line_end(text, _content_end(doc, last))
     dash = text.rfind("-", _line_start(text, last.start_mark.index), last.start_mark.index)
     column = dash - _line_start(text, dash)
     return _splice(text, at, at,
@@ -333,9 +412,9 @@ def set_entry(path: Path, text: str | None, entry: Entry) -> str:
 def set_current_context(path: Path, text: str | None, name: str) -> str:
     if text is None or not text.strip():
         return render([], current_context=name)
-    doc, _ = _parse(path, text)
+    doc = _editable(path, text)
     if doc is None:
-        return render([], current_context=name)
+        return _fresh(text, render([], current_context=name))
     found = doc.value("current-context")
     if found is None:
         return _append_root_key(doc, "current-context", name)
@@ -353,8 +432,10 @@ def _append_root_key(doc: _Document, key: str, value: Any) -> str:
         close = text.rindex("}", 0, doc.root.end_mark.index)
         lead = ", " if doc.root.value else ""
         return _splice(text, close, close, f"{lead}{_flow(key)}: {_flow(value)}")
-    at = _line_end(text, _content_end(doc.root))
-    column = doc.root.start_mark.column
+    at = _line_end(text, _content_end(doc, doc.root))
+    # the keys' column ('--- !!map' puts the root's own mark after the tag)
+    column = doc.root.value[0][0].start_mark.column if doc.root.value else \
+        doc.root.start_mark.column
     body = _block({key: value}, column, nl)
     return _splice(text, at, at, nl + " " * column + body)
 
@@ -373,12 +454,40 @@ INSTALL_HINT = ("dexkit is the credential plugin of this user (it logs in to Dex
                 "PATH")
 
 
+def refuse_secrets(token_args: Sequence[str]) -> None:
+    """Refuse ``dexkit token`` options whose value is a secret: a kubeconfig is copied,
+    printed (``-o -``), committed and shown by ``kubectl config view --raw``, and its exec
+    args are visible to every user of the machine (ps) each time kubectl runs the plugin.
+
+    Every spelling counts: ``--password X``, ``--password=X`` and ``'--password X'`` as one
+    item (a common mistake in hand-written ``args:``). The value is never repeated.
+    """
+    from dexkit.oidc import options  # imports nothing itself
+
+    for arg in token_args:
+        name = arg.partition("=")[0].split(maxsplit=1)[0] if arg.strip() else ""
+        dest = options.FLAGS.get(name, ("", ""))[0]
+        if dest == "password":
+            raise UsageError(
+                f"{name} would put the password into the kubeconfig (in clear text, and on "
+                "stdout with -o -)", "leave it out: when kubectl runs 'dexkit token' it finds "
+                "the password in DEXKIT_PASSWORD (or the variable --password-env NAME names), "
+                "in --password-file FILE, or in the project's .dexkit/passwords/<username>")
+        if dest == "client_secret":
+            raise UsageError(
+                f"{name} would put the client secret into the kubeconfig (in clear text, and "
+                "on stdout with -o -)", "pass --client-secret-env NAME instead: 'dexkit token' "
+                "reads the secret from that environment variable when kubectl runs it")
+
+
 def exec_user(token_args: Sequence[str], *, command: str = "dexkit") -> dict[str, Any]:
     """The user stanza that makes kubectl run ``dexkit token ARGS`` (client.authentication/v1).
 
     ``interactiveMode: IfAvailable``: kubectl hands over the terminal when it has one (the
-    keyboard flow, a password prompt); the browser and device flows need none.
+    keyboard flow, a password prompt); the browser and device flows need none. A secret among
+    ``token_args`` is refused (:func:`refuse_secrets`).
     """
+    refuse_secrets(token_args)
     return {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1",
         "command": command,

@@ -649,7 +649,8 @@ def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetim
     The CA and both keys are kept byte for byte when they exist. The serving certificate is
     re-issued only when it is missing, its names differ, it expires within 30 days (and a new
     one would last longer: a leaf never outlives its CA), or it no longer fits the key or the
-    CA. An existing CA is replaced only with ``force``, after the old files were moved to
+    CA; a certificate it replaces is kept as ``cert.pem.bak-<timestamp>`` first. An existing
+    CA is replaced only with ``force``, after the old files were moved to
     ``backup-<timestamp>/`` beside them. A private key that other users can read is refused,
     never silently kept (see :func:`check_key_modes`).
     """
@@ -670,7 +671,13 @@ def plan_assets(paths: TLSPaths, wanted: Wanted, *, force: bool, now: dt.datetim
                                   ips=wanted.ips, days=wanted.cert_days, now=now)
         _check_issued(cert, ca_cert, paths.ca)
         existed = view.exists(paths.cert)
-        _write(tx, paths.cert, cert_pem(cert), files.PUBLIC)
+        # Kept like key.pem: the certificate may not be dexkit's (a gencert.sh ssl/, a tls.dir
+        # pointing at an existing directory), and nothing tells whose it was.
+        old_cert = paths.cert.with_name(f"{paths.cert.name}.bak-{files.timestamp(now)}") \
+            if existed else None
+        _write(tx, paths.cert, cert_pem(cert), files.PUBLIC, backup=old_cert)
+        if old_cert is not None:
+            changes.append(Change("backed up", old_cert, "the previous serving certificate"))
         changes.append(Change("reissued" if existed else "created", paths.cert,
                               reason if existed else ""))
     else:

@@ -103,9 +103,12 @@ def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) ->
     if result.action == "unchanged":
         out.success(f"{path} already has dexkit's jwt entry as rendered; nothing changed")
         return
-    backup = files.backup_copy(path)
-    files.atomic_write(path, result.text, path.stat().st_mode & 0o777)
-    out.step("backed up", str(backup))
+    # through a symbolic link (the file stays linked), the backup beside the file it points to
+    tx = files.Transaction()
+    stem = tx.edit(path, result.text)
+    applied = tx.apply()
+    if stem is not None:
+        out.step("backed up", str(applied.backup(stem)))
     out.step(result.action, f"dexkit's jwt entry in {path} (other issuers kept: {kept})")
 
 

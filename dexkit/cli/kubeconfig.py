@@ -57,6 +57,7 @@ def kubeconfig(
                               embed_ca=portable if embed_ca is None else embed_ca,
                               password_file=not portable)
     args += list(ctx.args)
+    kc.refuse_secrets(args)  # first: a refused secret is never echoed in another error
     # a bad extra option is refused now, not at kubectl's first call; what 'dexkit token' will
     # warn about on every login (a plain-http issuer...) is said now too
     for said in build_settings(args).warnings:

@@ -10,6 +10,7 @@ import typer
 from dexkit.cli.login_options import PASS_THROUGH, GrantOption, UsernameOption, check_grant
 from dexkit.cli.options import DirOption
 from dexkit.console import Output
+from dexkit.files import FileError
 
 
 def logout(
@@ -31,11 +32,19 @@ def logout(
     result = forget.run(forget.LogoutRequest(directory=directory, grant=grant,
                                              username=username, extra=tuple(ctx.args),
                                              every=every))
+    for what in result.removed:
+        out.step("forgot", what)
+    for what in result.skipped:
+        out.warn(f"left alone {what}")
+    if result.failed:
+        raise FileError(f"could not remove {len(result.failed)} cached file(s): "
+                        f"{'; '.join(result.failed)}"
+                        + (f"; {len(result.removed)} removed" if result.removed else ""),
+                        f"check the owner and permissions of {result.cache_dir} and remove "
+                        "them by hand")
     if not result.removed:
         out.info(f"no cached login to forget in {result.cache_dir}")
         return
-    for what in result.removed:
-        out.step("forgot", what)
     out.success(f"logged out: {len(result.removed)} cached login(s) removed")
 
 

@@ -66,6 +66,8 @@ def render(directory: DirOption = Path(), out: OutOption = None,
         output.data(kubernetes_stream(bundle))
         return
     for written in write_bundle(bundle, out_dir):
+        if written.backup is not None:
+            output.step("backed up", f"{written.backup} (not written by dexkit)")
         output.step(written.action, str(written.path))
     if inputs.ca_pem is None:
         output.warn(f"{config.tls.dir}/ca.pem does not exist yet; the kind config mounts it",
@@ -106,6 +108,24 @@ def _render_other(config: Config, format_: RenderFormat, out: str | None,
         if target.is_dir():
             raise UsageError(f"{target} is a directory",
                              f"--format {format_} writes one file: name it, e.g. {target}/x")
-        files.atomic_write(target, text)
-        output.step("wrote", str(target))
+        _write_one(target, text, output)
     output.next_step(after)
+
+
+def _write_one(target: Path, text: str, output: Output) -> None:
+    """Write ``text`` to the user's ``target``: left alone when it already says that, else
+    after a backup (dexkit keeps no record of a single file, so it cannot tell its own earlier
+    output from a file someone wrote; a backup loses nothing either way)."""
+    try:  # only a regular file is read (a FIFO would block)
+        same = target.is_file() and target.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        same = False  # unreadable or binary: replaced after its backup
+    if same:
+        output.step("unchanged", str(target))
+        return
+    tx = files.Transaction()
+    stem = tx.edit(target, text)
+    applied = tx.apply()
+    if stem is not None:
+        output.step("backed up", str(applied.backup(stem)))
+    output.step("wrote", str(target))

@@ -139,28 +139,6 @@ class TokenCache:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def delete(self, key: str) -> bool:
-        """Remove one entry (file or keyring item); True if there was one."""
-        found = False
-        if self.storage == "keyring":
-            from dexkit.oidc import keyring_store
-
-            found = keyring_store.delete(KEYRING_SERVICE, key)
-        path = self._path(key)
-        if path.exists():
-            path.unlink()
-            found = True
-        self.dir.joinpath(f"{key}.lock").unlink(missing_ok=True)
-        return found
-
-    def keys(self) -> list[str]:
-        """The keys of every entry on disk (and of every lock, which the keyring's have)."""
-        if not self.dir.is_dir():
-            return []
-        names = {p.name.rsplit(".", 1)[0] for p in self.dir.iterdir()
-                 if p.suffix in (".token", ".lock") and not p.name.startswith(".")}
-        return sorted(names)
-
     def lock(self, key: str, timeout: float = 600) -> "_Held":
         """The entry's lock, taken by ``with``."""
         from filelock import FileLock

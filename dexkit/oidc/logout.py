@@ -3,17 +3,26 @@
 Rules:
 - One login: the entry whose key the settings give (the project's login, or ``dexkit token``
   options), on disk and in the keyring, and its lock file.
-- ``--all``: every entry in the cache directory (``*.token`` and ``*.lock`` files), and the
-  keyring items of those keys. Only dexkit's own files are removed; the directory stays, since
-  dexkit may not have made it.
+- ``--all``: every entry of dexkit's in the cache directory, and the keyring items of those
+  keys. The directory stays, since dexkit may not have made it.
+- Only what dexkit wrote is removed, recognised by name and content: ``<key>.token`` and
+  ``<key>.lock`` where the key is a SHA-256 in hex (:func:`dexkit.oidc.options.identity_key`),
+  a regular file of this user that others cannot read, a token file that reads as an entry
+  and a lock file that is empty (filelock writes nothing into it). Anything else with such a
+  name (a directory, a link, another user's file, someone's notes) is left alone, with a
+  warning: ``--token-cache-dir`` may point at a directory others use too.
+- Never half-way: a file that cannot be removed is reported at the end, after every other
+  one was tried.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dexkit.oidc.cache import TokenCache
+from dexkit.oidc.cache import KEYRING_SERVICE, TokenCache, read_entry
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,8 @@ class LogoutRequest:
 class LogoutResult:
     cache_dir: Path
     removed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # names like dexkit's, not dexkit's
+    failed: list[str] = field(default_factory=list)  # dexkit's, but could not be removed
 
 
 def run(req: LogoutRequest) -> LogoutResult:
@@ -56,20 +67,74 @@ def run(req: LogoutRequest) -> LogoutResult:
         cache_dir, storage = settings.cache_dir, settings.cache_storage.value
     result = LogoutResult(cache_dir)
     cache = TokenCache(cache_dir, "keyring" if storage == "keyring" or req.every else "disk")
-    keys = cache.keys() if req.every or settings is None else [settings.cache_key]
+    keys = _keys(cache_dir) if req.every or settings is None else [settings.cache_key]
     for key in keys:
-        if _forget(cache, key):
-            result.removed.append(f"{cache_dir / key}.token")
+        _forget(cache, key, result)
     return result
 
 
-def _forget(cache: TokenCache, key: str) -> bool:
-    if cache.storage == "keyring":
+SUFFIXES = (".token", ".lock")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_key(name: str) -> bool:
+    return len(name) == 64 and set(name) <= _HEX
+
+
+def _keys(directory: Path) -> list[str]:
+    """The keys of every file in ``directory`` named like one of dexkit's entries."""
+    try:
+        names = [p.name for p in directory.iterdir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted({n.rsplit(".", 1)[0] for n in names
+                   if n.endswith(SUFFIXES) and not n.startswith(".")})
+
+
+def _not_ours(path: Path) -> str | None:
+    """Why ``path`` is not an entry dexkit wrote, or None when it is one."""
+    if not _is_key(path.name.rsplit(".", 1)[0]):
+        return "its name is not a dexkit cache key"
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        return exc.strerror or "it cannot be read"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"it belongs to uid {info.st_uid}"
+    if info.st_mode & 0o077:
+        return f"mode {stat.S_IMODE(info.st_mode):04o}, dexkit writes 0600"
+    if path.suffix == ".lock":
+        return None if info.st_size == 0 else "not empty, as dexkit's lock files are"
+    return None if read_entry(str(path)) is not None else "it does not read as a token entry"
+
+
+def _forget(cache: TokenCache, key: str, result: LogoutResult) -> None:
+    found = False
+    if cache.storage == "keyring" and _is_key(key):
         from dexkit.oidc import keyring_store
 
-        if keyring_store.available() is not None:
-            cache = TokenCache(cache.dir, "disk")
-    return cache.delete(key)
+        if keyring_store.available() is None:
+            found = keyring_store.delete(KEYRING_SERVICE, key)
+    token = cache.dir / f"{key}.token"
+    for path in (token, cache.dir / f"{key}.lock"):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        why = _not_ours(path)
+        if why is not None:
+            result.skipped.append(f"{path}: {why}")
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue  # gone meanwhile (another logout): what was asked
+        except OSError as exc:
+            result.failed.append(f"{path}: {exc.strerror or type(exc).__name__}")
+            continue
+        found = found or path == token
+    if found:
+        result.removed.append(str(token))
 
 
 def _environ() -> dict[str, str]:

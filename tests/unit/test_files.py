@@ -300,3 +300,86 @@ def test_not_utf8_is_a_file_error_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(files.FileError, match=r"b is not UTF-8 text \(byte 3 is 0xff\), not a "
                                               r"kubeconfig"):
         files.read_text(binary, what="a kubeconfig")
+
+
+# --- issue 20, N-09: a backup of a symbolic link is the file it points to, with its mode --------
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o640, 0o400])
+def test_a_backup_of_a_link_is_a_copy_with_the_files_mode(tmp_path: Path, mode: int) -> None:
+    real = tmp_path / "dot/kc"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(mode)
+    link = tmp_path / "config"
+    link.symlink_to("dot/kc")  # relative: it would point elsewhere from another directory
+    backup = files.backup_copy(link)
+    assert not backup.is_symlink() and backup.read_text() == "old\n"
+    assert _mode(backup) == mode  # the file's mode, never the link's 0777
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_a_backup_group_copies_a_linked_key_with_its_mode(tmp_path: Path, private: bool) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "ca-key.pem").write_text("old key\n")
+    (keys / "ca-key.pem").chmod(0o600 if private else 0o644)
+    ssl = tmp_path / "ssl"
+    ssl.mkdir()
+    (ssl / "ca-key.pem").symlink_to("../keys/ca-key.pem")
+    tx = files.Transaction()
+    tx.write(ssl / "ca-key.pem", "new key\n", files.PRIVATE)
+    stem = tx.backup_group(ssl / "backup-x", [ssl / "ca-key.pem"])
+    applied = tx.apply()
+    kept = applied.backup(stem) / "ca-key.pem"
+    assert not kept.is_symlink() and kept.read_text() == "old key\n"
+    assert _mode(kept) == 0o600  # a key's backup is private whatever the link's mode
+    assert (keys / "ca-key.pem").read_text() == "old key\n"
+
+
+def test_a_dangling_link_in_a_backup_group_is_kept_as_a_link(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").symlink_to("gone.pem")
+    tx = files.Transaction()
+    tx.write(tmp_path / "cert.pem", "new\n")
+    stem = tx.backup_group(tmp_path / "backup-x", [tmp_path / "cert.pem"])
+    kept = tx.apply().backup(stem) / "cert.pem"
+    assert kept.is_symlink() and str(kept.readlink()) == "gone.pem"
+
+
+def test_edit_writes_through_a_link_and_backs_up_beside_the_file(tmp_path: Path) -> None:
+    real = tmp_path / "dot/authn.yaml"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "authn.yaml"
+    link.symlink_to(real)
+    tx = files.Transaction()
+    stem = tx.edit(link, "new\n")
+    applied = tx.apply()
+    assert stem is not None and applied.backup(stem).parent == real.parent
+    assert link.is_symlink() and real.read_text() == "new\n" and _mode(real) == 0o640
+    assert applied.backup(stem).read_text() == "old\n" and _mode(applied.backup(stem)) == 0o640
+    new = files.Transaction()
+    assert new.edit(tmp_path / "fresh.yaml", "x\n", new_mode=files.PRIVATE) is None
+    new.apply()
+    assert _mode(tmp_path / "fresh.yaml") == 0o600
+
+
+# --- issue 20, N-02 / N-19: errors name the user's file, never a temporary ----------------------
+
+
+def test_a_backup_that_cannot_be_written_names_the_file(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    path = tmp_path / "a.yaml"
+    path.write_text("old\n")
+
+    def no_room(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".a.yaml.bak-x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_room)
+    with pytest.raises(files.FileError) as info:
+        files.backup_copy(path)
+    assert str(path) in info.value.message and ".tmp" not in info.value.message
+    assert "free some space" in info.value.hint

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dexkit import kubeconfig as kc
+from dexkit import kubeconfig_check as kc_check
 from dexkit.errors import UsageError
 
 USER = kc.exec_user(["--issuer", "https://dex.example.com:32000", "--client-id", "kubernetes"])
@@ -319,3 +320,144 @@ def test_property_only_the_owned_bytes_change(tmp_path: Path, text: str, use: bo
     # insertions (and, with use, one scalar's replacement): the rest is byte for byte
     slack = len(str(before.get("current-context", ""))) + 2 if use else 0
     assert _kept(text, after_text) >= len(text) - slack
+
+
+# --- property: the hostile shapes of issue 20 (N-01) --------------------------------------------
+
+_STYLES = ["plain", "single", "double", "|", "|-", "|+", ">", ">-", ">+", "flow"]
+
+
+@st.composite
+def _value(draw: st.DrawFn, indent: str, nl: str) -> str:
+    """A token value in one of YAML's styles; block scalars may carry blank lines after them."""
+    style = draw(st.sampled_from(_STYLES))
+    word = draw(st.sampled_from(["abc", "a.b.c", "1.10", "yes", "~", "x y"]))
+    if style == "plain":
+        return f"token: {word.replace(' ', '_')}"
+    if style == "single":
+        return f"token: '{word}'"
+    if style == "double":
+        return f'token: "{word}"'
+    if style == "flow":
+        return f"{{token: '{word}'}}"
+    lines = draw(st.lists(st.sampled_from(["abc", "def ghi", "#not-a-comment"]),
+                          min_size=1, max_size=3))
+    lines[1:] = [draw(st.sampled_from(["", "  ", ""])) + line for line in lines[1:]]
+    blank = draw(st.sampled_from(["", nl, nl + nl, nl + "   " + nl]))
+    body = nl.join(f"{indent}  {line}" for line in lines)
+    return f"token: {style}{nl}{body}{nl}{blank}".rstrip(nl) if not blank else \
+        f"token: {style}{nl}{body}{nl}{blank}"[:-len(nl)]
+
+
+@st.composite
+def hostile_kubeconfigs(draw: st.DrawFn) -> tuple[str, set[str]]:
+    """Kubeconfig text with block scalars, comments, flow lists, anchors and aliases, a
+    document header, a top-level merge key, CRLF, no final newline; and the names it holds."""
+    nl = draw(st.sampled_from(["\n", "\r\n"]))
+    out: list[str] = []
+    names: dict[str, list[str]] = {}
+    if draw(st.booleans()):
+        out.append("# kubeconfig, hand-kept")
+    out += draw(st.sampled_from(["", "", "---", "--- !!map", "%YAML 1.1\n---"])).split("\n")
+    out += ["apiVersion: v1", "kind: Config"]
+    if draw(st.integers(0, 5)) == 0:
+        out += ["defaults: &defaults {preferences: {colors: true}}", "<<: *defaults"]
+    for section in draw(st.permutations(["clusters", "users", "contexts", "preferences"])):
+        if section == "preferences":
+            if draw(st.booleans()):
+                out.append("preferences: {}")
+            continue
+        shape = draw(st.sampled_from(["absent", "null", "empty", "flow", "block", "block"]))
+        found = draw(st.lists(NAMES, max_size=3, unique=True)) if shape in ("flow", "block") \
+            else []
+        names[section] = found
+        key = {"clusters": "cluster", "users": "user", "contexts": "context"}[section]
+        if shape == "absent":
+            continue
+        if shape in ("null", "empty"):
+            out.append(f"{section}:" if shape == "null" else f"{section}: []")
+            continue
+        if shape == "flow":
+            items = ", ".join(f"{{name: '{n}', {key}: {{token: t}}}}" for n in found)
+            out.append(f"{section}: [{items}]" + draw(st.sampled_from(["", "  # flow"])))
+            continue
+        out.append(f"{section}:")
+        if not found:
+            out[-1] = f"{section}: []"
+        seq = draw(st.sampled_from(["", "  ", "    "]))
+        anchor = f"{section}-body" if draw(st.booleans()) else None
+        for j, n in enumerate(found):
+            out.append(f"{seq}- name: '{n}'" + draw(st.sampled_from(["", "   # note"])))
+            mark = f" &{anchor}" if anchor and j == 0 else ""
+            value = draw(_value(seq + "    ", nl))
+            if anchor and j > 0 and draw(st.booleans()):
+                out.append(f"{seq}  {key}: *{anchor}")  # an alias, maybe the section's last
+            elif value.startswith("{"):
+                out.append(f"{seq}  {key}:{mark} {value}")
+            else:
+                out.append(f"{seq}  {key}:{mark}")
+                out.append(f"{seq}    {value}")
+            out.append(draw(st.sampled_from(["", "# between", f"{seq}  # indented note"])))
+    if draw(st.booleans()):
+        out.append(f"current-context: '{draw(NAMES)}'")
+    if draw(st.booleans()):
+        out.append("# the end")
+    text = nl.join(line for line in out if line)
+    return text + (nl if draw(st.booleans()) else ""), {n for v in names.values() for n in v}
+
+
+def _ends_in_a_kept_line_break(text: str) -> bool:
+    """The file ends in a block scalar (not strip-chomped) with no line break after it: any
+    text after it gives that value a line break, so an edit there must be refused."""
+    if text.endswith(("\n", "\r")):
+        return False
+    tail = text.rsplit("token: ", 1)[-1]
+    return tail[:1] in "|>" and tail[1:2] != "-" and "\n" in tail
+
+
+@settings(max_examples=250, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=hostile_kubeconfigs(), user=NAMES, use=st.booleans(), with_context=st.booleans())
+def test_property_hostile_shapes_are_edited_exactly_or_refused_unchanged(
+        tmp_path: Path, case: tuple[str, set[str]], user: str, use: bool,
+        with_context: bool) -> None:
+    text, _ = case
+    path = tmp_path / "config"
+    path.write_bytes(text.encode())
+    entries = [kc.Entry("users", user, USER)]
+    if with_context:
+        entries += [kc.Entry("clusters", "dx", {"server": "https://127.0.0.1:6443"}),
+                    kc.Entry("contexts", "dx", {"cluster": "dx", "user": user})]
+    context = "dx" if use and with_context else None
+    try:
+        plan = kc.plan([path], entries, use_context=context)
+    except (UsageError, kc_check.EditMismatch) as exc:
+        assert path.read_bytes() == text.encode()
+        # the refusals a valid file of these shapes may get: a value that would gain a line
+        # break (see _ends_in_a_kept_line_break), dexkit's entry is the anchor an alias uses,
+        # a section that a top-level merge key fills
+        assert (isinstance(exc, kc_check.EditMismatch) and _ends_in_a_kept_line_break(text)) \
+            or "anchor &" in exc.message or ("<<" in exc.message and "<<:" in text), \
+            (exc.message, text)
+        return
+    kc.write(plan)
+    after = path.read_bytes().decode()
+    old, new, typed = _strings(text) or {}, _strings(after), yaml.safe_load(after)
+    for entry in entries:
+        mine = [i for i in typed[entry.section] if i.get("name") == entry.name]
+        assert mine == [entry.stanza], after
+    for section in ("users", "clusters", "contexts"):
+        wanted = {e.name for e in entries if e.section == section}
+        if not wanted:
+            assert new.get(section) == old.get(section)
+            continue
+        rest = [i for i in new[section] if i.get("name") not in wanted]
+        assert rest == [i for i in (old.get(section) or []) if i.get("name") not in wanted]
+    for key in {*old, *new} - {"users", "clusters", "contexts", "current-context"}:
+        assert new.get(key) == old.get(key), key
+    if context is not None:
+        assert typed["current-context"] == context
+    else:
+        assert new.get("current-context") == old.get("current-context")
+    if "\r\n" in text:
+        assert "\n" not in after.replace("\r\n", "")  # line ends kept
