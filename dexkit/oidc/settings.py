@@ -255,7 +255,7 @@ def _listen(opts: dict[str, Any]) -> tuple[tuple[str, int], ...]:
 
 
 def _port(text: str, flag: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
         raise UsageError(f"{flag}: '{text}' is not a port number", "use 0-65535 (0: any)")
     return int(text)
 
@@ -286,7 +286,7 @@ def _extra_params(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], 
 def _timeout(text: str | None) -> float:
     if text is None:
         return DEFAULT_TIMEOUT
-    if not text.isdigit() or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
         raise UsageError(f"--authentication-timeout-sec {text}: not a positive number of "
                          "seconds", "for example --authentication-timeout-sec 60")
     return float(text)

@@ -420,6 +420,16 @@ def test_login_retry_after_is_a_number_of_seconds(tmp_path: Path) -> None:
             settings_for(tmp_path, "--login-retry-after-sec", bad)
 
 
+@pytest.mark.parametrize("args", [["--authentication-timeout-sec", "\u00b2"],
+                                  ["--listen-address", "127.0.0.1:\u0663"],
+                                  ["--listen-port", "\uff18\uff10"]])
+def test_numbers_in_other_scripts_are_usage_errors_not_internal_ones(tmp_path: Path,
+                                                                     args: list[str]) -> None:
+    """str.isdigit() is true for '²' and '٣', which int() refuses: found beside this item."""
+    with pytest.raises(UsageError):
+        settings_for(tmp_path, *args)
+
+
 def test_dexkit_token_fails_fast_with_one_error_and_one_hint_and_no_network(
         tmp_path: Path) -> None:
     """The real command in a pause: two lines, exit 1, before any request (dex.test does not
