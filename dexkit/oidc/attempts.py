@@ -19,10 +19,10 @@ fight over the loopback port (#389). Rules, per cache entry (one key,
   when, how many in a row, which grant. Nothing secret; 0600, written atomically, in the cache
   directory (0700).
 - For ``--login-retry-after-sec`` s after such a failure (default 60, doubled for each further
-  failure in a row, at most an hour; 0 turns the pause off), a caller that would log in opens
-  no page: it fails at once, saying when the last login failed, when a new one may open, and
-  that ``dexkit login`` logs in now. ``dexkit login`` (a person asked) is never paused; a
-  successful login removes the record.
+  failure in a row, at most an hour or the setting if longer; 0 turns the pause off), a caller
+  that would log in opens no page: it fails at once, saying when the last login failed, when a
+  new one may open, and that ``dexkit login`` logs in now. ``dexkit login`` (a person asked)
+  is never paused; a successful login removes the record.
 - The password and keyboard grants show nobody a page, so they are never paused.
 """
 

@@ -26,6 +26,7 @@ code) as arguments; the CLI and the plugin pass the real ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dexkit.errors import LoginRequired, OIDCError, UsageError
+from dexkit.errors import DexkitError, LoginRequired, OIDCError, UsageError
 from dexkit.oidc import attempts, flows
 from dexkit.oidc.discovery import Provider, discover, make_client
 from dexkit.oidc.settings import Grant, LoginSettings
@@ -194,8 +195,12 @@ def _log_in_and_store(settings: LoginSettings, cache: TokenCache, http: httpx.Cl
                          on_shown=lambda: shown.append(True))
     except Exception:
         if shown and settings.grant.value in attempts.PAUSED_GRANTS:
-            attempts.record_failure(settings.cache_dir, settings.cache_key,
-                                    settings.grant.value, edges.clock(), settings.retry_after)
+            # the login's own error is the one to tell: a record that cannot be written (a
+            # full disk) only means no pause
+            with contextlib.suppress(DexkitError, OSError):
+                attempts.record_failure(settings.cache_dir, settings.cache_key,
+                                        settings.grant.value, edges.clock(),
+                                        settings.retry_after)
         raise
     with cache.lock(settings.cache_key):
         cache.store(settings.cache_key, result.entry)

@@ -450,3 +450,17 @@ def test_dexkit_token_fails_fast_with_one_error_and_one_hint_and_no_network(
                         r"[0-9] s ago; dexkit opens no new one for [56][0-9] s", error), error
     assert hint.startswith("hint: run the command again in ") and "dexkit login --issuer" in hint
     assert took < 10, f"{took:.1f} s"
+
+
+def test_a_record_that_cannot_be_written_never_hides_the_logins_error(
+        issuer: FakeIssuer, tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dexkit.files import FileError
+
+    def full_disk(*args: Any, **kw: Any) -> attempts.Failure:
+        raise FileError("cannot write the record: no space left on device", "free some space")
+
+    monkeypatch.setattr(attempts, "record_failure", full_disk)
+    settings = browser_settings(tmp_path, port)
+    with pytest.raises(OIDCError, match="access_denied"):
+        obtain(settings, interactive=False, http=issuer.client(),
+               edges=edges_with(Person(issuer, answer="refuse")))
