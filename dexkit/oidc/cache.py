@@ -147,6 +147,14 @@ class TokenCache:
         return _Held(FileLock(str(self.dir / f"{key}.lock"), timeout=timeout, mode=0o600),
                      self.dir)
 
+    def login_lock(self, key: str) -> "FileLock":
+        """The lock a login holds while it waits for a person (:mod:`dexkit.oidc.attempts`),
+        apart from :meth:`lock`, which a refresh or a write holds for a moment."""
+        from filelock import FileLock
+
+        self._ensure_dir()
+        return FileLock(str(self.dir / f"{key}.login"), mode=0o600)
+
     def _ensure_dir(self) -> None:
         """Create the directory 0700 if missing (parents too, each 0700: dexkit made them);
         an existing one is used as it is, never chmod-ed, but refused when others may write

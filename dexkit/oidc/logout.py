@@ -73,7 +73,9 @@ def run(req: LogoutRequest) -> LogoutResult:
     return result
 
 
-SUFFIXES = (".token", ".lock")
+# The entry, its lock, the interactive login's lock and the record of a failed browser login
+# (dexkit.oidc.attempts).
+SUFFIXES = (".token", ".lock", ".login", ".failed")
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -105,8 +107,12 @@ def _not_ours(path: Path) -> str | None:
         return f"it belongs to uid {info.st_uid}"
     if info.st_mode & 0o077:
         return f"mode {stat.S_IMODE(info.st_mode):04o}, dexkit writes 0600"
-    if path.suffix == ".lock":
+    if path.suffix in (".lock", ".login"):
         return None if info.st_size == 0 else "not empty, as dexkit's lock files are"
+    if path.suffix == ".failed":
+        from dexkit.oidc.attempts import is_record
+
+        return None if is_record(path) else "it does not read as dexkit's login record"
     return None if read_entry(str(path)) is not None else "it does not read as a token entry"
 
 
@@ -118,7 +124,7 @@ def _forget(cache: TokenCache, key: str, result: LogoutResult) -> None:
         if keyring_store.available() is None:
             found = keyring_store.delete(KEYRING_SERVICE, key)
     token = cache.dir / f"{key}.token"
-    for path in (token, cache.dir / f"{key}.lock"):
+    for path in (token, *(cache.dir / f"{key}{suffix}" for suffix in SUFFIXES[1:])):
         if not (path.exists() or path.is_symlink()):
             continue
         why = _not_ours(path)

@@ -64,6 +64,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--no-browser": ("skip_open_browser", "bool"),
     "--browser-command": ("browser_command", "str"),
     "--authentication-timeout-sec": ("timeout", "str"),
+    "--login-retry-after-sec": ("retry_after", "str"),
     "--oidc-auth-request-extra-params": ("extra_params", "csv"),
     "--auth-request-extra-params": ("extra_params", "csv"),
     "--cache-dir": ("cache_dir", "str"),

@@ -199,6 +199,10 @@ kubelogin's get-token flag names are accepted as aliases (shown in brackets).
   --skip-open-browser         print the URL instead of opening a browser
   --browser-command CMD       open the URL with CMD (default: $BROWSER, else the system's)
   --authentication-timeout-sec N   give up on the browser login after N s (default 180)
+  --login-retry-after-sec N   after a browser or device login failed or was cancelled,
+                              open no new one for N s (default 60, doubled for each failure
+                              in a row, at most an hour; 0: no pause); 'dexkit login' is never
+                              paused
   --token-cache-dir DIR       [--cache-dir] default $KUBECACHEDIR/dexkit, ~/.kube/cache/dexkit
   --token-cache-storage S     disk (default), keyring, none
   --force-refresh             refresh even when the cached token is still valid

@@ -1,10 +1,15 @@
 """Getting a verified token: the use cases behind ``dexkit token`` and ``dexkit login``.
 
 :func:`obtain` is kubectl's plugin after its cheap cached path (``dexkit.oidc.plugin``). Rules:
-- Under the entry's file lock, re-read the cache (another kubectl process may just have
-  refreshed): a token with more than a minute left is the answer, unless ``--force-refresh``.
-- Else refresh with the cached refresh token; if Dex refuses it, log in. Not to a plain-http
-  issuer without ``--allow-insecure-http``: the refresh token is not sent in clear text.
+- A cached token with more than a minute left is the answer, unless ``--force-refresh``; it is
+  read without waiting for any lock.
+- Else, under the entry's file lock, re-read the cache (another kubectl process may just have
+  refreshed) and refresh with the cached refresh token; if Dex refuses it, log in. Not to a
+  plain-http issuer without ``--allow-insecure-http``: the refresh token is not sent in clear
+  text.
+- One login at a time per cache entry, and none opens a page for a while after a browser or
+  device login failed: the rules of :mod:`dexkit.oidc.attempts` (callers wait for the login in
+  progress and use its token; after a failure they fail at once instead of opening a tab).
 - A login runs when its flow needs no terminal (the browser and device flows, the password
   grant with a password from a file or the environment), as kubelogin does, even when
   kubectl says it is not interactive; a flow that must read from the terminal (the keyboard
@@ -13,7 +18,9 @@
 - Every new token is verified (signature, iss, aud, exp, nonce) before it is cached.
 
 :func:`login` always logs in afresh (``dexkit login``), verifies, and stores the tokens under
-the same cache key, so kubectl's next ``dexkit token`` answers from the cache.
+the same cache key, so kubectl's next ``dexkit token`` answers from the cache. It is never
+paused by a failed login, and holds the entry's login lock when it is free (parallel
+``dexkit token`` calls then wait for it); when another login holds it, it runs beside that one.
 
 Every function takes its edges (the HTTP client, the environment, how to open a URL and read a
 code) as arguments; the CLI and the plugin pass the real ones.
@@ -21,6 +28,7 @@ code) as arguments; the CLI and the plugin pass the real ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -28,8 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dexkit.errors import LoginRequired, OIDCError, UsageError
-from dexkit.oidc import flows
+from dexkit.errors import DexkitError, LoginRequired, OIDCError, UsageError
+from dexkit.oidc import attempts, flows
 from dexkit.oidc.discovery import Provider, discover, make_client
 from dexkit.oidc.settings import Grant, LoginSettings
 from dexkit.oidc.tokens import Expectations, fetch_jwks, verifier_loading, verify_id_token
@@ -54,6 +62,7 @@ class Edges:
     can_open_browser: Callable[[Mapping[str, str]], bool] = field(
         default=lambda environ: _can_open_browser(environ))
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass(frozen=True)
@@ -109,15 +118,18 @@ def login(settings: LoginSettings, *, http: httpx.Client | None = None,
     edges = edges or Edges()
     _warn(settings, edges)
     client_http = http or http_client(settings)
-    provider = discover(client_http, settings.issuer)
-    tokens = run_grant(settings, client_http, provider, edges=edges, interactive=interactive)
-    result = LoginResult(tokens, verify(client_http, provider, settings.client_id, tokens,
-                                        edges.clock), provider)
-    if store:
-        cache = cache_of(settings, edges)
-        with cache.lock(settings.cache_key):
-            cache.store(settings.cache_key, result.entry)
-    return result
+    if not store:
+        return _log_in(settings, client_http, None, edges, interactive)
+    cache = cache_of(settings, edges)
+    lock = cache.login_lock(settings.cache_key)
+    held = attempts.try_take(lock)
+    if not held:
+        edges.say("dexkit: another login for this user is in progress; this one runs beside it")
+    try:
+        return _log_in_and_store(settings, cache, client_http, None, edges, interactive)
+    finally:
+        if held:
+            lock.release()
 
 
 def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | None = None,
@@ -125,34 +137,93 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
     """For the kubectl plugin: the cache entry to answer with (see the module's rules)."""
     edges = edges or Edges()
     cache = cache_of(settings, edges)
-    with cache.lock(settings.cache_key):
-        entry = cache.load(settings.cache_key)
+    key = settings.cache_key
+    entry = cache.load(key)  # no lock: entries are replaced whole, and a valid one never waits
+    if fresh(entry, edges.clock()) and not settings.force_refresh:
+        assert entry is not None
+        return entry
+    _warn(settings, edges)
+    client_http = http
+    provider = None
+    with cache.lock(key):
+        entry = cache.load(key)
         if fresh(entry, edges.clock()) and not settings.force_refresh:
             assert entry is not None
             return entry
-        _warn(settings, edges)
-        client_http = http or http_client(settings)
-        provider = discover(client_http, settings.issuer)
-        tokens = None
         if entry and entry.get("refresh_token") and settings.plain_http \
                 and not settings.allow_http:
             # the refresh token is a long-lived credential: not sent in clear text unasked
             edges.say(f"warning: the cached refresh token is not sent to {settings.issuer} in "
                       "clear text (pass --allow-insecure-http to allow it); logging in again")
         elif entry and entry.get("refresh_token"):
+            client_http = client_http or http_client(settings)
+            provider = discover(client_http, settings.issuer)
             try:
                 with verifier_loading():
                     tokens = flows.refresh(client_http, provider, client_of(settings),
                                            str(entry["refresh_token"]))
             except OIDCError as exc:
                 edges.say(f"dexkit: the refresh was refused ({exc.message}); logging in again")
-        if tokens is None:
-            tokens = run_grant(settings, client_http, provider, edges=edges,
-                               interactive=interactive)
-        result = LoginResult(tokens, verify(client_http, provider, settings.client_id, tokens,
-                                            edges.clock), provider)
+            else:
+                result = LoginResult(tokens, verify(client_http, provider, settings.client_id,
+                                                    tokens, edges.clock), provider)
+                cache.store(key, result.entry)
+                return result.entry
+    stale = entry.get("id_token") if entry else None
+
+    def settled() -> dict[str, Any] | None:
+        """A new token another login stored, or a failure's pause (raised)."""
+        found = cache.load(key)
+        if fresh(found, edges.clock()) and found is not None and found["id_token"] != stale:
+            return found
+        attempts.refuse_if_paused(settings.cache_dir, key, grant=settings.grant.value,
+                                  base=settings.retry_after, now=edges.clock(),
+                                  login_command=settings.login_command())
+        return None
+
+    def work() -> dict[str, Any]:
+        return _log_in_and_store(settings, cache, client_http or http_client(settings),
+                                 provider, edges, interactive).entry
+
+    return attempts.in_turn(cache.login_lock(key), work, settled=settled,
+                            wait=settings.timeout + attempts.GRACE, clock=edges.clock,
+                            sleep=edges.sleep, say=edges.say,
+                            login_command=settings.login_command())
+
+
+def _log_in_and_store(settings: LoginSettings, cache: TokenCache, http: httpx.Client,
+                      provider: Provider | None, edges: Edges,
+                      interactive: bool) -> LoginResult:
+    """Log in, store the tokens, and clear a failure's record; or record the failure of a
+    browser or device login whose page was shown (:mod:`dexkit.oidc.attempts`)."""
+    shown: list[bool] = []
+    try:
+        result = _log_in(settings, http, provider, edges, interactive,
+                         on_shown=lambda: shown.append(True))
+    except Exception:
+        if shown and settings.grant.value in attempts.PAUSED_GRANTS:
+            # the login's own error is the one to tell: a record that cannot be written (a
+            # full disk) only means no pause
+            with contextlib.suppress(DexkitError, OSError):
+                attempts.record_failure(settings.cache_dir, settings.cache_key,
+                                        settings.grant.value, edges.clock(),
+                                        settings.retry_after)
+        raise
+    with cache.lock(settings.cache_key):
         cache.store(settings.cache_key, result.entry)
-        return result.entry
+    attempts.clear_failure(settings.cache_dir, settings.cache_key)
+    return result
+
+
+def _log_in(settings: LoginSettings, http: httpx.Client, provider: Provider | None,
+            edges: Edges, interactive: bool,
+            on_shown: Callable[[], None] | None = None) -> LoginResult:
+    """Discover (unless done), run the settings' grant, and verify the ID token."""
+    provider = provider or discover(http, settings.issuer)
+    tokens = run_grant(settings, http, provider, edges=edges, interactive=interactive,
+                       on_shown=on_shown)
+    return LoginResult(tokens, verify(http, provider, settings.client_id, tokens, edges.clock),
+                       provider)
 
 
 def _warn(settings: LoginSettings, edges: Edges) -> None:
@@ -168,9 +239,12 @@ def verify(http: httpx.Client, provider: Provider, client_id: str, tokens: flows
 
 
 def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *,
-              edges: Edges | None = None, interactive: bool = True) -> flows.TokenSet:
-    """Run the settings' grant once; refuse a flow that needs a terminal when there is none."""
+              edges: Edges | None = None, interactive: bool = True,
+              on_shown: Callable[[], None] | None = None) -> flows.TokenSet:
+    """Run the settings' grant once; refuse a flow that needs a terminal when there is none.
+    ``on_shown`` is called when a page or code is about to be shown to the person."""
     edges = edges or Edges()
+    shown = on_shown or (lambda: None)
     client = client_of(settings)
     grant = settings.grant
     if grant is Grant.PASSWORD:
@@ -183,6 +257,7 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
     if grant is Grant.DEVICE:
         start = flows.device_start(http, provider, client)
         url = start.verification_uri_complete or start.verification_uri
+        shown()
         edges.say(f"To log in, open {start.verification_uri} and enter the code "
                   f"{start.user_code}")
         if settings.open_browser:
@@ -204,6 +279,7 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
                             "device)")
 
     def open_url(url: str) -> None:
+        shown()
         edges.say(f"Log in at: {url}")
         if settings.open_browser:
             edges.open_browser(url, settings.browser_command)

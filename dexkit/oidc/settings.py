@@ -60,6 +60,7 @@ class CacheStorage(StrEnum):
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
 DEFAULT_LISTEN = (("127.0.0.1", 8000), ("127.0.0.1", 18000))
 DEFAULT_TIMEOUT = 180  # kubelogin's: a login abandoned in the browser must not hang kubectl
+DEFAULT_RETRY_AFTER = 60  # s without a new browser login after one failed (dexkit.oidc.attempts)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -93,6 +94,7 @@ class LoginSettings:
     open_browser: bool = True
     browser_command: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    retry_after: float = DEFAULT_RETRY_AFTER
     force_refresh: bool = False
     warnings: tuple[str, ...] = ()
     argv: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -199,6 +201,7 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         extra_params=_extra_params(opts.get("extra_params") or ()),
         open_browser=not opts.get("skip_open_browser"),
         browser_command=opts.get("browser_command"), timeout=_timeout(opts.get("timeout")),
+        retry_after=_retry_after(opts.get("retry_after")),
         force_refresh=bool(opts.get("force_refresh")), warnings=tuple(warnings),
         argv=tuple(argv))
 
@@ -291,7 +294,7 @@ def _listen(opts: dict[str, Any]) -> tuple[tuple[str, int], ...]:
 
 
 def _port(text: str, flag: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
         raise UsageError(f"{flag}: '{text}' is not a port number", "use 0-65535 (0: any)")
     return int(text)
 
@@ -322,9 +325,18 @@ def _extra_params(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], 
 def _timeout(text: str | None) -> float:
     if text is None:
         return DEFAULT_TIMEOUT
-    if not text.isdigit() or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
         raise UsageError(f"--authentication-timeout-sec {text}: not a positive number of "
                          "seconds", "for example --authentication-timeout-sec 60")
+    return float(text)
+
+
+def _retry_after(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_RETRY_AFTER
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"--login-retry-after-sec {text}: not a number of seconds",
+                         "for example --login-retry-after-sec 300 (0: no pause)")
     return float(text)
 
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from tests.e2e.conftest import (
     DexSandbox,
     new_static_project,
     peer_unavailable,
+    say,
 )
 from tests.e2e.oidc_sandbox import start_stack
 
@@ -574,3 +576,103 @@ def test_printed_kubeconfig_logs_in_from_another_home(box: DexSandbox, home: dic
                             stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout == USER
+
+
+# --- no browser storm (issue 20, item 4) --------------------------------------------------------
+
+
+def storm_argv(box: DexSandbox, inbox: UrlInbox, ports: dict[str, int], *extra: str) -> list[str]:
+    """kubectl's call of the plugin (authcode, no terminal), as an IDE would make it."""
+    return [dexkit_script(), "token", *project_token_args(box.project, box.config),
+            "--listen-address", f"127.0.0.1:{ports['dexkit']}", "--browser-command",
+            str(inbox.command), *extra]
+
+
+def pages(inbox: UrlInbox) -> int:
+    return len(inbox.file.read_text().splitlines()) if inbox.file.exists() else 0
+
+
+def test_ten_parallel_token_calls_open_one_login_page_and_all_get_its_token(
+        box: DexSandbox, browser: Browser, home: dict[str, str], tmp_path: Path,
+        ports: dict[str, int]) -> None:
+    inbox = UrlInbox(tmp_path / "inbox")
+    argv = storm_argv(box, inbox, ports)
+    started = time.monotonic()
+    runs = [Running(argv, home) for _ in range(10)]
+    browser.open(inbox.next_url())
+    browser.dex_login(USER, box.password)
+    browser.wait_text("Logged in")
+    results = [run.finish(timeout=120) for run in runs]
+    took = time.monotonic() - started
+    assert [code for code, _, _ in results] == [0] * 10, [err for _, _, err in results]
+    tokens = {json.loads(out)["status"]["token"] for _, out, _ in results}
+    assert len(tokens) == 1, "one login, and all ten answer with its token"
+    assert claims_of(tokens.pop())["email"] == USER
+    assert pages(inbox) == 1
+    assert sum("waiting up to 210 s" in err for _, _, err in results) >= 1
+    assert not any("Traceback" in err for _, _, err in results)
+    say(f"no browser storm: 10 parallel 'dexkit token' calls, {pages(inbox)} login page, "
+        f"{len(results)} tokens, {took:.1f} s from start to the last token (the person's "
+        "login in Chromium included)")
+
+
+def test_a_cancelled_login_makes_the_parallel_calls_fail_fast_then_one_page_again(
+        box: DexSandbox, browser: Browser, home: dict[str, str], tmp_path: Path,
+        ports: dict[str, int]) -> None:
+    """The person cancels on Dex's approval screen: the call that opened the page gives up at
+    its timeout, the nine waiting ones fail at once with one line that says so, no second page
+    opens; after the pause (15 s here instead of 60) one call opens one page again."""
+    inbox = UrlInbox(tmp_path / "inbox")
+    pause = 15
+    argv = storm_argv(box, inbox, ports, "--oidc-auth-request-extra-params",
+                      "approval_prompt=force", "--authentication-timeout-sec", "15",
+                      "--login-retry-after-sec", str(pause))
+    runs = [Running(argv, home) for _ in range(10)]
+    browser.open(inbox.next_url())
+    browser.dex_login(USER, box.password)
+    browser.wait_text("Grant Access")
+    browser.click_xpath("//button[.//span[text()='Cancel']]")
+    browser.wait_text("Approval rejected")
+    results = [run.finish(timeout=120) for run in runs]
+    failed_at = time.monotonic()
+    assert [(code, out) for code, out, _ in results] == [(1, "")] * 10
+    lines = [[x for x in err.splitlines() if x.startswith(("error:", "hint:"))]
+             for _, _, err in results]
+    assert all([x.split(":")[0] for x in pair] == ["error", "hint"] for pair in lines), lines
+    timed_out = [pair for pair in lines if "no login callback within 15 s" in pair[0]]
+    paused = [pair for pair in lines if "failed or was cancelled" in pair[0]]
+    assert len(timed_out) == 1 and len(paused) == 9, lines
+    for error, hint in paused:
+        assert "the last browser login for this user failed or was cancelled" in error
+        assert "dexkit opens no new one for" in error
+        assert "or log in now: dexkit login --issuer" in hint
+    assert not any("Traceback" in err for _, _, err in results)
+    assert pages(inbox) == 1, "no second page while the first was cancelled"
+    record = cache_file(box, home, "--oidc-auth-request-extra-params",
+                        "approval_prompt=force").with_suffix(".failed")
+    assert record.stat().st_mode & 0o777 == 0o600
+    assert box.password not in record.read_text()
+
+    started = time.monotonic()
+    again = subprocess.run(argv, env=home, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60, check=False)
+    fail_fast = time.monotonic() - started
+    assert again.returncode == 1 and "dexkit opens no new one for" in again.stderr
+    assert pages(inbox) == 1
+
+    time.sleep(max(0.0, failed_at + pause + 1 - time.monotonic()))
+    browser.fresh()
+    run = Running(argv, home)
+    browser.open(inbox.next_url())
+    browser.dex_login(USER, box.password)
+    browser.wait_text("Grant Access")
+    browser.click_xpath("//button[.//span[text()='Grant Access']]")
+    browser.wait_text("Logged in")
+    code, out, err = run.finish(timeout=60)
+    assert code == 0, err
+    assert claims_of(json.loads(out)["status"]["token"])["email"] == USER
+    assert pages(inbox) == 2, "after the pause, one page again"
+    assert not record.exists(), "a successful login ends the pause"
+    say(f"no browser storm, cancelled: 10 parallel calls, 1 page, 1 timeout and 9 fail-fast "
+        f"lines; a call within the pause failed in {fail_fast:.2f} s; after the {pause} s "
+        "pause one page opened again")

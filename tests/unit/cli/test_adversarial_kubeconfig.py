@@ -520,6 +520,27 @@ def test_n16_logout_all_removes_only_what_dexkit_wrote(project: Path, tmp_path: 
     assert "logged out: 2 cached login(s) removed" in result.err
 
 
+def test_n16_logout_removes_the_login_lock_and_failure_record_too(project: Path,
+                                                                   tmp_path: Path) -> None:
+    """The storm guard's files (dexkit.oidc.attempts) are dexkit's as well; a planted file under
+    such a name that is not one of them is left alone."""
+    from dexkit.oidc import attempts
+
+    cache_dir = tmp_path / "cache"
+    key, other = "a" * 64, "b" * 64
+    _entry(cache_dir, key)
+    cache = TokenCache(cache_dir)
+    with cache.login_lock(key):
+        pass
+    attempts.record_failure(cache_dir, key, "authcode", 1_700_000_000, 60)
+    (cache_dir / f"{other}.failed").write_text("not a record\n")
+    (cache_dir / f"{other}.failed").chmod(0o600)
+    result = run("logout", "--dir", project, "--all", "--token-cache-dir", cache_dir)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in cache_dir.iterdir()) == [f"{other}.failed"]
+    assert "does not read as dexkit's login record" in result.err
+
+
 def test_n16_an_entry_that_cannot_be_removed_is_reported_after_the_rest(
         project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache_dir = tmp_path / "cache"
