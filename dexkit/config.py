@@ -868,7 +868,7 @@ class OIDCConnector(Tagged, frozen=True, tag_field="type", tag="oidc"):
     issuer: str = "https://accounts.example.com"
     # Secret with keys client-id and client-secret; read as $<ID>_CLIENT_ID/_SECRET. Unset: the
     # 'oidc-client' Secret, or none for a connector that only takes token exchanges.
-    credentials_secret: str | None | msgspec.UnsetType = msgspec.UNSET
+    credentials_secret: str | msgspec.UnsetType | None = msgspec.UNSET
     scopes: list[str] = msgspec.field(
         default_factory=lambda: ["openid", "profile", "email", "groups"])
     insecure_enable_groups: bool = True

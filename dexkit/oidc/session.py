@@ -14,6 +14,17 @@
 :func:`login` always logs in afresh (``dexkit login``), verifies, and stores the tokens under
 the same cache key, so kubectl's next ``dexkit token`` answers from the cache.
 
+One login, several clusters (``--audience``): each cluster's token is narrowed from one login.
+- The login asks for every cluster's audience scope and is kept in its own cache entry (the
+  session: its refresh token only, never handed out; its ID token, accepted by every cluster,
+  is not kept). A cluster's token is a refresh of that login with only its audience scope (Dex
+  lets a refresh ask for fewer scopes, and the refresh token keeps them all), so its aud is
+  that cluster and the login client (``azp``), and no other cluster accepts it.
+- The cluster's entry is locked, then the session's: always in that order, so two kubectl
+  processes for two clusters never wait on each other in a circle.
+- Robots (token exchange, client credentials) have no refresh token: each token is asked for
+  afresh, with the cluster's audience scope.
+
 Every function takes its edges (the HTTP client, the environment, how to open a URL and read a
 code) as arguments; the CLI and the plugin pass the real ones.
 """
@@ -39,6 +50,8 @@ if TYPE_CHECKING:
     from dexkit.oidc.cache import TokenCache
 
 MIN_VALIDITY = 60
+# The session entry's ID token: a marker, never a token (expiry 0 keeps it from being used).
+SESSION_MARKER = "login-session"
 
 
 @dataclass(frozen=True)
@@ -73,9 +86,10 @@ def http_client(settings: LoginSettings) -> httpx.Client:
                        ca_data=settings.ca_data)
 
 
-def client_of(settings: LoginSettings) -> flows.Client:
+def client_of(settings: LoginSettings, *, narrowed: bool = True) -> flows.Client:
+    """The client with the scopes of the token handed out (``narrowed``), or of the login."""
     return flows.Client(id=settings.client_id, secret=settings.client_secret,
-                        scopes=settings.scopes)
+                        scopes=settings.token_scopes if narrowed else settings.scopes)
 
 
 def cache_of(settings: LoginSettings, edges: Edges | None = None) -> TokenCache:
@@ -109,13 +123,39 @@ def login(settings: LoginSettings, *, http: httpx.Client | None = None,
     _warn(settings, edges)
     client_http = http or http_client(settings)
     provider = discover(client_http, settings.issuer)
+    if settings.session_key is not None and not settings.grant.is_robot and store:
+        cache = cache_of(settings, edges)
+        with cache.lock(settings.cache_key):
+            tokens = _narrowed(settings, cache, client_http, provider, edges, interactive,
+                               fresh_login=True)
+            result = LoginResult(tokens, verify_for(settings, client_http, provider, tokens,
+                                                    edges.clock), provider)
+            cache.store(settings.cache_key, result.entry)
+        return result
     tokens = run_grant(settings, client_http, provider, edges=edges, interactive=interactive)
-    result = LoginResult(tokens, verify(client_http, provider, settings.client_id, tokens,
-                                        edges.clock), provider)
+    result = LoginResult(tokens, verify_for(settings, client_http, provider, tokens,
+                                            edges.clock), provider)
     if store:
         cache = cache_of(settings, edges)
         with cache.lock(settings.cache_key):
             cache.store(settings.cache_key, result.entry)
+    return result
+
+
+def narrow(settings: LoginSettings, *, http: httpx.Client | None = None,
+           edges: Edges | None = None) -> LoginResult:
+    """Another cluster's token from the login :func:`login` just kept (no second login:
+    refused with the login command when there is no session to narrow)."""
+    edges = edges or Edges()
+    client_http = http or http_client(settings)
+    provider = discover(client_http, settings.issuer)
+    cache = cache_of(settings, edges)
+    with cache.lock(settings.cache_key):
+        tokens = _narrowed(settings, cache, client_http, provider, edges, interactive=False,
+                           may_log_in=False)
+        result = LoginResult(tokens, verify_for(settings, client_http, provider, tokens,
+                                                edges.clock), provider)
+        cache.store(settings.cache_key, result.entry)
     return result
 
 
@@ -133,7 +173,9 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         client_http = http or http_client(settings)
         provider = discover(client_http, settings.issuer)
         tokens = None
-        if entry and entry.get("refresh_token"):
+        if settings.session_key is not None and not settings.grant.is_robot:
+            tokens = _narrowed(settings, cache, client_http, provider, edges, interactive)
+        elif entry and entry.get("refresh_token"):
             try:
                 with verifier_loading():
                     tokens = flows.refresh(client_http, provider, client_of(settings),
@@ -143,10 +185,61 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         if tokens is None:
             tokens = run_grant(settings, client_http, provider, edges=edges,
                                interactive=interactive)
-        result = LoginResult(tokens, verify(client_http, provider, settings.client_id, tokens,
-                                            edges.clock), provider)
+        result = LoginResult(tokens, verify_for(settings, client_http, provider, tokens,
+                                                edges.clock), provider)
         cache.store(settings.cache_key, result.entry)
         return result.entry
+
+
+def _narrowed(settings: LoginSettings, cache: TokenCache, http: httpx.Client,
+              provider: Provider, edges: Edges, interactive: bool, *,
+              fresh_login: bool = False, may_log_in: bool = True) -> flows.TokenSet:
+    """This cluster's token, refreshed from the session with its audience scope only; the
+    session is logged in first when it has no refresh token Dex still takes (see the module's
+    rules). The cluster's token keeps no refresh token: the session's is the one."""
+    key = settings.session_key
+    assert key is not None
+    narrowed = client_of(settings)
+    with cache.lock(key):
+        session = None if fresh_login else cache.load(key)
+        if session and session.get("refresh_token"):
+            try:
+                tokens = flows.refresh(http, provider, narrowed, str(session["refresh_token"]))
+                _keep_session(cache, key, tokens.refresh_token)
+                return flows.TokenSet(tokens.id_token, None)
+            except OIDCError as exc:
+                if not may_log_in:
+                    raise
+                edges.say(f"dexkit: the refresh was refused ({exc.message}); logging in again")
+        if not may_log_in:
+            raise LoginRequired("there is no login to take this cluster's token from",
+                                f"log in first: {settings.login_command()}")
+        login_tokens = run_grant(settings, http, provider, edges=edges, interactive=interactive,
+                                 narrowed=False)
+        # The login's own token (every cluster's audience) is checked, then dropped.
+        verify(http, provider, settings.client_id, login_tokens, edges.clock)
+        if not login_tokens.refresh_token:
+            raise OIDCError("Dex gave the login no refresh token, and every cluster's token is "
+                            "a refresh of that one login", "ask for the offline_access scope")
+        tokens = flows.refresh(http, provider, narrowed, login_tokens.refresh_token)
+        _keep_session(cache, key, tokens.refresh_token or login_tokens.refresh_token)
+        return flows.TokenSet(tokens.id_token, None)
+
+
+def _keep_session(cache: TokenCache, key: str, refresh_token: str | None) -> None:
+    if refresh_token:
+        cache.store(key, {"id_token": SESSION_MARKER, "refresh_token": refresh_token,
+                          "expiry": 0})
+
+
+def verify_for(settings: LoginSettings, http: httpx.Client, provider: Provider,
+               tokens: flows.TokenSet, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Verify a token of these settings: for one cluster, its aud must hold the cluster and
+    its azp be the client that asked (the login client, or the robot)."""
+    if settings.audience is None:
+        return verify(http, provider, settings.client_id, tokens, clock)
+    return verify(http, provider, settings.audience, tokens, clock,
+                  authorized_party=settings.client_id)
 
 
 def _warn(settings: LoginSettings, edges: Edges) -> None:
@@ -155,20 +248,38 @@ def _warn(settings: LoginSettings, edges: Edges) -> None:
 
 
 def verify(http: httpx.Client, provider: Provider, client_id: str, tokens: flows.TokenSet,
-           clock: Callable[[], float] = time.time) -> dict[str, Any]:
+           clock: Callable[[], float] = time.time, *,
+           authorized_party: str | None = None) -> dict[str, Any]:
     jwks = fetch_jwks(http, provider)
-    expect = Expectations(issuer=provider.issuer, client_id=client_id, nonce=tokens.nonce)
+    expect = Expectations(issuer=provider.issuer, client_id=client_id, nonce=tokens.nonce,
+                          authorized_party=authorized_party)
     return verify_id_token(tokens.id_token, jwks, expect, int(clock()))
 
 
 def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *,
-              edges: Edges | None = None, interactive: bool = True) -> flows.TokenSet:
-    """Run the settings' grant once; refuse a flow that needs a terminal when there is none."""
+              edges: Edges | None = None, interactive: bool = True,
+              narrowed: bool = True) -> flows.TokenSet:
+    """Run the settings' grant once; refuse a flow that needs a terminal when there is none.
+    ``narrowed``: with the scopes of the token handed out, else with the login's (several
+    clusters: every cluster's audience scope)."""
     edges = edges or Edges()
-    client = client_of(settings)
+    client = client_of(settings, narrowed=narrowed)
     grant = settings.grant
     if grant is Grant.PASSWORD:
-        return _password_grant(settings, http, provider, edges, interactive)
+        return _password_grant(settings, http, provider, edges, interactive, client)
+    if grant is Grant.TOKEN_EXCHANGE:
+        from dexkit.oidc.subject import check_subject, read_subject
+
+        subject = read_subject(settings, edges.environ)
+        check_subject(subject, settings, edges.clock())
+        assert settings.connector_id is not None
+        with verifier_loading():
+            return flows.token_exchange(http, provider, client, subject_token=subject,
+                                        connector_id=settings.connector_id)
+    if grant is Grant.CLIENT_CREDENTIALS:
+        robot = flows.Client(client.id, settings.robot_secret(edges.environ), client.scopes)
+        with verifier_loading():
+            return flows.client_credentials(http, provider, robot)
     if grant.needs_stdin and not interactive:
         raise LoginRequired("the keyboard login reads the code from a terminal, and kubectl "
                             "runs 'dexkit token' without one",
@@ -210,7 +321,7 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
 
 
 def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provider,
-                    edges: Edges, interactive: bool) -> flows.TokenSet:
+                    edges: Edges, interactive: bool, client: flows.Client) -> flows.TokenSet:
     if not settings.username:
         raise UsageError("the password grant needs a username", "pass --username")
     password = settings.password(edges.environ, may_prompt=interactive)
@@ -220,8 +331,7 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
     # verifier is imported meanwhile (the browser flows import what their loopback server
     # needs as they go, so they do not).
     with verifier_loading():
-        return flows.password_grant(http, provider, client_of(settings), settings.username,
-                                    password)
+        return flows.password_grant(http, provider, client, settings.username, password)
 
 
 def _say(text: str) -> None:

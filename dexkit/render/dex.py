@@ -271,7 +271,7 @@ DEX_DEFAULT_GRANTS = ("authorization_code", "implicit", "password", "refresh_tok
                       "urn:ietf:params:oauth:grant-type:device_code",
                       "urn:ietf:params:oauth:grant-type:token-exchange")
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 # Connector-level grantTypes (which grants may use a connector) exist from Dex's main branch
 # after v2.45.1 (storage.Connector.GrantTypes at ab64ed778070).
 CONNECTOR_GRANT_TYPES_SINCE = (2, 46, 0)
