@@ -444,6 +444,9 @@ def apiserver_argv(binary: Path, layout: SandboxLayout, etcd_url: str, secure_po
         f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
+        # No in-cluster client needs the `kubernetes` Service's endpoints here, and from 1.37
+        # the API server refuses to reconcile them to a loopback address (it exits).
+        "--endpoint-reconciler-type=none",
         f"--secure-port={secure_port}",
         f"--cert-dir={layout.pki}",
         f"--tls-cert-file={layout.serving_cert}",

@@ -473,6 +473,8 @@ def node_apiserver_argv(argv: Sequence[str], layout: SandboxLayout, node_ip: str
         flag = arg.split("=", 1)[0]
         if flag == "--disable-admission-plugins":
             continue  # ServiceAccount admission: pods get their token volume
+        if flag == "--endpoint-reconciler-type":
+            continue  # pods reach the API server through the `kubernetes` Service's endpoints
         out.append(f"{flag}={replace[flag]}" if flag in replace else arg)
     out += [f"--kubelet-client-certificate={layout.admin_cert}",
             f"--kubelet-client-key={layout.admin_key}",
