@@ -378,8 +378,9 @@ def kubeconfig_user(ctx: Context) -> Result:
 
 def accepted_audiences(config: Config) -> list[str]:
     """The audiences an API server of the project accepts: its client ID, or with several
-    clusters (and none chosen with --cluster) any cluster's."""
-    if config.clusters and config.selected_cluster is None:
+    clusters any cluster's (a kubeconfig holds a user for each; --cluster chooses which API
+    server the other checks look at, not which users may exist)."""
+    if config.clusters:
         return [c.client_id for c in config.clusters]
     return [config.api_server.client_id]
 

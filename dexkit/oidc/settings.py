@@ -67,10 +67,13 @@ class CacheStorage(StrEnum):
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
 # Dex's cross-client scope: the token's aud gets <client id> when that client trusts ours.
 AUDIENCE_SCOPE = "audience:server:client_id:"
-# A robot has no refresh token (Dex refuses offline_access for client_credentials) and no
-# email address: with the email scope Dex would add email_verified: false, which the API
-# server's email_verified rule refuses.
-ROBOT_DROPPED_SCOPES = ("offline_access", "email", "federated:id")
+# A robot has no refresh token (Dex refuses offline_access and federated:id for
+# client_credentials, and answers a token exchange with no refresh token).
+ROBOT_DROPPED_SCOPES = ("offline_access", "federated:id")
+# A client as itself has no email address either: with the email scope Dex would add
+# email_verified: false, which the API server's email_verified rule refuses. (A token
+# exchange keeps it: the CI job's mapped claim is the email claim.)
+CLIENT_DROPPED_SCOPES = ("email",)
 
 
 @dataclass(frozen=True)
@@ -156,13 +159,15 @@ class LoginSettings:
         """The scopes of the token handed out: for one cluster of several, the login's scopes
         with only that cluster's audience scope (Dex makes it the token's aud, beside the login
         client); a robot's without what Dex refuses or would mark unverified (see
-        :data:`ROBOT_DROPPED_SCOPES`)."""
+        :data:`ROBOT_DROPPED_SCOPES`, :data:`CLIENT_DROPPED_SCOPES`)."""
         scopes = self.scopes
         if self.audience is not None:
             scopes = (*(s for s in scopes if not s.startswith(AUDIENCE_SCOPE)),
                       AUDIENCE_SCOPE + self.audience)
         if self.grant.is_robot:
             scopes = tuple(s for s in scopes if s not in ROBOT_DROPPED_SCOPES)
+        if self.grant is Grant.CLIENT_CREDENTIALS:
+            scopes = tuple(s for s in scopes if s not in CLIENT_DROPPED_SCOPES)
         return scopes
 
     def password(self, environ: Mapping[str, str], *, may_prompt: bool) -> str | None:

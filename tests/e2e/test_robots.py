@@ -145,6 +145,7 @@ def _kubeconfig(box: ExchangeBox, target: Path, *extra: str, grant: str = "token
 
 
 def _token_args(kubeconfig: Path) -> list[str]:
+    """The kubeconfig user's exec args: ['token', ...], as kubectl passes them."""
     users = yaml.safe_load(kubeconfig.read_text())["users"]
     return [str(a) for a in users[0]["user"]["exec"]["args"]]
 
@@ -184,12 +185,12 @@ def test_a_github_actions_job_exchanges_its_own_token(
         assert service.asked == [AUDIENCE]
         assert "oidc:deployers" in info["groups"]
         # A job without 'permissions: id-token: write' has no request URL: named as such.
-        no_permission = _run([DEXKIT, "token", *_token_args(kubeconfig)],
+        no_permission = _run([DEXKIT, *_token_args(kubeconfig)],
                              {**_env(tmp_path / "other"), "GITHUB_ACTIONS": "true",
                               "KUBERNETES_EXEC_INFO": NOT_INTERACTIVE})
         assert "id-token: write" in _one_error(no_permission) + no_permission.stderr
         # A wrong request token: GitHub's answer, named.
-        wrong = _run([DEXKIT, "token", *_token_args(kubeconfig)],
+        wrong = _run([DEXKIT, *_token_args(kubeconfig)],
                      {**_env(tmp_path / "wrong"), "ACTIONS_ID_TOKEN_REQUEST_URL": service.url,
                       "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "not-the-job's",
                       "KUBERNETES_EXEC_INFO": NOT_INTERACTIVE})
@@ -200,7 +201,7 @@ def _exchange(args: list[str], subject: str, tmp: Path) -> subprocess.CompletedP
     """`dexkit token` as kubectl runs it, with this subject token in a variable."""
     tmp.mkdir(parents=True, exist_ok=True)
     plain = [a for a in args if not a.startswith("--subject-token")]
-    return _run([DEXKIT, "token", *plain, "--subject-token-env", "JOB_TOKEN"],
+    return _run([DEXKIT, *plain, "--subject-token-env", "JOB_TOKEN"],
                 {**_env(tmp), "JOB_TOKEN": subject, "KUBERNETES_EXEC_INFO": NOT_INTERACTIVE})
 
 
@@ -254,7 +255,7 @@ def test_a_token_of_another_audience_an_expired_one_and_a_foreign_one_are_refuse
 
     # Dex's own verdict, without dexkit's checks (a job that goes straight to Dex's token
     # endpoint): it refuses the expired and the foreign token itself...
-    settings = build_settings(args, environ={})
+    settings = build_settings(args[1:], environ={})
     http = http_client(settings)
     provider = discover(http, settings.issuer)
     client = client_of(settings)
@@ -326,7 +327,7 @@ def test_a_client_logs_in_as_itself_on_dex_main(
                         {**_env(tmp_path / "v"), "DEXKIT_CLIENT_SECRET": ROBOT_SECRET})
         assert verified.returncode == 0, verified.stdout + verified.stderr
         # The secret on the command line is refused before anything is sent.
-        on_argv = _run([DEXKIT, "token", *_without(args, "--client-secret-file"),
+        on_argv = _run([DEXKIT, *_without(args, "--client-secret-file"),
                         "--oidc-client-secret", ROBOT_SECRET],
                        {**_env(tmp_path / "x"), "KUBERNETES_EXEC_INFO": NOT_INTERACTIVE})
         assert on_argv.returncode == 2 and "--oidc-client-secret puts the client secret" in \
@@ -387,7 +388,8 @@ def test_kubectl_refuses_dexkit_until_kuberc_allows_it_and_dexkit_says_what_to_a
     assert f"kubectl's kuberc {kuberc} runs only the credential plugins it lists" in \
         " ".join(written.stderr.split())
     assert "{name: dexkit}" in written.stderr
-    refused = _run([str(kubectl), "--kubeconfig", str(kubeconfig), "auth", "whoami"], env)
+    refused = _run([str(kubectl), "--kubeconfig", str(kubeconfig), "--context", "ci", "auth",
+                    "whoami"], env)
     assert refused.returncode != 0
     assert "not permitted by the credential plugin allowlist" in refused.stderr
     doctor = _run([DEXKIT, "doctor", "--dir", str(exchange_box.project), "--offline",
@@ -397,7 +399,8 @@ def test_kubectl_refuses_dexkit_until_kuberc_allows_it_and_dexkit_says_what_to_a
 
     # What dexkit said to add, added: kubectl runs it, and neither complains any more.
     kuberc.write_text(kuberc.read_text() + "- name: dexkit\n")
-    allowed = _run([str(kubectl), "--kubeconfig", str(kubeconfig), "auth", "whoami"], env)
+    allowed = _run([str(kubectl), "--kubeconfig", str(kubeconfig), "--context", "ci", "auth",
+                    "whoami"], env)
     assert allowed.returncode == 0, allowed.stderr
     again = _run([DEXKIT, "kubeconfig", "--dir", str(exchange_box.project), "--kubeconfig",
                   str(kubeconfig), "--grant", "password", "--context", "ci", "--cluster",
