@@ -54,7 +54,7 @@ def config_valid(ctx: Context) -> Result:
     from dexkit.render.dex import render_dex_config
 
     loaded = ctx.loaded
-    config = loaded.config
+    config = ctx.config  # with --cluster, as that cluster's API server sees it
     render_dex_config(config)  # render-time rules (storage vs replicas, Secret names) too
     where = ctx.relative(loaded.path)
     if loaded.warnings:
