@@ -81,10 +81,11 @@ def _whoami(kubectl: Path, kubeconfig: Path, env: dict[str, str],
     return dict(json.loads(done.stdout)["status"]["userInfo"])
 
 
-def _one_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The refusal: exit 1, exactly one error line and one hint line, nothing on stdout."""
+def _one_error(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """The refusal: exit 1 (2 for a usage error), exactly one error line and one hint line,
+    nothing on stdout."""
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == code, result.stderr
     assert result.stdout == ""
     assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), \
         result.stderr
@@ -188,7 +189,8 @@ def test_a_github_actions_job_exchanges_its_own_token(
         no_permission = _run([DEXKIT, *_token_args(kubeconfig)],
                              {**_env(tmp_path / "other"), "GITHUB_ACTIONS": "true",
                               "KUBERNETES_EXEC_INFO": NOT_INTERACTIVE})
-        assert "id-token: write" in _one_error(no_permission) + no_permission.stderr
+        assert "no subject token" in _one_error(no_permission, code=2)
+        assert "give it 'permissions: id-token: write'" in no_permission.stderr
         # A wrong request token: GitHub's answer, named.
         wrong = _run([DEXKIT, *_token_args(kubeconfig)],
                      {**_env(tmp_path / "wrong"), "ACTIONS_ID_TOKEN_REQUEST_URL": service.url,
