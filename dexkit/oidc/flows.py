@@ -68,8 +68,9 @@ def _form_auth(client: Client) -> dict[str, str]:
     return {"client_id": client.id, "client_secret": client.secret}
 
 
-def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
-                   what: str) -> dict[str, Any]:
+def _post(http: httpx.Client, provider: Provider, form: dict[str, str],
+          what: str) -> tuple[int, Any]:
+    """(status, JSON body or {}) of one token-endpoint request."""
     import httpx
 
     try:
@@ -78,11 +79,16 @@ def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
         raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
                         "check that Dex is running") from None
     try:
-        body = response.json()
+        return response.status_code, response.json()
     except ValueError:
-        body = {}
-    if response.status_code != 200:
-        raise token_error(what, response.status_code, body)
+        return response.status_code, {}
+
+
+def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
+                   what: str) -> dict[str, Any]:
+    status, body = _post(http, provider, form, what)
+    if status != 200:
+        raise token_error(what, status, body)
     if not isinstance(body, dict) or "id_token" not in body:
         raise OIDCError(f"{what}: Dex answered without an id_token",
                         "request the 'openid' scope")
@@ -148,18 +154,8 @@ def token_exchange(http: httpx.Client, provider: Provider, client: Client, *,
 
 def _exchange_request(http: httpx.Client, provider: Provider, form: dict[str, str],
                       connector_id: str) -> dict[str, Any]:
-    import httpx
-
-    try:
-        response = http.post(provider.token_endpoint, data=form)
-    except httpx.HTTPError as exc:
-        raise OIDCError(f"token exchange: cannot reach {provider.token_endpoint}: {exc}",
-                        "check that Dex is running") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code == 200 and isinstance(body, dict):
+    status, body = _post(http, provider, form, "token exchange")
+    if status == 200 and isinstance(body, dict):
         return body
     code = body.get("error", "") if isinstance(body, dict) else ""
     if code == "access_denied":
@@ -171,7 +167,7 @@ def _exchange_request(http: httpx.Client, provider: Provider, form: dict[str, st
         raise OIDCError(f"Dex has no connector '{connector_id}' that takes token exchanges",
                         "name the tokenExchange connector of dexkit.yaml (--connector-id), "
                         "and re-deploy Dex after adding it")
-    raise token_error("token exchange", response.status_code, body)
+    raise token_error("token exchange", status, body)
 
 
 def client_credentials(http: httpx.Client, provider: Provider, client: Client) -> TokenSet:

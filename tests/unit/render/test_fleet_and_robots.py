@@ -67,7 +67,8 @@ def test_the_bundle_has_each_clusters_side_and_the_single_cluster_one_is_unchang
     assert "--oidc-client-id=dev" in files["apiserver/dev/flags.txt"]
     authn = yaml.safe_load(files["apiserver/prod/authentication-config.yaml"])
     assert authn["jwt"][0]["issuer"]["audiences"] == ["prod"]
-    assert f"{OUT_DIR}/apiserver/prod/authentication-config.yaml" in files["kind/prod/cluster.yaml"]
+    kind = files["kind/prod/cluster.yaml"]
+    assert f"{OUT_DIR}/apiserver/prod/authentication-config.yaml" in kind
     assert "apiserver/flags.txt" not in files and "kind/cluster.yaml" not in files
     single = render_bundle(make_config({}), ca_pem=golden_ca(), project_dir=PROJECT_DIR,
                            out_dir=OUT_DIR)
@@ -128,7 +129,7 @@ def test_an_exchange_connector_needs_an_audience() -> None:
     assert "must not be empty" in refused(bad).message
 
 
-# --- robots (client_credentials) -------------------------------------------------------------------
+# --- robots (client_credentials) ----------------------------------------------------------------
 
 
 def test_a_robot_is_rendered_with_its_claims_and_the_grant_listed() -> None:
