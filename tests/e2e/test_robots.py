@@ -185,6 +185,14 @@ def test_a_github_actions_job_exchanges_its_own_token(
         info = _whoami(kubectl, kubeconfig, env, "ci")
         assert service.asked == [AUDIENCE]
         assert "oidc:deployers" in info["groups"]
+        # What a workflow's login step runs (the kind-ci recipe's, with token exchange).
+        verified = _run([DEXKIT, "verify", "--dir", str(exchange_box.project), "--kubeconfig",
+                         str(exchange_box.plane.kubeconfig), "--grant", "token-exchange",
+                         "--expect-user", info["username"], "--expect-group", "oidc:deployers",
+                         "--can", "list pods kube-system", "--cannot", "delete namespaces"],
+                        {**env, "DEXKIT_TOKEN_CACHE": str(tmp_path / "verify-cache")})
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert service.asked == [AUDIENCE, AUDIENCE]
         # A job without 'permissions: id-token: write' has no request URL: named as such.
         no_permission = _run([DEXKIT, *_token_args(kubeconfig)],
                              {**_env(tmp_path / "other"), "GITHUB_ACTIONS": "true",
