@@ -192,7 +192,40 @@ def test_verify_and_doctor_check_each_cluster(fleet: Fleet, tmp_path: Path) -> N
         assert results["local.config"]["status"] in ("ok", "warn"), results["local.config"]
         for check in ("local.clusters", "local.kubeconfig-user", "network.discovery"):
             assert results[check]["status"] == "ok", results[check]
+    # With a login, doctor proves each API server accepts its own cluster's token (and the
+    # other cluster's API server refuses it).
+    for name, at, verdict in (("dev", "dev", "ok"), ("prod", "prod", "ok"),
+                              ("prod", "dev", "fail")):
+        doctor = _run([DEXKIT, "doctor", "--dir", str(fleet.project), "--cluster", name,
+                       "--kubeconfig", str(fleet.planes[at].kubeconfig), "--login", "password",
+                       "-o", "json"], env)
+        results = {r["id"]: r for r in json.loads(doctor.stdout)["results"]}
+        assert results["token.audience"]["status"] == "ok", results["token.audience"]
+        assert results["token.review"]["status"] == verdict, (name, at, results["token.review"])
     unnamed = _run([DEXKIT, "verify", "--dir", str(fleet.project), "--kubeconfig",
                     str(kubeconfig)], env)
     assert unnamed.returncode == 2
     assert "pass --cluster, one of dev, prod" in unnamed.stderr
+
+
+def test_dexkit_login_once_fills_every_clusters_context(fleet: Fleet, kubectl: Path,
+                                                        tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    env = _env(tmp_path)
+    assert _run([DEXKIT, "kubeconfig", "--dir", str(fleet.project), "--kubeconfig",
+                 str(kubeconfig), "--grant", "password"], env).returncode == 0
+    logged = _run([DEXKIT, "login", "--dir", str(fleet.project), "--grant", "password"], env)
+    assert logged.returncode == 0, logged.stderr
+    assert "token for cluster audience 'prod' cached" in " ".join(logged.stderr.split())
+    stored = fleet.project / ".dexkit" / "passwords" / fleet.user
+    hidden = stored.with_name("hidden-too")
+    stored.rename(hidden)  # only the cache 'dexkit login' filled can answer now
+    try:
+        for context in ("dev", "prod"):
+            whoami = _run([str(kubectl), "--kubeconfig", str(kubeconfig), "--context", context,
+                           "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+                          env)
+            assert whoami.returncode == 0, whoami.stderr
+            assert whoami.stdout == fleet.user
+    finally:
+        hidden.rename(stored)
