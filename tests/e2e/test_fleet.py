@@ -229,3 +229,7 @@ def test_dexkit_login_once_fills_every_clusters_context(fleet: Fleet, kubectl: P
             assert whoami.stdout == fleet.user
     finally:
         hidden.rename(stored)
+    # logout forgets the whole login: every cluster's token and the session.
+    out = _run([DEXKIT, "logout", "--dir", str(fleet.project), "--grant", "password"], env)
+    assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "cache").glob("*.token")) == []
