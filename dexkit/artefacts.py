@@ -65,7 +65,8 @@ def read_ca_pem(directory: Path, config: Config, *, required: bool) -> str | Non
 
 def read_render_inputs(directory: Path, config: Config) -> RenderInputs:
     """The CA (required only where it is inlined) and the connector CA files of the project."""
-    needs_ca = config.api_server.mode == "authentication-config"
+    needs_ca = any(seen.api_server.mode == "authentication-config"
+                   for _, seen in config.cluster_configs())
     pems = {}
     for connector_id, relative in project_connector_cas(config).items():
         path = directory / relative

@@ -757,14 +757,43 @@ class LDAPConnector(Tagged, frozen=True, tag_field="type", tag="ldap"):
             invalid("startTLS", "insecureNoSSL and startTLS cannot both be true")
 
 
+class TokenExchangeSettings(Model, frozen=True):
+    """An ``oidc`` connector that takes the ID tokens of CI jobs (GitHub Actions, GitLab...) by
+    RFC 8693 token exchange, and what of their claims the API server gets.
+
+    Dex (v2.45.1 and its main branch alike) verifies the subject token's signature, issuer and
+    expiry against the connector's issuer, but not its audience (connector/oidc/oidc.go verifies
+    it with SkipClientIDCheck): ``audience`` is what dexkit asks the CI system for and refuses
+    anything else before sending it. The username carries the CI system's own identity (GitHub's
+    ``sub`` names the repository and the ref), so RBAC, not the audience, is the boundary.
+    """
+
+    # The aud of the subject tokens: what a job asks its issuer for (GitHub: ?audience=).
+    audience: str
+    # The job's claim that becomes the Kubernetes username (Dex's name and email claims).
+    username_claim: str = "sub"
+    # Claims that each become a group '<claim>:<value>' (repository -> repository:org/app).
+    group_claims: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.audience.strip():
+            invalid("audience", "the audience of the CI jobs' tokens must not be empty",
+                    "use the value the jobs ask their issuer for, e.g. the issuer URL of Dex")
+        for claim in [self.username_claim, *self.group_claims]:
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", claim):
+                invalid("groupClaims" if claim in self.group_claims else "usernameClaim",
+                        f"'{claim}' is not a claim name")
+
+
 class OIDCConnector(Tagged, frozen=True, tag_field="type", tag="oidc"):
     """Dex federating to an upstream OpenID Connect provider."""
 
     id: str = "oidc"
     name: str = "Upstream OIDC"
     issuer: str = "https://accounts.example.com"
-    # Secret with keys client-id and client-secret; read as $<ID>_CLIENT_ID/_SECRET.
-    credentials_secret: str | None = "oidc-client"
+    # Secret with keys client-id and client-secret; read as $<ID>_CLIENT_ID/_SECRET. Unset: the
+    # 'oidc-client' Secret, or none for a connector that only takes token exchanges.
+    credentials_secret: str | msgspec.UnsetType | None = msgspec.UNSET
     scopes: list[str] = msgspec.field(
         default_factory=lambda: ["openid", "profile", "email", "groups"])
     insecure_enable_groups: bool = True
@@ -772,10 +801,20 @@ class OIDCConnector(Tagged, frozen=True, tag_field="type", tag="oidc"):
     get_user_info: bool = False
     user_name_key: str | None = None
     root_ca: str | None = msgspec.field(default=None, name="rootCA")
+    token_exchange: TokenExchangeSettings | None = None
 
     def __post_init__(self) -> None:
         _checked("issuer", check_issuer, self.issuer)
-        _needs_secret(self.credentials_secret, "OIDC")
+        if self.credentials_secret is msgspec.UNSET:
+            force_setattr(self, "credentials_secret",
+                          None if self.token_exchange is not None else "oidc-client")
+        if self.token_exchange is None:
+            _needs_secret(self.credentials, "OIDC")
+
+    @property
+    def credentials(self) -> str | None:
+        """The Secret with the connector's client ID and secret (None: exchange only)."""
+        return self.credentials_secret if isinstance(self.credentials_secret, str) else None
 
 
 class MockConnector(Tagged, frozen=True, tag_field="type", tag="mockCallback"):
@@ -827,6 +866,13 @@ def loopback_redirect_uris() -> list[str]:
             for host in ("127.0.0.1", "localhost")]
 
 
+class ClientCredentialsSettings(Model, frozen=True):
+    """What Dex puts into a client_credentials token besides the client's own name."""
+
+    # The token's groups claim (Dex's clientCredentialsClaims.groups).
+    groups: list[str] = msgspec.field(default_factory=list)
+
+
 class OAuthClient(Model, frozen=True):
     """A Dex static client. The API server trusts exactly one of them (apiServer.clientID)."""
 
@@ -838,6 +884,8 @@ class OAuthClient(Model, frozen=True):
     secret_name: str | None = None
     redirect_uris: list[str] = msgspec.field(default_factory=loopback_redirect_uris,
                                              name="redirectURIs")
+    # A robot: the client logs in as itself with the client_credentials grant (Dex 2.46+).
+    client_credentials: ClientCredentialsSettings | None = None
 
     def __post_init__(self) -> None:
         for uri in self.redirect_uris:
@@ -845,6 +893,44 @@ class OAuthClient(Model, frozen=True):
                      "address (127.0.0.1, localhost) for plain http")
         if not self.public and not self.secret_name:
             invalid("secretName", f"client '{self.id}' is not public, so it needs a secretName")
+        if self.client_credentials is not None and self.public:
+            invalid("clientCredentials", f"client '{self.id}' is public: the client_credentials "
+                    "grant needs a client that keeps a secret (Dex refuses public clients)",
+                    "set public: false and secretName: a Secret with key client-secret")
+
+
+# Dex serves the client_credentials grant from its main branch after v2.45.1 (server/grants/
+# clientcredentials.go at ab64ed778070), i.e. the release after 2.45: 2.46.0.
+CLIENT_CREDENTIALS_SINCE = (2, 46, 0)
+# Where the API server sees a client_credentials token's client: 'client:<id>'.
+ROBOT_USERNAME_PREFIX = "client:"
+
+
+class ClusterSettings(Model, frozen=True, omit_defaults=True):
+    """One API server of several that trust the same Dex, each with its own audience."""
+
+    name: str
+    # The audience this cluster's API server accepts (a Dex client dexkit renders for it).
+    client_id: str = msgspec.field(name="clientID")
+    # Default: apiServer.mode.
+    mode: Literal["flags", "authentication-config"] | None = None
+    # The API server's URL and CA file (project-relative or absolute), for 'dexkit kubeconfig'.
+    server: str | None = None
+    certificate_authority: str | None = None
+    # The client people log in through for this cluster (default: apiServer.clientID).
+    login_client_id: str | None = msgspec.field(default=None, name="loginClientID")
+
+    def __post_init__(self) -> None:
+        if not _DNS_LABEL.match(self.name):
+            invalid("name", f"cluster name '{self.name}' is not a DNS label",
+                    "use lower-case letters, digits and '-' (it names files and contexts)")
+        if not self.client_id.strip():
+            invalid("clientID", f"cluster '{self.name}' needs a clientID (its audience)")
+        if self.server is not None:
+            parts = urlsplit(self.server)
+            if parts.scheme != "https" or not parts.hostname:
+                invalid("server", f"server '{self.server}' is not an https URL",
+                        "the API server's URL, e.g. https://dev.example.com:6443")
 
 
 def default_clients() -> list[OAuthClient]:
@@ -1080,6 +1166,9 @@ class Config(Model, frozen=True):
     api_server: APIServerSettings = msgspec.field(default_factory=APIServerSettings)
     rbac: list[RBACBinding] = msgspec.field(default_factory=list)
     eks: EKSSettings = msgspec.field(default_factory=EKSSettings)
+    # Several API servers trusting this Dex, each with its own audience; empty: the one API
+    # server apiServer describes (apiServer then also holds what they all share).
+    clusters: list[ClusterSettings] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _checked("issuer", check_issuer, self.issuer)
@@ -1110,10 +1199,13 @@ class Config(Model, frozen=True):
         if canonical not in names and not _wildcard_covers(self.tls.hosts, canonical):
             invalid("tls", f"the serving certificate would not cover the issuer host '{host}'",
                     "add it to tls.hosts (or tls.ips for an address)")
-        if self.api_server.client_id not in {c.id for c in self.clients}:
+        audiences = {c.id for c in self.clients} | {c.client_id for c in self.clusters}
+        if self.api_server.client_id not in audiences:
             invalid("apiServer", f"apiServer.clientID '{self.api_server.client_id}' is not one "
                     "of the Dex clients", "add it under 'clients' or set apiServer.clientID to "
                     "one of them")
+        _check_clusters(self)
+        _check_robots(self)
         if not self.connectors and not self.static_users:
             invalid("connectors", "Dex needs at least one connector or static user to log "
                     "anyone in", "add a connector, or run 'dexkit init --connector static'")
@@ -1161,6 +1253,55 @@ class Config(Model, frozen=True):
     @property
     def trusted_client(self) -> OAuthClient:
         return next(c for c in self.clients if c.id == self.api_server.client_id)
+
+    @property
+    def robot_ids(self) -> tuple[str, ...]:
+        """The clients that log in as themselves (client_credentials)."""
+        return tuple(c.id for c in self.clients if c.client_credentials is not None)
+
+    @property
+    def selected_cluster(self) -> ClusterSettings | None:
+        """The cluster this config describes the API server of (see :meth:`for_cluster`)."""
+        return next((c for c in self.clusters if c.client_id == self.api_server.client_id),
+                    None)
+
+    @property
+    def login_client_id(self) -> str:
+        """The client people log in through: apiServer.clientID, or for one of several
+        clusters the client whose tokens are narrowed to its audience."""
+        chosen = self.selected_cluster
+        if chosen is not None and chosen.login_client_id:
+            return chosen.login_client_id
+        return self.api_server.client_id
+
+    def cluster_login_client(self, cluster: ClusterSettings) -> str:
+        return cluster.login_client_id or self.login_client_id
+
+    def cluster_named(self, name: str) -> ClusterSettings:
+        found = next((c for c in self.clusters if c.name == name), None)
+        if found is None:
+            names = ", ".join(c.name for c in self.clusters)
+            raise UsageError(f"no cluster '{name}' in dexkit.yaml",
+                             f"use one of {names}" if names else
+                             "dexkit.yaml lists no clusters: drop --cluster")
+        return found
+
+    def for_cluster(self, name: str) -> Config:
+        """This config as seen by one of its clusters' API servers: apiServer with the
+        cluster's audience and mode. Every renderer and check of the API-server side takes
+        it as it takes a single-cluster config; Dex's side is the same for every cluster."""
+        cluster = self.cluster_named(name)
+        clusters = [msgspec.structs.replace(c, login_client_id=self.cluster_login_client(c))
+                    for c in self.clusters]
+        api = msgspec.structs.replace(self.api_server, client_id=cluster.client_id,
+                                      mode=cluster.mode or self.api_server.mode)
+        return msgspec.structs.replace(self, api_server=api, clusters=clusters)
+
+    def cluster_configs(self) -> list[tuple[str | None, Config]]:
+        """(cluster name, its config) for each API server: one (None, self) without clusters."""
+        if not self.clusters:
+            return [(None, self)]
+        return [(c.name, self.for_cluster(c.name)) for c in self.clusters]
 
     @property
     def password_connector(self) -> str | None:
@@ -1273,7 +1414,8 @@ def check_extra_config(config: Config) -> None:
             invalid(("dex", "extraConfig", key), f"extraConfig.{key} must be a mapping")
     _check_extra_list(extra, "connectors", [c.id for c in config.connectors] +
                       (["local"] if config.static_users else []), "connectors")
-    _check_extra_list(extra, "staticClients", [c.id for c in config.clients], "clients")
+    _check_extra_list(extra, "staticClients", [c.id for c in config.clients] +
+                      [c.client_id for c in config.clusters], "clients")
     wanted = (extra.get("oauth2") or {}).get("passwordConnector")
     if wanted is not None and config.password_connector not in (None, wanted):
         invalid(("dex", "extraConfig", "oauth2", "passwordConnector"),
@@ -1320,6 +1462,67 @@ def _check_cluster_fit(config: Config) -> None:
             and config.api_server.extra:
         invalid(("apiServer", "extra"), "extra mappings need a uid mapping too (the API server "
                 "requires claimMappings.uid when extra is set)", "set apiServer.uidClaim: sub")
+
+
+def _check_clusters(config: Config) -> None:
+    """Several API servers, one Dex: distinct names and audiences, each audience a client only
+    its cluster accepts, people logging in through a client of their own."""
+    clusters = config.clusters
+    if not clusters:
+        return
+    names = [c.name for c in clusters]
+    ids = [c.client_id for c in clusters]
+    for what, values in (("names", names), ("clientIDs", ids)):
+        if len(values) != len(set(values)):
+            invalid("clusters", f"cluster {what} must be unique, got {values}")
+    clients = {c.id: c for c in config.clients}
+    for index, cluster in enumerate(clusters):
+        key = ("clusters", index, "clientID")
+        if cluster.client_id in clients:
+            invalid(key, f"'{cluster.client_id}' is also under 'clients': dexkit renders each "
+                    "cluster's client itself (trusting only the login client)",
+                    "give the cluster an audience of its own, or remove the client")
+        login = config.cluster_login_client(cluster)
+        if login in ids:
+            invalid(("clusters", index, "loginClientID"), f"cluster '{cluster.name}' would "
+                    f"log people in through '{login}', which is a cluster's audience: its "
+                    "tokens would carry that audience to every cluster",
+                    "log in through a client under 'clients' (apiServer.clientID)")
+        if login not in clients:
+            invalid(("clusters", index, "loginClientID"), f"cluster '{cluster.name}' logs in "
+                    f"through '{login}', which is not under 'clients'", "add the client")
+        mode = cluster.mode or config.api_server.mode
+        used = config.api_server.structured_only()
+        if mode == "flags" and used:
+            invalid(("clusters", index, "mode"), f"cluster '{cluster.name}' uses the --oidc-* "
+                    f"flags, which cannot express apiServer.{used[0]}",
+                    "set its mode: authentication-config")
+    if config.api_server.audiences:
+        invalid(("apiServer", "audiences"), "apiServer.audiences would make every cluster "
+                "accept the same extra audiences", "give each cluster its own clientID instead")
+
+
+def _check_robots(config: Config) -> None:
+    """client_credentials needs a Dex that has it, and an API server that can name a token
+    without an email: the AuthenticationConfiguration, where dexkit maps it to 'client:<id>'."""
+    robots = [(i, c) for i, c in enumerate(config.clients) if c.client_credentials is not None]
+    if not robots:
+        return
+    index, first = robots[0]
+    version = config.dex.version
+    if version is not None and version < CLIENT_CREDENTIALS_SINCE:
+        shown = ".".join(str(n) for n in version)
+        invalid(("clients", index, "clientCredentials"), f"Dex {shown} (dex.image "
+                f"{config.dex.image}) has no client_credentials grant: Dex serves it from its "
+                "main branch after v2.45.1 (the 2.46 line)", "use a Dex image of 2.46 or "
+                "later, e.g. one built from Dex's main branch, or drop clientCredentials")
+    modes = [c.mode or config.api_server.mode for c in config.clusters] or \
+        [config.api_server.mode]
+    if "flags" in modes and config.api_server.username_claim == "email":
+        invalid(("clients", index, "clientCredentials"), f"client '{first.id}' logs in as "
+                "itself, and its token has no email, the claim the --oidc-* flags name users "
+                "by", "set apiServer.mode: authentication-config (and each cluster's mode), "
+                f"where dexkit names it '{ROBOT_USERNAME_PREFIX}{first.id}'")
 
 
 def _wildcard_covers(hosts: list[str], name: str) -> bool:

@@ -165,12 +165,16 @@ def step_login(state: _State) -> str:
 
 def step_token(state: _State) -> str:
     from dexkit.errors import OIDCError
-    from dexkit.oidc.session import verify
+    from dexkit.oidc.session import verify_for
 
     assert state.provider is not None and state.tokens is not None
     api = state.req.config.api_server
-    state.claims = verify(state.http, state.provider, state.req.login.client_id, state.tokens)
+    state.claims = verify_for(state.req.login, state.http, state.provider, state.tokens)
     claims = state.claims
+    robot = robot_of(state.req.config, claims)
+    if robot is not None:
+        return (f"aud={claims.get('aud')} iss ok, client '{robot}' as itself, "
+                f"{api.groups_claim}={claims.get(api.groups_claim)}")
     if api.username_claim not in claims:
         raise OIDCError(f"the ID token has no '{api.username_claim}' claim (the API server's "
                         "username claim)", f"request the scope that carries it, or set "
@@ -206,10 +210,22 @@ def step_review(state: _State) -> str:
     return f"{state.identity.username} in {', '.join(state.identity.groups)}"
 
 
+def robot_of(config: Config, claims: dict[str, Any]) -> str | None:
+    """The robot client a client_credentials token is of (its azp), else None."""
+    party = claims.get("azp")
+    return str(party) if party in config.robot_ids else None
+
+
 def expected_identity(config: Config, claims: dict[str, Any]) -> tuple[str, list[str]]:
-    """What the API server must make of ``claims``, by the config's mapping rules."""
+    """What the API server must make of ``claims``, by the config's mapping rules (a robot's
+    token: 'client:<id>', see dexkit.render.apiserver.username_expression)."""
+    from dexkit.config import ROBOT_USERNAME_PREFIX
+
     api = config.api_server
-    username = config.effective_username_prefix + str(claims.get(api.username_claim, ""))
+    robot = robot_of(config, claims)
+    username = ROBOT_USERNAME_PREFIX + robot if robot is not None and \
+        api.username_expression is None else \
+        config.effective_username_prefix + str(claims.get(api.username_claim, ""))
     raw = claims.get(api.groups_claim) or []
     groups = [api.groups_prefix + str(g) for g in (raw if isinstance(raw, list) else [raw])]
     return username, groups

@@ -32,6 +32,9 @@ def doctor(
     username: Annotated[str | None, typer.Option(
         "--username", "-u", help="User for --login password (default: the first static "
         "user); the password comes from DEXKIT_PASSWORD or .dexkit/passwords/.")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", help="With clusters in dexkit.yaml: check this one (its context by "
+        "default).")] = None,
     output: OutputOption = Format.text,
 ) -> None:
     """Check every link between the browser, Dex and the API server, and name the broken one."""
@@ -42,11 +45,13 @@ def doctor(
     if login not in LOGINS:
         raise UsageError(f"unknown login '{login}'", f"use one of {', '.join(LOGINS)}")
     out = Output()
+    if cluster is not None and kubeconfig is None and context is None:
+        context = cluster  # the context 'dexkit kubeconfig' writes for it
     target = cluster_target(out, directory, kubeconfig, context)
     results = checks.run(checks.DoctorRequest(
         directory=directory, target=target, offline=offline,
         login=login,  # type: ignore[arg-type]
-        username=username))
+        username=username, cluster=cluster))
     summary = checks.summarise(results)
     if output.structured:
         out.structured(output, checks.as_json(results))

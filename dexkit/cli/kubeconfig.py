@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dexkit import files
 from dexkit.cli.login_options import PASS_THROUGH, GrantOption, UsernameOption, check_grant
 from dexkit.cli.options import DirOption, KubeconfigOption
 from dexkit.console import Output
 from dexkit.errors import UsageError
 from dexkit.kubeconfig import ClusterSpec
+from dexkit.kuberc import kuberc_advice
+
+if TYPE_CHECKING:
+    from dexkit import kubeconfig as kc_types
+    from dexkit.config import ClusterSettings, Config
 
 
 def kubeconfig(
@@ -27,7 +33,8 @@ def kubeconfig(
     context: Annotated[str | None, typer.Option(
         "--context", help="Also add or update this context.")] = None,
     cluster: Annotated[str | None, typer.Option(
-        "--cluster", help="Cluster entry the context points at.")] = None,
+        "--cluster", help="Cluster entry the context points at; with clusters in dexkit.yaml, "
+        "only that one of them (default: a context for each).")] = None,
     server: Annotated[str | None, typer.Option(
         "--server", help="Create or update the cluster entry with this API server URL.")] = None,
     server_ca: Annotated[Path | None, typer.Option(
@@ -53,6 +60,16 @@ def kubeconfig(
     config = load_config(directory).config
     out = Output()
     portable = output is not None
+    command, warning = kc.plugin_command(absolute_command)
+    if warning and not portable:
+        out.warn(warning)
+    for line in kuberc_advice(command):
+        out.warn(*line)
+    if config.clusters:
+        _fleet(out, directory, config, ctx.args, grant=grant, username=username, user=user,
+               only=cluster, output=output, command=command, embed_ca=embed_ca,
+               kubeconfig_path=kubeconfig_path, use_context=use_context)
+        return
     args = project_token_args(directory, config, grant=grant, username=username,
                               embed_ca=portable if embed_ca is None else embed_ca,
                               password_file=not portable)
@@ -62,9 +79,6 @@ def kubeconfig(
     # warn about on every login (a plain-http issuer...) is said now too
     for said in build_settings(args).warnings:
         out.warn(said)
-    command, warning = kc.plugin_command(absolute_command)
-    if warning and not portable:
-        out.warn(warning)
     spec, sandbox = _cluster(out, directory, cluster, server, server_ca)
     if sandbox and spec is not None:
         context, use_context = context or spec.name, True  # current, as kind does
@@ -77,18 +91,77 @@ def kubeconfig(
         _print_or_create(out, output or "-", kc.render(entries, context if spec else None),
                          has_cluster=spec is not None)
         return
-    plan = kc.plan(kc.kubeconfig_paths(kubeconfig_path), entries,
-                   use_context=context if use_context else None)
-    backups = kc.write(plan)
-    for change in plan.changes or ["already up to date: nothing changed"]:
-        out.info(change)
-    for backup in backups:
-        out.step("backed up", str(backup))
+    _merge(out, kubeconfig_path, entries, context if use_context else None)
     if context is None:
         out.next_step(f"kubectl --user {user} auth whoami")
     else:
         out.next_step("kubectl auth whoami" if use_context
                       else f"kubectl --context {context} auth whoami")
+
+
+def _merge(out: Output, kubeconfig_path: Path | None, entries: list[kc_types.Entry],
+           current: str | None) -> None:
+    from dexkit import kubeconfig as kc
+
+    plan = kc.plan(kc.kubeconfig_paths(kubeconfig_path), entries, use_context=current)
+    backups = kc.write(plan)
+    for change in plan.changes or ["already up to date: nothing changed"]:
+        out.info(change)
+    for backup in backups:
+        out.step("backed up", str(backup))
+
+
+def _fleet(out: Output, directory: Path, config: Config, extra: list[str], *, grant: str,
+           username: str | None, user: str, only: str | None, output: str | None,
+           command: str, embed_ca: bool | None, kubeconfig_path: Path | None,
+           use_context: bool) -> None:
+    """Several clusters: per cluster a user '<user>-<cluster>' whose token has that cluster's
+    audience, its cluster entry (from clusters[].server and certificateAuthority) and a
+    context named after it; one login serves them all."""
+    from dexkit import kubeconfig as kc
+    from dexkit.oidc.settings import build_settings, project_token_args
+
+    portable = output is not None
+    chosen = [config.cluster_named(only)] if only else config.clusters
+    entries: list[kc_types.Entry] = []
+    for cluster in chosen:
+        args = [*project_token_args(directory, config, grant=grant, username=username,
+                                    embed_ca=portable if embed_ca is None else embed_ca,
+                                    password_file=not portable, cluster=cluster.name),
+                *extra]
+        kc.refuse_secrets(args)  # first: a refused secret is never echoed in another error
+        for said in build_settings(args).warnings:
+            out.warn(said)
+        spec = _fleet_cluster(directory, cluster)
+        if spec is None:
+            out.warn(f"cluster '{cluster.name}': no server in dexkit.yaml, so no cluster entry "
+                     "is written; its context points at a cluster entry of that name",
+                     f"set clusters[{cluster.name}].server (and certificateAuthority)")
+        entries += kc.entries_for(kc.UserRequest(
+            user=f"{user}-{cluster.name}", token_args=tuple(args), command=command,
+            cluster=spec, cluster_name=cluster.name, context=cluster.name))
+    first = chosen[0].name
+    if portable:
+        _print_or_create(out, output or "-", kc.render(entries, first), has_cluster=True)
+        return
+    _merge(out, kubeconfig_path, entries, first if use_context else None)
+    out.next_step(" ; ".join(f"kubectl --context {c.name} auth whoami" for c in chosen)
+                  + "  (one login serves every context)")
+
+
+def _fleet_cluster(directory: Path, cluster: ClusterSettings) -> ClusterSpec | None:
+    if cluster.server is None:
+        return None
+    data = None
+    if cluster.certificate_authority:
+        path = directory / cluster.certificate_authority
+        try:
+            data = base64.b64encode(files.read_limited(path, trust=True)).decode()
+        except OSError as exc:
+            raise UsageError(f"cannot read cluster '{cluster.name}'s certificateAuthority "
+                             f"{path}: {exc.strerror or exc}", "fix the path in dexkit.yaml") \
+                from None
+    return ClusterSpec(cluster.name, cluster.server, data)
 
 
 kubeconfig.context_settings = PASS_THROUGH  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from dexkit.cli.login_options import (
 from dexkit.cli.options import DirOption, Format, OutputOption
 from dexkit.console import Output
 
+if TYPE_CHECKING:
+    from dexkit.oidc.settings import LoginSettings
+
 
 def login(
     ctx: typer.Context,
@@ -29,6 +32,9 @@ def login(
                                              help="Print the URL instead of opening it.")] = False,
     print_token: Annotated[bool, typer.Option("--print-token",
                                               help="Also print the raw ID token.")] = False,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", help="With clusters in dexkit.yaml: log in for this one (default: log in "
+        "once and fill every cluster's token).")] = None,
     insecure: InsecureOption = False,
     output: OutputOption = Format.text,
 ) -> None:
@@ -38,6 +44,7 @@ def login(
     without a project)."""
     from dexkit.config import load_config
     from dexkit.oidc.session import login as do_login
+    from dexkit.oidc.session import narrow
     from dexkit.oidc.settings import build_settings, project_settings
 
     check_grant(grant)
@@ -45,14 +52,25 @@ def login(
              *(["--insecure"] if insecure else [])]
     out = Output()
     warn_insecure(out, insecure)
+    others: list[LoginSettings] = []
     if any(a.partition("=")[0] in ("--issuer", "--oidc-issuer-url") for a in extra):
         settings = build_settings([*extra, *(["--grant", grant] if grant != "authcode" else []),
                                    *(["--username", username] if username else [])])
     else:
-        settings = project_settings(directory, load_config(directory).config, grant=grant,
-                                    username=username, extra=extra)
+        config = load_config(directory).config
+        names: list[str | None] = [cluster] if cluster else \
+            [c.name for c in config.clusters] or [None]
+        each = [project_settings(directory, config, grant=grant, username=username,
+                                 extra=extra, cluster=name) for name in names]
+        settings, others = each[0], each[1:]
     settings = settings.with_password(os.environ, may_prompt=True)
     result = do_login(settings, interactive=True)  # a person ran it: stdin is theirs
+    for other in others:
+        # The same login, narrowed to each other cluster's audience: no second login.
+        narrowed = narrow(other) if not other.grant.is_robot else do_login(
+            other.with_password(os.environ, may_prompt=True), interactive=True)
+        out.info(f"token for cluster audience '{other.audience}' cached "
+                 f"(aud {narrowed.claims.get('aud')})")
     claims = {k: v for k, v in result.claims.items() if k not in ("at_hash", "c_hash")}
     if output.structured:
         token = {"id_token": result.tokens.id_token} if print_token else {}

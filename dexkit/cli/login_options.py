@@ -12,7 +12,8 @@ from dexkit.oidc.settings import Grant
 
 GrantOption = Annotated[str, typer.Option(
     "--grant", help="authcode (browser), authcode-keyboard (type the code Dex shows), device "
-    "(log in on another device), or password (CI).")]
+    "(log in on another device), password, token-exchange (a CI job's own ID token), or "
+    "client-credentials (a client as itself, Dex 2.46+).")]
 UsernameOption = Annotated[str | None, typer.Option(
     "--username", "-u", help="User for the password grant (default: the first static user).")]
 InsecureOption = Annotated[bool, typer.Option(

@@ -25,6 +25,7 @@ from dexkit.cli.options import (
     cluster_target,
 )
 from dexkit.console import Output
+from dexkit.errors import UsageError
 
 
 def verify(
@@ -42,6 +43,9 @@ def verify(
     cannot: Annotated[list[str] | None, typer.Option(
         help="'VERB RESOURCE [NAMESPACE]' that must be denied (repeatable).")] = None,
     no_browser: Annotated[bool, typer.Option("--no-browser")] = False,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", help="With clusters in dexkit.yaml: which one (its context by default).")]
+        = None,
     insecure: InsecureOption = False,
     output: OutputOption = Format.text,
 ) -> None:
@@ -52,6 +56,13 @@ def verify(
 
     check_grant(grant)
     config = load_config(directory).config
+    if config.clusters and cluster is None:
+        raise UsageError("dexkit.yaml lists several clusters: name the one to verify",
+                         f"pass --cluster, one of {', '.join(c.name for c in config.clusters)}")
+    if cluster is not None:
+        config = config.for_cluster(cluster)
+        if kubeconfig is None and context is None:
+            context = cluster  # the context 'dexkit kubeconfig' writes for it
     out = Output()
     warn_insecure(out, insecure)
     target = cluster_target(out, directory, kubeconfig, context)

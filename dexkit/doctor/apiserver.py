@@ -335,7 +335,10 @@ def judge_authentication_config(view: ApiServerView, data: dict[str, Any]) -> Re
              "groups claim": "claimMappings.groups.claim",
              "groups prefix": "claimMappings.groups.prefix"}
     # A CEL expression replaces claim and prefix (apiServer.usernameExpression/groupsExpression).
-    for part, mapping, expression in (("username", username, api.username_expression),
+    # With robots, dexkit renders the username expression itself.
+    from dexkit.render.apiserver import username_expression
+
+    for part, mapping, expression in (("username", username, username_expression(config)),
                                       ("groups", groups, api.groups_expression)):
         if expression is not None:
             for target in (live, wanted):

@@ -143,6 +143,8 @@ class DoctorRequest:
     offline: bool = False
     login: LoginMode = "none"
     username: str | None = None
+    # One of dexkit.yaml's clusters: the checks see the config as its API server does.
+    cluster: str | None = None
 
 
 def _utc_now() -> dt.datetime:
@@ -248,7 +250,12 @@ class Context:
 
     @property
     def config(self) -> Config:
-        return self.loaded.config
+        """dexkit.yaml's config; with ``--cluster``, as that cluster's API server sees it."""
+        base = self.loaded.config
+        name = self.request.cluster
+        if name is None:
+            return base
+        return self.fact("cluster-config", lambda: base.for_cluster(name))
 
     @property
     def paths(self) -> pki.TLSPaths:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dexkit import files
-from dexkit.config import LOOPBACK_PORTS, is_ip
+from dexkit.config import LOOPBACK_PORTS, Config, OIDCConnector, is_ip
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.oidc import DEFAULT_SCOPES
 
@@ -55,7 +55,7 @@ def config_valid(ctx: Context) -> Result:
     from dexkit.render.dex import render_dex_config
 
     loaded = ctx.loaded
-    config = loaded.config
+    config = ctx.config  # with --cluster, as that cluster's API server sees it
     render_dex_config(config)  # render-time rules (storage vs replicas, Secret names) too
     where = ctx.relative(loaded.path)
     if loaded.warnings:
@@ -201,6 +201,9 @@ class LoginUser:
     # The redirect URIs a browser login comes back on; empty when unknown or not a browser
     # login (password and device grants need none).
     redirect_uris: tuple[str, ...] = ()
+    # dexkit token --audience (one cluster of several); the command kubectl runs.
+    audience: str | None = None
+    command: str = ""
 
 
 # dexkit token asks for DEFAULT_SCOPES when none are given; kubelogin always asks for openid
@@ -247,7 +250,7 @@ def parse_login_user(name: str, source: Path, user: Any) -> LoginUser | None:
                          _last(values, "client-id"),
                          tuple(values.get("scope") or DEFAULT_SCOPES),
                          tuple(values.get("ca-file") or ()), "insecure" in flags, None,
-                         redirects)
+                         redirects, _last(values, "audience"), str(exec_.get("command", "")))
     if "oidc-issuer-url" in values:  # kubelogin: kubectl oidc-login get-token / kubelogin
         extra = [s for v in values.get("oidc-extra-scope", []) for s in v.split(",") if s]
         return LoginUser(name, source, "kubelogin", _last(values, "oidc-issuer-url") or "",
@@ -362,9 +365,13 @@ def kubeconfig_user(ctx: Context) -> Result:
         if user.issuer != config.issuer:
             problems.append(f"{who} uses issuer '{user.issuer}', not '{config.issuer}': "
                             f"{explain_difference(config.issuer, user.issuer)}")
-        if user.client_id != config.api_server.client_id:
-            problems.append(f"{who} logs in as client '{user.client_id}', but the API server "
-                            f"accepts only tokens for '{config.api_server.client_id}'")
+        audience = user.audience or user.client_id
+        accepted = accepted_audiences(config)
+        if audience not in accepted:
+            problems.append(f"{who} logs in as client '{user.client_id}'"
+                            + (f" for audience '{user.audience}'" if user.audience else "")
+                            + f", but the API server accepts only tokens for "
+                            f"'{' or '.join(accepted)}'")
         groups_claim = config.api_server.groups_claim
         if groups_claim and "groups" not in user.scopes:
             problems.append(f"{who} does not request the 'groups' scope "
@@ -379,6 +386,82 @@ def kubeconfig_user(ctx: Context) -> Result:
     names = ", ".join(f"'{u.name}'" for u in users)
     return ok(f"{names}: issuer, client ID, groups scope, redirect URIs and CA as dexkit.yaml "
               "says")
+
+
+def accepted_audiences(config: Config) -> list[str]:
+    """The audiences an API server of the project accepts: its client ID, or with several
+    clusters any cluster's (a kubeconfig holds a user for each; --cluster chooses which API
+    server the other checks look at, not which users may exist)."""
+    if config.clusters:
+        return [c.client_id for c in config.clusters]
+    return [config.api_server.client_id]
+
+
+@check("local.robots", needs=("local.config",))
+def robots(ctx: Context) -> Result:
+    """The token-exchange connectors and the robot clients fit the Dex that runs them."""
+    from dexkit.render.dex import exchange_connector_grants
+
+    config = ctx.config
+    exchange = [c for c in config.connectors
+                if isinstance(c, OIDCConnector) and c.token_exchange is not None]
+    if not exchange and not config.robot_ids:
+        raise Skip("no tokenExchange connector and no clientCredentials client")
+    parts = [f"connector '{c.id}' exchanges CI tokens of {c.issuer} for audience "
+             f"'{c.token_exchange.audience}' (username from '{c.token_exchange.username_claim}')"
+             for c in exchange if c.token_exchange is not None]
+    parts += [f"client '{r}' logs in as itself (client_credentials)" for r in config.robot_ids]
+    if exchange and exchange_connector_grants(config) is None:
+        return warn("; ".join(parts) + f"; but Dex {config.dex.image} lists every connector "
+                    "on its login page, the token-exchange one too (a browser login through "
+                    "it fails)", "Dex 2.46+ (its main branch) takes a connector's grantTypes, "
+                    "which dexkit renders to keep it out of browser logins")
+    return ok("; ".join(parts))
+
+
+@check("local.clusters", needs=("local.config",))
+def clusters(ctx: Context) -> Result:
+    """Each cluster of several has its own audience and a kubeconfig context whose token is
+    for it."""
+    config = ctx.loaded.config
+    if not config.clusters:
+        raise Skip("dexkit.yaml lists no clusters (one API server: apiServer)")
+    users = login_users(ctx)
+    covered = {u.audience for u in users if u.audience}
+    missing = [c.name for c in config.clusters if c.client_id not in covered]
+    summary = ", ".join(f"{c.name} (aud '{c.client_id}', login through "
+                        f"'{config.cluster_login_client(c)}')" for c in config.clusters)
+    if missing:
+        return warn(f"{summary}; no kubeconfig user logs in for {', '.join(missing)}",
+                    "run 'dexkit kubeconfig' (one context per cluster)")
+    return ok(f"{summary}; a kubeconfig user for each")
+
+
+@check("local.kuberc")
+def kuberc(ctx: Context) -> Result:
+    """kubectl's kuberc lets it run dexkit as a credential plugin (Kubernetes 1.35+)."""
+    import shutil
+
+    from dexkit.kuberc import kuberc_advice, read_policy
+
+    environ = ctx.edges.environ
+    home = Path(environ["HOME"]) if environ.get("HOME") else None
+    policy = read_policy(environ, home)
+    if policy is None:
+        raise Skip("no kuberc: kubectl runs any credential plugin")
+    try:
+        users = [u for u in login_users(ctx) if u.tool == "dexkit token"] \
+            if ctx.passed("local.config") else []
+    except Skip:
+        users = []
+    commands = sorted({u.command for u in users if u.command}) or ["dexkit"]
+    problems = [advice for command in commands for advice in kuberc_advice(
+        command, environ, home, which=lambda c: shutil.which(c, path=environ.get("PATH")))]
+    if problems:
+        result = fail if users else warn
+        return result(problems[0][0], problems[0][1])
+    return ok(f"{policy.path}: credentialPluginPolicy {policy.policy or 'AllowAll'} lets "
+              f"kubectl run {', '.join(commands)}")
 
 
 def _redirect_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:

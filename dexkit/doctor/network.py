@@ -11,7 +11,8 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from dexkit.doctor.core import Context, Result, check, fail, ok, warn
+from dexkit.config import OIDCConnector
+from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.doctor.local import covers, names_of
 
 if TYPE_CHECKING:
@@ -299,3 +300,29 @@ def jwks(ctx: Context) -> Result:
     flags = ctx.config.api_server.mode == "flags"
     return judge_jwks(document, accepted_algorithms(ctx), uri,
                       " (--oidc-signing-algs)" if flags else "")
+
+
+@check("network.grants", needs=("network.discovery",))
+def grants(ctx: Context) -> Result:
+    """Dex offers the grants dexkit.yaml's robots need: token exchange, client_credentials."""
+    from dexkit.oidc.flows import CLIENT_CREDENTIALS_GRANT, CLIENT_CREDENTIALS_HINT, EXCHANGE_GRANT
+
+    config = ctx.config
+    wanted = []
+    if any(isinstance(c, OIDCConnector) and c.token_exchange for c in config.connectors):
+        wanted.append(EXCHANGE_GRANT)
+    if config.robot_ids:
+        wanted.append(CLIENT_CREDENTIALS_GRANT)
+    if not wanted:
+        raise Skip("no robot in dexkit.yaml (tokenExchange, clientCredentials)")
+    offered = list(discovery_document(ctx).get("grant_types_supported") or [])
+    missing = [g for g in wanted if g not in offered]
+    if CLIENT_CREDENTIALS_GRANT in missing:
+        return fail(f"the Dex at {config.issuer} does not offer client_credentials (it offers "
+                    f"{', '.join(offered) or 'none'}), which client '{config.robot_ids[0]}' "
+                    f"needs; dex.image is {config.dex.image}", CLIENT_CREDENTIALS_HINT)
+    if missing:
+        return fail(f"the Dex at {config.issuer} does not offer token exchange (it offers "
+                    f"{', '.join(offered) or 'none'})", "Dex serves it from v2.38: check "
+                    "oauth2.grantTypes in dex.extraConfig")
+    return ok(f"Dex offers {', '.join(wanted)}")

@@ -37,6 +37,10 @@ def _client_settings(ctx: Context) -> tuple[str, tuple[str, ...], str]:
     if len(exact) == 1 and exact[0].client_id:
         user = exact[0]
         return user.client_id or "", user.scopes, f"kubeconfig user '{user.name}'"
+    cluster = ctx.config.selected_cluster
+    if cluster is not None:  # --cluster: the login client, narrowed to that cluster
+        return (ctx.config.login_client_id, project_scopes(ctx.config),
+                f"dexkit.yaml's login client for cluster '{cluster.name}'")
     return ctx.config.api_server.client_id, project_scopes(ctx.config), "dexkit.yaml's client"
 
 
@@ -65,8 +69,9 @@ def login(ctx: Context) -> Login:
         # own checks below, against the API server, so verification takes the token's own.
         audiences = unverified_claims(tokens.id_token).get("aud")
         first = audiences if isinstance(audiences, str) else (list(audiences or []) or [""])[0]
-        expect = Expectations(issuer=str(unverified_claims(tokens.id_token).get("iss", "")),
-                              client_id=str(first), nonce=tokens.nonce)
+        unverified = unverified_claims(tokens.id_token)
+        expect = Expectations(issuer=str(unverified.get("iss", "")), client_id=str(first),
+                              nonce=tokens.nonce, authorized_party=unverified.get("azp"))
         claims = verify_id_token(tokens.id_token, fetch_jwks(ctx.http, found), expect,
                                  int(ctx.now.timestamp()))
         return Login(tokens.id_token, claims, client_id, tuple(scopes), via)

@@ -3,7 +3,10 @@
 - authorization code + PKCE (S256) + state + nonce, through a loopback server on 127.0.0.1;
 - the same with a keyboard: Dex's out-of-band page shows the code, the user types it in;
 - device code (RFC 8628) for SSH sessions and headless hosts;
-- password (resource owner) for CI, when Dex's ``oauth2.passwordConnector`` is set.
+- password (resource owner) for CI, when Dex's ``oauth2.passwordConnector`` is set;
+- token exchange (RFC 8693): a CI job's own ID token, verified by a Dex connector, for a Dex
+  ID token (Dex answers it in ``access_token``, with ``issued_token_type`` saying so);
+- client credentials: a confidential client as itself (Dex's main branch after v2.45.1).
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ if TYPE_CHECKING:
     from dexkit.oidc.discovery import Provider
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_CREDENTIALS_GRANT = "client_credentials"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a URN
+# Dex serves client_credentials from its main branch after v2.45.1 (2.46), when listed.
+CLIENT_CREDENTIALS_HINT = ("Dex serves the client_credentials grant from its main branch after "
+                           "v2.45.1 (the 2.46 line), and only when oauth2.grantTypes lists it "
+                           "(dexkit renders that for a client with clientCredentials); Dex "
+                           "v2.45.1 and earlier do not have it")
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,9 @@ def _form_auth(client: Client) -> dict[str, str]:
     return {"client_id": client.id, "client_secret": client.secret}
 
 
-def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
-                   what: str) -> dict[str, Any]:
+def _post(http: httpx.Client, provider: Provider, form: dict[str, str],
+          what: str) -> tuple[int, Any]:
+    """(status, JSON body or {}) of one token-endpoint request."""
     import httpx
 
     try:
@@ -67,11 +79,16 @@ def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
         raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
                         "check that Dex is running") from None
     try:
-        body = response.json()
+        return response.status_code, response.json()
     except ValueError:
-        body = {}
-    if response.status_code != 200:
-        raise token_error(what, response.status_code, body)
+        return response.status_code, {}
+
+
+def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
+                   what: str) -> dict[str, Any]:
+    status, body = _post(http, provider, form, what)
+    if status != 200:
+        raise token_error(what, status, body)
     if not isinstance(body, dict) or "id_token" not in body:
         raise OIDCError(f"{what}: Dex answered without an id_token",
                         "request the 'openid' scope")
@@ -92,6 +109,10 @@ def token_error(what: str, status: int, body: Any) -> OIDCError:
         "access_denied": "the user was refused by the connector",
         "invalid_scope": "remove scopes Dex does not support",
     }
+    if what.startswith("client_credentials"):
+        hints["unsupported_grant_type"] = CLIENT_CREDENTIALS_HINT
+        hints["unauthorized_client"] = "the client is public: client_credentials needs a " \
+            "confidential client (public: false, secretName)"
     return OIDCError(f"{what} refused by Dex (HTTP {status}): {code or 'error'}"
                      + (f": {detail}" if detail else ""),
                      hints.get(code, "see Dex's log for the reason"))
@@ -112,6 +133,52 @@ def password_grant(http: httpx.Client, provider: Provider, client: Client, usern
     form = {**_form_auth(client), "grant_type": "password", "username": username,
             "password": password, "scope": client.scope, "nonce": nonce}
     return _token_set(_token_request(http, provider, form, "password login"), nonce)
+
+
+def token_exchange(http: httpx.Client, provider: Provider, client: Client, *,
+                   subject_token: str, connector_id: str) -> TokenSet:
+    """The CI job's ID token for a Dex ID token for ``client`` (scopes included: an audience
+    scope narrows it to one cluster)."""
+    if provider.grant_types and EXCHANGE_GRANT not in provider.grant_types:
+        raise OIDCError("Dex does not offer token exchange",
+                        "Dex serves it from v2.38; check oauth2.grantTypes in Dex's config")
+    form = {**_form_auth(client), "grant_type": EXCHANGE_GRANT, "connector_id": connector_id,
+            "subject_token": subject_token, "subject_token_type": ID_TOKEN_TYPE,
+            "requested_token_type": ID_TOKEN_TYPE, "scope": client.scope}
+    body = _exchange_request(http, provider, form, connector_id)
+    if body.get("issued_token_type") != ID_TOKEN_TYPE or not body.get("access_token"):
+        raise OIDCError(f"Dex's token exchange answered a {body.get('issued_token_type')!r}, "
+                        "not an ID token", "report this with Dex's version")
+    return TokenSet(id_token=str(body["access_token"]), refresh_token=None)
+
+
+def _exchange_request(http: httpx.Client, provider: Provider, form: dict[str, str],
+                      connector_id: str) -> dict[str, Any]:
+    status, body = _post(http, provider, form, "token exchange")
+    if status == 200 and isinstance(body, dict):
+        return body
+    code = body.get("error", "") if isinstance(body, dict) else ""
+    if code == "access_denied":
+        # Dex says no more (its log has the reason): the connector's verification failed.
+        raise OIDCError(f"Dex's connector '{connector_id}' refused the CI job's token: its "
+                        "signature, issuer or expiry did not verify against the connector's "
+                        "issuer", "read Dex's log ('failed to verify subject token') for which")
+    if code == "invalid_request" and "connector" in str(body.get("error_description", "")):
+        raise OIDCError(f"Dex has no connector '{connector_id}' that takes token exchanges",
+                        "name the tokenExchange connector of dexkit.yaml (--connector-id), "
+                        "and re-deploy Dex after adding it")
+    raise token_error("token exchange", status, body)
+
+
+def client_credentials(http: httpx.Client, provider: Provider, client: Client) -> TokenSet:
+    """A token for ``client`` itself, no user involved."""
+    if provider.grant_types and CLIENT_CREDENTIALS_GRANT not in provider.grant_types:
+        raise OIDCError(f"Dex at {provider.issuer} does not offer the client_credentials grant "
+                        f"(it offers: {', '.join(provider.grant_types)})",
+                        CLIENT_CREDENTIALS_HINT)
+    form = {**_form_auth(client), "grant_type": CLIENT_CREDENTIALS_GRANT,
+            "scope": client.scope}
+    return _token_set(_token_request(http, provider, form, "client_credentials login"), None)
 
 
 def refresh(http: httpx.Client, provider: Provider, client: Client,

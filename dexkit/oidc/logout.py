@@ -2,7 +2,8 @@
 
 Rules:
 - One login: the entry whose key the settings give (the project's login, or ``dexkit token``
-  options), on disk and in the keyring, and its lock file.
+  options), on disk and in the keyring, and its lock file. With several clusters, the
+  project's login is every cluster's entry and the session they are narrowed from.
 - ``--all``: every entry of dexkit's in the cache directory, and the keyring items of those
   keys. The directory stays, since dexkit may not have made it.
 - Only what dexkit wrote is removed, recognised by name and content: ``<key>.token`` and
@@ -45,6 +46,7 @@ class LogoutResult:
 def run(req: LogoutRequest) -> LogoutResult:
     from dexkit.oidc.settings import build_settings, project_settings
 
+    extra_keys: list[str] = []  # several clusters: every cluster's entry and the session
     if any(a.partition("=")[0] in ("--issuer", "--oidc-issuer-url") for a in req.extra):
         # --grant and --username are the command's own options: they belong to the key too
         settings = build_settings([*req.extra,
@@ -55,9 +57,14 @@ def run(req: LogoutRequest) -> LogoutResult:
     else:
         from dexkit.config import load_config
 
-        settings = project_settings(req.directory, load_config(req.directory).config,
-                                    grant=req.grant, username=req.username,
-                                    extra=list(req.extra))
+        config = load_config(req.directory).config
+        each = [project_settings(req.directory, config, grant=req.grant, username=req.username,
+                                 extra=list(req.extra), cluster=c.name)
+                for c in config.clusters]
+        settings = each[0] if each else project_settings(
+            req.directory, config, grant=req.grant, username=req.username,
+            extra=list(req.extra))
+        extra_keys = [k for s in each for k in (s.cache_key, s.session_key) if k]
     if settings is None:
         from dexkit.oidc import options
 
@@ -67,7 +74,8 @@ def run(req: LogoutRequest) -> LogoutResult:
         cache_dir, storage = settings.cache_dir, settings.cache_storage.value
     result = LogoutResult(cache_dir)
     cache = TokenCache(cache_dir, "keyring" if storage == "keyring" or req.every else "disk")
-    keys = _keys(cache_dir) if req.every or settings is None else [settings.cache_key]
+    keys = _keys(cache_dir) if req.every or settings is None else \
+        list(dict.fromkeys([settings.cache_key, *extra_keys]))
     for key in keys:
         _forget(cache, key, result)
     return result

@@ -71,6 +71,14 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--token-cache-dir": ("cache_dir", "str"),
     "--token-cache-storage": ("cache_storage", "str"),
     "--force-refresh": ("force_refresh", "bool"),
+    # Robots and fleets: token exchange, client credentials, one cluster's audience.
+    "--client-secret-file": ("client_secret_file", "str"),
+    "--connector-id": ("connector_id", "str"),
+    "--subject-token-file": ("subject_token_file", "str"),
+    "--subject-token-env": ("subject_token_env", "str"),
+    "--subject-audience": ("subject_audience", "str"),
+    "--subject-issuer": ("subject_issuer", "str"),
+    "--audience": ("audience", "str"),
     "--oidc-pkce-method": ("pkce_method", "str"),
     # kubelogin's klog verbosity: accepted so its kubeconfigs run, and ignored.
     "-v": ("verbosity", "str"),
@@ -90,7 +98,11 @@ UNSUPPORTED = {
     "--tls-renegotiation-freely": "Dex does not renegotiate TLS",
 }
 KUBELOGIN_ISSUER_FLAG = "--oidc-issuer-url"
-GRANT_ALIASES = {"device-code": "device"}
+GRANT_ALIASES = {"device-code": "device", "client_credentials": "client-credentials",
+                 "token_exchange": "token-exchange"}
+# GitHub Actions gives a job its ID token through these (with 'permissions: id-token: write').
+ACTIONS_URL = "ACTIONS_ID_TOKEN_REQUEST_URL"
+ACTIONS_TOKEN = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"  # noqa: S105 - a variable's name
 DEFAULT_GRANT = "authcode"
 
 
@@ -215,21 +227,51 @@ def ca_material(opts: "dict[str, Any]") -> list[bytes]:
     return found
 
 
-def identity_key(opts: "dict[str, Any]") -> str:
+def identity_key(opts: "dict[str, Any]", environ: "Mapping[str, str] | None" = None) -> str:
     """The cache entry's name: a hash of everything that changes whose token it is or whom it
     is trusted from (issuer, client, scopes, grant, username, CA, TLS verification, extra
-    authorization parameters), and nothing else."""
+    authorization parameters, the cluster's audience, and for a token exchange the connector
+    and the subject token itself), and nothing else.
+
+    The subject token is in the key because it is who the CI job is: on a runner that keeps
+    its cache between jobs, another job (another repository) must never be answered from the
+    first one's entry. It is read from its file or variable (cheap); a GitHub Actions job's is
+    fetched only when needed, so its key holds the job's request token instead."""
     parts = [
         opts.get("issuer") or "", opts.get("client_id") or "", " ".join(sorted(scopes_of(opts))),
         grant_of(opts), opts.get("username") or "",
         "1" if opts.get("insecure") else "0",
         "&".join(sorted(opts.get("extra_params") or ())),
     ]
+    # Appended only when set, so the keys of existing cache entries do not change.
+    for name in ("audience", "connector_id", "subject_audience", "subject_issuer"):
+        if opts.get(name):
+            parts.append(f"{name}={opts[name]}")
+    if grant_of(opts) == "token-exchange":
+        parts.append(subject_fingerprint(opts, os.environ if environ is None else environ))
     digest = _sha256("\0".join(parts).encode(errors="surrogateescape"))
     # a set: the same CA given twice (a file and inline) is one trust
     for ca in sorted({_sha256(c).digest() for c in ca_material(opts)}):
         digest.update(ca)
     return str(digest.hexdigest())
+
+
+def subject_fingerprint(opts: "dict[str, Any]", environ: "Mapping[str, str]") -> str:
+    """What identifies the subject token without fetching it: its file's or variable's
+    content, or a GitHub Actions job's request token."""
+
+    raw = b""
+    if opts.get("subject_token_file"):
+        try:
+            raw = readfile.read(os.path.expanduser(opts["subject_token_file"]),  # noqa: PTH111
+                                max_bytes=1 << 16).strip()
+        except OSError:
+            raw = b"unreadable"
+    elif opts.get("subject_token_env"):
+        raw = environ.get(opts["subject_token_env"], "").strip().encode()
+    else:
+        raw = ("actions:" + environ.get(ACTIONS_TOKEN, "")).encode()
+    return "subject=" + str(_sha256(raw).hexdigest())
 
 
 def _sha256(data: bytes) -> "Any":

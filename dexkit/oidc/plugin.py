@@ -189,9 +189,19 @@ kubelogin's get-token flag names are accepted as aliases (shown in brackets).
   --allow-insecure-http       let the password and refresh grants use a plain-http issuer
                               (clear text; any other use of one is warned about)
   --grant G                   [--grant-type] authcode (default), authcode-keyboard,
-                              device [device-code], password
+                              device [device-code], password, token-exchange,
+                              client-credentials
   --username U, --password-file FILE, --password-env VAR (default DEXKIT_PASSWORD)
   --password P                kubelogin's; warned: every user of the machine can read it
+  --audience ID               one cluster of several: a token for its audience only
+  token-exchange (a CI job's own ID token for a Dex token):
+  --connector-id ID           the Dex connector that verifies it
+  --subject-token-file FILE, --subject-token-env VAR   where it is (default: in a GitHub
+                              Actions job with id-token: write, the job's own token)
+  --subject-audience AUD      the audience it must have (asked of GitHub Actions)
+  --subject-issuer URL        the issuer it must come from
+  client-credentials (a client as itself; Dex 2.46+):
+  --client-secret-file FILE   its secret, from a file (or --client-secret-env VAR)
   --listen-address HOST:PORT  loopback address for the browser callback (repeatable;
                               default 127.0.0.1:8000, then 127.0.0.1:18000)
   --oidc-redirect-url URL     the redirect URL registered in Dex

@@ -22,6 +22,20 @@ the same cache key, so kubectl's next ``dexkit token`` answers from the cache. I
 paused by a failed login, and holds the entry's login lock when it is free (parallel
 ``dexkit token`` calls then wait for it); when another login holds it, it runs beside that one.
 
+One login, several clusters (``--audience``): each cluster's token is narrowed from one login.
+- The login asks for every cluster's audience scope and is kept in its own cache entry (the
+  session: its refresh token only, never handed out; its ID token, accepted by every cluster,
+  is not kept). A cluster's token is a refresh of that login with only its audience scope (Dex
+  lets a refresh ask for fewer scopes, and the refresh token keeps them all), so its aud is
+  that cluster and the login client (``azp``), and no other cluster accepts it.
+- The cluster's entry is locked, then the session's: always in that order, so two kubectl
+  processes for two clusters never wait on each other in a circle.
+- Robots (token exchange, client credentials) have no refresh token: each token is asked for
+  afresh, with the cluster's audience scope.
+
+Every function takes its edges (the HTTP client, the environment, how to open a URL and read a
+code) as arguments; the CLI and the plugin pass the real ones.
+
 Every function takes its edges (the HTTP client, the environment, how to open a URL and read a
 code) as arguments; the CLI and the plugin pass the real ones.
 """
@@ -48,6 +62,9 @@ if TYPE_CHECKING:
     from dexkit.oidc.cache import TokenCache
 
 MIN_VALIDITY = 60
+
+# The session entry's ID token: a marker, never a token (expiry 0 keeps it from being used).
+SESSION_MARKER = "login-session"
 
 
 @dataclass(frozen=True)
@@ -83,9 +100,10 @@ def http_client(settings: LoginSettings) -> httpx.Client:
                        ca_data=settings.ca_data)
 
 
-def client_of(settings: LoginSettings) -> flows.Client:
+def client_of(settings: LoginSettings, *, narrowed: bool = True) -> flows.Client:
+    """The client with the scopes of the token handed out (``narrowed``), or of the login."""
     return flows.Client(id=settings.client_id, secret=settings.client_secret,
-                        scopes=settings.scopes)
+                        scopes=settings.token_scopes if narrowed else settings.scopes)
 
 
 def cache_of(settings: LoginSettings, edges: Edges | None = None) -> TokenCache:
@@ -126,10 +144,28 @@ def login(settings: LoginSettings, *, http: httpx.Client | None = None,
     if not held:
         edges.say("dexkit: another login for this user is in progress; this one runs beside it")
     try:
-        return _log_in_and_store(settings, cache, client_http, None, edges, interactive)
+        return _log_in_and_store(settings, cache, client_http, None, edges, interactive,
+                                 fresh_login=True)
     finally:
         if held:
             lock.release()
+
+
+def narrow(settings: LoginSettings, *, http: httpx.Client | None = None,
+           edges: Edges | None = None) -> LoginResult:
+    """Another cluster's token from the login :func:`login` just kept (no second login:
+    refused with the login command when there is no session to narrow)."""
+    edges = edges or Edges()
+    client_http = http or http_client(settings)
+    provider = discover(client_http, settings.issuer)
+    cache = cache_of(settings, edges)
+    with cache.lock(settings.cache_key):
+        tokens = _narrowed(settings, cache, client_http, provider, edges, interactive=False,
+                           may_log_in=False)
+        result = LoginResult(tokens, verify_for(settings, client_http, provider, tokens,
+                                                edges.clock), provider)
+        cache.store(settings.cache_key, result.entry)
+    return result
 
 
 def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | None = None,
@@ -150,7 +186,22 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
         if fresh(entry, edges.clock()) and not settings.force_refresh:
             assert entry is not None
             return entry
-        if entry and entry.get("refresh_token") and settings.plain_http \
+        if settings.session_key is not None and not settings.grant.is_robot:
+            # One cluster of several: a refresh of the session narrowed to this cluster; when
+            # that cannot be had, the login below (one at a time) logs the session in again.
+            client_http = client_http or http_client(settings)
+            provider = discover(client_http, settings.issuer)
+            try:
+                narrowed = _narrowed(settings, cache, client_http, provider, edges,
+                                     interactive, may_log_in=False)
+            except (LoginRequired, OIDCError):
+                pass
+            else:
+                result = LoginResult(narrowed, verify_for(settings, client_http, provider,
+                                                          narrowed, edges.clock), provider)
+                cache.store(key, result.entry)
+                return result.entry
+        elif entry and entry.get("refresh_token") and settings.plain_http \
                 and not settings.allow_http:
             # the refresh token is a long-lived credential: not sent in clear text unasked
             edges.say(f"warning: the cached refresh token is not sent to {settings.issuer} in "
@@ -165,8 +216,8 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
             except OIDCError as exc:
                 edges.say(f"dexkit: the refresh was refused ({exc.message}); logging in again")
             else:
-                result = LoginResult(tokens, verify(client_http, provider, settings.client_id,
-                                                    tokens, edges.clock), provider)
+                result = LoginResult(tokens, verify_for(settings, client_http, provider, tokens,
+                                                        edges.clock), provider)
                 cache.store(key, result.entry)
                 return result.entry
     stale = entry.get("id_token") if entry else None
@@ -192,14 +243,15 @@ def obtain(settings: LoginSettings, *, interactive: bool, http: httpx.Client | N
 
 
 def _log_in_and_store(settings: LoginSettings, cache: TokenCache, http: httpx.Client,
-                      provider: Provider | None, edges: Edges,
-                      interactive: bool) -> LoginResult:
+                      provider: Provider | None, edges: Edges, interactive: bool, *,
+                      fresh_login: bool = False) -> LoginResult:
     """Log in, store the tokens, and clear a failure's record; or record the failure of a
     browser or device login whose page was shown (:mod:`dexkit.oidc.attempts`)."""
     shown: list[bool] = []
     try:
         result = _log_in(settings, http, provider, edges, interactive,
-                         on_shown=lambda: shown.append(True))
+                         on_shown=lambda: shown.append(True), cache=cache,
+                         fresh_login=fresh_login)
     except Exception:
         if shown and settings.grant.value in attempts.PAUSED_GRANTS:
             # the login's own error is the one to tell: a record that cannot be written (a
@@ -217,13 +269,71 @@ def _log_in_and_store(settings: LoginSettings, cache: TokenCache, http: httpx.Cl
 
 def _log_in(settings: LoginSettings, http: httpx.Client, provider: Provider | None,
             edges: Edges, interactive: bool,
-            on_shown: Callable[[], None] | None = None) -> LoginResult:
-    """Discover (unless done), run the settings' grant, and verify the ID token."""
+            on_shown: Callable[[], None] | None = None, cache: TokenCache | None = None,
+            fresh_login: bool = False) -> LoginResult:
+    """Discover (unless done), run the settings' grant (for one cluster of several, through
+    the session in ``cache``), and verify the ID token."""
     provider = provider or discover(http, settings.issuer)
-    tokens = run_grant(settings, http, provider, edges=edges, interactive=interactive,
-                       on_shown=on_shown)
-    return LoginResult(tokens, verify(http, provider, settings.client_id, tokens, edges.clock),
+    if cache is not None and settings.session_key is not None and not settings.grant.is_robot:
+        tokens = _narrowed(settings, cache, http, provider, edges, interactive,
+                           fresh_login=fresh_login, on_shown=on_shown)
+    else:
+        tokens = run_grant(settings, http, provider, edges=edges, interactive=interactive,
+                           on_shown=on_shown)
+    return LoginResult(tokens, verify_for(settings, http, provider, tokens, edges.clock),
                        provider)
+
+
+def _narrowed(settings: LoginSettings, cache: TokenCache, http: httpx.Client,
+              provider: Provider, edges: Edges, interactive: bool, *,
+              fresh_login: bool = False, may_log_in: bool = True,
+              on_shown: Callable[[], None] | None = None) -> flows.TokenSet:
+    """This cluster's token, refreshed from the session with its audience scope only; the
+    session is logged in first when it has no refresh token Dex still takes (see the module's
+    rules). The cluster's token keeps no refresh token: the session's is the one."""
+    key = settings.session_key
+    assert key is not None
+    narrowed = client_of(settings)
+    with cache.lock(key):
+        session = None if fresh_login else cache.load(key)
+        if session and session.get("refresh_token"):
+            try:
+                tokens = flows.refresh(http, provider, narrowed, str(session["refresh_token"]))
+                _keep_session(cache, key, tokens.refresh_token)
+                return flows.TokenSet(tokens.id_token, None)
+            except OIDCError as exc:
+                if not may_log_in:
+                    raise
+                edges.say(f"dexkit: the refresh was refused ({exc.message}); logging in again")
+        if not may_log_in:
+            raise LoginRequired("there is no login to take this cluster's token from",
+                                f"log in first: {settings.login_command()}")
+        login_tokens = run_grant(settings, http, provider, edges=edges, interactive=interactive,
+                                 narrowed=False, on_shown=on_shown)
+        # The login's own token (every cluster's audience) is checked, then dropped.
+        verify(http, provider, settings.client_id, login_tokens, edges.clock)
+        if not login_tokens.refresh_token:
+            raise OIDCError("Dex gave the login no refresh token, and every cluster's token is "
+                            "a refresh of that one login", "ask for the offline_access scope")
+        tokens = flows.refresh(http, provider, narrowed, login_tokens.refresh_token)
+        _keep_session(cache, key, tokens.refresh_token or login_tokens.refresh_token)
+        return flows.TokenSet(tokens.id_token, None)
+
+
+def _keep_session(cache: TokenCache, key: str, refresh_token: str | None) -> None:
+    if refresh_token:
+        cache.store(key, {"id_token": SESSION_MARKER, "refresh_token": refresh_token,
+                          "expiry": 0})
+
+
+def verify_for(settings: LoginSettings, http: httpx.Client, provider: Provider,
+               tokens: flows.TokenSet, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Verify a token of these settings: for one cluster, its aud must hold the cluster and
+    its azp be the client that asked (the login client, or the robot)."""
+    if settings.audience is None:
+        return verify(http, provider, settings.client_id, tokens, clock)
+    return verify(http, provider, settings.audience, tokens, clock,
+                  authorized_party=settings.client_id)
 
 
 def _warn(settings: LoginSettings, edges: Edges) -> None:
@@ -232,23 +342,41 @@ def _warn(settings: LoginSettings, edges: Edges) -> None:
 
 
 def verify(http: httpx.Client, provider: Provider, client_id: str, tokens: flows.TokenSet,
-           clock: Callable[[], float] = time.time) -> dict[str, Any]:
+           clock: Callable[[], float] = time.time, *,
+           authorized_party: str | None = None) -> dict[str, Any]:
     jwks = fetch_jwks(http, provider)
-    expect = Expectations(issuer=provider.issuer, client_id=client_id, nonce=tokens.nonce)
+    expect = Expectations(issuer=provider.issuer, client_id=client_id, nonce=tokens.nonce,
+                          authorized_party=authorized_party)
     return verify_id_token(tokens.id_token, jwks, expect, int(clock()))
 
 
 def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *,
               edges: Edges | None = None, interactive: bool = True,
+              narrowed: bool = True,
               on_shown: Callable[[], None] | None = None) -> flows.TokenSet:
     """Run the settings' grant once; refuse a flow that needs a terminal when there is none.
-    ``on_shown`` is called when a page or code is about to be shown to the person."""
+    ``narrowed``: with the scopes of the token handed out, else with the login's (several
+    clusters: every cluster's audience scope). ``on_shown`` is called when a page or code is
+    about to be shown to the person."""
     edges = edges or Edges()
     shown = on_shown or (lambda: None)
-    client = client_of(settings)
+    client = client_of(settings, narrowed=narrowed)
     grant = settings.grant
     if grant is Grant.PASSWORD:
-        return _password_grant(settings, http, provider, edges, interactive)
+        return _password_grant(settings, http, provider, edges, interactive, client)
+    if grant is Grant.TOKEN_EXCHANGE:
+        from dexkit.oidc.subject import check_subject, read_subject
+
+        subject = read_subject(settings, edges.environ)
+        check_subject(subject, settings, edges.clock())
+        assert settings.connector_id is not None
+        with verifier_loading():
+            return flows.token_exchange(http, provider, client, subject_token=subject,
+                                        connector_id=settings.connector_id)
+    if grant is Grant.CLIENT_CREDENTIALS:
+        robot = flows.Client(client.id, settings.robot_secret(edges.environ), client.scopes)
+        with verifier_loading():
+            return flows.client_credentials(http, provider, robot)
     if grant.needs_stdin and not interactive:
         raise LoginRequired("the keyboard login reads the code from a terminal, and kubectl "
                             "runs 'dexkit token' without one",
@@ -292,7 +420,7 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
 
 
 def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provider,
-                    edges: Edges, interactive: bool) -> flows.TokenSet:
+                    edges: Edges, interactive: bool, client: flows.Client) -> flows.TokenSet:
     if not settings.username:
         raise UsageError("the password grant needs a username", "pass --username")
     password = settings.password(edges.environ, may_prompt=interactive)
@@ -302,8 +430,7 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
     # verifier is imported meanwhile (the browser flows import what their loopback server
     # needs as they go, so they do not).
     with verifier_loading():
-        return flows.password_grant(http, provider, client_of(settings), settings.username,
-                                    password)
+        return flows.password_grant(http, provider, client, settings.username, password)
 
 
 def _say(text: str) -> None:

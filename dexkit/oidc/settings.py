@@ -44,11 +44,19 @@ class Grant(StrEnum):
     KEYBOARD = "authcode-keyboard"
     DEVICE = "device"
     PASSWORD = "password"  # noqa: S105 - the grant's name
+    # Robots: a CI job's own ID token exchanged at Dex (RFC 8693), and a client as itself.
+    TOKEN_EXCHANGE = "token-exchange"  # noqa: S105 - the grant's name
+    CLIENT_CREDENTIALS = "client-credentials"
 
     @property
     def needs_stdin(self) -> bool:
         """The keyboard flow reads the code from stdin; a password may have to be asked."""
         return self is Grant.KEYBOARD
+
+    @property
+    def is_robot(self) -> bool:
+        """No person and no refresh token: each token is asked for afresh."""
+        return self in (Grant.TOKEN_EXCHANGE, Grant.CLIENT_CREDENTIALS)
 
 
 class CacheStorage(StrEnum):
@@ -58,6 +66,30 @@ class CacheStorage(StrEnum):
 
 
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
+# Dex's cross-client scope: the token's aud gets <client id> when that client trusts ours.
+AUDIENCE_SCOPE = "audience:server:client_id:"
+# A robot has no refresh token (Dex refuses offline_access and federated:id for
+# client_credentials, and answers a token exchange with no refresh token).
+ROBOT_DROPPED_SCOPES = ("offline_access", "federated:id")
+# A client as itself has no email address either: with the email scope Dex would add
+# email_verified: false, which the API server's email_verified rule refuses. (A token
+# exchange keeps it: the CI job's mapped claim is the email claim.)
+CLIENT_DROPPED_SCOPES = ("email",)
+
+
+@dataclass(frozen=True)
+class SubjectSource:
+    """Where a token exchange's subject token comes from: a file, a variable, or the GitHub
+    Actions job's token service (the URL and bearer GitHub gives a job with id-token: write)."""
+
+    kind: str  # "file" | "env" | "github-actions"
+    where: str  # the path, the variable's name, or the token service's URL
+
+    def describe(self) -> str:
+        return {"file": f"the file {self.where}", "env": f"the variable {self.where}",
+                "github-actions": "the GitHub Actions job's ID token"}[self.kind]
+
+
 DEFAULT_LISTEN = (("127.0.0.1", 8000), ("127.0.0.1", 18000))
 DEFAULT_TIMEOUT = 180  # kubelogin's: a login abandoned in the browser must not hang kubectl
 DEFAULT_RETRY_AFTER = 60  # s without a new browser login after one failed (dexkit.oidc.attempts)
@@ -74,6 +106,8 @@ class LoginSettings:
     grant: Grant
     cache_key: str
     cache_dir: Path
+    # For one cluster of several: the entry of the login its token is narrowed from.
+    session_key: str | None = None
     cache_storage: CacheStorage = CacheStorage.DISK
     client_secret: str = field(default="", repr=False)
     username: str | None = None
@@ -98,6 +132,50 @@ class LoginSettings:
     force_refresh: bool = False
     warnings: tuple[str, ...] = ()
     argv: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # One cluster of several: the token is narrowed to this audience (see token_scopes).
+    audience: str | None = None
+    # Token exchange: Dex's connector, where the CI job's ID token comes from, and what its
+    # aud and iss must be (checked before it is sent: Dex does not check the audience).
+    connector_id: str | None = None
+    subject: SubjectSource | None = None
+    subject_audience: str | None = None
+    subject_issuer: str | None = None
+    # client_credentials: ("file", path) or ("env", name), read when the grant runs.
+    client_secret_source: tuple[str, str] | None = None
+
+    def robot_secret(self, environ: Mapping[str, str]) -> str:
+        """The client secret for client_credentials, from its file or variable, now."""
+        if self.client_secret_source is None:
+            return self.client_secret
+        kind, where = self.client_secret_source
+        if kind == "env":
+            if not environ.get(where):
+                raise UsageError(f"the client secret variable {where} is not set",
+                                 f"export {where} with client {self.client_id}'s secret, or "
+                                 "pass --client-secret-file FILE")
+            return environ[where]
+        try:
+            return Path(where).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the client secret file {where}: "
+                             f"{getattr(exc, 'strerror', None) or exc}",
+                             "check --client-secret-file") from None
+
+    @property
+    def token_scopes(self) -> tuple[str, ...]:
+        """The scopes of the token handed out: for one cluster of several, the login's scopes
+        with only that cluster's audience scope (Dex makes it the token's aud, beside the login
+        client); a robot's without what Dex refuses or would mark unverified (see
+        :data:`ROBOT_DROPPED_SCOPES`, :data:`CLIENT_DROPPED_SCOPES`)."""
+        scopes = self.scopes
+        if self.audience is not None:
+            scopes = (*(s for s in scopes if not s.startswith(AUDIENCE_SCOPE)),
+                      AUDIENCE_SCOPE + self.audience)
+        if self.grant.is_robot:
+            scopes = tuple(s for s in scopes if s not in ROBOT_DROPPED_SCOPES)
+        if self.grant is Grant.CLIENT_CREDENTIALS:
+            scopes = tuple(s for s in scopes if s not in CLIENT_DROPPED_SCOPES)
+        return scopes
 
     def password(self, environ: Mapping[str, str], *, may_prompt: bool) -> str | None:
         """The password by the documented order (module docstring), or None."""
@@ -176,6 +254,11 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
                              f"--oidc-{'issuer-url' if required == 'issuer' else 'client-id'})")
     grant = _grant(options.grant_of(opts))
     warnings = _check_issuer(opts["issuer"], grant, allow_http=bool(opts.get("allow_http")))
+    scopes = options.scopes_of(opts)
+    audience = opts.get("audience") or None
+    if audience is not None and AUDIENCE_SCOPE + audience not in scopes:
+        scopes = (*scopes, AUDIENCE_SCOPE + audience)
+    robot = _robot_settings(opts, grant, env)
     if opts.get("password") is not None:
         warnings.append("--password puts the password in the process's arguments, which every "
                         "user of this machine can read (ps); use --password-file or "
@@ -184,11 +267,13 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         warnings.append("TLS verification is off (--insecure): anyone on the path can "
                         "impersonate Dex and read the password and tokens")
     return LoginSettings(
-        issuer=opts["issuer"], client_id=opts["client_id"], scopes=options.scopes_of(opts),
-        grant=grant, cache_key=options.identity_key(opts),
+        issuer=opts["issuer"], client_id=opts["client_id"], scopes=scopes,
+        grant=grant, cache_key=options.identity_key(opts, env),
+        session_key=_session_key(opts, scopes, env) if audience else None,
         cache_dir=Path(options.cache_dir_of(opts, env)),
         cache_storage=_storage(opts.get("cache_storage") or "disk"),
-        client_secret=_client_secret(opts, env), username=opts.get("username"),
+        client_secret="" if grant is Grant.CLIENT_CREDENTIALS else _client_secret(opts, env),
+        username=opts.get("username"),
         password_arg=opts.get("password"),
         password_file=Path(opts["password_file"]) if opts.get("password_file") else None,
         password_env=opts.get("password_env") or "DEXKIT_PASSWORD", project_dir=project_dir,
@@ -203,7 +288,56 @@ def build_settings(argv: list[str] | tuple[str, ...], *,
         browser_command=opts.get("browser_command"), timeout=_timeout(opts.get("timeout")),
         retry_after=_retry_after(opts.get("retry_after")),
         force_refresh=bool(opts.get("force_refresh")), warnings=tuple(warnings),
-        argv=tuple(argv))
+        argv=tuple(argv), audience=audience, **robot)
+
+
+def _session_key(opts: dict[str, Any], scopes: tuple[str, ...],
+                 environ: Mapping[str, str]) -> str:
+    """The cache entry of the login that every cluster's token is narrowed from: the same
+    command line without the cluster's audience, with the login's scopes."""
+    return options.identity_key({**opts, "audience": None, "scopes": list(scopes),
+                                 "extra_scopes": None}, environ)
+
+
+def _robot_settings(opts: dict[str, Any], grant: Grant,
+                    environ: Mapping[str, str]) -> dict[str, Any]:
+    """The token exchange's or client_credentials' own settings, checked now (before any
+    network): what is missing is named with where dexkit looks for it."""
+    found: dict[str, Any] = {}
+    if grant is Grant.CLIENT_CREDENTIALS:
+        if opts.get("client_secret") is not None:
+            raise UsageError("--oidc-client-secret puts the client secret on the command line, "
+                             "where ps shows it and from where it lands in kubeconfig",
+                             "pass --client-secret-file FILE or --client-secret-env VAR")
+        if not (opts.get("client_secret_file") or opts.get("client_secret_env")):
+            raise UsageError(f"the client_credentials grant needs client {opts['client_id']}'s "
+                             "secret", "pass --client-secret-file FILE or --client-secret-env "
+                             "VAR (never the secret itself)")
+        # Read when the grant runs: the kubeconfig is written where the secret may not be.
+        found["client_secret_source"] = (
+            ("file", str(Path(opts["client_secret_file"]).expanduser()))
+            if opts.get("client_secret_file") else ("env", str(opts["client_secret_env"])))
+    if grant is not Grant.TOKEN_EXCHANGE:
+        return found
+    if not opts.get("connector_id"):
+        raise UsageError("--grant token-exchange needs --connector-id",
+                         "name the Dex connector that verifies the CI job's token (the "
+                         "tokenExchange connector in dexkit.yaml)")
+    found["connector_id"] = opts["connector_id"]
+    found["subject"] = _subject(opts)
+    found["subject_audience"] = opts.get("subject_audience") or None
+    found["subject_issuer"] = opts.get("subject_issuer") or None
+    return found
+
+
+def _subject(opts: dict[str, Any]) -> SubjectSource:
+    """A file or a variable when named; else the GitHub Actions job's token, looked for when
+    the exchange runs (the kubeconfig is written where no job runs)."""
+    if opts.get("subject_token_file"):
+        return SubjectSource("file", str(Path(opts["subject_token_file"]).expanduser()))
+    if opts.get("subject_token_env"):
+        return SubjectSource("env", str(opts["subject_token_env"]))
+    return SubjectSource("github-actions", "")
 
 
 def _check_issuer(issuer: str, grant: Grant, *, allow_http: bool) -> list[str]:
@@ -242,7 +376,8 @@ def _grant(name: str) -> Grant:
         return Grant(name)
     except ValueError:
         raise UsageError(f"unknown grant '{name}'", "use one of authcode, authcode-keyboard, "
-                         "device (kubelogin: device-code), password") from None
+                         "device (kubelogin: device-code), password, token-exchange, "
+                         "client-credentials") from None
 
 
 def _storage(name: str) -> CacheStorage:
@@ -255,6 +390,14 @@ def _storage(name: str) -> CacheStorage:
 def _client_secret(opts: dict[str, Any], environ: Mapping[str, str]) -> str:
     if opts.get("client_secret") is not None:
         return str(opts["client_secret"])
+    if opts.get("client_secret_file"):
+        path = Path(opts["client_secret_file"]).expanduser()
+        try:
+            return path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the client secret file {path}: "
+                             f"{getattr(exc, 'strerror', None) or exc}",
+                             "check --client-secret-file") from None
     name = opts.get("client_secret_env")
     if name:
         if name not in environ:
@@ -350,7 +493,7 @@ def default_username(config: Config) -> str | None:
 def project_token_args(directory: Path, config: Config, *, grant: str = "authcode",
                        username: str | None = None, client_id: str | None = None,
                        scopes: tuple[str, ...] | None = None, embed_ca: bool = False,
-                       password_file: bool = True) -> list[str]:
+                       password_file: bool = True, cluster: str | None = None) -> list[str]:
     """``dexkit token``'s arguments for logging in to this project's Dex.
 
     ``client_id`` and ``scopes`` default to dexkit.yaml's (the client the API server trusts;
@@ -358,9 +501,22 @@ def project_token_args(directory: Path, config: Config, *, grant: str = "authcod
     ``ca.pem``, by absolute path or inline (``embed_ca``). For the password grant the
     username defaults to the first static user, and ``--password-file`` points at the
     project's stored password when there is one.
+
+    With several clusters, ``cluster`` (or the one ``config`` was made for) gets the login
+    client, every cluster's audience scope (one login for all) and ``--audience`` its own.
+    Robots: token-exchange names the tokenExchange connector, the audience and issuer its
+    subject tokens must have; client-credentials logs in as the (first) robot client, its
+    secret from ``$DEXKIT_CLIENT_SECRET`` unless another source follows, for the audience
+    of the API server.
     """
     ca = project_ca(directory.resolve(), config)
-    args = ["--issuer", config.issuer, "--client-id", client_id or config.api_server.client_id]
+    chosen = config.cluster_named(cluster) if cluster else config.selected_cluster
+    audience = chosen.client_id if chosen else None
+    login = config.cluster_login_client(chosen) if chosen else config.login_client_id
+    if grant == Grant.CLIENT_CREDENTIALS:
+        client_id = client_id or _robot(config)
+        audience = audience or config.api_server.client_id
+    args = ["--issuer", config.issuer, "--client-id", client_id or login]
     if embed_ca:
         import base64
 
@@ -376,8 +532,18 @@ def project_token_args(directory: Path, config: Config, *, grant: str = "authcod
         args += ["--ca-file", str(ca)]
     for scope in scopes or project_scopes(config):
         args += ["--scope", scope]
+    if chosen is not None and grant != Grant.CLIENT_CREDENTIALS:
+        for other in config.clusters:
+            if config.cluster_login_client(other) == login:
+                args += ["--scope", AUDIENCE_SCOPE + other.client_id]
+    if audience is not None:
+        args += ["--audience", audience]
     if grant != Grant.AUTHCODE:
         args += ["--grant", grant]
+    if grant == Grant.TOKEN_EXCHANGE:
+        args += _exchange_args(config)
+    if grant == Grant.CLIENT_CREDENTIALS:
+        args += ["--client-secret-env", ROBOT_SECRET_ENV]
     if grant == Grant.PASSWORD:
         user = username or default_username(config)
         if not user:
@@ -387,6 +553,32 @@ def project_token_args(directory: Path, config: Config, *, grant: str = "authcod
         if password_file and stored.is_file():
             args += ["--password-file", str(stored)]
     return args
+
+
+# Where 'dexkit verify --grant client-credentials' and a project's kubeconfig read a robot's
+# secret from, unless --client-secret-file or another --client-secret-env follows.
+ROBOT_SECRET_ENV = "DEXKIT_CLIENT_SECRET"  # noqa: S105 - a variable's name
+
+
+def _robot(config: Config) -> str:
+    if not config.robot_ids:
+        raise UsageError("no client in dexkit.yaml logs in as itself",
+                         "add clientCredentials to a confidential client under 'clients'")
+    return config.robot_ids[0]
+
+
+def _exchange_args(config: Config) -> list[str]:
+    from dexkit.config import OIDCConnector
+
+    found = [c for c in config.connectors
+             if isinstance(c, OIDCConnector) and c.token_exchange is not None]
+    if not found:
+        raise UsageError("no connector in dexkit.yaml takes token exchanges",
+                         "add an oidc connector with tokenExchange (the CI system's issuer)")
+    conn = found[0]
+    assert conn.token_exchange is not None
+    return ["--connector-id", conn.id, "--subject-issuer", conn.issuer,
+            "--subject-audience", conn.token_exchange.audience]
 
 
 # dexkit.project's paths, without importing it (it loads pki, cryptography, jinja2 and bcrypt:
@@ -424,11 +616,13 @@ def project_scopes(config: Config) -> tuple[str, ...]:
 def project_settings(directory: Path, config: Config, *, grant: str = "authcode",
                      username: str | None = None, client_id: str | None = None,
                      scopes: tuple[str, ...] | None = None, extra: list[str] | None = None,
-                     environ: Mapping[str, str] | None = None) -> LoginSettings:
+                     environ: Mapping[str, str] | None = None,
+                     cluster: str | None = None) -> LoginSettings:
     """A project's login settings: :func:`project_token_args`, then ``extra`` (later flags
     win), through :func:`build_settings`."""
     # No --password-file: the project's stored password comes after the environment.
     args = project_token_args(directory, config, grant=grant, username=username,
-                              client_id=client_id, scopes=scopes, password_file=False)
+                              client_id=client_id, scopes=scopes, password_file=False,
+                              cluster=cluster)
     return build_settings([*args, *(extra or [])], environ=environ,
                           project_dir=directory.resolve())

@@ -42,6 +42,9 @@ class Expectations:
     issuer: str
     client_id: str
     nonce: str | None = None
+    # The client that asked, when it is not the audience (one cluster of several: the login
+    # client; a robot). None: the audience itself.
+    authorized_party: str | None = None
     algorithms: Collection[str] = ASYMMETRIC_ALGS
     leeway: int = LEEWAY_SECONDS
 
@@ -138,8 +141,9 @@ def check_claims(claims: dict[str, Any], expect: Expectations, now: int) -> None
                         f"trusts ('{expect.client_id}')",
                         "log in with the client ID given to the API server "
                         "(apiServer.clientID)")
-    if len(audiences) > 1 and claims.get("azp") not in (None, expect.client_id):
-        raise OIDCError(f"ID token azp is '{claims.get('azp')}', not '{expect.client_id}'",
+    party = expect.authorized_party or expect.client_id
+    if len(audiences) > 1 and claims.get("azp") not in (None, party):
+        raise OIDCError(f"ID token azp is '{claims.get('azp')}', not '{party}'",
                         "log in with the client the API server trusts")
     exp, iat = claims.get("exp"), claims.get("iat")
     if not isinstance(exp, int | float) or exp + expect.leeway < now:

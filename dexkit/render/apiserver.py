@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import difflib
+import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dexkit.config import to_data
+from dexkit.config import ROBOT_USERNAME_PREFIX, to_data
 from dexkit.errors import ConfigError, DexkitError, TLSError, UsageError
 from dexkit.redact import line
 from dexkit.render import render_template, scalar
@@ -157,6 +158,24 @@ def claim_validation_rules(config: Config) -> list[dict[str, str]]:
     return rules
 
 
+def username_expression(config: Config) -> str | None:
+    """apiServer.usernameExpression; else, with robots (client_credentials clients), one
+    that names a robot's token 'client:<id>' and everyone else's as the claim and prefix do.
+
+    A robot's token has no email. It is told apart by its ``azp``: Dex sets it to the client
+    that asked when a token has several audiences, which a robot's always has (its own and
+    the cluster's it asks for); nobody else can authenticate as that client without its
+    secret, and no client is rendered trusting the robot for its audience."""
+    api = config.api_server
+    if api.username_expression is not None or not config.robot_ids:
+        return api.username_expression
+    robots = ", ".join(json.dumps(r) for r in config.robot_ids)
+    return (f"has(claims.azp) && claims.azp in [{robots}] ? "
+            f"{json.dumps(ROBOT_USERNAME_PREFIX)} + claims.azp : "
+            f"{json.dumps(config.effective_username_prefix)} + "
+            f"claims[{json.dumps(api.username_claim)}]")
+
+
 def audiences(config: Config) -> list[str]:
     return [config.api_server.client_id, *config.api_server.audiences]
 
@@ -166,6 +185,7 @@ def render_dex_jwt_entry(config: Config, ca_pem: str) -> str:
     api = config.api_server
     return render_template(
         "apiserver/jwt-dex.yaml.j2", c=config, ca_pem=normalise_pem(ca_pem),
+        username_expression=username_expression(config),
         audiences=audiences(config), rules=claim_validation_rules(config),
         extra=[to_data(e) for e in api.extra],
         user_rules=[to_data(r) for r in api.effective_user_rules])

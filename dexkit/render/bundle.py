@@ -8,6 +8,9 @@ Rules:
   authentication-config mode it holds the one ``--authentication-config`` flag),
   ``apiserver/authentication-config.yaml`` in that mode only, and the volume snippet.
 - The kind cluster config and, for a host-name issuer, ``kind/hosts.sh``.
+- With several clusters (``clusters:``), the API-server side and the kind config once per
+  cluster, under ``apiserver/<cluster>/`` and ``kind/<cluster>/``, each from the config as that
+  cluster's API server sees it (:meth:`dexkit.config.Config.for_cluster`); Dex's side once.
 - Deterministic: the same config and inputs give the same bytes (no timestamps; the only
   ordering is apply order or the config's own order).
 """
@@ -56,19 +59,36 @@ def render_bundle(config: Config, *, ca_pem: str | None, project_dir: str, out_d
     manifests = render_manifests(config, connector_ca_pems)
     files = {m.path: m.text for m in manifests}
     files[ALL_IN_ONE] = render_all_in_one(manifests)
-    files[FLAGS_FILE] = render_flags_file(config)
+    for name, seen in config.cluster_configs():
+        files.update(_apiserver_side(seen, name, ca_pem=ca_pem, project_dir=project_dir,
+                                     out_dir=out_dir))
+    hosts = render_hosts_script(config)
+    if hosts is not None:
+        files[KIND_HOSTS] = hosts
+    return files
+
+
+def cluster_path(path: str, cluster: str | None) -> str:
+    """``apiserver/flags.txt`` -> ``apiserver/<cluster>/flags.txt`` for one of several."""
+    if cluster is None:
+        return path
+    head, tail = posixpath.split(path)
+    return posixpath.join(head, cluster, tail)
+
+
+def _apiserver_side(config: Config, cluster: str | None, *, ca_pem: str | None,
+                    project_dir: str, out_dir: str) -> dict[str, str]:
+    files = {cluster_path(FLAGS_FILE, cluster): render_flags_file(config)}
+    authn = cluster_path(AUTHN_FILE, cluster)
     if config.api_server.mode == "authentication-config":
         if ca_pem is None:
             raise TLSError("the AuthenticationConfiguration inlines the CA, and there is none",
                            "run 'dexkit init' to create ssl/ca.pem")
-        files[AUTHN_FILE] = render_authentication_config(config, ca_pem)
-    files[VOLUMES_FILE] = render_volume_snippet(config)
-    files[KIND_CONFIG] = render_kind_config(
+        files[authn] = render_authentication_config(config, ca_pem)
+    files[cluster_path(VOLUMES_FILE, cluster)] = render_volume_snippet(config)
+    files[cluster_path(KIND_CONFIG, cluster)] = render_kind_config(
         config, ca_host_path=ca_host_path(config, project_dir),
-        authn_host_path=posixpath.join(out_dir, AUTHN_FILE))
-    hosts = render_hosts_script(config)
-    if hosts is not None:
-        files[KIND_HOSTS] = hosts
+        authn_host_path=posixpath.join(out_dir, authn))
     return files
 
 

@@ -125,6 +125,11 @@ class DexClient:
     public: bool
     redirect_uris: list[str]
     secret_env: str | None = None
+    # Clients that may ask for a token with this client's audience (Dex's cross-client
+    # 'audience:server:client_id:<id>' scope): a cluster's login client, the robots.
+    trusted_peers: list[str] = field(default_factory=list)
+    # For a robot (client_credentials): the groups Dex puts into its token.
+    robot_groups: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,11 +180,12 @@ def credential_envs(config: Config) -> CredentialEnvs:
     for conn in config.connectors:
         prefix = env_prefix(conn.id)
         found: dict[str, SecretEnv] = {}
-        if isinstance(conn, GitHubConnector | OIDCConnector) and conn.credentials_secret:
-            found["client_id"] = SecretEnv(f"{prefix}_CLIENT_ID", conn.credentials_secret,
-                                           "client-id")
-            found["client_secret"] = SecretEnv(f"{prefix}_CLIENT_SECRET",
-                                               conn.credentials_secret, "client-secret")
+        secret = conn.credentials if isinstance(conn, OIDCConnector) else \
+            conn.credentials_secret if isinstance(conn, GitHubConnector) else None
+        if secret:
+            found["client_id"] = SecretEnv(f"{prefix}_CLIENT_ID", secret, "client-id")
+            found["client_secret"] = SecretEnv(f"{prefix}_CLIENT_SECRET", secret,
+                                               "client-secret")
         if isinstance(conn, LDAPConnector) and conn.bind_password_secret:
             found["bind_password"] = SecretEnv(f"{prefix}_BIND_PASSWORD",
                                                conn.bind_password_secret, "password")
@@ -221,22 +227,70 @@ def device_callback(config: Config) -> str:
 
 
 def dex_clients(config: Config, envs: CredentialEnvs | None = None) -> list[DexClient]:
+    """``clients`` as Dex gets them, then one audience-only client per cluster."""
     envs = envs or credential_envs(config)
-    return [_dex_client(config, client, envs) for client in config.clients]
+    peers = audience_peers(config)
+    found = [_dex_client(config, client, envs, peers.get(client.id, [])) for client in
+             config.clients]
+    return found + [DexClient(id=cluster.client_id, name=f"Kubernetes cluster {cluster.name}",
+                              public=True, redirect_uris=[],
+                              trusted_peers=peers[cluster.client_id])
+                    for cluster in config.clusters]
+
+
+def audience_peers(config: Config) -> dict[str, list[str]]:
+    """Audience client -> the clients it trusts to ask for it: each cluster's client trusts
+    its login client; every client an API server accepts trusts the robots (a robot asks
+    for that audience: its own client is no API server's)."""
+    robots = list(config.robot_ids)
+    if not config.clusters:
+        return {config.api_server.client_id: robots} if robots else {}
+    return {c.client_id: [config.cluster_login_client(c), *robots] for c in config.clusters}
 
 
 # The keyboard flow (dexkit/kubelogin --grant authcode-keyboard): Dex shows the code on its page.
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
 
 
-def _dex_client(config: Config, client: OAuthClient, envs: CredentialEnvs) -> DexClient:
+def _dex_client(config: Config, client: OAuthClient, envs: CredentialEnvs,
+                peers: list[str]) -> DexClient:
     # Dex allows only the listed URIs once any is listed: register every flow dexkit offers
     # (device, and for a public CLI client the keyboard flow's out-of-band URI).
     flows = [device_callback(config)] + ([OOB_REDIRECT] if client.public else [])
     uris = list(dict.fromkeys([*client.redirect_uris, *flows]))
     secret = envs.clients.get(client.id)
+    robot = client.client_credentials
     return DexClient(id=client.id, name=client.name or client.id, public=client.public,
-                     redirect_uris=uris, secret_env=secret.env if secret else None)
+                     redirect_uris=uris, secret_env=secret.env if secret else None,
+                     trusted_peers=peers, robot_groups=robot.groups if robot else None)
+
+
+# Dex's grant types when oauth2.grantTypes is not set (cmd/dex/serve.go, v2.45.1 and main).
+DEX_DEFAULT_GRANTS = ("authorization_code", "implicit", "password", "refresh_token",
+                      "urn:ietf:params:oauth:grant-type:device_code",
+                      "urn:ietf:params:oauth:grant-type:token-exchange")
+CLIENT_CREDENTIALS_GRANT = "client_credentials"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+# Connector-level grantTypes (which grants may use a connector) exist from Dex's main branch
+# after v2.45.1 (storage.Connector.GrantTypes at ab64ed778070).
+CONNECTOR_GRANT_TYPES_SINCE = (2, 46, 0)
+
+
+def grant_types(config: Config) -> list[str] | None:
+    """oauth2.grantTypes: None (Dex's default) unless a robot needs client_credentials, which
+    Dex's main branch serves only when listed (its default leaves it out)."""
+    if not config.robot_ids:
+        return None
+    return [*DEX_DEFAULT_GRANTS, CLIENT_CREDENTIALS_GRANT]
+
+
+def exchange_connector_grants(config: Config) -> list[str] | None:
+    """A token-exchange connector's own grantTypes, where Dex has them: only the exchange,
+    so nobody logs in through it in a browser."""
+    version = config.dex.version
+    if version is not None and version < CONNECTOR_GRANT_TYPES_SINCE:
+        return None
+    return [TOKEN_EXCHANGE_GRANT]
 
 
 def connector_ca_paths(config: Config) -> dict[str, str]:
@@ -327,6 +381,8 @@ def render_dex_config(config: Config, *, crds_by_dexkit: bool = True) -> str:
         connector_ca=connector_ca_paths(config),
         clients=dex_clients(config, envs),
         grpc=grpc_config(config),
+        grant_types=grant_types(config),
+        exchange_grants=exchange_connector_grants(config),
     ))
     if not config.dex.extra_config:
         return text

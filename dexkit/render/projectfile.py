@@ -60,6 +60,12 @@ def project_file(config: Config) -> tuple[str, list[str]]:
     defaults = {"dex": to_data(DexSettings()), "apiServer": to_data(APIServerSettings()),
                 "eks": to_data(EKSSettings())}
     data = to_data(config)
+    # Keys of list items left out while unset (a robot's clientCredentials, a connector's
+    # tokenExchange): the file of a project that uses neither reads as it always has.
+    for section, key in (("clients", "clientCredentials"), ("connectors", "tokenExchange")):
+        for item in data[section]:
+            if item.get(key, ...) is None:
+                del item[key]
     f = _File(data, defaults)
     f.text("""\
 # dexkit.yaml: the one file every dexkit artefact is rendered from.
@@ -211,6 +217,11 @@ apiServer:""")
           "audiences: [sts.example.com]}, claimMappings: {username: {claim: sub, prefix: "
           "\"gh:\"}}}]")
     f.opt("apiServer", "anonymous", "{enabled: true, conditions: [{path: /livez}]}")
+    if data["clusters"]:
+        f.text("""
+# Several API servers trusting this Dex, each accepting only tokens for its own clientID
+# (audience); apiServer above holds what they share. One login gives a token for each.""")
+        f.block("clusters")
     f.text("""
 # Optional ClusterRoleBindings for OIDC groups or users (the groups prefix is applied for you),
 # e.g. [{group: team-a/admins, clusterRole: view}].""")

@@ -301,7 +301,7 @@ def test_kubelogin_style_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--listen-address", "0.0.0.0:8000"], "loopback address only"),
-    (["--grant-type", "client-credentials"], "unknown grant"),
+    (["--grant-type", "implicit"], "unknown grant"),
     (["--token-cache-storage", "cloud"], "unknown token cache storage"),
     (["--authentication-timeout-sec", "0"], "positive number"),
     (["--certificate-authority-data", "@@"], "not base64"),
