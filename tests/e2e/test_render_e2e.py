@@ -6,6 +6,7 @@ The unit tests validate against the OpenAPI schema offline; this asks the API se
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -155,7 +156,8 @@ def test_dex_service_account_may_do_what_its_storage_does_and_no_more(
     whose CRDs dexkit does not apply) and denies their neighbours."""
     from dexkit.render.dex import CRD_GROUP, STORAGE_VERBS, crd_resources, dexkit_applies_crds
 
-    namespace = "dexkit-rbac"
+    # One namespace per image: the one before may still be terminating.
+    namespace = f"dexkit-rbac-{hashlib.sha256(image.encode()).hexdigest()[:6]}"
     config = make_config({"namespace": namespace, "kubernetesVersion": MINOR,
                           "dex": {"image": image}})
     bundle = render_bundle(config, ca_pem=golden_ca(), project_dir="/srv/dexkit",
