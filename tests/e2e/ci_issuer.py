@@ -34,7 +34,7 @@ from tests.e2e.tlsfiles import write_localhost_tls
 JOB_EMAIL = "ci-job@ci.example.net"
 JOB_NAME = "build-and-deploy"
 AUDIENCES = ("dexkit-ci", "other-service")  # the connector's, and one meant for someone else
-LIFETIME_SECONDS = 20
+LIFETIME_SECONDS = 8
 CLIENT_SECRET = "ci-issuer-test-secret"
 
 

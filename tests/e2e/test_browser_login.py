@@ -621,11 +621,11 @@ def test_a_cancelled_login_makes_the_parallel_calls_fail_fast_then_one_page_agai
         ports: dict[str, int]) -> None:
     """The person cancels on Dex's approval screen: the call that opened the page gives up at
     its timeout, the nine waiting ones fail at once with one line that says so, no second page
-    opens; after the pause (15 s here instead of 60) one call opens one page again."""
+    opens; after the pause (8 s here instead of 60) one call opens one page again."""
     inbox = UrlInbox(tmp_path / "inbox")
-    pause = 15
+    pause = 8
     argv = storm_argv(box, inbox, ports, "--oidc-auth-request-extra-params",
-                      "approval_prompt=force", "--authentication-timeout-sec", "15",
+                      "approval_prompt=force", "--authentication-timeout-sec", "10",
                       "--login-retry-after-sec", str(pause))
     runs = [Running(argv, home) for _ in range(10)]
     browser.open(inbox.next_url())
@@ -639,7 +639,7 @@ def test_a_cancelled_login_makes_the_parallel_calls_fail_fast_then_one_page_agai
     lines = [[x for x in err.splitlines() if x.startswith(("error:", "hint:"))]
              for _, _, err in results]
     assert all([x.split(":")[0] for x in pair] == ["error", "hint"] for pair in lines), lines
-    timed_out = [pair for pair in lines if "no login callback within 15 s" in pair[0]]
+    timed_out = [pair for pair in lines if "no login callback within 10 s" in pair[0]]
     paused = [pair for pair in lines if "failed or was cancelled" in pair[0]]
     assert len(timed_out) == 1 and len(paused) == 9, lines
     for error, hint in paused:
