@@ -7,7 +7,8 @@ Rules:
 - The API-server side for the configured mode: ``apiserver/flags.txt`` always (in
   authentication-config mode it holds the one ``--authentication-config`` flag),
   ``apiserver/authentication-config.yaml`` in that mode only, and the volume snippet.
-- The kind cluster config and, for a host-name issuer, ``kind/hosts.sh``.
+- The kind cluster config and, for a host-name issuer, ``kind/hosts.sh`` and the kubeadm
+  patch of the API server's Pod (``kind/kubeadm-patches/``).
 - Deterministic: the same config and inputs give the same bytes (no timestamps; the only
   ordering is apply order or the config's own order).
 """
@@ -24,7 +25,12 @@ from dexkit.render.apiserver import (
     render_volume_snippet,
 )
 from dexkit.render.dex import render_all_in_one, render_manifests
-from dexkit.render.kind import render_hosts_script, render_kind_config
+from dexkit.render.kind import (
+    APISERVER_PATCH,
+    render_apiserver_patch,
+    render_hosts_script,
+    render_kind_config,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -37,6 +43,7 @@ AUTHN_FILE = "apiserver/authentication-config.yaml"
 VOLUMES_FILE = "apiserver/volumes.yaml"
 KIND_CONFIG = "kind/cluster.yaml"
 KIND_HOSTS = "kind/hosts.sh"
+KIND_PATCHES = "kind/kubeadm-patches"
 
 
 def ca_host_path(config: Config, project_dir: str) -> str:
@@ -65,7 +72,11 @@ def render_bundle(config: Config, *, ca_pem: str | None, project_dir: str, out_d
     files[VOLUMES_FILE] = render_volume_snippet(config)
     files[KIND_CONFIG] = render_kind_config(
         config, ca_host_path=ca_host_path(config, project_dir),
-        authn_host_path=posixpath.join(out_dir, AUTHN_FILE))
+        authn_host_path=posixpath.join(out_dir, AUTHN_FILE),
+        patches_host_path=posixpath.join(out_dir, KIND_PATCHES))
+    apiserver_patch = render_apiserver_patch(config)
+    if apiserver_patch is not None:
+        files[f"{KIND_PATCHES}/{APISERVER_PATCH}"] = apiserver_patch
     hosts = render_hosts_script(config)
     if hosts is not None:
         files[KIND_HOSTS] = hosts
