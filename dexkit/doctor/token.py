@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dexkit.doctor.core import Context, Result, check, fail, ok, warn
+from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 
 if TYPE_CHECKING:
     from dexkit.doctor.apiserver import ApiServerView
@@ -91,6 +91,11 @@ def _views(ctx: Context) -> list[ApiServerView]:
 
     if ctx.request.offline or not ctx.passed("apiserver.visible"):
         return []
+    mode = ctx.results.get("apiserver.mode")
+    if mode is not None and mode.status == "fail":
+        # Its values would be empty: comparing the token with them says nothing new.
+        raise Skip("apiserver.mode failed: the API server has no OIDC configuration to compare "
+                   "the token with")
     return views(ctx)
 
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 from dexkit import files
 from dexkit.errors import DexkitError
-from dexkit.sandbox import cgroups, network, peers
+from dexkit.sandbox import cgroups, network, node, peers
 from dexkit.sandbox.process import (
     ManagedProcess,
     ProcessRecord,
@@ -67,7 +67,7 @@ from dexkit.sandbox.process import (
 from dexkit.sandbox.state import load_json
 
 # Sockets, pid file, exec root: short fixed paths (a unix socket path has at most 107 bytes).
-RUN_DIR = Path("/run/dexkit-kind")
+RUN_DIR = node.KIND_ENGINE_RUN_DIR
 STATE_FILE = "engine.json"
 ENGINE_RANGE = "10.214.0.0/15"
 DOCKER0 = "docker0"
@@ -279,8 +279,6 @@ def preflight(layout: EngineLayout, *, euid: int | None = None) -> None:
 
 def holders(layout: EngineLayout) -> list[str]:
     """What already holds the machine-wide things the engine takes, each as a phrase."""
-    from dexkit.sandbox import node  # the node sandbox names its own machine-wide things
-
     found: list[str] = []
     if layout.run.exists():
         found.append(f"{layout.run} exists (a kind harness engine runs, or was not stopped)")
@@ -289,11 +287,15 @@ def holders(layout: EngineLayout) -> list[str]:
     for link in (DOCKER0, KIND_BRIDGE):
         if network.link_exists(link):
             found.append(f"the interface {link} exists")
-    chains = network.chains_named(CHAIN_PREFIX)
-    if chains:
-        found.append(f"iptables has DOCKER chains ({', '.join(chains)}): a Docker engine runs")
+    docker_chains = network.chains_named(CHAIN_PREFIX)
+    if docker_chains:
+        found.append(f"iptables has DOCKER chains ({', '.join(docker_chains)}): a Docker "
+                     "engine runs")
     if network.link_exists(network.BRIDGE) or node.RUN_DIR.exists():
         found.append(f"a node sandbox runs ({network.BRIDGE} or {node.RUN_DIR} exists)")
+    chains = network.kube_chains()
+    if chains:
+        found.append(f"iptables has KUBE- chains ({', '.join(chains)}): a Kubernetes node runs")
     return found
 
 

@@ -185,3 +185,22 @@ def test_password_login_without_a_password_says_where_to_put_it(new_project: Pro
     result = run(ctx, "token.login")
     assert result.status == "fail" and result.message == "no password for admin@example.com"
     assert "DEXKIT_PASSWORD" in result.hint
+
+
+def test_issuer_and_audience_skip_when_the_api_server_has_no_oidc_configuration(
+        new_project: Project) -> None:
+    """Not 'the scheme differs ('' vs 'https')': apiserver.mode already said it (a kind
+    cluster whose kubeadm patch was skipped)."""
+    from dexkit.doctor.core import Result as R
+
+    project = new_project()
+    config = load_config(project).config
+    no_flags = pod_view(_pod(config, lambda c: [a for a in c if not a.startswith("--oidc-")]),
+                        config)
+    ctx = _ctx(project, _claims(), facts={"apiserver.views": [no_flags]})
+    assert run(ctx, "apiserver.mode").status == "fail"
+    for check_id in ("token.issuer", "token.audience"):
+        ctx.results["apiserver.visible"] = R("apiserver.visible", "ok", "seen")
+        result = run(ctx, check_id)
+        assert result.status == "skip", result
+        assert "apiserver.mode failed" in result.message
