@@ -403,11 +403,14 @@ def _start(engine: Engine, say: Progress) -> None:
         pid = process.pid
         state.process = ProcessRecord(name="dockerd", pid=pid, start_ticks=start_ticks(pid),
                                       argv=tuple(argv), log=str(layout.log)).to_json()
-        state.mount_ns = str(Path(f"/proc/{pid}/ns/mnt").readlink())
         state.save(layout)
 
-    start_process("dockerd", argv, layout.log, lambda: ping(layout.socket), timeout=60,
-                  on_started=record)
+    dockerd = start_process("dockerd", argv, layout.log, lambda: ping(layout.socket),
+                            timeout=60, on_started=record)
+    # Read only now: dockerd answers, so unshare(2) has happened. Read at once after fork, it
+    # would be this machine's own namespace, and stop would kill every process in it.
+    state.mount_ns = private_namespace(dockerd.pid)
+    state.save(layout)
     docker(layout, "network", "create", "--driver", "bridge", "--subnet", KIND_SUBNET,
            "--gateway", KIND_GATEWAY,
            "-o", f"com.docker.network.bridge.name={KIND_BRIDGE}",
@@ -588,8 +591,31 @@ def _stop_dockerd(record: ProcessRecord, timeout: float = 60.0) -> None:
         os.kill(record.pid, 9)
 
 
+def own_namespaces() -> set[str]:
+    """The mount namespaces that are never the engine's: this process's and init's (when it
+    can be read: a VM's init may refuse)."""
+    found = {str(Path("/proc/self/ns/mnt").readlink())}
+    with contextlib.suppress(OSError):
+        found.add(str(Path("/proc/1/ns/mnt").readlink()))
+    return found
+
+
+def private_namespace(pid: int) -> str:
+    """``pid``'s mount namespace, which must not be this machine's own."""
+    found = str(Path(f"/proc/{pid}/ns/mnt").readlink())
+    if found in own_namespaces():
+        raise DexkitError(f"dockerd (pid {pid}) runs in this machine's own mount namespace, "
+                          "not a private one", "check that 'unshare --mount' works here")
+    return found
+
+
 def namespace_pids(mount_ns: str) -> list[int]:
-    """Every process in the mount namespace ``mnt:[inode]``."""
+    """Every process in the mount namespace ``mnt:[inode]``; refuses the machine's own (whose
+    processes are everyone's, never the engine's alone)."""
+    if mount_ns in own_namespaces():
+        raise DexkitError(f"refusing to look for the engine's processes in {mount_ns}: it is "
+                          "this machine's own mount namespace",
+                          "engine.json is wrong; stop dockerd by hand (its pid file)")
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -723,7 +749,8 @@ def _remove(path: Path) -> None:
 def leftovers(layout: EngineLayout, state: EngineState) -> list[str]:
     """What a stopped engine must not leave behind, each as a sentence."""
     found: list[str] = []
-    if state.mount_ns and namespace_pids(state.mount_ns):
+    if state.mount_ns and state.mount_ns not in own_namespaces() and \
+            namespace_pids(state.mount_ns):
         found.append("processes remain in the engine's namespace")
     links = engine_links()
     if links:
