@@ -11,15 +11,21 @@ with 'kind load image-archive' (dex.image: dexkit.local/dex:v2.45.1), since no r
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dexkit.config import load_config
 from dexkit.sandbox import engine, peers
+from tests.e2e.conftest import new_static_project
 from tests.e2e.kind_harness import (
+    CONTEXT,
     DEFAULT_VERSION,
     KIND_MINORS,
+    NODE,
     KindHarness,
     start_harness,
 )
@@ -151,3 +157,123 @@ def test_a_failing_step_runs_the_log_steps_and_still_deletes_the_cluster(
     assert "kind export logs" in logs.script
     assert all(r.ran and r.returncode == 0 for r in runs if r.condition == "always()"), report
     assert engine.docker(harness.engine.layout, "ps", "-aq").strip() == ""
+
+
+# --- the guide's other half: `dexkit apiserver patch` on a kubeadm node ---------------------
+
+PLAIN_CLUSTER = """\
+# A kind cluster WITHOUT dexkit's kubeadm patches: only the issuer port mapped to Dex's NodePort.
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+  extraPortMappings:
+  - {containerPort: 32000, hostPort: 32000, listenAddress: 127.0.0.1, protocol: TCP}
+"""
+
+
+def _dexkit(env: dict[str, str], *args: str, timeout: float = 420) -> str:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "dexkit", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, f"dexkit {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def _apiserver_pod(harness: KindHarness, env: dict[str, str]) -> dict[str, object]:
+    import json
+
+    out = harness.run([str(harness.kubectl), "--context", CONTEXT, "-n", "kube-system", "get",
+                       "pod", f"kube-apiserver-{NODE}", "-o", "json"], env)
+    assert out.returncode == 0, out.stderr
+    pod: dict[str, object] = json.loads(out.stdout)
+    return pod
+
+
+def _wait_for_flag(harness: KindHarness, env: dict[str, str], flag: str,
+                   timeout: float = 240) -> None:
+    """Until the kubelet has restarted the API server from the patched manifest."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pod = _apiserver_pod(harness, env)
+            container = pod["spec"]["containers"][0]  # type: ignore[index]
+            ready = all(c.get("ready") for c in pod["status"]["containerStatuses"])  # type: ignore[index]
+            if any(str(a).startswith(flag) for a in container["command"]) and ready:
+                return
+        except (AssertionError, KeyError, ValueError):
+            pass  # the API server is restarting
+        assert time.monotonic() < deadline, f"the API server never came back with {flag}"
+        time.sleep(3)
+
+
+@pytest.mark.parametrize("mode", ["flags", "authentication-config"])
+def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
+        harness: KindHarness, tmp_path: Path, mode: str) -> None:
+    """A kind cluster created without dexkit's patches; `dexkit apiserver patch` edits the
+    node's real /etc/kubernetes/manifests/kube-apiserver.yaml (through /proc/<node>/root), the
+    kubelet restarts the API server with OIDC, and verify passes. In authentication-config mode,
+    a new CA in the rewritten file is taken without restarting the API server."""
+    project = new_static_project(tmp_path / "project", mode=mode, port=32000,
+                                 version=DEFAULT_VERSION)
+    set_in_config(project, "image: ghcr.io/dexidp/dex:v2.45.1",
+                  f"image: {harness.dex_archive.name}")
+    env = harness.env(tmp_path / "home")
+    _dexkit(env, "render", "--dir", str(project))
+    (tmp_path / "plain.yaml").write_text(PLAIN_CLUSTER)
+    harness.create_cluster(tmp_path / "plain.yaml", harness.node_image(DEFAULT_VERSION), env)
+    try:
+        harness.load_dex(env)
+        root = Path(f"/proc/{harness.node_pid()}/root")
+        manifest = root / "etc/kubernetes/manifests/kube-apiserver.yaml"
+        assert "oidc" not in manifest.read_text() and "authentication-config" not in \
+            manifest.read_text()
+        config = load_config(project).config
+        if mode == "flags":
+            place = root / config.api_server.ca_file.lstrip("/")
+            place.write_bytes((project / "ssl" / "ca.pem").read_bytes())
+            flag = "--oidc-issuer-url="
+        else:
+            place = root / config.api_server.authentication_config_file.lstrip("/")
+            place.parent.mkdir(parents=True, exist_ok=True)
+            place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
+            flag = "--authentication-config="
+        patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
+        assert "patched" in patched or "configured" in patched, patched
+        assert flag in manifest.read_text()
+        _wait_for_flag(harness, env, flag)
+        _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait",
+                "--timeout", "300")
+        verify = ["verify", "--dir", str(project), "--context", CONTEXT, "--grant", "password"]
+        assert "verified:" in _dexkit(env, *verify)
+        if mode == "authentication-config":
+            _new_ca_without_a_restart(harness, env, project, place, verify)
+    finally:
+        harness.delete_cluster(env)
+
+
+def _new_ca_without_a_restart(harness: KindHarness, env: dict[str, str], project: Path,
+                              place: Path, verify: list[str]) -> None:
+    """`certs rotate --ca`, the rewritten AuthenticationConfiguration copied over the node's
+    file, Dex redeployed: the API server trusts the new CA within its reload period (about a
+    minute) in the same container, which --oidc-ca-file cannot do."""
+    before = _apiserver_pod(harness, env)["status"]["containerStatuses"][0]  # type: ignore[index]
+    _dexkit(env, "certs", "rotate", "--ca", "--dir", str(project))
+    _dexkit(env, "render", "--dir", str(project))
+    place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
+    _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait", "--timeout",
+            "300")
+    deadline = time.monotonic() + 150
+    while True:
+        import subprocess
+
+        done = subprocess.run([sys.executable, "-m", "dexkit", *verify], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode == 0:
+            break
+        assert time.monotonic() < deadline, done.stdout + done.stderr
+        time.sleep(5)
+    after = _apiserver_pod(harness, env)["status"]["containerStatuses"][0]  # type: ignore[index]
+    assert after["containerID"] == before["containerID"]  # type: ignore[index]
+    assert after["restartCount"] == before["restartCount"]  # type: ignore[index]

@@ -270,3 +270,17 @@ def test_authenticator_is_ok_without_a_recent_failure_and_skips_an_unread_log(
     assert run(_log_ctx(project, "I1205 21:19:00 started", views),
                "apiserver.authenticator").status == "ok"
     assert run(_log_ctx(project, "", views), "apiserver.authenticator").status == "skip"
+
+
+def test_authenticator_leaves_it_to_token_review_with_a_login_and_warns_on_reach(
+        new_project: Project) -> None:
+    from tests.unit.test_apiserverlog import LOOKUP, REFUSED
+
+    project = new_project()
+    _, views = _views(project)
+    ctx = context(project, now=dt.datetime(2026, 12, 5, 21, 19, 20, tzinfo=dt.UTC),
+                  login="password", facts={"apiserver.views": views,
+                                           "apiserver.logs": {views[0].source: LOOKUP}})
+    assert run(ctx, "apiserver.authenticator").status == "skip"
+    # Dex still starting looks the same as Dex unreachable for one retry: a warning only.
+    assert run(_log_ctx(project, REFUSED, views), "apiserver.authenticator").status == "warn"
