@@ -239,7 +239,7 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
             place.parent.mkdir(parents=True, exist_ok=True)
             place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
             flag = "--authentication-config="
-        patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
+        patched = _patch_in_node(env, root, project, tmp_path / "node-kubernetes")
         assert "patched" in patched or "configured" in patched, patched
         assert flag in manifest.read_text()
         _wait_for_flag(harness, env, flag)
@@ -251,6 +251,24 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
             _new_ca_without_a_restart(harness, env, project, place, verify)
     finally:
         harness.delete_cluster(env)
+
+
+def _patch_in_node(env: dict[str, str], root: Path, project: Path, where: Path) -> str:
+    """`dexkit apiserver patch` on the node's real manifest, as an admin on the node runs it.
+    The node's /etc/kubernetes is bind-mounted at ``where`` in a private mount namespace:
+    through /proc/<pid>/root itself, dexkit resolves the path to this machine's own
+    /etc/kubernetes (the magic link reads as '/'), which is not the node's."""
+    import subprocess
+
+    where.mkdir()
+    script = ('mount --bind "$0" "$1" && exec "$2" -m dexkit apiserver patch '
+              '"$1/manifests/kube-apiserver.yaml" --dir "$3"')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                           script, str(root / "etc/kubernetes"), str(where), sys.executable,
+                           str(project)], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
 
 
 def _new_ca_without_a_restart(harness: KindHarness, env: dict[str, str], project: Path,
