@@ -7,11 +7,12 @@ What the ``kind.x-k8s.io/v1alpha4`` Cluster carries:
   with a host name, also the kubeadm patches directory rendered beside ``cluster.yaml``.
 - ``kubeadmConfigPatches``, none of which names an ``apiVersion``: kind applies such a patch to
   the kubeadm configuration of whichever version it uses for the node image (``v1beta3`` up to
-  Kubernetes 1.35, ``v1beta4`` from 1.36) and, since kind v0.33, turns a map of ``extraArgs``
-  into ``v1beta4``'s list itself (``pkg/internal/patch``). So one config works on a node image
-  of any minor; with an older kind and a ``v1beta4`` node image, kubeadm refuses the map and
-  ``kind create cluster`` fails, rather than starting an API server without OIDC (as a patch
-  of the wrong ``apiVersion`` did: kind skips it silently).
+  Kubernetes 1.35, ``v1beta4`` from 1.36) and, since kind v0.32 (which brought ``v1beta4``),
+  turns a map of ``extraArgs`` into ``v1beta4``'s list itself (``pkg/internal/patch``). So one
+  config works on a node image of any minor, and no kind drops the flags silently: kind <= 0.31
+  writes ``v1beta3`` for every image (kubeadm 1.36 reads it; 1.37 refuses it, and then the
+  cluster is not created at all). A patch naming an ``apiVersion``, as dexkit wrote before, is
+  skipped without a word by kind when the node image uses another kubeadm version.
 
   1. ``ClusterConfiguration``: the API-server flags and a read-only hostPath volume for the file.
   2. ``InitConfiguration`` (host-name issuers): ``patches.directory``, where kubeadm finds
@@ -57,7 +58,7 @@ NODE_LOOPBACK = "127.0.0.1"
 
 def kubeadm_api_version(minor: int) -> str:
     """The kubeadm API kind (v0.32, v0.33) uses for a node image: v1beta4 from Kubernetes 1.36,
-    v1beta3 before. dexkit's patches name none, so this is for messages and checks only."""
+    v1beta3 before. dexkit's patches name none: kind's choice is kind's."""
     return "kubeadm.k8s.io/v1beta4" if minor >= 36 else "kubeadm.k8s.io/v1beta3"
 
 
