@@ -162,13 +162,18 @@ def test_a_failing_step_runs_the_log_steps_and_still_deletes_the_cluster(
 # --- the guide's other half: `dexkit apiserver patch` on a kubeadm node ---------------------
 
 PLAIN_CLUSTER = """\
-# A kind cluster WITHOUT dexkit's kubeadm patches: only the issuer port mapped to Dex's NodePort.
+# A kind cluster WITHOUT dexkit's kubeadm patches: the issuer port mapped to Dex's NodePort, and
+# the node's static-pod directory on this machine, where an admin on the node would edit it
+# (through /proc/<pid>/root dexkit would resolve the path to this machine's own /etc/kubernetes:
+# the magic link reads as '/').
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 nodes:
 - role: control-plane
   extraPortMappings:
-  - {containerPort: 32000, hostPort: 32000, listenAddress: 127.0.0.1, protocol: TCP}
+  - {{containerPort: 32000, hostPort: 32000, listenAddress: 127.0.0.1, protocol: TCP}}
+  extraMounts:
+  - {{hostPath: {manifests}, containerPath: /etc/kubernetes/manifests}}
 """
 
 
@@ -221,12 +226,14 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
                   f"image: {harness.dex_archive.name}")
     env = harness.env(tmp_path / "home")
     _dexkit(env, "render", "--dir", str(project))
-    (tmp_path / "plain.yaml").write_text(PLAIN_CLUSTER)
+    manifests = tmp_path / "node-kubernetes" / "manifests"
+    manifests.mkdir(parents=True)
+    (tmp_path / "plain.yaml").write_text(PLAIN_CLUSTER.format(manifests=manifests))
     harness.create_cluster(tmp_path / "plain.yaml", harness.node_image(DEFAULT_VERSION), env)
     try:
         harness.load_dex(env)
         root = Path(f"/proc/{harness.node_pid()}/root")
-        manifest = root / "etc/kubernetes/manifests/kube-apiserver.yaml"
+        manifest = manifests / "kube-apiserver.yaml"  # the node's /etc/kubernetes/manifests
         assert "oidc" not in manifest.read_text() and "authentication-config" not in \
             manifest.read_text()
         config = load_config(project).config
@@ -239,7 +246,7 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
             place.parent.mkdir(parents=True, exist_ok=True)
             place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
             flag = "--authentication-config="
-        patched = _patch_in_node(env, root, project, tmp_path / "node-kubernetes")
+        patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
         assert "patched" in patched or "configured" in patched, patched
         assert flag in manifest.read_text()
         _wait_for_flag(harness, env, flag)
@@ -251,24 +258,6 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
             _new_ca_without_a_restart(harness, env, project, place, verify)
     finally:
         harness.delete_cluster(env)
-
-
-def _patch_in_node(env: dict[str, str], root: Path, project: Path, where: Path) -> str:
-    """`dexkit apiserver patch` on the node's real manifest, as an admin on the node runs it.
-    The node's /etc/kubernetes is bind-mounted at ``where`` in a private mount namespace:
-    through /proc/<pid>/root itself, dexkit resolves the path to this machine's own
-    /etc/kubernetes (the magic link reads as '/'), which is not the node's."""
-    import subprocess
-
-    where.mkdir()
-    script = ('mount --bind "$0" "$1" && exec "$2" -m dexkit apiserver patch '
-              '"$1/manifests/kube-apiserver.yaml" --dir "$3"')
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                           script, str(root / "etc/kubernetes"), str(where), sys.executable,
-                           str(project)], env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
 
 
 def _new_ca_without_a_restart(harness: KindHarness, env: dict[str, str], project: Path,
