@@ -34,29 +34,26 @@ Rules, in the order ``start`` acts:
    node's systemd set it (a raw ``mount(2)`` remount: ``mount -o remount`` keeps it), removes the
    cgroup directories and host paths it created, writes back the kernel settings a node's
    kubelet changed (a privileged node writes the machine's ``/proc/sys``), then checks that
-   nothing is left (:func:`leftovers`). The image store under the cache is kept: it is the
+   nothing is left (:func:`leftovers`). How each of those is seen and undone is in
+   :mod:`dexkit.sandbox.hostchanges`. The image store under the cache is kept: it is the
    node-image cache.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dexkit import files
 from dexkit.errors import DexkitError
-from dexkit.sandbox import cgroups, network, node, peers
+from dexkit.sandbox import cgroups, hostchanges, network, node, peers
 from dexkit.sandbox.process import (
     ManagedProcess,
     ProcessRecord,
@@ -70,23 +67,21 @@ from dexkit.sandbox.state import load_json
 RUN_DIR = node.KIND_ENGINE_RUN_DIR
 STATE_FILE = "engine.json"
 ENGINE_RANGE = "10.214.0.0/15"
-DOCKER0 = "docker0"
+DOCKER0 = hostchanges.DOCKER0
 ADDRESS_POOL = "10.214.0.0/16"
 CHAIN_PREFIX = "DOCKER"
 # kind's network, created before kind runs so that kind reuses it (and never makes its IPv6 ULA
 # network): its own bridge name, inside the range, no masquerading.
 KIND_NETWORK = "kind"
-KIND_BRIDGE = "dexkind0"
+KIND_BRIDGE = hostchanges.KIND_BRIDGE
 KIND_SUBNET = "10.215.1.0/24"
 KIND_GATEWAY = "10.215.1.1"
-NFT = "nft"
 DOCKER_CLI = Path("/usr/bin/docker")
 REQUIRED = ("dockerd", "containerd", "containerd-shim-runc-v2", "runc", "iptables",
             "ip6tables", "iptables-save", "ip", "unshare", "nsenter", "mount", "umount")
 PACKAGES_HINT = "install Debian's engine: apt-get install docker.io iptables"
-CAP_SYS_RESOURCE = 24
 LIB_MODULES = Path("/lib/modules")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_ROOT = hostchanges.CGROUP_ROOT
 # Written by dockerd outside its data and exec roots (docker 20.10: the daemon's trust key).
 STRAY_FILES = (Path("/etc/docker/key.json"), Path("/run/docker"), Path("/var/run/docker"))
 # What a kind node's kubelet writes to the machine's /proc/sys (a privileged container's
@@ -95,7 +90,6 @@ STRAY_FILES = (Path("/etc/docker/key.json"), Path("/run/docker"), Path("/var/run
 SYSCTLS = (*network.SYSCTLS, "net/bridge/bridge-nf-call-iptables",
            "net/bridge/bridge-nf-call-ip6tables", "net/ipv4/conf/all/route_localnet",
            "fs/inotify/max_user_watches", "fs/inotify/max_user_instances")
-MS_REMOUNT = 32
 Progress = Callable[[str], None]
 
 
@@ -189,65 +183,6 @@ class EngineState:
 
 
 # --- what the machine offers ----------------------------------------------------------------
-
-
-def lacks_cap_sys_resource(status: str | None = None) -> bool:
-    """True when this process's capability bounding set lacks CAP_SYS_RESOURCE (this VM's)."""
-    text = Path("/proc/self/status").read_text() if status is None else status
-    for line in text.splitlines():
-        if line.startswith("CapBnd:"):
-            return not (int(line.split()[1], 16) >> CAP_SYS_RESOURCE) & 1
-    return False
-
-
-def unmounted_controllers(proc_cgroups: str | None = None,
-                          mountinfo: str | None = None) -> list[str]:
-    """cgroup v1 controllers the kernel enables but no hierarchy mounts, as mount option
-    lists (``net_cls,net_prio`` together, as systemd mounts them); empty on cgroup v2."""
-    if not cgroups.is_v1_only(mountinfo):
-        return []
-    text = Path("/proc/cgroups").read_text() if proc_cgroups is None else proc_cgroups
-    enabled = [line.split()[0] for line in text.splitlines()[1:]
-               if len(line.split()) >= 4 and line.split()[3] == "1"]
-    info = cgroups.MOUNTINFO.read_text() if mountinfo is None else mountinfo
-    mounted: set[str] = set()
-    for line in info.splitlines():
-        words = line.partition(" - ")[2].split()
-        if words and words[0] == "cgroup":
-            mounted.update(words[-1].split(","))
-    missing = [c for c in enabled if c not in mounted]
-    wanted: list[str] = []
-    if "net_cls" in missing and "net_prio" in missing:
-        wanted.append("net_cls,net_prio")
-        missing = [c for c in missing if c not in ("net_cls", "net_prio")]
-    return sorted(wanted + missing)
-
-
-def nsdelegate_mounts(mountinfo: str | None = None) -> list[str]:
-    """cgroup2 mount points whose superblock has ``nsdelegate``."""
-    text = cgroups.MOUNTINFO.read_text() if mountinfo is None else mountinfo
-    found: list[str] = []
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        words = right.split()
-        if words and words[0] == "cgroup2" and "nsdelegate" in words[-1].split(","):
-            found.append(left.split()[4])
-    return found
-
-
-def clear_nsdelegate(mount_point: str) -> None:
-    """Remount a cgroup2 superblock without ``nsdelegate``: ``mount -o remount`` passes the
-    options it read back, so only a raw ``mount(2)`` with empty data clears it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(None, mount_point.encode(), None, MS_REMOUNT, b"") != 0:
-        error = ctypes.get_errno()
-        raise DexkitError(f"cannot remount {mount_point} without nsdelegate: "
-                          f"{os.strerror(error)}", "remount it by hand (mount(2), MS_REMOUNT)")
-
-
-def _cgroup_tops() -> dict[str, list[str]]:
-    return {str(h): sorted(p.name for p in h.iterdir() if p.is_dir())
-            for h in cgroups.hierarchies()}
 
 
 # --- preflight ------------------------------------------------------------------------------
@@ -354,8 +289,8 @@ def start(layout: EngineLayout | None = None, progress: Progress | None = None, 
     state = EngineState(
         sysctls=network.read_sysctls(SYSCTLS),
         absent=[str(p) for p in (LIB_MODULES, *STRAY_FILES) if not p.exists()],
-        cgroup_tops=_cgroup_tops(), nsdelegate=nsdelegate_mounts(),
-        nft_tables=nft_tables(), wrapper=lacks_cap_sys_resource())
+        cgroup_tops=hostchanges.cgroup_tops(), nsdelegate=hostchanges.nsdelegate_mounts(),
+        nft_tables=hostchanges.nft_tables(), wrapper=hostchanges.lacks_cap_sys_resource())
     state.save(layout)
     engine = Engine(layout, state)
     try:
@@ -381,12 +316,12 @@ def _start(engine: Engine, say: Progress) -> None:
     files.ensure_dir(layout.docker_config, 0o700)
     (layout.bin / "docker").symlink_to(DOCKER_CLI)
     if state.wrapper:
-        files.atomic_write(layout.wrapper, runc_wrapper(), 0o755)
+        files.atomic_write(layout.wrapper, hostchanges.runc_wrapper(), 0o755)
         say("this machine's root lacks CAP_SYS_RESOURCE: containers run through a runc "
             "wrapper that drops it")
     if not LIB_MODULES.exists():
         LIB_MODULES.mkdir(mode=0o755)
-    controllers = unmounted_controllers()
+    controllers = hostchanges.unmounted_controllers()
     points = [str(CGROUP_ROOT / c) for c in controllers]
     for point in points:
         if not Path(point).exists():
@@ -409,7 +344,7 @@ def _start(engine: Engine, say: Progress) -> None:
                             timeout=60, on_started=record)
     # Read only now: dockerd answers, so unshare(2) has happened. Read at once after fork, it
     # would be this machine's own namespace, and stop would kill every process in it.
-    state.mount_ns = private_namespace(dockerd.pid)
+    state.mount_ns = hostchanges.private_namespace(dockerd.pid)
     state.save(layout)
     docker(layout, "network", "create", "--driver", "bridge", "--subnet", KIND_SUBNET,
            "--gateway", KIND_GATEWAY,
@@ -443,53 +378,6 @@ def dockerd_argv(layout: EngineLayout, wrapper: bool) -> list[str]:
     if wrapper:
         argv += [f"--add-runtime=nosysres={layout.wrapper}", "--default-runtime=nosysres"]
     return argv
-
-
-def runc_wrapper(python: str = sys.executable, runc: str | None = None) -> str:
-    """A runc that drops CAP_SYS_RESOURCE from a container's bundle (create, run) and from an
-    exec's process (exec --process), then runs the real runc: ``--privileged`` asks for every
-    capability, and runc fails when the bounding set cannot grant one."""
-    real = runc or shutil.which("runc") or "/usr/sbin/runc"
-    return f"""#!{python} -IS
-# Written by dexkit's kind harness (dexkit/sandbox/engine.py): this machine's root lacks
-# CAP_SYS_RESOURCE, so every container and exec is given the capabilities it asked for minus it.
-import json, os, sys
-
-DROP = "CAP_SYS_RESOURCE"
-
-
-def strip(process):
-    caps = process.get("capabilities") or {{}}
-    for kind in list(caps):
-        caps[kind] = [c for c in caps[kind] or [] if c != DROP]
-
-
-def edit(path, key=None):
-    with open(path) as handle:
-        data = json.load(handle)
-    strip(data.get(key) or {{}} if key else data)
-    with open(path, "w") as handle:
-        json.dump(data, handle)
-
-
-args = sys.argv[1:]
-command = next((a for a in args if a in ("create", "run", "exec")), None)
-if command in ("create", "run"):
-    bundle = "."
-    for i, arg in enumerate(args):
-        if arg in ("--bundle", "-b") and i + 1 < len(args):
-            bundle = args[i + 1]
-        elif arg.startswith("--bundle="):
-            bundle = arg.split("=", 1)[1]
-    edit(os.path.join(bundle, "config.json"), "process")
-elif command == "exec":
-    for i, arg in enumerate(args):
-        if arg in ("--process", "-p") and i + 1 < len(args):
-            edit(args[i + 1])
-        elif arg.startswith("--process="):
-            edit(arg.split("=", 1)[1])
-os.execv({real!r}, [{real!r}, *args])
-"""
 
 
 def ping(sock: Path) -> bool:
@@ -531,22 +419,23 @@ def stop(layout: EngineLayout | None = None, progress: Progress | None = None) -
         attempt("stopping dockerd", lambda: _stop_dockerd(record))
     if state.mount_ns:
         attempt("killing what is left in the engine's namespace",
-                lambda: _kill_namespace(state.mount_ns))
-    attempt("deleting the engine's bridges", _delete_links)
+                lambda: hostchanges.kill_namespace(state.mount_ns))
+    attempt("deleting the engine's bridges", hostchanges.delete_links)
     attempt("deleting the DOCKER chains", lambda: network.remove_chains(CHAIN_PREFIX))
-    attempt("deleting rules that name the engine's bridges", remove_bridge_rules)
+    attempt("deleting rules that name the engine's bridges", hostchanges.remove_bridge_rules)
     if state.nft_tables is not None:
         attempt("deleting the nftables tables iptables created",
-                lambda: remove_new_nft_tables(state.nft_tables or []))
+                lambda: hostchanges.remove_new_nft_tables(state.nft_tables or []))
     if not state.nsdelegate:
-        for point in nsdelegate_mounts():
+        for point in hostchanges.nsdelegate_mounts():
             attempt(f"clearing nsdelegate on {point}",
-                    lambda p=point: clear_nsdelegate(p))  # type: ignore[misc]
-    attempt("removing the nodes' cgroups", lambda: _remove_new_cgroups(state.cgroup_tops))
+                    lambda p=point: hostchanges.clear_nsdelegate(p))  # type: ignore[misc]
+    attempt("removing the nodes' cgroups",
+            lambda: hostchanges.remove_new_cgroups(state.cgroup_tops))
     attempt("restoring kernel settings", lambda: network.restore_sysctls(state.sysctls))
     for path in [*reversed(state.absent), state.run_dir]:
         if path:
-            attempt(f"removing {path}", lambda p=path: _remove(Path(p)))  # type: ignore[misc]
+            attempt(f"removing {path}", lambda p=path: hostchanges.remove_path(Path(p)))  # type: ignore[misc]
     left = leftovers(layout, state)
     if problems or left:
         raise DexkitError("the kind harness's engine did not stop cleanly: "
@@ -591,178 +480,23 @@ def _stop_dockerd(record: ProcessRecord, timeout: float = 60.0) -> None:
         os.kill(record.pid, 9)
 
 
-def own_namespaces() -> set[str]:
-    """The mount namespaces that are never the engine's: this process's and init's (when it
-    can be read: a VM's init may refuse)."""
-    found = {str(Path("/proc/self/ns/mnt").readlink())}
-    with contextlib.suppress(OSError):
-        found.add(str(Path("/proc/1/ns/mnt").readlink()))
-    return found
-
-
-def private_namespace(pid: int) -> str:
-    """``pid``'s mount namespace, which must not be this machine's own."""
-    found = str(Path(f"/proc/{pid}/ns/mnt").readlink())
-    if found in own_namespaces():
-        raise DexkitError(f"dockerd (pid {pid}) runs in this machine's own mount namespace, "
-                          "not a private one", "check that 'unshare --mount' works here")
-    return found
-
-
-def namespace_pids(mount_ns: str) -> list[int]:
-    """Every process in the mount namespace ``mnt:[inode]``; refuses the machine's own (whose
-    processes are everyone's, never the engine's alone)."""
-    if mount_ns in own_namespaces():
-        raise DexkitError(f"refusing to look for the engine's processes in {mount_ns}: it is "
-                          "this machine's own mount namespace",
-                          "engine.json is wrong; stop dockerd by hand (its pid file)")
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if str((entry / "ns" / "mnt").readlink()) == mount_ns:
-                    found.append(int(entry.name))
-    return found
-
-
-def _kill_namespace(mount_ns: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [p for p in namespace_pids(mount_ns) if p != os.getpid()]
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            raise DexkitError(f"processes {left[:10]} stay in the engine's namespace",
-                              "look at them with 'ps -o pid,stat,wchan,args -p <pid>'")
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        time.sleep(0.2)
-
-
-def _delete_links() -> None:
-    for link in engine_links():
-        network.delete_link(link)
-
-
-def engine_links() -> list[str]:
-    """docker0, the kind bridge, other docker bridges and the containers' veths."""
-    names = [p.name for p in Path("/sys/class/net").iterdir()]
-    return sorted(n for n in names if n in (DOCKER0, KIND_BRIDGE) or n.startswith("br-")
-                  or (n.startswith("veth") and _is_engine_veth(n)))
-
-
-def _is_bridge(name: str) -> bool:
-    return name in (DOCKER0, KIND_BRIDGE) or name.startswith("br-")
-
-
-def bridge_rules() -> list[tuple[str, str, list[str]]]:
-    """Rules (binary, table, words) that name one of the engine's bridges (``-i``/``-o``):
-    docker writes them outside its chains (FORWARD, POSTROUTING), and they stay if it dies."""
-    found: list[tuple[str, str, list[str]]] = []
-    for binary in network.IPTABLES:
-        for table in network.TABLES:
-            text = network.run([f"{binary}-save", "-t", table], what="reading iptables",
-                               check=False)
-            for line in text.splitlines():
-                if not line.startswith("-A "):
-                    continue
-                words = shlex.split(line)
-                names = {words[i + 1] for i, w in enumerate(words[:-1])
-                         if w in ("-i", "-o", "--in-interface", "--out-interface")}
-                if any(_is_bridge(n) for n in names):
-                    found.append((binary, table, words))
-    return found
-
-
-def remove_bridge_rules() -> None:
-    for binary, table, words in bridge_rules():
-        network.run([binary, "-w", "-t", table, "-D", *words[1:]],
-                    what=f"deleting a rule of the engine's bridges in {binary} {table}")
-
-
-def nft_tables() -> list[str] | None:
-    """``["ip filter", "ip nat", ...]`` (nftables' view, where iptables-nft keeps its tables),
-    or None without the nft command."""
-    if shutil.which(NFT) is None:
-        return None
-    text = network.run([NFT, "list", "tables"], what="listing nftables tables", check=False)
-    return sorted(line.split(None, 1)[1] for line in text.splitlines()
-                  if line.startswith("table "))
-
-
-def remove_new_nft_tables(before: Sequence[str]) -> None:
-    """Delete each table that did not exist before and holds no rule any more (iptables-nft
-    creates ``ip filter``/``ip nat`` on first use and never removes them)."""
-    for table in nft_tables() or []:
-        if table in before:
-            continue
-        listing = network.run([NFT, "list", "table", *table.split()], what=f"reading {table}",
-                              check=False)
-        rules = [line for line in listing.splitlines() if line.strip() and not
-                 line.strip().startswith(("table ", "chain ", "type ", "policy ", "}"))]
-        if not rules:
-            network.run([NFT, "delete", "table", *table.split()], what=f"deleting {table}")
-
-
-def _is_engine_veth(name: str) -> bool:
-    master = Path("/sys/class/net", name, "master")
-    return not master.exists() or master.resolve().name in (DOCKER0, KIND_BRIDGE) or \
-        master.resolve().name.startswith("br-")
-
-
-def _remove_new_cgroups(before: Mapping[str, Sequence[str]]) -> None:
-    """Remove, deepest first, every cgroup directory below a top-level entry that was not
-    there before the engine started (docker/, kubelet/, the nodes' system.slice/...)."""
-    problems: list[str] = []
-    for hierarchy in cgroups.hierarchies():
-        if str(hierarchy) not in before:
-            continue
-        old = set(before[str(hierarchy)])
-        for top in hierarchy.iterdir():
-            if not top.is_dir() or top.name in old:
-                continue
-            dirs = sorted((p for p in top.rglob("*") if p.is_dir()),
-                          key=lambda p: len(p.parts), reverse=True)
-            for path in [*dirs, top]:
-                try:
-                    path.rmdir()
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    problems.append(f"{path}: {exc.strerror}")
-    if problems:
-        raise DexkitError("cgroups remain: " + "; ".join(problems[:5]),
-                          "a process may still be in them (see cgroup.procs)")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        if path.is_relative_to(CGROUP_ROOT):
-            path.rmdir()  # a mount point on the cgroup tmpfs: empty once unmounted
-        else:
-            shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def leftovers(layout: EngineLayout, state: EngineState) -> list[str]:
     """What a stopped engine must not leave behind, each as a sentence."""
     found: list[str] = []
-    if state.mount_ns and state.mount_ns not in own_namespaces() and \
-            namespace_pids(state.mount_ns):
+    if state.mount_ns and state.mount_ns not in hostchanges.own_namespaces() and \
+            hostchanges.namespace_pids(state.mount_ns):
         found.append("processes remain in the engine's namespace")
-    links = engine_links()
+    links = hostchanges.engine_links()
     if links:
         found.append(f"interfaces remain: {', '.join(links)}")
     chains = network.chains_named(CHAIN_PREFIX)
     if chains:
         found.append(f"DOCKER chains remain in {', '.join(chains)}")
-    rules = bridge_rules()
+    rules = hostchanges.bridge_rules()
     if rules:
         found.append(f"{len(rules)} iptables rules name the engine's bridges")
     if state.nft_tables is not None:
-        tables = [t for t in nft_tables() or [] if t not in state.nft_tables]
+        tables = [t for t in hostchanges.nft_tables() or [] if t not in state.nft_tables]
         if tables:
             found.append(f"nftables tables remain: {', '.join(tables)}")
     mounts = [str(p) for p in cgroups.hierarchies() if str(p) in state.cgroup_mounts]
@@ -770,7 +504,7 @@ def leftovers(layout: EngineLayout, state: EngineState) -> list[str]:
                if str(layout.data_root) in line.split()[4] or str(layout.run) in line.split()[4]]
     if mounts:
         found.append(f"mounts remain: {', '.join(mounts[:5])}")
-    added = [p for p in nsdelegate_mounts() if p not in state.nsdelegate]
+    added = [p for p in hostchanges.nsdelegate_mounts() if p not in state.nsdelegate]
     if added:
         found.append(f"nsdelegate remains on {', '.join(added)}")
     for path in [*state.absent, state.run_dir]:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dexkit.sandbox import cgroups, engine, images, kindnode, network, peers
+from dexkit.sandbox import cgroups, engine, hostchanges, images, kindnode, network, peers
 from tests.e2e.conftest import peer_unavailable, say
 from tests.e2e.node_sandbox import machine_state
 
@@ -52,9 +52,9 @@ def kind_machine_state() -> dict[str, object]:
     state = machine_state()
     state.update({
         "docker chains": network.chains_named(engine.CHAIN_PREFIX),
-        "engine links": engine.engine_links(),
-        "nsdelegate": engine.nsdelegate_mounts(),
-        "nft tables": engine.nft_tables(),
+        "engine links": hostchanges.engine_links(),
+        "nsdelegate": hostchanges.nsdelegate_mounts(),
+        "nft tables": hostchanges.nft_tables(),
         "cgroup tops": {str(h): sorted(p.name for p in h.iterdir() if p.is_dir())
                         for h in cgroups.hierarchies()},
         "engine sysctls": network.read_sysctls(engine.SYSCTLS),

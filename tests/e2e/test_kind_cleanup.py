@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dexkit.errors import DexkitError
-from dexkit.sandbox import engine, network, node
+from dexkit.sandbox import engine, hostchanges, network, node
 from tests.e2e.kind_harness import (
     DEFAULT_VERSION,
     KindHarness,
@@ -43,13 +43,13 @@ def test_stop_after_a_crash_of_the_engine_and_a_node_leaves_nothing(tmp_path: Pa
         node.preflight(make_config(), network.NodeNetwork())
     state = engine.EngineState.load(harness.engine.layout)
     assert state is not None and state.mount_ns
-    victims = engine.namespace_pids(state.mount_ns)
+    victims = hostchanges.namespace_pids(state.mount_ns)
     assert len(victims) > 5  # dockerd, containerd, shims, the node's systemd, kubelet, pods
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while engine.namespace_pids(state.mount_ns):
+    while hostchanges.namespace_pids(state.mount_ns):
         assert time.monotonic() < deadline, "the killed processes did not exit"
         time.sleep(0.2)
     assert network.chains_named(engine.CHAIN_PREFIX)  # what the crash left: stop must clean it

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dexkit.errors import DexkitError
-from dexkit.sandbox import engine
+from dexkit.sandbox import engine, hostchanges
 
 HYBRID = """\
 30 25 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755
@@ -36,30 +36,30 @@ def test_the_machines_own_mount_namespace_is_never_the_engines() -> None:
     (a start that read dockerd's namespace before unshare(2) ran recorded exactly that)."""
     own = str(Path("/proc/self/ns/mnt").readlink())
     with pytest.raises(DexkitError, match="this machine's own mount namespace"):
-        engine.namespace_pids(own)
+        hostchanges.namespace_pids(own)
     with pytest.raises(DexkitError, match="runs in this machine's own mount namespace"):
-        engine.private_namespace(os.getpid())
+        hostchanges.private_namespace(os.getpid())
     state = engine.EngineState(mount_ns=own)
     assert "processes remain in the engine's namespace" not in " ".join(
         engine.leftovers(engine.EngineLayout(Path("/nonexistent/dexkit-test")), state))
 
 
 def test_unmounted_v1_controllers_are_those_the_kernel_enables_and_nobody_mounts() -> None:
-    assert engine.unmounted_controllers(PROC_CGROUPS, HYBRID) == [
+    assert hostchanges.unmounted_controllers(PROC_CGROUPS, HYBRID) == [
         "hugetlb", "net_cls,net_prio", "perf_event"]
     v2 = "31 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
-    assert engine.unmounted_controllers(PROC_CGROUPS, v2) == []
+    assert hostchanges.unmounted_controllers(PROC_CGROUPS, v2) == []
 
 
 def test_nsdelegate_is_read_from_the_super_options() -> None:
-    assert engine.nsdelegate_mounts(HYBRID) == ["/sys/fs/cgroup/unified"]
-    assert engine.nsdelegate_mounts(HYBRID.replace(",nsdelegate", "")) == []
+    assert hostchanges.nsdelegate_mounts(HYBRID) == ["/sys/fs/cgroup/unified"]
+    assert hostchanges.nsdelegate_mounts(HYBRID.replace(",nsdelegate", "")) == []
 
 
 @pytest.mark.parametrize(("bounding", "lacks"), [("000001fffeffffff", True),
                                                  ("000001ffffffffff", False)])
 def test_cap_sys_resource_in_the_bounding_set(bounding: str, lacks: bool) -> None:
-    assert engine.lacks_cap_sys_resource(f"Name:\tx\nCapBnd:\t{bounding}\n") is lacks
+    assert hostchanges.lacks_cap_sys_resource(f"Name:\tx\nCapBnd:\t{bounding}\n") is lacks
 
 
 def test_the_runc_wrapper_drops_cap_sys_resource_and_runs_the_real_runc(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_the_runc_wrapper_drops_cap_sys_resource_and_runs_the_real_runc(tmp_path
                     f"json.dump(sys.argv[1:], open({str(tmp_path / 'args')!r}, 'w'))\n")
     fake.chmod(0o755)
     wrapper = tmp_path / "wrapper"
-    wrapper.write_text(engine.runc_wrapper(sys.executable, str(fake)))
+    wrapper.write_text(hostchanges.runc_wrapper(sys.executable, str(fake)))
     wrapper.chmod(0o755)
     caps = ["CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_NET_ADMIN"]
     bundle = tmp_path / "bundle"
