@@ -39,6 +39,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -131,7 +132,7 @@ def _deb822_uri(text: str, release: str) -> str | None:
 
 def _one_line_uri(text: str, release: str) -> str | None:
     for line in text.splitlines():
-        words = [w for w in line.split("#", 1)[0].split() if not w.startswith("[")]
+        words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()  # no [options]
         if len(words) >= 4 and words[0] == "deb" and words[2] == release and "main" in words[3:]:
             return words[1]
     return None
