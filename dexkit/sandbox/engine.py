@@ -430,6 +430,8 @@ def stop(layout: EngineLayout | None = None, progress: Progress | None = None) -
         for point in hostchanges.nsdelegate_mounts():
             attempt(f"clearing nsdelegate on {point}",
                     lambda p=point: hostchanges.clear_nsdelegate(p))  # type: ignore[misc]
+    attempt("killing what is left of the nodes",
+            lambda: hostchanges.kill_in_new_cgroups(state.cgroup_tops))
     attempt("removing the nodes' cgroups",
             lambda: hostchanges.remove_new_cgroups(state.cgroup_tops))
     attempt("restoring kernel settings", lambda: network.restore_sysctls(state.sysctls))

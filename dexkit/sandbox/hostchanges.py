@@ -17,6 +17,7 @@ import ctypes
 import os
 import shlex
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -259,26 +260,57 @@ def _is_engine_veth(name: str) -> bool:
         master.resolve().name.startswith("br-")
 
 
+def new_cgroup_tops(before: Mapping[str, Sequence[str]]) -> list[Path]:
+    """Top-level cgroup directories that were not there before the engine started: docker's
+    (``/docker/<container>``, where a node's systemd, kubelet and pods live) and any other a
+    node made. The engine and a node sandbox never run together, so they are the engine's."""
+    found: list[Path] = []
+    for hierarchy in cgroups.hierarchies():
+        if str(hierarchy) in before:
+            old = set(before[str(hierarchy)])
+            found += [top for top in hierarchy.iterdir() if top.is_dir() and top.name not in old]
+    return found
+
+
+def kill_in_new_cgroups(before: Mapping[str, Sequence[str]], timeout: float = 20.0) -> int:
+    """SIGKILL every process in those cgroups until none is left: after a crash of dockerd the
+    nodes' processes live on (each container has its own mount namespace, not the engine's);
+    how many were killed."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        left: set[int] = set()
+        for top in new_cgroup_tops(before):
+            for procs in top.rglob("cgroup.procs"):
+                with contextlib.suppress(OSError):
+                    left.update(int(pid) for pid in procs.read_text().split())
+        left.discard(os.getpid())
+        if not left:
+            return len(killed)
+        if time.monotonic() > deadline:
+            raise DexkitError(f"processes {sorted(left)[:10]} stay in the nodes' cgroups",
+                              "look at them with 'ps -o pid,stat,wchan,args -p <pid>'")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.2)
+
+
 def remove_new_cgroups(before: Mapping[str, Sequence[str]]) -> None:
     """Remove, deepest first, every cgroup directory below a top-level entry that was not
     there before the engine started (docker/, kubelet/, the nodes' system.slice/...)."""
     problems: list[str] = []
-    for hierarchy in cgroups.hierarchies():
-        if str(hierarchy) not in before:
-            continue
-        old = set(before[str(hierarchy)])
-        for top in hierarchy.iterdir():
-            if not top.is_dir() or top.name in old:
-                continue
-            dirs = sorted((p for p in top.rglob("*") if p.is_dir()),
-                          key=lambda p: len(p.parts), reverse=True)
-            for path in [*dirs, top]:
-                try:
-                    path.rmdir()
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    problems.append(f"{path}: {exc.strerror}")
+    for top in new_cgroup_tops(before):
+        dirs = sorted((p for p in top.rglob("*") if p.is_dir()),
+                      key=lambda p: len(p.parts), reverse=True)
+        for path in [*dirs, top]:
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror}")
     if problems:
         raise DexkitError("cgroups remain: " + "; ".join(problems[:5]),
                           "a process may still be in them (see cgroup.procs)")

@@ -1,6 +1,6 @@
-"""The kind harness's engine leaves this machine as it found it, even after a crash: every
-process of the engine and its nodes killed at once (dockerd, containerd, the shims, the node's
-systemd, kubelet and pods), then `stop` from another process.
+"""The kind harness's engine leaves this machine as it found it, even after a crash: dockerd,
+its containerd and the shims killed at once while a kind node runs (its systemd, kubelet and
+pods live on, orphaned), then `stop`.
 
 "As it found it" is tests/e2e/kind_harness.kind_machine_state: interfaces, mounts, iptables and
 ip6tables rules, nftables tables, cgroups, nsdelegate, kernel settings, host paths, /etc/hosts
@@ -43,8 +43,10 @@ def test_stop_after_a_crash_of_the_engine_and_a_node_leaves_nothing(tmp_path: Pa
         node.preflight(make_config(), network.NodeNetwork())
     state = engine.EngineState.load(harness.engine.layout)
     assert state is not None and state.mount_ns
+    # dockerd, its containerd and the shims crash; the node's own processes (systemd, kubelet,
+    # pods: each container has its own mount namespace) live on, orphaned.
     victims = hostchanges.namespace_pids(state.mount_ns)
-    assert len(victims) > 5  # dockerd, containerd, shims, the node's systemd, kubelet, pods
+    assert len(victims) >= 3
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -52,10 +54,19 @@ def test_stop_after_a_crash_of_the_engine_and_a_node_leaves_nothing(tmp_path: Pa
     while hostchanges.namespace_pids(state.mount_ns):
         assert time.monotonic() < deadline, "the killed processes did not exit"
         time.sleep(0.2)
+    assert "kubelet" in _names(), "the node's kubelet should outlive the engine's crash"
     assert network.chains_named(engine.CHAIN_PREFIX)  # what the crash left: stop must clean it
     with contextlib.suppress(StopIteration):
         next(harness_run)  # the harness's own teardown: stop, then the machine compared
     assert kind_machine_state() == before
+
+
+def _names() -> set[str]:
+    found: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            found.add((entry / "comm").read_text().strip())
+    return found
 
 
 def test_start_refuses_a_machine_that_a_node_sandbox_holds() -> None:
