@@ -72,6 +72,8 @@ ADDRESS_POOL = "10.214.0.0/16"
 CHAIN_PREFIX = "DOCKER"
 # kind's network, created before kind runs so that kind reuses it (and never makes its IPv6 ULA
 # network): its own bridge name, inside the range, no masquerading.
+# Every container's cgroup is below /dexkit-kind (in each hierarchy): what stop kills.
+CGROUP_PARENT = "dexkit-kind"
 KIND_NETWORK = "kind"
 KIND_BRIDGE = hostchanges.KIND_BRIDGE
 KIND_SUBNET = "10.215.1.0/24"
@@ -222,6 +224,8 @@ def holders(layout: EngineLayout) -> list[str]:
     for link in (DOCKER0, KIND_BRIDGE):
         if network.link_exists(link):
             found.append(f"the interface {link} exists")
+    if cgroups.existing(CGROUP_PARENT):
+        found.append(f"the cgroup /{CGROUP_PARENT} exists (the engine's containers' parent)")
     docker_chains = network.chains_named(CHAIN_PREFIX)
     if docker_chains:
         found.append(f"iptables has DOCKER chains ({', '.join(docker_chains)}): a Docker "
@@ -374,7 +378,7 @@ def dockerd_argv(layout: EngineLayout, wrapper: bool) -> list[str]:
             "--iptables=true", "--ip6tables=false",
             f"--dns={KIND_GATEWAY}",
             "--storage-driver=overlay2", "--log-driver=json-file",
-            "--exec-opt=native.cgroupdriver=cgroupfs"]
+            "--exec-opt=native.cgroupdriver=cgroupfs", f"--cgroup-parent=/{CGROUP_PARENT}"]
     if wrapper:
         argv += [f"--add-runtime=nosysres={layout.wrapper}", "--default-runtime=nosysres"]
     return argv
@@ -430,8 +434,9 @@ def stop(layout: EngineLayout | None = None, progress: Progress | None = None) -
         for point in hostchanges.nsdelegate_mounts():
             attempt(f"clearing nsdelegate on {point}",
                     lambda p=point: hostchanges.clear_nsdelegate(p))  # type: ignore[misc]
-    attempt("killing what is left of the nodes",
-            lambda: hostchanges.kill_in_new_cgroups(state.cgroup_tops))
+    # After a crash of dockerd the nodes' processes live on (each container has its own mount
+    # namespace, not the engine's); every container is in the engine's cgroup parent.
+    attempt("killing what is left of the nodes", lambda: cgroups.kill_all(CGROUP_PARENT))
     attempt("removing the nodes' cgroups",
             lambda: hostchanges.remove_new_cgroups(state.cgroup_tops))
     attempt("restoring kernel settings", lambda: network.restore_sysctls(state.sysctls))

@@ -17,7 +17,6 @@ import ctypes
 import os
 import shlex
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -270,31 +269,6 @@ def new_cgroup_tops(before: Mapping[str, Sequence[str]]) -> list[Path]:
             old = set(before[str(hierarchy)])
             found += [top for top in hierarchy.iterdir() if top.is_dir() and top.name not in old]
     return found
-
-
-def kill_in_new_cgroups(before: Mapping[str, Sequence[str]], timeout: float = 20.0) -> int:
-    """SIGKILL every process in those cgroups until none is left: after a crash of dockerd the
-    nodes' processes live on (each container has its own mount namespace, not the engine's);
-    how many were killed."""
-    killed: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while True:
-        left: set[int] = set()
-        for top in new_cgroup_tops(before):
-            for procs in top.rglob("cgroup.procs"):
-                with contextlib.suppress(OSError):
-                    left.update(int(pid) for pid in procs.read_text().split())
-        left.discard(os.getpid())
-        if not left:
-            return len(killed)
-        if time.monotonic() > deadline:
-            raise DexkitError(f"processes {sorted(left)[:10]} stay in the nodes' cgroups",
-                              "look at them with 'ps -o pid,stat,wchan,args -p <pid>'")
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            killed.add(pid)
-        time.sleep(0.2)
 
 
 def remove_new_cgroups(before: Mapping[str, Sequence[str]]) -> None:
