@@ -28,15 +28,16 @@ Rules, in the order ``start`` acts:
    outside the range, and the containers' DNS pointed at the kind bridge's own address, where
    nothing answers. kind's network is created here, inside the range, so kind reuses it.
 6. ``stop`` removes every container, volume and network, stops dockerd, kills what is left in
-   its namespace, unmounts what it mounted (after removing the nodes' leftover cgroups there),
-   deletes the bridges, every ``DOCKER`` chain and every rule naming its bridges (IPv4 and
-   IPv6) and the nftables tables iptables created for them, clears ``nsdelegate`` if a
-   node's systemd set it (a raw ``mount(2)`` remount: ``mount -o remount`` keeps it), removes the
-   cgroup directories and host paths it created, writes back the kernel settings a node's
-   kubelet changed (a privileged node writes the machine's ``/proc/sys``), then checks that
-   nothing is left (:func:`leftovers`). How each of those is seen and undone is in
-   :mod:`dexkit.sandbox.hostchanges`. The image store under the cache is kept: it is the
-   node-image cache.
+   its namespace and below its containers' cgroup parent (``/dexkit-kind``: after a crash of
+   dockerd the nodes live on, each in its own namespace), unmounts what it mounted (after
+   removing the nodes' leftover cgroups there), deletes the bridges, every ``DOCKER`` chain and
+   every rule naming its bridges (IPv4 and IPv6) and the nftables tables iptables created for
+   them, clears ``nsdelegate`` if a node's systemd set it (a raw ``mount(2)`` remount: ``mount
+   -o remount`` keeps it), removes the cgroup directories and host paths it created, writes
+   back the kernel settings a node's kubelet changed (a privileged node writes the machine's
+   ``/proc/sys``), then checks that nothing is left (:func:`leftovers`). How each of those is
+   seen and undone is in :mod:`dexkit.sandbox.hostchanges`. The image store under the cache is
+   kept: it is the node-image cache.
 """
 
 from __future__ import annotations
