@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import os
 import shlex
 import shutil
@@ -204,9 +205,18 @@ def _is_bridge(name: str) -> bool:
     return name in (DOCKER0, KIND_BRIDGE) or name.startswith("br-")
 
 
-def bridge_rules() -> list[tuple[str, str, list[str]]]:
-    """Rules (binary, table, words) that name one of the engine's bridges (``-i``/``-o``):
-    docker writes them outside its chains (FORWARD, POSTROUTING), and they stay if it dies."""
+def bridge_rules(engine_range: str = "10.214.0.0/15") -> list[tuple[str, str, list[str]]]:
+    """Rules (binary, table, words) that name one of the engine's bridges (``-i``/``-o``) or
+    addresses (``-s``/``-d`` inside ``engine_range``): docker writes some outside its chains
+    (FORWARD; a published port's hairpin MASQUERADE in POSTROUTING), and they stay if it dies."""
+    wanted = ipaddress.ip_network(engine_range)
+
+    def ours(value: str) -> bool:
+        try:
+            return ipaddress.ip_network(value.lstrip("!"), strict=False).subnet_of(wanted)  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            return False
+
     found: list[tuple[str, str, list[str]]] = []
     for binary in network.IPTABLES:
         for table in network.TABLES:
@@ -218,7 +228,9 @@ def bridge_rules() -> list[tuple[str, str, list[str]]]:
                 words = shlex.split(line)
                 names = {words[i + 1] for i, w in enumerate(words[:-1])
                          if w in ("-i", "-o", "--in-interface", "--out-interface")}
-                if any(_is_bridge(n) for n in names):
+                addresses = {words[i + 1] for i, w in enumerate(words[:-1])
+                             if w in ("-s", "-d", "--source", "--destination")}
+                if any(_is_bridge(n) for n in names) or any(ours(a) for a in addresses):
                     found.append((binary, table, words))
     return found
 

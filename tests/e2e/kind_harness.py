@@ -50,6 +50,9 @@ def require_kind_machine() -> None:
 def kind_machine_state() -> dict[str, object]:
     """The node sandbox's view of the machine plus what an engine and its nodes touch."""
     state = machine_state()
+    # machine_state's processes are a node sandbox's by name; another helper's node sandbox
+    # is not this harness's to judge (the e2e lock keeps them apart in one run).
+    state.pop("processes", None)
     state.update({
         "docker chains": network.chains_named(engine.CHAIN_PREFIX),
         "engine links": hostchanges.engine_links(),
@@ -61,21 +64,26 @@ def kind_machine_state() -> dict[str, object]:
         "host paths (engine)": {str(p): p.exists() for p in (
             engine.LIB_MODULES, engine.RUN_DIR, *engine.STRAY_FILES)},
         "etc hosts": Path("/etc/hosts").read_bytes(),
-        "engine processes": sorted(p for p in _process_names() if p in (
-            "dockerd", "containerd", "containerd-shim-runc-v2", "kubelet")),
+        # The engine's own: dockerd, and whatever runs below its containers' cgroup parent
+        # (by cgroup, not by name: a node sandbox's containerd is not the engine's).
+        "engine processes": engine_processes(),
+        "engine cgroups": [str(p) for p in cgroups.existing(engine.CGROUP_PARENT)],
     })
     return state
 
 
-def _process_names() -> list[str]:
-    names: list[str] = []
+def engine_processes() -> list[str]:
+    found: list[str] = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                names.append((entry / "comm").read_text().strip())
+                comm = (entry / "comm").read_text().strip()
+                groups = (entry / "cgroup").read_text()
             except OSError:
                 continue
-    return names
+            if comm == "dockerd" or f":/{engine.CGROUP_PARENT}/" in groups:
+                found.append(f"{entry.name} {comm}")
+    return sorted(found)
 
 
 def build_release_peers(version: str) -> None:
