@@ -37,7 +37,8 @@ Rules, in the order ``start`` acts:
    back the kernel settings a node's kubelet changed (a privileged node writes the machine's
    ``/proc/sys``), then checks that nothing is left (:func:`leftovers`). How each of those is
    seen and undone is in :mod:`dexkit.sandbox.hostchanges`. The image store under the cache is
-   kept: it is the node-image cache.
+   kept: it is the node-image cache (what a crash left in it, containers, volumes and networks
+   the dead dockerd could not remove, is removed by the next ``start``).
 """
 
 from __future__ import annotations
@@ -351,6 +352,9 @@ def _start(engine: Engine, say: Progress) -> None:
     # would be this machine's own namespace, and stop would kill every process in it.
     state.mount_ns = hostchanges.private_namespace(dockerd.pid)
     state.save(layout)
+    # What a crashed run left in the engine's own store (containers, volumes, networks: a
+    # stop without dockerd cannot remove them) is garbage: start from an empty engine.
+    _empty(layout)
     docker(layout, "network", "create", "--driver", "bridge", "--subnet", KIND_SUBNET,
            "--gateway", KIND_GATEWAY,
            "-o", f"com.docker.network.bridge.name={KIND_BRIDGE}",
