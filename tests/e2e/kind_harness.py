@@ -79,7 +79,12 @@ def engine_processes() -> list[str]:
             try:
                 comm = (entry / "comm").read_text().strip()
                 groups = (entry / "cgroup").read_text()
+                stat = (entry / "stat").read_text()
             except OSError:
+                continue
+            # A killed container's init may wait a moment for init to reap it: a zombie runs
+            # nothing and holds no cgroup (cgroup.procs no longer lists it).
+            if stat[stat.rfind(")") + 2:].startswith("Z"):
                 continue
             if comm == "dockerd" or f":/{engine.CGROUP_PARENT}/" in groups:
                 found.append(f"{entry.name} {comm}")
