@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dexkit.apiserverlog import RECENT, TAIL_LINES, explain, last_failure
+from dexkit.apiserverlog import TAIL_LINES
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 
 if TYPE_CHECKING:
@@ -212,7 +212,10 @@ def mode(ctx: Context) -> Result:
 
 
 def logs(ctx: Context) -> dict[str, str]:
-    """Each visible API server's recent log, by source ('' when it cannot be read here)."""
+    """Each visible API server's recent log, by source ('' when it cannot be read here): what
+    token.review reads when the API server refuses the token (dexkit.apiserverlog). Not a check
+    of its own: a success is not logged, so without a refused token the log alone cannot tell
+    a failing authenticator from one that has just recovered (or one waiting for a stand-in)."""
     def load() -> dict[str, str]:
         from dexkit.errors import ClusterError
         from dexkit.kube import pod_log
@@ -230,29 +233,6 @@ def logs(ctx: Context) -> dict[str, str]:
             found[view.source] = text
         return found
     return ctx.fact("apiserver.logs", load)
-
-
-@check("apiserver.authenticator", needs=("apiserver.mode",), cluster=True)
-def authenticator(ctx: Context) -> Result:
-    """The API server's OIDC authenticator for the issuer is not failing: its log shows no
-    recent failed attempt (a name it cannot resolve, an issuer it cannot reach, a CA it does
-    not trust). With --login, token.review judges it with a real token instead."""
-    if ctx.request.login != "none":
-        raise Skip("token.review judges the authenticator with a real token (--login)")
-    read = logs(ctx)
-    if not any(read.values()):
-        raise Skip("the API server's log cannot be read from here (pods/log in kube-system)")
-    for source, text in read.items():
-        failure = last_failure(text, ctx.config.issuer, ctx.now)
-        if failure is not None:
-            message, hint = explain(failure, ctx.config.issuer)
-            # A success is not logged: an issuer that just became reachable looks the same for
-            # up to one 10 s retry. A name that does not resolve or a CA it does not trust do
-            # not mend themselves; an unreachable issuer (Dex still starting) may.
-            judged = warn if failure.cause() == "reach" else fail
-            return judged(f"{source}: {message}", hint)
-    return ok("its log shows no failed attempt to initialize the OIDC authenticator in the "
-              f"last {RECENT.seconds} s")
 
 
 # --- issuer, client ID, claims --------------------------------------------------------------------

@@ -3,7 +3,6 @@ local command lines."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -242,45 +241,3 @@ def test_authentication_config_with_a_trailing_slash_issuer(new_project: Project
                               "https://dex.example.com:32000 ('https://dex.example.com:32000/': "
                               "they differ only by a trailing slash)")
 
-
-def _log_ctx(project: Path, log: str, views: list[ApiServerView]) -> Context:
-    return context(project, now=dt.datetime(2026, 12, 5, 21, 19, 20, tzinfo=dt.UTC),
-                   facts={"apiserver.views": views,
-                          "apiserver.logs": {v.source: log for v in views}})
-
-
-def test_authenticator_names_an_issuer_host_the_api_server_cannot_resolve(
-        new_project: Project) -> None:
-    from tests.unit.test_apiserverlog import LOOKUP
-
-    project = new_project()
-    _, views = _views(project)
-    result = run(_log_ctx(project, LOOKUP, views), "apiserver.authenticator")
-    assert result.status == "fail"
-    assert result.message.startswith("Pod kube-system/kube-apiserver-node1: the API server "
-                                     "cannot resolve dex.example.com, so its OIDC "
-                                     "authenticator never initialized")
-    assert "kubeadm patch gives the API server's Pod the name" in result.hint
-
-
-def test_authenticator_is_ok_without_a_recent_failure_and_skips_an_unread_log(
-        new_project: Project) -> None:
-    project = new_project()
-    _, views = _views(project)
-    assert run(_log_ctx(project, "I1205 21:19:00 started", views),
-               "apiserver.authenticator").status == "ok"
-    assert run(_log_ctx(project, "", views), "apiserver.authenticator").status == "skip"
-
-
-def test_authenticator_leaves_it_to_token_review_with_a_login_and_warns_on_reach(
-        new_project: Project) -> None:
-    from tests.unit.test_apiserverlog import LOOKUP, REFUSED
-
-    project = new_project()
-    _, views = _views(project)
-    ctx = context(project, now=dt.datetime(2026, 12, 5, 21, 19, 20, tzinfo=dt.UTC),
-                  login="password", facts={"apiserver.views": views,
-                                           "apiserver.logs": {views[0].source: LOOKUP}})
-    assert run(ctx, "apiserver.authenticator").status == "skip"
-    # Dex still starting looks the same as Dex unreachable for one retry: a warning only.
-    assert run(_log_ctx(project, REFUSED, views), "apiserver.authenticator").status == "warn"

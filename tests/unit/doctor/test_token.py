@@ -204,3 +204,31 @@ def test_issuer_and_audience_skip_when_the_api_server_has_no_oidc_configuration(
         result = run(ctx, check_id)
         assert result.status == "skip", result
         assert "apiserver.mode failed" in result.message
+
+
+def test_a_refused_token_is_named_from_the_api_servers_log(new_project: Project) -> None:
+    """token.review's 401, when the API server's authenticator never initialized: the cause in
+    one line (here: the kind recipe's old failure, a name the API server's Pod cannot resolve)."""
+    import datetime as dt
+
+    from dexkit.doctor.core import Result as R
+    from dexkit.doctor.token import _refused
+    from tests.unit.test_apiserverlog import LOOKUP
+
+    project = new_project()
+    config = load_config(project).config
+    view = pod_view(_pod(config), config)
+    assert view is not None
+    ctx = context(project, now=dt.datetime(2026, 12, 5, 21, 19, 20, tzinfo=dt.UTC),
+                  login="password", facts={"apiserver.views": [view],
+                                           "apiserver.logs": {view.source: LOOKUP}})
+    ctx.results["apiserver.visible"] = R("apiserver.visible", "ok", "seen")
+    result = _refused(ctx)
+    assert result.status == "fail"
+    assert result.message.startswith("the API server refuses the token (401): the API server "
+                                     "cannot resolve dex.example.com")
+    assert "kubeadm patch gives the API server's Pod the name" in result.hint
+    quiet = context(project, login="password",
+                    facts={"apiserver.views": [view], "apiserver.logs": {view.source: ""}})
+    quiet.results["apiserver.visible"] = R("apiserver.visible", "ok", "seen")
+    assert _refused(quiet).message == "the API server refuses the token (401 Unauthorized)"
