@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from dexkit.sandbox import cgroups, engine, hostchanges, images, kindnode, network, peers
 from tests.e2e.conftest import peer_unavailable, say
@@ -33,6 +36,15 @@ DEFAULT_VERSION = peers.resolve_kubernetes_version(None)
 CLUSTER = "kind"
 CONTEXT = f"kind-{CLUSTER}"
 NODE = f"{CLUSTER}-control-plane"
+
+
+def take_the_machine(request: pytest.FixtureRequest) -> None:
+    """The whole machine for the calling module: the engine, its port 32000 and what its nodes
+    write are the machine's. Where conftest has a shared/exclusive lock (``machine_exclusive``)
+    it is taken exclusively; where it has only the session's exclusive ``machine_lock``, that
+    already holds it."""
+    with contextlib.suppress(pytest.FixtureLookupError):
+        request.getfixturevalue("machine_exclusive")
 
 
 def require_kind_machine() -> None:

@@ -28,6 +28,7 @@ from tests.e2e.kind_harness import (
     NODE,
     KindHarness,
     start_harness,
+    take_the_machine,
 )
 from tests.e2e.node_sandbox import set_in_config
 from tests.e2e.workflow import CURL_SHIM, SUDO_SHIM, Runner, StepRun, load_job
@@ -54,7 +55,8 @@ if len(KIND_MINORS) > 1:
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[KindHarness]:
+def harness(request: pytest.FixtureRequest) -> Iterator[KindHarness]:
+    take_the_machine(request)
     yield from start_harness()
 
 

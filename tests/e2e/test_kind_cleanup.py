@@ -25,10 +25,16 @@ from tests.e2e.kind_harness import (
     kind_machine_state,
     require_kind_machine,
     start_harness,
+    take_the_machine,
 )
 from tests.unit.render.helpers import make_config
 
 pytestmark = [pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def the_machine(request: pytest.FixtureRequest) -> None:
+    take_the_machine(request)
 
 
 def test_stop_after_a_crash_of_the_engine_and_a_node_leaves_nothing(tmp_path: Path) -> None:
