@@ -1,7 +1,6 @@
-"""The sandbox's peers: etcd, kube-apiserver, kubectl, Dex (and kubelogin, helm, kind,
-CoreDNS), built from
+"""The sandbox's peers: etcd, kube-apiserver, kubectl, Dex (and kubelogin, helm), built from
 their Go modules (and, for the node sandbox, kubelet, kube-proxy, kube-controller-manager and
-kube-scheduler).
+kube-scheduler; for the kind harness, kubeadm, kind and CoreDNS).
 
 Rules:
 - A peer is found, in this order: the environment variable named in :data:`ENV_OVERRIDES`
