@@ -1,4 +1,4 @@
-"""Sessions: tests (everything, e2e included), lint, typecheck, bench, fuzz.
+"""Sessions: tests (everything, e2e included), lint, typecheck, bench, fuzz, kind.
 
 `nox -s tests` is the README's test command and what `.ci/run` runs. e2e tests build the real
 peers (etcd, kube-apiserver, kubectl, dex) from their Go modules on first use and cache them
@@ -6,6 +6,8 @@ under ~/.cache/dexkit; with DEXKIT_REQUIRE_PEERS=1 (set by .ci/run) a missing pe
 """
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -20,6 +22,18 @@ def tests(session: nox.Session) -> None:
     """Unit, interop (openssl, TLS), packaging and e2e tests against real peers."""
     session.install("-e", ".[test]")
     session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(python=PYTHON)
+def kind(session: nox.Session) -> None:
+    """Real kind clusters (tests/e2e/test_kind.py) on every minor dexkit proves and across
+    minors (one minor's config on another's node image); CI runs the default minor only, as
+    part of `tests`. Builds each minor's node image once (cached by its inputs). Root, Debian's
+    docker.io and debootstrap: see docs/ci-kind.md."""
+    session.install("-e", ".[test]")
+    minors = os.environ.get("DEXKIT_KIND_MINORS", "1.35,1.36,1.37")
+    session.run("pytest", "-q", "tests/e2e/test_kind.py", *session.posargs,
+                env={"DEXKIT_KIND_MINORS": minors, "DEXKIT_REQUIRE_PEERS": "1"})
 
 
 @nox.session(python=PYTHON)
@@ -51,8 +65,6 @@ def fuzz(session: nox.Session) -> None:
     (default 5000) per test (the CLI's and dexkit token's inputs), then each atheris target
     for FUZZ_SECONDS (default 300).
     ``nox -s fuzz -- config`` runs only that atheris target."""
-    import os
-
     session.install("-e", ".[test]")
     examples = os.environ.get("DEXKIT_FUZZ_EXAMPLES", "5000")
     session.run("pytest", "-q", "tests/fuzz/test_promise.py", "--hypothesis-show-statistics",

@@ -8,7 +8,14 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import bench_deploy, bench_init, bench_node, bench_sandbox, bench_token
+from benchmarks import (
+    bench_deploy,
+    bench_init,
+    bench_kind,
+    bench_node,
+    bench_sandbox,
+    bench_token,
+)
 
 SECTIONS = {
     "init": bench_init.run,
@@ -16,6 +23,7 @@ SECTIONS = {
     "sandbox": bench_sandbox.run,
     "deploy": bench_deploy.run,
     "node": bench_node.run,
+    "kind": bench_kind.run,
 }
 OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 

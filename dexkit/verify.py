@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from dexkit.apiserverlog import TAIL_LINES, AuthenticatorFailure, explain, last_failure
 from dexkit.errors import DexkitError
 
 if TYPE_CHECKING:
@@ -204,8 +205,13 @@ def step_review(state: _State) -> str:
             state.identity = review_identity(session)
             break
         except ClusterError as exc:
-            if "401" not in exc.message or time.monotonic() > deadline:
+            if "401" not in exc.message:
                 raise
+            if time.monotonic() > deadline:
+                failure = authenticator_failure(state.req)
+                if failure is None:
+                    raise
+                raise ClusterError(*explain(failure, state.req.config.issuer)) from None
             time.sleep(2)  # the authenticator may still be fetching Dex's discovery document
     return f"{state.identity.username} in {', '.join(state.identity.groups)}"
 
@@ -214,6 +220,44 @@ def robot_of(config: Config, claims: dict[str, Any]) -> str | None:
     """The robot client a client_credentials token is of (its azp), else None."""
     party = claims.get("azp")
     return str(party) if party in config.robot_ids else None
+
+
+def authenticator_failure(req: VerifyRequest) -> AuthenticatorFailure | None:
+    """Why the API server's OIDC authenticator is not initialized, from its own log (see
+    :mod:`dexkit.apiserverlog`); None when the log cannot be read or names nothing."""
+    import datetime as dt
+
+    log = apiserver_log(req.project_dir, req.target)
+    return last_failure(log, req.config.issuer, dt.datetime.now(dt.UTC)) if log else None
+
+
+def apiserver_log(project_dir: Path, target: Target) -> str:
+    """The API server's recent log: its static Pod's (kubeadm, kind) through the API with the
+    target's own credentials, else the project's running sandbox's log file; '' when neither
+    can be read (a managed control plane, or no right to read kube-system's pods)."""
+    from dexkit.errors import ClusterError
+    from dexkit.kube import connect, list_objects, pod_log
+    from dexkit.sandbox.target import running_sandbox
+
+    try:
+        cluster = connect(target)
+        pods = list_objects(cluster, "Pod", namespace="kube-system",
+                            labels="component=kube-apiserver")
+        text = "\n".join(pod_log(cluster, "kube-system", p["metadata"]["name"], "kube-apiserver",
+                                 tail=TAIL_LINES) for p in pods)
+        if text:
+            return text
+    except ClusterError:
+        pass
+    state = running_sandbox(project_dir)
+    if state is None or (target.kubeconfig is not None and
+                         Path(state.kubeconfig) != Path(target.kubeconfig)):
+        return ""
+    logs = [Path(p.log) for p in state.processes if p.name == "kube-apiserver"]
+    try:
+        return logs[-1].read_text(errors="replace")[-200_000:] if logs else ""
+    except OSError:
+        return ""
 
 
 def expected_identity(config: Config, claims: dict[str, Any]) -> tuple[str, list[str]]:

@@ -93,8 +93,15 @@ def rotate(
     for warning in result.warnings:
         out.warn(warning)
     if ca:
+        api = config.api_server
+        # The API server re-reads --authentication-config (its CA inlined) about every minute,
+        # but reads --oidc-ca-file only when it starts (proven on a kind node, docs/kind.md).
+        how = (f"run 'dexkit render' and copy out/apiserver/authentication-config.yaml to "
+               f"{api.authentication_config_file} on every control-plane node: the API server "
+               "re-reads it within about a minute, no restart needed"
+               if api.mode == "authentication-config" else
+               f"copy ssl/ca.pem to {api.ca_file} on every control-plane node and restart the "
+               "API server: it reads --oidc-ca-file only when it starts")
         out.warn("the CA was replaced: API servers still trust the OLD CA and will reject Dex "
-                 "tokens until they get the new one",
-                 f"copy ssl/ca.pem to {config.api_server.ca_file} on every control-plane node "
-                 "(or re-run 'dexkit apiserver config'), then 'dexkit deploy'")
+                 "tokens until they get the new one", f"{how}; then 'dexkit deploy'")
     out.next_step("run 'dexkit deploy' to update the TLS secret and roll Dex")

@@ -10,8 +10,8 @@ import typer
 from dexkit.cli.options import DirOption
 from dexkit.config import load_config
 from dexkit.console import Output
-from dexkit.render.bundle import AUTHN_FILE, KIND_HOSTS, ca_host_path
-from dexkit.render.kind import render_kind_config
+from dexkit.render.bundle import AUTHN_FILE, KIND_HOSTS, KIND_PATCHES, ca_host_path
+from dexkit.render.kind import render_hosts_script, render_kind_config
 
 app = typer.Typer(help="kind clusters for CI, wired to Dex.", no_args_is_help=True)
 
@@ -31,8 +31,9 @@ def config_(
     """Print a kind.x-k8s.io/v1alpha4 Cluster for the configured Kubernetes version.
 
     The CA (or the AuthenticationConfiguration) is mounted into the node, kubeadm patches set
-    the API-server flags, and the issuer port is mapped to the Dex NodePort. See docs/kind.md
-    for how the issuer host resolves to Dex from the CI host and from the node.
+    the API-server flags (and, for a host-name issuer, give its Pod the name), and the issuer
+    port is mapped to the Dex NodePort. See docs/kind.md for how the issuer host resolves to Dex
+    from the CI host and from the node.
     """
     loaded = load_config(directory)
     config = loaded.config
@@ -40,10 +41,13 @@ def config_(
     output = Output()
     output.data(render_kind_config(
         config, ca_host_path=ca_host_path(config, str(directory.resolve())),
-        authn_host_path=str(out_dir / AUTHN_FILE)))
+        authn_host_path=str(out_dir / AUTHN_FILE),
+        patches_host_path=str(out_dir / KIND_PATCHES)))
     for warning in loaded.warnings:
         output.warn(warning)
     if config.api_server.mode == "authentication-config":
         output.info(f"the node mounts {out_dir / AUTHN_FILE}: run 'dexkit render' first")
-    output.next_step(f"after 'kind create cluster', run {out_dir / KIND_HOSTS} (written by "
-                     "'dexkit render') so that the issuer host resolves on the host and node")
+    if render_hosts_script(config) is not None:
+        output.info(f"the node mounts {out_dir / KIND_PATCHES}: run 'dexkit render' first")
+        output.next_step(f"run {out_dir / KIND_HOSTS} (written by 'dexkit render') so that "
+                         "the issuer host resolves on this machine")

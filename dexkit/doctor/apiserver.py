@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dexkit import files
+from dexkit.apiserverlog import TAIL_LINES
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class ApiServerView:
     # None: a process on this machine (its files can be read here); else the Pod's mounts.
     mounts: tuple[Mount, ...] | None
     expected: Config
+    log_file: Path | None = None  # a local API server's log
+    pod: tuple[str, str] | None = None  # (namespace, name) of a Pod's
 
     @property
     def local(self) -> bool:
@@ -105,8 +108,9 @@ def pod_view(pod: dict[str, Any], config: Config) -> ApiServerView | None:
         mounts = tuple(Mount(str(m.get("mountPath")), volumes.get(m.get("name")))
                        for m in container.get("volumeMounts") or [])
         meta = pod.get("metadata") or {}
-        return ApiServerView(f"Pod {meta.get('namespace')}/{meta.get('name')}",
-                             tuple(line[1:]), mounts, config)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        return ApiServerView(f"Pod {namespace}/{name}", tuple(line[1:]), mounts, config,
+                             pod=(namespace, name))
     return None
 
 
@@ -128,7 +132,7 @@ def sandbox_view(directory: Path, config: Config, server: str) -> ApiServerView 
                                           for a in args) else "flags"
     expected = wiring.sandbox_config(config, SandboxLayout(state.dir).files, mode)  # type: ignore[arg-type]
     return ApiServerView(f"the project's sandbox kube-apiserver (pid {record.pid})", args, None,
-                         expected)
+                         expected, log_file=Path(record.log))
 
 
 def views(ctx: Context) -> list[ApiServerView]:
@@ -175,7 +179,10 @@ def judge_mode(view: ApiServerView, wanted_mode: str) -> Result:
     if not authn and "oidc-issuer-url" not in flags:
         extra = f" ({', '.join(oidc)} without it)" if oidc else ""
         return fail(f"{view.source} has neither --oidc-issuer-url nor --authentication-config"
-                    f"{extra}: it accepts no token from Dex", PATCH_HINT)
+                    f"{extra}: it accepts no token from Dex",
+                    f"{PATCH_HINT}; with kind, create the cluster from the config 'dexkit "
+                    "render' writes (kind skips a kubeadm patch that names another kubeadm "
+                    "apiVersion than the node image's, as configs of older dexkit releases do)")
     live = view.mode
     shown = f"--authentication-config={flags['authentication-config'][-1]}" if authn else \
         "--oidc-* flags"
@@ -200,6 +207,33 @@ def _worst(results: list[Result]) -> Result:
 def mode(ctx: Context) -> Result:
     """One OIDC mode is set: --oidc-* flags or --authentication-config, never both."""
     return _worst([judge_mode(v, ctx.config.api_server.mode) for v in views(ctx)])
+
+
+# --- its authenticator, from its own log ---------------------------------------------------------
+
+
+def logs(ctx: Context) -> dict[str, str]:
+    """Each visible API server's recent log, by source ('' when it cannot be read here): what
+    token.review reads when the API server refuses the token (dexkit.apiserverlog). Not a check
+    of its own: a success is not logged, so without a refused token the log alone cannot tell
+    a failing authenticator from one that has just recovered (or one waiting for a stand-in)."""
+    def load() -> dict[str, str]:
+        from dexkit.errors import ClusterError
+        from dexkit.kube import pod_log
+
+        found: dict[str, str] = {}
+        for view in views(ctx):
+            text = ""
+            try:
+                if view.pod is not None:
+                    text = pod_log(ctx.cluster, *view.pod, "kube-apiserver", tail=TAIL_LINES)
+                elif view.log_file is not None:
+                    text = view.log_file.read_text(errors="replace")[-200_000:]
+            except (ClusterError, OSError):
+                text = ""
+            found[view.source] = text
+        return found
+    return ctx.fact("apiserver.logs", load)
 
 
 # --- issuer, client ID, claims --------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dexkit.doctor.core import Context, Result, check, fail, ok, warn
+from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 
 if TYPE_CHECKING:
     from dexkit.doctor.apiserver import ApiServerView
@@ -96,6 +96,11 @@ def _views(ctx: Context) -> list[ApiServerView]:
 
     if ctx.request.offline or not ctx.passed("apiserver.visible"):
         return []
+    mode = ctx.results.get("apiserver.mode")
+    if mode is not None and mode.status == "fail":
+        # Its values would be empty: comparing the token with them says nothing new.
+        raise Skip("apiserver.mode failed: the API server has no OIDC configuration to compare "
+                   "the token with")
     return views(ctx)
 
 
@@ -212,11 +217,26 @@ def review(ctx: Context) -> Result:
             if "401" not in exc.message:
                 raise
             if time.monotonic() > deadline:
-                return fail("the API server refuses the token (401 Unauthorized)",
-                            "the failing checks above name why (apiserver.*, token.*); the "
-                            "API server's log says 'Unable to authenticate the request'")
+                return _refused(ctx)
             time.sleep(2)
     mismatch = mapping_mismatch(ctx.config, got.claims, identity)
     if mismatch is not None:
         return fail(*mismatch)
     return ok(f"the API server sees '{identity.username}' in {', '.join(identity.groups)}")
+
+
+def _refused(ctx: Context) -> Result:
+    """A 401: named from the API server's own log when its authenticator never initialized."""
+    from dexkit.apiserverlog import explain, last_failure
+    from dexkit.doctor.apiserver import logs
+
+    if ctx.passed("apiserver.visible"):
+        for source, text in logs(ctx).items():
+            failure = last_failure(text, ctx.config.issuer, ctx.now)
+            if failure is not None:
+                message, hint = explain(failure, ctx.config.issuer)
+                return fail(f"the API server refuses the token (401): {message} ({source})",
+                            hint)
+    return fail("the API server refuses the token (401 Unauthorized)",
+                "the failing checks above name why (apiserver.*, token.*); the API server's "
+                "log says 'Unable to authenticate the request'")

@@ -7,7 +7,8 @@ Rules:
 - The API-server side for the configured mode: ``apiserver/flags.txt`` always (in
   authentication-config mode it holds the one ``--authentication-config`` flag),
   ``apiserver/authentication-config.yaml`` in that mode only, and the volume snippet.
-- The kind cluster config and, for a host-name issuer, ``kind/hosts.sh``.
+- The kind cluster config and, for a host-name issuer, ``kind/hosts.sh`` and the kubeadm
+  patch of the API server's Pod (``kind/kubeadm-patches/``).
 - With several clusters (``clusters:``), the API-server side and the kind config once per
   cluster, under ``apiserver/<cluster>/`` and ``kind/<cluster>/``, each from the config as that
   cluster's API server sees it (:meth:`dexkit.config.Config.for_cluster`); Dex's side once.
@@ -27,7 +28,12 @@ from dexkit.render.apiserver import (
     render_volume_snippet,
 )
 from dexkit.render.dex import render_all_in_one, render_manifests
-from dexkit.render.kind import render_hosts_script, render_kind_config
+from dexkit.render.kind import (
+    APISERVER_PATCH,
+    render_apiserver_patch,
+    render_hosts_script,
+    render_kind_config,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,6 +46,7 @@ AUTHN_FILE = "apiserver/authentication-config.yaml"
 VOLUMES_FILE = "apiserver/volumes.yaml"
 KIND_CONFIG = "kind/cluster.yaml"
 KIND_HOSTS = "kind/hosts.sh"
+KIND_PATCHES = "kind/kubeadm-patches"
 
 
 def ca_host_path(config: Config, project_dir: str) -> str:
@@ -86,9 +93,14 @@ def _apiserver_side(config: Config, cluster: str | None, *, ca_pem: str | None,
                            "run 'dexkit init' to create ssl/ca.pem")
         files[authn] = render_authentication_config(config, ca_pem)
     files[cluster_path(VOLUMES_FILE, cluster)] = render_volume_snippet(config)
+    patches = cluster_path(KIND_PATCHES, cluster)
     files[cluster_path(KIND_CONFIG, cluster)] = render_kind_config(
         config, ca_host_path=ca_host_path(config, project_dir),
-        authn_host_path=posixpath.join(out_dir, authn))
+        authn_host_path=posixpath.join(out_dir, authn),
+        patches_host_path=posixpath.join(out_dir, patches))
+    apiserver_patch = render_apiserver_patch(config)
+    if apiserver_patch is not None:
+        files[f"{patches}/{APISERVER_PATCH}"] = apiserver_patch
     return files
 
 

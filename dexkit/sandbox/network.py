@@ -174,11 +174,16 @@ def _save(binary: str, table: str) -> str:
 
 def kube_chains() -> dict[str, list[str]]:
     """``{"iptables nat": ["KUBE-SERVICES", ...], ...}``: every KUBE- chain, by table."""
+    return chains_named(CHAIN_PREFIX)
+
+
+def chains_named(prefix: str) -> dict[str, list[str]]:
+    """Every chain whose name starts with ``prefix``, by ``"<binary> <table>"``."""
     found: dict[str, list[str]] = {}
     for binary in IPTABLES:
         for table in TABLES:
             chains = [line[1:].split()[0] for line in _save(binary, table).splitlines()
-                      if line.startswith(f":{CHAIN_PREFIX}")]
+                      if line.startswith(f":{prefix}")]
             if chains:
                 found[f"{binary} {table}"] = chains
     return found
@@ -206,24 +211,30 @@ def nodeport_captures(port: int) -> list[str]:
 
 def remove_kube_chains() -> int:
     """Delete every rule that jumps to a KUBE- chain, then the chains; how many chains."""
+    return remove_chains(CHAIN_PREFIX)
+
+
+def remove_chains(prefix: str) -> int:
+    """Delete every rule that jumps to a chain named ``prefix...``, then those chains (in the
+    IPv4 and IPv6 tables); how many chains."""
     removed = 0
     for binary in IPTABLES:
         for table in TABLES:
             text = _save(binary, table)
             chains = [line[1:].split()[0] for line in text.splitlines()
-                      if line.startswith(f":{CHAIN_PREFIX}")]
+                      if line.startswith(f":{prefix}")]
             if not chains:
                 continue
             for line in text.splitlines():
                 if not line.startswith("-A "):
                     continue
                 words = shlex.split(line)
-                if words[1].startswith(CHAIN_PREFIX):
+                if words[1].startswith(prefix):
                     continue  # flushed with its chain below
                 targets = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g")}
-                if any(t.startswith(CHAIN_PREFIX) for t in targets):
+                if any(t.startswith(prefix) for t in targets):
                     run([binary, "-w", "-t", table, "-D", *words[1:]],
-                        what=f"deleting a jump to a KUBE- chain in {binary} {table}")
+                        what=f"deleting a jump to a {prefix} chain in {binary} {table}")
             for chain in chains:
                 run([binary, "-w", "-t", table, "-F", chain], what=f"flushing {chain}")
             for chain in chains:

@@ -63,6 +63,8 @@ CGROUP = "dexkit"
 # Sockets and the kubelet's root: a unix socket path has at most 107 bytes, which a project
 # path can exceed; one node sandbox per machine, so one fixed directory.
 RUN_DIR = Path("/run/dexkit-node")
+# The kind harness's run directory (dexkit.sandbox.engine.RUN_DIR): the two refuse each other.
+KIND_ENGINE_RUN_DIR = Path("/run/dexkit-kind")
 STATE_FILE = "node.json"
 NAMESPACE_PEER = "mount-namespace"
 SERVICE_CIDR = controlplane.SERVICE_CLUSTER_IP_RANGE
@@ -221,6 +223,11 @@ def preflight(config: Config, net: network.NodeNetwork, *, euid: int | None = No
         problems.append(f"the cgroup tree /{CGROUP} exists")
     if RUN_DIR.exists():
         problems.append(f"{RUN_DIR} exists")
+    # The kind harness's engine (dexkit/sandbox/engine.py) takes the same machine-wide things
+    # (iptables, cgroups, the kernel settings a kubelet writes); each refuses the other by name.
+    if KIND_ENGINE_RUN_DIR.exists() or network.chains_named("DOCKER"):
+        problems.append(f"a container engine runs (the kind harness's: {KIND_ENGINE_RUN_DIR} "
+                        "exists, or DOCKER chains are in iptables)")
     if problems:
         raise DexkitError("another node sandbox (or a Kubernetes node) holds this machine: "
                           + "; ".join(problems),

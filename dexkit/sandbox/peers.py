@@ -1,6 +1,6 @@
 """The sandbox's peers: etcd, kube-apiserver, kubectl, Dex (and kubelogin, helm), built from
 their Go modules (and, for the node sandbox, kubelet, kube-proxy, kube-controller-manager and
-kube-scheduler).
+kube-scheduler; for the kind harness, kubeadm, kind and CoreDNS).
 
 Rules:
 - A peer is found, in this order: the environment variable named in :data:`ENV_OVERRIDES`
@@ -141,6 +141,15 @@ KUBELOGIN_MODULE = "github.com/int128/kubelogin"
 HELM_VERSION = "4.3.2"
 HELM_MODULE = "helm.sh/helm/v4"
 
+# kind and what a kind node image needs besides Kubernetes (the kind harness, level 3). kind's
+# release is the one whose default node image is Kubernetes 1.37 (kindest/node:v1.37.0).
+KIND_VERSION = "0.33.0"
+KIND_MODULE = "sigs.k8s.io/kind"
+# The CoreDNS kubeadm 1.37 asks for (CoreDNSVersion "v1.14.6" in k8s.io/kubernetes v1.37.2,
+# cmd/kubeadm/app/constants/constants.go); one build serves every minor's node image.
+COREDNS_VERSION = "1.14.6"
+COREDNS_MODULE = "github.com/coredns/coredns"
+
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 # What the node sandbox (`dexkit sandbox up --node`) adds to the control plane; `--only node`
 # names all four.
@@ -149,7 +158,7 @@ NODE_ALIAS = "node"
 # kubeadm and kind: what a kind node image and `kind create cluster` need (the kind harness).
 KUBERNETES_PEERS = ("kube-apiserver", "kubectl", *NODE_PEERS, "kubeadm")
 PEER_NAMES = ("etcd", "kube-apiserver", "kubectl", "dex", "kubelogin", "helm", *NODE_PEERS,
-              "kubeadm")
+              "kubeadm", "kind", "coredns")
 # Peers `dexkit sandbox build` builds when no --only is given; kubelogin, helm and the node's
 # components are on request.
 DEFAULT_PEERS = ("etcd", "kube-apiserver", "kubectl", "dex")
@@ -165,6 +174,8 @@ ENV_OVERRIDES = {
     "kubelet": "DEXKIT_KUBELET",
     "kube-proxy": "DEXKIT_KUBE_PROXY",
     "kubeadm": "DEXKIT_KUBEADM",
+    "kind": "DEXKIT_KIND",
+    "coredns": "DEXKIT_COREDNS",
 }
 MANIFEST = "manifest.json"
 HEARTBEAT_SECONDS = 30.0
@@ -382,6 +393,15 @@ def peer_spec(name: str, kubernetes_version: str | None = None,
                         cgo=False, ldflags=(
                             f"-X {HELM_MODULE}/internal/version.version=v{HELM_VERSION}",
                             f"-X {HELM_MODULE}/internal/version.gitTreeState=clean"))
+    if name == "kind":
+        return PeerSpec(name="kind", version=KIND_VERSION, module=KIND_MODULE,
+                        module_version=f"v{KIND_VERSION}", package=KIND_MODULE, cgo=False)
+    if name == "coredns":
+        # Static, as in CoreDNS's release images (its Makefile builds with CGO_ENABLED=0): the
+        # node image's CoreDNS image is that one file.
+        return PeerSpec(name="coredns", version=COREDNS_VERSION, module=COREDNS_MODULE,
+                        module_version=f"v{COREDNS_VERSION}", package=COREDNS_MODULE, cgo=False,
+                        ldflags=("-s", "-w"))
     raise UsageError(f"unknown peer '{name}'", f"use one of {', '.join(PEER_NAMES)}")
 
 

@@ -34,7 +34,7 @@ from dexkit.project import complete_static_users, password_file
 from dexkit.render.apiserver import apiserver_flags
 from dexkit.render.bundle import KIND_CONFIG, KIND_HOSTS, render_bundle
 from dexkit.render.dex import render_dex_config, render_manifests
-from dexkit.render.kind import KIND_API_VERSION, kubeadm_api_version
+from dexkit.render.kind import KIND_API_VERSION, KUBEADM_PATCHES_DIR
 from dexkit.resources import scenarios_dir
 from dexkit.scenarios import (
     FILES,
@@ -617,19 +617,21 @@ def test_kind_config_wires_the_api_server_to_the_bundled_dex(
     project, config, cluster = kind_ci
     (node,) = cluster["nodes"]
     assert node["role"] == "control-plane"
-    (mount,) = node["extraMounts"]
+    mount, patches_mount = node["extraMounts"]
+    assert patches_mount["containerPath"] == KUBEADM_PATCHES_DIR
+    assert Path(patches_mount["hostPath"]) == (project / "out" / "kind" / "kubeadm-patches")
     host_path = Path(mount["hostPath"])
     assert host_path.is_absolute() and host_path == (project / "ssl" / "ca.pem").resolve()
     assert host_path.is_file()  # docker refuses to start the node with a missing bind source
     assert mount["containerPath"] == config.api_server.ca_file and mount["readOnly"] is True
     (mapping,) = node["extraPortMappings"]
     assert mapping["containerPort"] == config.dex.service.node_port == config.issuer_port
-    (text,) = node["kubeadmConfigPatches"]
+    text, init = node["kubeadmConfigPatches"]
     patch = yaml.safe_load(text)
     assert patch["kind"] == "ClusterConfiguration"
-    assert patch["apiVersion"] == kubeadm_api_version(config.minor) == "kubeadm.k8s.io/v1beta4"
-    # kubeadm v1beta4: a list of name/value pairs.
-    args = {a["name"]: a["value"] for a in patch["apiServer"]["extraArgs"]}
+    # No apiVersion: kind applies it to any kubeadm version (tests/e2e/test_kind.py).
+    assert "apiVersion" not in patch and "apiVersion" not in yaml.safe_load(init)
+    args = patch["apiServer"]["extraArgs"]
     assert all(isinstance(v, str) for v in args.values())
     assert args == {f.name: f.value for f in apiserver_flags(config)}
     assert args["oidc-issuer-url"] == config.issuer

@@ -243,6 +243,7 @@ def test_certs_rotate_and_rotate_ca(dexkit, project: Path) -> None:  # type: ign
     assert loud.code == 0
     assert (project / "ssl/ca.pem").read_bytes() != ca
     assert "API servers still trust the OLD CA" in loud.err
+    assert "it reads --oidc-ca-file only when it starts" in loud.err  # flags mode, the default
     assert dexkit("certs", "check", "--dir", project).code == 0
 
 

@@ -24,8 +24,11 @@ def test_kind_config(dexkit, project: Path) -> None:  # type: ignore[no-untyped-
     assert cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     node = cluster["nodes"][0]
     assert node["extraMounts"][0]["hostPath"] == str((project / "ssl/ca.pem").resolve())
+    assert node["extraMounts"][1]["hostPath"] == str(
+        (project / "out/kind/kubeadm-patches").resolve())
     patch = yaml.safe_load(node["kubeadmConfigPatches"][0])
-    assert patch["apiVersion"] == "kubeadm.k8s.io/v1beta4"  # the default minor, 1.37
+    assert "apiVersion" not in patch  # kind applies it to the node image's kubeadm version
+    assert patch["kind"] == "ClusterConfiguration"
     assert "hosts.sh" in result.err
 
 
@@ -38,10 +41,9 @@ def test_kind_config_for_136_and_authentication_config(dexkit, project: Path) ->
     assert node["extraMounts"][0]["hostPath"] == str(
         (project / "rendered/apiserver/authentication-config.yaml").resolve())
     patch = yaml.safe_load(node["kubeadmConfigPatches"][0])
-    assert patch["apiVersion"] == "kubeadm.k8s.io/v1beta4"
-    assert patch["apiServer"]["extraArgs"] == [{
-        "name": "authentication-config",
-        "value": "/etc/kubernetes/dexkit/authentication-config.yaml"}]
+    assert "apiVersion" not in patch
+    assert patch["apiServer"]["extraArgs"] == {
+        "authentication-config": "/etc/kubernetes/dexkit/authentication-config.yaml"}
     assert "run 'dexkit render' first" in result.err
 
 

@@ -240,3 +240,4 @@ def test_authentication_config_with_a_trailing_slash_issuer(new_project: Project
     assert result.message == (f"{path} has no jwt issuer.url equal to "
                               "https://dex.example.com:32000 ('https://dex.example.com:32000/': "
                               "they differ only by a trailing slash)")
+

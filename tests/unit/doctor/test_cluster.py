@@ -68,17 +68,16 @@ def test_version_in_the_proven_range_and_as_configured(new_project: Project) -> 
 
 
 def test_a_version_that_changes_what_is_rendered_is_named(new_project: Project) -> None:
-    result = run(_ctx(new_project(), version="v1.34.4"), "cluster.version")
-    assert result.status == "warn"
-    assert result.message.startswith("the cluster runs Kubernetes v1.34.4, dexkit.yaml says "
-                                     "kubernetesVersion 1.37; rendered for 1.34, kind's "
-                                     "kubeadm patch would be kubeadm.k8s.io/v1beta3")
-    assert 'kubernetesVersion: "1.34"' in result.hint
+    # kind's kubeadm patches name no apiVersion, so a node image of another minor is no
+    # difference in what is rendered (tests/e2e/test_kind.py proves it on real clusters).
+    flags = run(_ctx(new_project(), version="v1.36.3"), "cluster.version")
+    assert "kubeadm" not in flags.message
     authn = new_project(apiServer={"mode": "authentication-config"}, kubernetesVersion="1.33")
     result = run(_ctx(authn, version="v1.36.0"), "cluster.version")
     assert result.status == "warn"
     assert "the AuthenticationConfiguration would be apiserver.config.k8s.io/v1, not " \
            "apiserver.config.k8s.io/v1beta1" in result.message
+    assert 'kubernetesVersion: "1.36"' in result.hint
 
 
 def test_a_version_outside_the_proven_range_is_warned_about(new_project: Project) -> None:

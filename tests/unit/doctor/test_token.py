@@ -185,3 +185,50 @@ def test_password_login_without_a_password_says_where_to_put_it(new_project: Pro
     result = run(ctx, "token.login")
     assert result.status == "fail" and result.message == "no password for admin@example.com"
     assert "DEXKIT_PASSWORD" in result.hint
+
+
+def test_issuer_and_audience_skip_when_the_api_server_has_no_oidc_configuration(
+        new_project: Project) -> None:
+    """Not 'the scheme differs ('' vs 'https')': apiserver.mode already said it (a kind
+    cluster whose kubeadm patch was skipped)."""
+    from dexkit.doctor.core import Result as R
+
+    project = new_project()
+    config = load_config(project).config
+    no_flags = pod_view(_pod(config, lambda c: [a for a in c if not a.startswith("--oidc-")]),
+                        config)
+    ctx = _ctx(project, _claims(), facts={"apiserver.views": [no_flags]})
+    assert run(ctx, "apiserver.mode").status == "fail"
+    for check_id in ("token.issuer", "token.audience"):
+        ctx.results["apiserver.visible"] = R("apiserver.visible", "ok", "seen")
+        result = run(ctx, check_id)
+        assert result.status == "skip", result
+        assert "apiserver.mode failed" in result.message
+
+
+def test_a_refused_token_is_named_from_the_api_servers_log(new_project: Project) -> None:
+    """token.review's 401, when the API server's authenticator never initialized: the cause in
+    one line (here: the kind recipe's old failure, a name the API server's Pod cannot resolve)."""
+    import datetime as dt
+
+    from dexkit.doctor.core import Result as R
+    from dexkit.doctor.token import _refused
+    from tests.unit.test_apiserverlog import LOOKUP
+
+    project = new_project()
+    config = load_config(project).config
+    view = pod_view(_pod(config), config)
+    assert view is not None
+    ctx = context(project, now=dt.datetime(2026, 12, 5, 21, 19, 20, tzinfo=dt.UTC),
+                  login="password", facts={"apiserver.views": [view],
+                                           "apiserver.logs": {view.source: LOOKUP}})
+    ctx.results["apiserver.visible"] = R("apiserver.visible", "ok", "seen")
+    result = _refused(ctx)
+    assert result.status == "fail"
+    assert result.message.startswith("the API server refuses the token (401): the API server "
+                                     "cannot resolve dex.example.com")
+    assert "kubeadm patch gives the API server's Pod the name" in result.hint
+    quiet = context(project, login="password",
+                    facts={"apiserver.views": [view], "apiserver.logs": {view.source: ""}})
+    quiet.results["apiserver.visible"] = R("apiserver.visible", "ok", "seen")
+    assert _refused(quiet).message == "the API server refuses the token (401 Unauthorized)"

@@ -10,37 +10,65 @@ from typing import Any
 import pytest
 import yaml
 
-from dexkit.render.kind import kubeadm_api_version, render_hosts_script, render_kind_config
+from dexkit.render.kind import (
+    KUBEADM_PATCHES_DIR,
+    kubeadm_api_version,
+    render_apiserver_patch,
+    render_hosts_script,
+    render_kind_config,
+)
 from tests.unit.render.helpers import make_config
+
+PATCHES = "/srv/p/out/kind/kubeadm-patches"
 
 
 def _cluster(data: dict[str, Any] | None = None) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(render_kind_config(
         make_config(data), ca_host_path="/srv/p/ssl/ca.pem",
-        authn_host_path="/srv/p/out/apiserver/authentication-config.yaml"))
+        authn_host_path="/srv/p/out/apiserver/authentication-config.yaml",
+        patches_host_path=PATCHES))
     return loaded
+
+
+def _patches(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    return [yaml.safe_load(text) for text in cluster["nodes"][0]["kubeadmConfigPatches"]]
 
 
 def _patch(cluster: dict[str, Any]) -> dict[str, Any]:
-    (text,) = cluster["nodes"][0]["kubeadmConfigPatches"]
-    loaded: dict[str, Any] = yaml.safe_load(text)
-    return loaded
+    return _patches(cluster)[0]
 
 
-@pytest.mark.parametrize(("minor", "version"), [(30, "v1beta3"), (35, "v1beta3"),
-                                                (36, "v1beta4"), (37, "v1beta4")])
-def test_kubeadm_version_follows_kind(minor: int, version: str) -> None:
-    assert kubeadm_api_version(minor) == f"kubeadm.k8s.io/{version}"
-    patch = _patch(_cluster({"kubernetesVersion": f"1.{minor}"}))
-    assert patch["apiVersion"] == f"kubeadm.k8s.io/{version}"
-    assert patch["kind"] == "ClusterConfiguration"
-    args = patch["apiServer"]["extraArgs"]
-    if version == "v1beta3":
-        assert isinstance(args, dict)
-        assert args["oidc-issuer-url"] == "https://dex.example.com:32000"
-    else:
-        assert isinstance(args, list)
-        assert {"name": "oidc-issuer-url", "value": "https://dex.example.com:32000"} in args
+@pytest.mark.parametrize("minor", [30, 35, 36, 37])
+def test_kubeadm_patches_name_no_version_so_kind_applies_them_to_any_node(minor: int) -> None:
+    """kind (pkg/internal/patch) matches a patch without apiVersion to the ClusterConfiguration
+    of any kubeadm version and converts map-form extraArgs for v1beta4 itself; proven on real
+    clusters by tests/e2e/test_kind.py."""
+    assert kubeadm_api_version(minor) == \
+        f"kubeadm.k8s.io/{'v1beta4' if minor >= 36 else 'v1beta3'}"
+    cluster, init = _patches(_cluster({"kubernetesVersion": f"1.{minor}"}))
+    assert "apiVersion" not in cluster and "apiVersion" not in init
+    assert cluster["kind"] == "ClusterConfiguration"
+    args = cluster["apiServer"]["extraArgs"]
+    assert isinstance(args, dict)
+    assert args["oidc-issuer-url"] == "https://dex.example.com:32000"
+    assert init == {"kind": "InitConfiguration", "patches": {"directory": KUBEADM_PATCHES_DIR}}
+
+
+def test_the_api_server_pod_gets_the_issuer_host_as_an_alias() -> None:
+    cluster = _cluster()
+    assert {"hostPath": PATCHES, "containerPath": KUBEADM_PATCHES_DIR, "readOnly": True} in \
+        cluster["nodes"][0]["extraMounts"]
+    patch = yaml.safe_load(render_apiserver_patch(make_config()) or "")
+    assert patch == {"spec": {"hostAliases": [{"ip": "127.0.0.1",
+                                               "hostnames": ["dex.example.com"]}]}}
+
+
+def test_an_ip_issuer_needs_no_alias_nor_patches_directory() -> None:
+    cluster = _cluster({"issuer": "https://127.0.0.1:32000"})
+    assert [p["kind"] for p in _patches(cluster)] == ["ClusterConfiguration"]
+    assert all(m["containerPath"] != KUBEADM_PATCHES_DIR
+               for m in cluster["nodes"][0]["extraMounts"])
+    assert render_apiserver_patch(make_config({"issuer": "https://127.0.0.1:32000"})) is None
 
 
 def test_flags_mode_mounts_the_ca_into_node_and_pod() -> None:
@@ -48,9 +76,9 @@ def test_flags_mode_mounts_the_ca_into_node_and_pod() -> None:
     assert cluster["kind"] == "Cluster" and cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     (node,) = cluster["nodes"]
     assert node["role"] == "control-plane"
-    assert node["extraMounts"] == [{"hostPath": "/srv/p/ssl/ca.pem",
-                                    "containerPath": "/etc/ssl/certs/openid-ca.pem",
-                                    "readOnly": True}]
+    assert node["extraMounts"][0] == {"hostPath": "/srv/p/ssl/ca.pem",
+                                      "containerPath": "/etc/ssl/certs/openid-ca.pem",
+                                      "readOnly": True}
     assert _patch(cluster)["apiServer"]["extraVolumes"] == [{
         "name": "dexkit-oidc-ca", "hostPath": "/etc/ssl/certs/openid-ca.pem",
         "mountPath": "/etc/ssl/certs/openid-ca.pem", "readOnly": True, "pathType": "File"}]
@@ -58,13 +86,12 @@ def test_flags_mode_mounts_the_ca_into_node_and_pod() -> None:
 
 def test_authentication_config_mode_mounts_the_config() -> None:
     cluster = _cluster({"apiServer": {"mode": "authentication-config"}})
-    assert cluster["nodes"][0]["extraMounts"] == [{
+    assert cluster["nodes"][0]["extraMounts"][0] == {
         "hostPath": "/srv/p/out/apiserver/authentication-config.yaml",
-        "containerPath": "/etc/kubernetes/dexkit/authentication-config.yaml", "readOnly": True}]
+        "containerPath": "/etc/kubernetes/dexkit/authentication-config.yaml", "readOnly": True}
     patch = _patch(cluster)
-    assert patch["apiServer"]["extraArgs"] == [{
-        "name": "authentication-config",
-        "value": "/etc/kubernetes/dexkit/authentication-config.yaml"}]
+    assert patch["apiServer"]["extraArgs"] == {
+        "authentication-config": "/etc/kubernetes/dexkit/authentication-config.yaml"}
     assert patch["apiServer"]["extraVolumes"][0]["mountPath"] == "/etc/kubernetes/dexkit"
 
 
@@ -94,19 +121,21 @@ def test_hosts_script_is_valid_shell_and_names_the_issuer_host() -> None:
     assert script.startswith("#!/bin/sh\n")
     assert "host=dex.example.com\n" in script
     assert 'echo "127.0.0.1 $host"' in script
-    assert "docker exec" in script
+    # Only the CI host's file: no container engine's CLI (kind drives docker, podman, nerdctl).
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert not any(cli in line for line in code for cli in ("docker", "podman", "nerdctl"))
     sh = shutil.which("sh")
     assert sh is not None
     subprocess.run([sh, "-n"], input=script, text=True, check=True)
 
 
 def test_hosts_script_adds_the_host_entry_once(tmp_path: Path) -> None:
-    """Run the script's CI-host half against a scratch hosts file, twice."""
+    """Run the script against a scratch hosts file, twice."""
     script = render_hosts_script(make_config())
     assert script is not None
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
-    host_half = script.split("# Node:")[0].replace("/etc/hosts", str(hosts))
     for _ in range(2):
-        subprocess.run(["sh", "-c", host_half, "hosts.sh"], check=True)
+        subprocess.run(["sh", "-c", script.replace("/etc/hosts", str(hosts)), "hosts.sh"],
+                       check=True)
     assert hosts.read_text() == "127.0.0.1 localhost\n127.0.0.1 dex.example.com\n"

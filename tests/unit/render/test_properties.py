@@ -49,12 +49,10 @@ def _config(issuer: str, client_id: str, minor: int, mode: str) -> Config:
 
 def _kind_args(config: Config) -> dict[str, str]:
     cluster = yaml.safe_load(render_kind_config(config, ca_host_path="/p/ssl/ca.pem",
-                                                authn_host_path="/p/out/authn.yaml"))
+                                                authn_host_path="/p/out/authn.yaml",
+                                                patches_host_path="/p/out/kind/patches"))
     patch = yaml.safe_load(cluster["nodes"][0]["kubeadmConfigPatches"][0])
-    args = patch["apiServer"]["extraArgs"]
-    if isinstance(args, list):  # kubeadm v1beta4
-        return {a["name"]: a["value"] for a in args}
-    return dict(args)
+    return dict(patch["apiServer"]["extraArgs"])  # a map on every minor: kind converts it
 
 
 def _flag_values(flags: list[Any]) -> dict[str, str]:

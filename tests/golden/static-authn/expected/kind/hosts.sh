@@ -1,12 +1,13 @@
 #!/bin/sh
-# Make dex.example.com resolve to Dex from the CI host and from inside the kind node, rendered by
-# dexkit. Run it after 'kind create cluster --config cluster.yaml'; it is safe to run twice.
-#   usage: sh hosts.sh [NODE]    (NODE defaults to kind-control-plane)
+# Make dex.example.com resolve to Dex on the CI host, rendered by dexkit. Run it before or after
+# 'kind create cluster --config cluster.yaml'; it is safe to run twice. It touches only this
+# machine's /etc/hosts, so it works with any of kind's providers (docker, podman, nerdctl).
+# Inside the node the API server needs no entry: kubeadm gives its Pod the name itself
+# (kubeadm-patches/kube-apiserver+strategic.yaml).
 set -eu
-node="${1:-kind-control-plane}"
 host=dex.example.com
 
-# CI host: the port mapping listens on 127.0.0.1.
+# The port mapping listens on 127.0.0.1:32000 and forwards to the Dex NodePort.
 if ! grep -q "[[:space:]]$host\$" /etc/hosts; then
   if [ -w /etc/hosts ]; then
     echo "127.0.0.1 $host" >> /etc/hosts
@@ -14,8 +15,3 @@ if ! grep -q "[[:space:]]$host\$" /etc/hosts; then
     echo "127.0.0.1 $host" | sudo tee -a /etc/hosts > /dev/null
   fi
 fi
-
-# Node: the API server runs in the node's network namespace and reaches the Dex NodePort
-# (32000) on the node's own address, which the issuer port (32000) must equal.
-node_ip="$(docker inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$node" | awk '{print $1}')"
-docker exec "$node" sh -c "grep -q '[[:space:]]$host\$' /etc/hosts || echo '$node_ip $host' >> /etc/hosts"
