@@ -191,8 +191,38 @@ def atomic_write(path: Path, data: bytes | str, mode: int = PUBLIC, *,
 
 
 def real_path(path: Path) -> Path:
-    """Where a write to ``path`` lands when symbolic links are followed (dangling ones too)."""
-    return Path(os.path.realpath(path))
+    """Where a write to ``path`` lands when symbolic links are followed (dangling ones too).
+
+    ``/proc/<pid>/root`` and ``/proc/<pid>/cwd`` are the kernel's doors into another process's
+    file system (a container's, a kind node's): read as text they are links to "/" or its
+    directory, which would send the write to this machine's own file of that name. They stay as
+    they are, and the links below them are followed inside that file system (an absolute
+    target starts again at that root, never above it)."""
+    text = os.path.normpath(Path(path).absolute())
+    parts = text.split("/")
+    if len(parts) < 4 or parts[1] != "proc" or parts[3] not in ("root", "cwd"):
+        return Path(os.path.realpath(path))
+    root = "/".join(parts[:4])
+    resolved, todo, hops = root, [p for p in parts[4:] if p], 0
+    while todo:
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            resolved = resolved if resolved == root else str(Path(resolved).parent)
+            continue
+        candidate = f"{resolved}/{part}"
+        if not Path(candidate).is_symlink():
+            resolved = candidate
+            continue
+        hops += 1
+        if hops > 40:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+        target = str(Path(candidate).readlink())
+        if target.startswith("/"):
+            resolved = root
+        todo = [p for p in target.split("/") if p] + todo
+    return Path(resolved)
 
 
 def _fsync_dir(directory: Path) -> None:

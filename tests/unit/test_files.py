@@ -383,3 +383,24 @@ def test_a_backup_that_cannot_be_written_names_the_file(tmp_path: Path,
         files.backup_copy(path)
     assert str(path) in info.value.message and ".tmp" not in info.value.message
     assert "free some space" in info.value.hint
+
+
+def test_a_path_through_another_process_root_stays_in_that_root(tmp_path: Path) -> None:
+    """Found on a kind node (issue 19): /proc/<pid>/root reads as a link to "/", so a manifest
+    given through it was resolved to this machine's own file of that name."""
+    import os as _os
+
+    from dexkit.files import real_path
+
+    pid = _os.getpid()
+    inside = tmp_path / "node-etc"
+    inside.mkdir()
+    (inside / "real.yaml").write_text("x\n")
+    (inside / "link.yaml").symlink_to("real.yaml")
+    door = Path(f"/proc/{pid}/root") / str(inside).lstrip("/")
+    assert real_path(door / "link.yaml") == door / "real.yaml"
+    assert str(real_path(door / "link.yaml")).startswith(f"/proc/{pid}/root/")
+    # An absolute link target starts again at that root.
+    (inside / "abs.yaml").symlink_to(inside / "real.yaml")
+    assert real_path(door / "abs.yaml") == Path(f"/proc/{pid}/root{inside}/real.yaml")
+    assert real_path(tmp_path / "x") == Path(_os.path.realpath(tmp_path / "x"))
