@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -210,15 +210,20 @@ def test_token_exchange_sends_the_subject_and_caches_per_subject(tmp_path: Path)
     assert dex.forms[1]["subject_token"] == other["JOB"]
 
 
-@pytest.mark.parametrize(("token", "message"), [
-    (job_token(aud="other-service"), "is for audience ['other-service'], not 'dexkit-ci'"),
-    (job_token(iss="https://evil.test"), "is from issuer 'https://evil.test', which connector "
-                                          "'ci' does not trust"),
-    (job_token(exp=time.time() - 30), "the subject token expired "),
-    ("not-a-jwt", "the subject token is not a JWT"),
+# Tokens are made when the test runs, not at collection: a suite that takes minutes to reach
+# this test must not find its "valid" tokens expired.
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: job_token(aud="other-service"),
+     "is for audience ['other-service'], not 'dexkit-ci'"),
+    (lambda: job_token(iss="https://evil.test"),
+     "is from issuer 'https://evil.test', which connector 'ci' does not trust"),
+    (lambda: job_token(exp=time.time() - 30), "the subject token expired "),
+    (lambda: "not-a-jwt", "the subject token is not a JWT"),
 ])
-def test_subject_tokens_are_refused_before_they_are_sent(tmp_path: Path, token: str,
+def test_subject_tokens_are_refused_before_they_are_sent(tmp_path: Path,
+                                                         make: Callable[[], str],
                                                          message: str) -> None:
+    token = make()
     dex = FakeDex()
     s = settings(tmp_path, *exchange_args("--subject-token-env", "JOB"), environ={})
     with pytest.raises(OIDCError) as refused:
