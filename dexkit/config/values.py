@@ -53,6 +53,8 @@ def invalid(key: str | tuple[str | int, ...], message: str, hint: str = "") -> N
     """Raise a validation error about ``key`` of the struct being checked, with a hint.
 
     A tuple names a nested key (``("extraConfig", "web")``), so the error points at its line.
+    The text it raises is a small protocol that :mod:`dexkit.config.load` reads back; that
+    module's docstring describes it.
     """
     if isinstance(key, tuple):
         key = _PART.join(str(part) for part in key)
