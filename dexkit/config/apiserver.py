@@ -22,6 +22,8 @@ from dexkit.config.values import (
 
 # Where the API server sees a client_credentials token's client: 'client:<id>'.
 ROBOT_USERNAME_PREFIX = "client:"
+# How the API server is told about Dex: the --oidc-* flags, or an AuthenticationConfiguration.
+APIServerMode: TypeAlias = Literal["flags", "authentication-config"]
 
 
 class ClusterSettings(Model, frozen=True, omit_defaults=True):
@@ -31,7 +33,7 @@ class ClusterSettings(Model, frozen=True, omit_defaults=True):
     # The audience this cluster's API server accepts (a Dex client dexkit renders for it).
     client_id: str = msgspec.field(name="clientID")
     # Default: apiServer.mode.
-    mode: Literal["flags", "authentication-config"] | None = None
+    mode: APIServerMode | None = None
     # The API server's URL and CA file (project-relative or absolute), for 'dexkit kubeconfig'.
     server: str | None = None
     certificate_authority: str | None = None
@@ -124,7 +126,7 @@ class AnonymousSettings(Model, frozen=True):
 class APIServerSettings(Model, frozen=True):
     """How the kube-apiserver validates Dex's ID tokens."""
 
-    mode: Literal["flags", "authentication-config"] = "flags"
+    mode: APIServerMode = "flags"
     client_id: str = msgspec.field(default=DEFAULT_CLIENT_ID, name="clientID")
     # Where the CA file lives on the API-server node (the guide's openid-ca.pem).
     ca_file: str = "/etc/ssl/certs/openid-ca.pem"
