@@ -350,10 +350,18 @@ def _bad_choice(path: list[str | int], value: str, data: Any) -> Problem:
         message = f"unknown type '{value}'; dexkit knows {', '.join(choices)}"
     else:
         hint_type = _field_type(parent, path[-1]) if parent and path else None
-        choices = [str(a) for a in typing.get_args(hint_type)] if hint_type else []
+        choices = _literal_values(hint_type) if hint_type else []
         message = f"'{value}' is not allowed; expected one of {', '.join(choices)}"
     match = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
     return Problem(path, message, f"did you mean '{match[0]}'?" if match else "")
+
+
+def _literal_values(hint: Any) -> list[str]:
+    """The values a Literal allows, also inside ``Literal[...] | None`` (an optional field's
+    choices, which typing.get_args gives as the Literal and NoneType)."""
+    if typing.get_origin(hint) is typing.Literal:
+        return [str(a) for a in typing.get_args(hint)]
+    return [v for arg in typing.get_args(hint) for v in _literal_values(arg)]
 
 
 def _plain(message: str) -> str:

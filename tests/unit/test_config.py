@@ -231,3 +231,12 @@ def test_a_bad_value_in_a_mapping_names_its_key() -> None:
                                           r", got bool") as error:
         parse_config("dex:\n  nodeSelector:\n    zone: no\n")
     assert "quote the value" in error.value.hint
+
+
+def test_an_optional_choice_names_its_values_not_python_types() -> None:
+    """A Literal field that may be empty (``Literal[...] | None``) lists the Literal's values."""
+    error = _error("clusters:\n- name: prod\n  mode: flagz\n")
+    assert error.message.endswith(
+        "'flagz' is not allowed; expected one of flags, authentication-config"), error.message
+    assert error.hint == "did you mean 'flags'?"
+    assert "typing" not in error.message and "NoneType" not in error.message
