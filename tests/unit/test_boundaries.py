@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dexkit"
 # The kubectl credential plugin's lean path and the interactive login prompts write to the
 # terminal themselves: they run where Rich (and so console.py) must not be imported.
 MAY_WRITE = {"console.py", "__main__.py", "cli/__init__.py", "oidc/plugin.py", "oidc/session.py"}
-PURE_CORE = ("issuer.py", "config.py", "pki.py", "render/")
+PURE_CORE = ("issuer.py", "config.py", "pki/", "render/")
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
