@@ -46,7 +46,7 @@ from dexkit import credentials, files, kube, pki
 from dexkit.artefacts import read_render_inputs
 from dexkit.config import Config, load_config
 from dexkit.errors import ClusterError, DexkitError, TLSError
-from dexkit.project import tls_paths
+from dexkit.layout import tls_paths
 from dexkit.render.dex import render_manifests
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"

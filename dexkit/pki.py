@@ -33,38 +33,13 @@ from cryptography.x509.verification import (
 
 from dexkit import files
 from dexkit.errors import TLSError
+from dexkit.layout import TLSPaths as TLSPaths
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 # Certificates start this far in the past so that a node whose clock runs behind accepts them.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 # Re-issue the serving certificate when it expires within this window.
 RENEW_BEFORE = dt.timedelta(days=30)
-
-
-@dataclass(frozen=True)
-class TLSPaths:
-    """Where the four files live: the guide's names under one directory."""
-
-    dir: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.dir / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.dir / "ca-key.pem"
-
-    @property
-    def cert(self) -> Path:
-        return self.dir / "cert.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.dir / "key.pem"
-
-    def all(self) -> list[Path]:
-        return [self.ca, self.ca_key, self.cert, self.key]
 
 
 # --- creation -------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def passed(results: list[StepResult]) -> bool:
 
 
 def _ca_file(state: _State) -> Path:
-    from dexkit.project import tls_paths
+    from dexkit.layout import tls_paths
 
     return tls_paths(state.req.project_dir, state.req.config).ca
 

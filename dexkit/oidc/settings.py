@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from dexkit.errors import UsageError
 from dexkit.issuer import IssuerError, parse_issuer
+from dexkit.layout import password_file, tls_paths
 from dexkit.oidc import options
 from dexkit.oidc.cache import STORAGES
 
@@ -581,15 +582,11 @@ def _exchange_args(config: Config) -> list[str]:
             "--subject-audience", conn.token_exchange.audience]
 
 
-# dexkit.project's paths, without importing it (it loads pki, cryptography, jinja2 and bcrypt:
-# ~70 ms of every 'dexkit verify'); a unit test keeps them equal to project.tls_paths().ca and
-# project.password_file().
 def project_ca(directory: Path, config: Config) -> Path:
-    return directory / config.tls.dir / "ca.pem"
+    return tls_paths(directory, config).ca
 
 
-def stored_password(directory: Path, username: str) -> Path:
-    return directory / ".dexkit" / "passwords" / username
+stored_password = password_file
 
 
 PASSWORD_MAX_BYTES = 64 * 1024
