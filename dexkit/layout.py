@@ -17,10 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dexkit.config import Config
+from typing import Protocol
 
 CONFIG_FILE = "dexkit.yaml"
 STATE_DIR = ".dexkit"
@@ -58,7 +55,20 @@ class TLSPaths:
         return [self.ca, self.ca_key, self.cert, self.key]
 
 
-def tls_paths(directory: Path, config: Config) -> TLSPaths:
+class _TLS(Protocol):
+    @property
+    def dir(self) -> str: ...
+
+
+class _Project(Protocol):
+    """What the path rules read of a :class:`dexkit.config.Config` (named by shape, so that
+    this module imports no config)."""
+
+    @property
+    def tls(self) -> _TLS: ...
+
+
+def tls_paths(directory: Path, config: _Project) -> TLSPaths:
     """The project's TLS files (``tls.dir`` may be absolute)."""
     return TLSPaths(directory / config.tls.dir)
 

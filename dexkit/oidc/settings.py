@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from dexkit.errors import UsageError
 from dexkit.issuer import IssuerError, parse_issuer
-from dexkit.layout import password_file, tls_paths
 from dexkit.oidc import options
 from dexkit.oidc.cache import STORAGES
 
@@ -582,11 +581,18 @@ def _exchange_args(config: Config) -> list[str]:
             "--subject-audience", conn.token_exchange.audience]
 
 
+# The project's paths (dexkit.layout) for the kubeconfig a project login writes; imported here,
+# not at the top, so that the token path (which loads this module) loads one module fewer.
 def project_ca(directory: Path, config: Config) -> Path:
+    from dexkit.layout import tls_paths
+
     return tls_paths(directory, config).ca
 
 
-stored_password = password_file
+def stored_password(directory: Path, username: str) -> Path:
+    from dexkit.layout import password_file
+
+    return password_file(directory, username)
 
 
 PASSWORD_MAX_BYTES = 64 * 1024
