@@ -205,7 +205,7 @@ def step_review(state: _State) -> str:
             state.identity = review_identity(session)
             break
         except ClusterError as exc:
-            if "401" not in exc.message:
+            if exc.status != 401:
                 raise
             if time.monotonic() > deadline:
                 failure = authenticator_failure(state.req)
