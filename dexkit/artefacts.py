@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from dexkit import files
 from dexkit.errors import ConfigError, TLSError, UsageError
-from dexkit.project import tls_paths
+from dexkit.layout import tls_paths
 from dexkit.render.dex import project_connector_cas
 
 if TYPE_CHECKING:

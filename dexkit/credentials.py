@@ -32,11 +32,11 @@ from pathlib import Path
 from dexkit import files
 from dexkit.config import Config
 from dexkit.errors import ConfigError, UsageError
-from dexkit.render.dex import LABELS, credential_envs
+from dexkit.labels import COMPONENT_LABEL as COMPONENT_LABEL
+from dexkit.labels import CREDENTIALS_COMPONENT as CREDENTIALS_COMPONENT
+from dexkit.labels import LABELS
+from dexkit.render.dex import credential_envs
 
-# Labels on the Secrets deploy makes from credentials: destroy keeps these unless --purge.
-COMPONENT_LABEL = "app.kubernetes.io/component"
-CREDENTIALS_COMPONENT = "credentials"
 TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a secret
 
 _ENV_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")

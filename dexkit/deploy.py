@@ -46,10 +46,10 @@ from dexkit import credentials, files, kube, pki
 from dexkit.artefacts import read_render_inputs
 from dexkit.config import Config, load_config
 from dexkit.errors import ClusterError, DexkitError, TLSError
-from dexkit.project import tls_paths
+from dexkit.labels import INSTANCE_LABEL as INSTANCE_LABEL
+from dexkit.layout import tls_paths
 from dexkit.render.dex import render_manifests
 
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 TLS_CHECKSUM = "checksum/tls"
 CREDENTIALS_CHECKSUM = "checksum/credentials"
 # Apply order: each step only refers to objects of earlier steps.

@@ -23,12 +23,17 @@ from typing import Any
 
 from dexkit import kube
 from dexkit.config import Config
-from dexkit.credentials import COMPONENT_LABEL, CREDENTIALS_COMPONENT
-from dexkit.deploy import INSTANCE_LABEL, namespace_ref
-from dexkit.render.dex import BUILTIN_NAMESPACES, CRD_GROUP, LABELS
+from dexkit.deploy import namespace_ref
+from dexkit.labels import (
+    COMPONENT_LABEL,
+    CREDENTIALS_COMPONENT,
+    INSTANCE_LABEL,
+    MANAGED,
+    MANAGER,
+)
+from dexkit.labels import MANAGED_BY_LABEL as MANAGED_BY
+from dexkit.render.dex import BUILTIN_NAMESPACES, CRD_GROUP
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED = f"{MANAGED_BY}={LABELS[MANAGED_BY]}"
 # Reverse apply order: what refers to something goes before it.
 NAMESPACED_KINDS = ("Ingress", "PodDisruptionBudget", "Service", "Deployment", "ConfigMap",
                     "Secret", "RoleBinding", "Role", "ServiceAccount")
@@ -93,7 +98,7 @@ def _cluster_scoped(cluster: kube.Cluster, namespace: str) -> list[Removal]:
 
 def _namespace(cluster: kube.Cluster, config: Config, live: Mapping[str, Any]) -> Removal:
     ref = namespace_ref(config)
-    made_by_us = _labels(live).get(MANAGED_BY) == LABELS[MANAGED_BY]
+    made_by_us = _labels(live).get(MANAGED_BY) == MANAGER
     if config.namespace in BUILTIN_NAMESPACES or not made_by_us:
         return Removal(ref, "kept", "dexkit did not create it")
     return _delete(cluster, ref, "with everything left in it")

@@ -46,4 +46,12 @@ class LoginRequired(OIDCError):
 
 
 class ClusterError(DexkitError):
-    """The Kubernetes API could not be reached or refused a request."""
+    """The Kubernetes API could not be reached or refused a request.
+
+    ``status`` is the HTTP status the API server answered with (401, 403, ...), or None when
+    no answer came (unreachable, TLS, a broken kubeconfig): callers test it, never the text.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status

@@ -35,9 +35,11 @@ from dexkit.config import (
 )
 from dexkit.errors import UsageError
 from dexkit.issuer import parse_issuer
+from dexkit.layout import STATE_DIR
+from dexkit.layout import password_file as password_file
+from dexkit.layout import tls_paths as tls_paths
 from dexkit.oidc.settings import read_password
 
-STATE_DIR = ".dexkit"
 CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
 GITIGNORE = "# Written by dexkit: private keys and generated passwords never go to git.\n" \
             f"{STATE_DIR}/\nssl/*key.pem\nssl/backup-*/\n*.bak-*\n"
@@ -72,17 +74,9 @@ class InitResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def tls_paths(directory: Path, config: Config) -> pki.TLSPaths:
-    return pki.TLSPaths(directory / config.tls.dir)
-
-
 def wanted_tls(config: Config) -> pki.Wanted:
     t = config.tls
     return pki.Wanted(tuple(t.hosts), tuple(t.ips), t.key_type, t.ca_days, t.cert_days)
-
-
-def password_file(directory: Path, email: str) -> Path:
-    return directory / STATE_DIR / "passwords" / email
 
 
 def init_project(req: InitRequest, now: dt.datetime | None = None) -> InitResult:

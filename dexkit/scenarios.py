@@ -27,9 +27,10 @@ import msgspec
 import yaml
 
 from dexkit.errors import ConfigError, UsageError
+from dexkit.layout import CONFIG_FILE
 from dexkit.resources import scenarios_dir
 
-CONFIG = "dexkit.yaml"
+CONFIG = CONFIG_FILE
 EXPECTATIONS = "expectations.yaml"
 README = "README.md"
 FILES = (CONFIG, EXPECTATIONS, README)

@@ -117,7 +117,7 @@ def passed(results: list[StepResult]) -> bool:
 
 
 def _ca_file(state: _State) -> Path:
-    from dexkit.project import tls_paths
+    from dexkit.layout import tls_paths
 
     return tls_paths(state.req.project_dir, state.req.config).ca
 
@@ -205,7 +205,7 @@ def step_review(state: _State) -> str:
             state.identity = review_identity(session)
             break
         except ClusterError as exc:
-            if "401" not in exc.message:
+            if exc.status != 401:
                 raise
             if time.monotonic() > deadline:
                 failure = authenticator_failure(state.req)

@@ -14,7 +14,8 @@ from dexkit.cli.options import DirOption, Format, OutputOption
 from dexkit.config import load_config
 from dexkit.console import Output
 from dexkit.errors import TLSError
-from dexkit.project import rotate_tls, tls_paths
+from dexkit.layout import tls_paths
+from dexkit.project import rotate_tls
 
 app = typer.Typer(help="Inspect, check and rotate the TLS assets.", no_args_is_help=True)
 

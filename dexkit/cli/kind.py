@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dexkit import layout
 from dexkit.cli.options import DirOption
 from dexkit.config import load_config
 from dexkit.console import Output
@@ -37,7 +38,7 @@ def config_(
     """
     loaded = load_config(directory)
     config = loaded.config
-    out_dir = (directory / "out" if out is None else out).resolve()
+    out_dir = (layout.out_dir(directory) if out is None else out).resolve()
     output = Output()
     output.data(render_kind_config(
         config, ca_host_path=ca_host_path(config, str(directory.resolve())),

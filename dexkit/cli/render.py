@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dexkit import files
+from dexkit import files, layout
 from dexkit.artefacts import read_render_inputs, write_bundle
 from dexkit.cli.options import DirOption
 from dexkit.config import Config, load_config
@@ -57,7 +57,7 @@ def render(directory: DirOption = Path(), out: OutOption = None,
         _render_other(loaded.config, format_, out, output)
         return
     config = loaded.config
-    out_dir = directory / "out" if out is None else Path(out)
+    out_dir = layout.out_dir(directory) if out is None else Path(out)
     inputs = read_render_inputs(directory, config)
     bundle = render_bundle(config, ca_pem=inputs.ca_pem, project_dir=str(directory.resolve()),
                            out_dir=str(out_dir.resolve()),

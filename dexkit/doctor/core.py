@@ -259,7 +259,7 @@ class Context:
 
     @property
     def paths(self) -> pki.TLSPaths:
-        from dexkit.project import tls_paths
+        from dexkit.layout import tls_paths
 
         return tls_paths(self.directory, self.config)
 

@@ -214,7 +214,7 @@ def review(ctx: Context) -> Result:
             identity = who_am_i(connect(ctx.target, bearer_token=got.id_token))
             break
         except ClusterError as exc:
-            if "401" not in exc.message:
+            if exc.status != 401:
                 raise
             if time.monotonic() > deadline:
                 return _refused(ctx)

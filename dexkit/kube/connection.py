@@ -174,17 +174,18 @@ def _from_status(exc: Any, where: str, action: str) -> ClusterError:
                             "credentials (401 Unauthorized)",
                             "the kubeconfig's client certificate or token is not valid for "
                             "this cluster; for a dexkit OIDC login 'dexkit verify' names the "
-                            "broken link")
+                            "broken link", status=401)
     if exc.status == 403 and "being terminated" in reason:
         return ClusterError(f"{action}: {reason}",
                             "wait until the namespace is gone ('kubectl get namespace'), "
-                            "then run the command again")
+                            "then run the command again", status=403)
     if exc.status == 403:
         return ClusterError(f"{action}: forbidden (403): {reason}",
                             "bind a Role or ClusterRole that allows it to this user or group, "
-                            "or use a kubeconfig context with more rights")
+                            "or use a kubeconfig context with more rights", status=403)
     return ClusterError(f"{action}: the API server answered {exc.status}: {reason}",
-                        "see the message; 'kubectl' with the same kubeconfig shows more")
+                        "see the message; 'kubectl' with the same kubeconfig shows more",
+                        status=exc.status or None)
 
 
 def _network_cause(exc: BaseException) -> str:

@@ -108,11 +108,11 @@ class TokenSession:
         if response.status_code == 401:
             raise ClusterError(f"{action}: the API server refused the token (401 "
                                "Unauthorized)", "the API server does not accept this Dex "
-                               "token yet, or at all: see 'dexkit doctor'")
+                               "token yet, or at all: see 'dexkit doctor'", status=401)
         if response.status_code != 201 and response.status_code != 200:
             raise ClusterError(f"{action}: the API server answered HTTP "
                                f"{response.status_code} at {self.server}",
-                               "see the API server's log")
+                               "see the API server's log", status=response.status_code)
         try:
             data = response.json()
         except ValueError:

@@ -581,15 +581,18 @@ def _exchange_args(config: Config) -> list[str]:
             "--subject-audience", conn.token_exchange.audience]
 
 
-# dexkit.project's paths, without importing it (it loads pki, cryptography, jinja2 and bcrypt:
-# ~70 ms of every 'dexkit verify'); a unit test keeps them equal to project.tls_paths().ca and
-# project.password_file().
+# The project's paths (dexkit.layout) for the kubeconfig a project login writes; imported here,
+# not at the top, so that the token path (which loads this module) loads one module fewer.
 def project_ca(directory: Path, config: Config) -> Path:
-    return directory / config.tls.dir / "ca.pem"
+    from dexkit.layout import tls_paths
+
+    return tls_paths(directory, config).ca
 
 
 def stored_password(directory: Path, username: str) -> Path:
-    return directory / ".dexkit" / "passwords" / username
+    from dexkit.layout import password_file
+
+    return password_file(directory, username)
 
 
 PASSWORD_MAX_BYTES = 64 * 1024

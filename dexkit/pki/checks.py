@@ -17,34 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dexkit import files
 from dexkit.errors import TLSError
+from dexkit.layout import TLSPaths as TLSPaths
 from dexkit.pki.inspection import is_ca, key_matches, key_type_of, load_cert, load_key, sans_of
-
-
-@dataclass(frozen=True)
-class TLSPaths:
-    """Where the four files live: the guide's names under one directory."""
-
-    dir: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.dir / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.dir / "ca-key.pem"
-
-    @property
-    def cert(self) -> Path:
-        return self.dir / "cert.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.dir / "key.pem"
-
-    def all(self) -> list[Path]:
-        return [self.ca, self.ca_key, self.cert, self.key]
-
 
 Severity = Literal["fail", "warn"]
 

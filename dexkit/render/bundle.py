@@ -22,6 +22,7 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from dexkit.errors import TLSError
+from dexkit.layout import CA_FILE
 from dexkit.render.apiserver import (
     render_authentication_config,
     render_flags_file,
@@ -51,7 +52,7 @@ KIND_PATCHES = "kind/kubeadm-patches"
 
 def ca_host_path(config: Config, project_dir: str) -> str:
     """Where the project's CA is on this machine (``tls.dir`` may be absolute)."""
-    return posixpath.join(project_dir, config.tls.dir, "ca.pem")
+    return posixpath.join(project_dir, config.tls.dir, CA_FILE)
 
 
 def render_bundle(config: Config, *, ca_pem: str | None, project_dir: str, out_dir: str,

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from dexkit.config import Config
+from dexkit.layout import tls_paths
 from dexkit.render.dex import (
     connector_ca_paths,
     credential_envs,
@@ -49,19 +50,19 @@ def local_dex_config(config: Config, project: Path, *, telemetry_port: int,
     The gRPC API (dex.grpc), when on, listens on 127.0.0.1 (``grpc_port``, else its port) with
     the project's certificate, and its client CA is the project's CA, as in the pod."""
     data: dict[str, Any] = yaml.safe_load(render_dex_config(config))
-    tls = project / config.tls.dir
+    tls = tls_paths(project, config)
     data["storage"] = storage or MEMORY
     data["web"] = {  # what dex.extraConfig adds to web (headers, CORS...) stays
         **(data.get("web") or {}),
         "https": f"127.0.0.1:{config.issuer_port}",
-        "tlsCert": str(tls / "cert.pem"),
-        "tlsKey": str(tls / "key.pem"),
+        "tlsCert": str(tls.cert),
+        "tlsKey": str(tls.key),
     }
     data["telemetry"] = {"http": f"127.0.0.1:{telemetry_port}"}
     if "grpc" in data:
         data["grpc"].update(addr=f"127.0.0.1:{grpc_port or config.dex.grpc.port}",
-                            tlsCert=str(tls / "cert.pem"), tlsKey=str(tls / "key.pem"),
-                            tlsClientCA=str(tls / "ca.pem"))
+                            tlsCert=str(tls.cert), tlsKey=str(tls.key),
+                            tlsClientCA=str(tls.ca))
     # A connector CA that ships in the project is read from the project; an absolute one is
     # used as is; the caller may point either elsewhere.
     cas: dict[str, str] = {cid: str(project / rel)

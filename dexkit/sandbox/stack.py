@@ -102,8 +102,8 @@ class Stack:
 
 def sandbox_login(config: Config, project: Path) -> tuple[str, str] | None:
     """The first static user and its stored password, when the project has one."""
+    from dexkit.layout import password_file
     from dexkit.oidc.settings import read_password
-    from dexkit.project import password_file
 
     for user in config.static_users:
         stored = password_file(project, user.email)

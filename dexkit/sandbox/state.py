@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from dexkit.errors import DexkitError
+from dexkit.layout import sandbox_dir as sandbox_dir
 from dexkit.sandbox.process import ProcessRecord
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
-
-
-def sandbox_dir(project_dir: Path) -> Path:
-    """Where ``dexkit sandbox`` keeps one project's sandbox: ``<project>/.dexkit/sandbox``."""
-    return project_dir / ".dexkit" / "sandbox"
 
 
 @dataclass(frozen=True)

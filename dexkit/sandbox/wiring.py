@@ -18,6 +18,7 @@ import msgspec
 from dexkit.config import Config
 from dexkit.errors import TLSError
 from dexkit.files import read_text
+from dexkit.layout import tls_paths
 from dexkit.render.apiserver import apiserver_flags, render_authentication_config
 
 CA_FILE = "openid-ca.pem"
@@ -45,7 +46,7 @@ def sandbox_config(config: Config, files_dir: Path, mode: Mode | None = None) ->
 def apiserver_wiring(config: Config, project_dir: Path, files_dir: Path,
                      mode: Mode | None = None) -> APIServerWiring:
     """The API-server side of ``config``, rendered by dexkit, for a sandbox under ``files_dir``."""
-    ca_path = project_dir / config.tls.dir / "ca.pem"
+    ca_path = tls_paths(project_dir, config).ca
     try:
         ca_pem = read_text(ca_path, what="a PEM certificate")
     except FileNotFoundError:

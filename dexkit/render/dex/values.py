@@ -22,17 +22,14 @@ from dexkit.config import (
     env_prefix,
 )
 from dexkit.errors import ConfigError
+from dexkit.labels import LABELS as LABELS
+from dexkit.labels import SELECTOR as SELECTOR
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    pass
 
 
 NAME = "dex"
-LABELS: Mapping[str, str] = {
-    "app.kubernetes.io/name": "dex",
-    "app.kubernetes.io/managed-by": "dexkit",
-}
-SELECTOR: Mapping[str, str] = {"app.kubernetes.io/name": "dex"}
 HTTPS_PORT = 5556
 TELEMETRY_PORT = 5558
 # The user the ghcr.io/dexidp/dex image runs as.
