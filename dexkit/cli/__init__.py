@@ -112,6 +112,7 @@ def run(args: list[str], prog_name: str = "dexkit", *, whole_process: bool = Fal
     try:
         words = _completion_words()
         _register(args if words is None else words)
+        _take_named_shell(args)
         command = typer.main.get_command(app)
         if whole_process:
             import gc
@@ -135,6 +136,23 @@ def run(args: list[str], prog_name: str = "dexkit", *, whole_process: bool = Fal
     except Exception as exc:
         _fail(exc, debug)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _take_named_shell(args: list[str]) -> None:
+    """``--show-completion bash`` / ``--install-completion zsh`` use the shell named.
+
+    With shellingham installed Typer makes both options plain flags for the shell it detects
+    among the parent processes: the name was ignored (zsh's script printed for 'bash') and,
+    under CI or cron, where no shell is a parent, the command failed ("Shell not supported").
+    Typer's switch for options that take the shell's name is this variable, read when the
+    command is built.
+    """
+    if len(args) >= 2 and args[0] in ("--show-completion", "--install-completion") \
+            and args[1] in SHELLS:
+        os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
 
 
 def _usage_error(exc: typer.TyperException, debug: bool) -> None:

@@ -64,6 +64,15 @@ def test_show_completion_prints_the_script(dexkit: Any) -> None:
     assert "--install-completion" in dexkit("--help").out
 
 
+def test_show_completion_uses_the_shell_named_not_the_parent_process() -> None:
+    """From bash (or from no shell at all: CI, cron), 'zsh' asks for zsh's script."""
+    result = subprocess.run(["bash", "-c", f"{DEXKIT} --show-completion zsh"],
+                            capture_output=True, text=True, check=False, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    assert "compdef _dexkit_completion dexkit" in result.stdout
+
+
 def _project(dexkit: Any, project: Path) -> Path:
     assert dexkit("init", "--dir", project).code == 0
     return project
