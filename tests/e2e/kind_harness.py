@@ -210,7 +210,16 @@ def start_harness() -> Iterator[KindHarness]:
 
 def _difference(before: dict[str, object], after: dict[str, object]) -> str:
     return "the kind harness left this machine changed: " + "; ".join(
-        f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+        f"{key}: {_changed(before.get(key), after.get(key))}"
         for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key))
+
+
+def _changed(before: object, after: object) -> str:
+    """A list's change as what came and what went (a whole mount table does not fit a line)."""
+    if isinstance(before, list) and isinstance(after, list):
+        came = [x for x in after if after.count(x) > before.count(x)]
+        went = [x for x in before if before.count(x) > after.count(x)]
+        return f"+{came!r} -{went!r}"
+    return f"{before!r} -> {after!r}"
 
 
