@@ -10,7 +10,7 @@ import typer
 
 if TYPE_CHECKING:
     from dexkit.console import Output
-    from dexkit.kube import Target
+    from dexkit.kube import Cluster, Target
     from dexkit.sandbox.target import Resolved
 
 DirOption = Annotated[
@@ -43,6 +43,14 @@ KubeconfigOption = Annotated[
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context (default: the current one).")
 ]
+
+
+WIDTH = 12  # the step column of deploy and destroy: "would create" is the longest verb
+
+
+def cluster_line(out: Output, cluster: Cluster, note: str = "") -> None:
+    """The cluster a command changes, in the step column (deploy, destroy)."""
+    out.step("cluster", f"{cluster.server} (context {cluster.context}){note}", width=WIDTH)
 
 
 def cluster_target(out: Output, directory: Path, kubeconfig: Path | None,
