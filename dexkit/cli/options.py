@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from dexkit.config import Config
     from dexkit.console import Output
     from dexkit.kube import Cluster, Target
     from dexkit.sandbox.target import Resolved
@@ -43,6 +44,17 @@ KubeconfigOption = Annotated[
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context (default: the current one).")
 ]
+
+
+def project_config(out: Output, directory: Path) -> Config:
+    """The project's dexkit.yaml, loaded and validated; its warnings are said here, once, for
+    every command that reads it."""
+    from dexkit.config import load_config
+
+    loaded = load_config(directory)
+    for warning in loaded.warnings:
+        out.warn(warning)
+    return loaded.config
 
 
 WIDTH = 12  # the step column of deploy and destroy: "would create" is the longest verb
