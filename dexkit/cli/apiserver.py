@@ -9,7 +9,7 @@ import typer
 
 from dexkit import files
 from dexkit.artefacts import read_ca_pem
-from dexkit.cli.options import DirOption, Format, OutputOption
+from dexkit.cli.options import DirOption, Format, OutputOption, project_config
 from dexkit.config import Config, load_config
 from dexkit.console import Output
 from dexkit.errors import UsageError
@@ -33,10 +33,10 @@ def flags(directory: DirOption = Path(), output: OutputOption = Format.text) -> 
     In apiServer.mode flags these are the --oidc-* flags; in authentication-config mode, the
     one --authentication-config flag (never both: the API server refuses to start).
     """
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     rendered = [str(flag) for flag in apiserver_flags(config)]
     notes = identity_notes(config)
-    out = Output()
     if output.structured:
         out.structured(output, {"mode": config.api_server.mode, "flags": rendered,
                                 "notes": notes})
@@ -61,6 +61,8 @@ def config_(directory: DirOption = Path(), merge: MergeOption = None,
 
     apiserver.config.k8s.io/v1 for Kubernetes 1.34 and later, v1beta1 for 1.30 to 1.33.
     """
+    # Not project_config: dexkit.yaml's warnings are not said here; the file comes with its
+    # own warnings only.
     config = load_config(directory).config
     ca_pem = read_ca_pem(directory, config, required=True) or ""
     out = Output()
@@ -129,10 +131,10 @@ def patch(
     Idempotent: a second run reports "already configured" and changes nothing. The file is
     replaced atomically; flags and volumes that are not dexkit's stay byte for byte.
     """
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     outcome = patch_manifest(manifest, config, dry_run=dry_run, backup=backup)
     result = outcome.result
-    out = Output()
     if not result.changed:
         out.success(f"{manifest} is already configured for {config.issuer}; nothing changed")
         return
@@ -158,4 +160,5 @@ def _after_patch(mode: str, ca_file: str, authn_file: str) -> str:
 @app.command()
 def snippet(directory: DirOption = Path()) -> None:
     """Print the volume and volumeMount the API-server pod needs (the guide's snippet)."""
-    Output().data(render_volume_snippet(load_config(directory).config))
+    out = Output()
+    out.data(render_volume_snippet(project_config(out, directory)))

@@ -13,6 +13,7 @@ from dexkit.cli.options import (
     DirOption,
     KubeconfigOption,
     cluster_line,
+    project_config,
     resolve_cluster,
 )
 from dexkit.console import Output
@@ -32,11 +33,10 @@ def destroy(
     """Remove what 'dexkit deploy' made (found by its labels); Secrets and CRDs stay unless
     asked."""
     from dexkit import destroy as core
-    from dexkit.config import load_config
     from dexkit.kube import connect
 
-    config = load_config(directory).config
     out = Output()
+    config = project_config(out, directory)
     resolved = resolve_cluster(out, directory, kubeconfig, context)
     cluster = connect(resolved.target)
     cluster_line(out, cluster)

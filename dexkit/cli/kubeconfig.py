@@ -11,7 +11,7 @@ import typer
 
 from dexkit import files
 from dexkit.cli.login_options import PASS_THROUGH, GrantOption, UsernameOption, check_grant
-from dexkit.cli.options import DirOption, KubeconfigOption
+from dexkit.cli.options import DirOption, KubeconfigOption, project_config
 from dexkit.console import Output
 from dexkit.errors import UsageError
 from dexkit.kubeconfig import ClusterSpec
@@ -53,12 +53,11 @@ def kubeconfig(
 
     Any 'dexkit token' option may follow (e.g. --listen-address, --token-cache-storage)."""
     from dexkit import kubeconfig as kc
-    from dexkit.config import load_config
     from dexkit.oidc.settings import build_settings, project_token_args
 
     check_grant(grant)
-    config = load_config(directory).config
     out = Output()
+    config = project_config(out, directory)
     portable = output is not None
     command, warning = kc.plugin_command(absolute_command)
     if warning and not portable:

@@ -57,6 +57,8 @@ def login(
         settings = build_settings([*extra, *(["--grant", grant] if grant != "authcode" else []),
                                    *(["--username", username] if username else [])])
     else:
+        # Not project_config: dexkit.yaml's warnings are not said here, so that a failed
+        # login's first line is its error.
         config = load_config(directory).config
         names: list[str | None] = [cluster] if cluster else \
             [c.name for c in config.clusters] or [None]

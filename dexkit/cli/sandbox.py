@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dexkit.cli.options import DirOption, Format, OutputOption
+from dexkit.cli.options import DirOption, Format, OutputOption, project_config
 from dexkit.config import Config
 from dexkit.console import Output
 from dexkit.sandbox import controlplane, peers
@@ -109,15 +109,14 @@ def up(
         return
     import os
 
-    from dexkit.config import load_config
     from dexkit.sandbox import stack
 
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     version = peers.resolve_kubernetes_version(kubernetes_version)
     binaries = controlplane.ControlPlaneBinaries(
         etcd=peers.require_peer("etcd"),
         kube_apiserver=peers.require_peer("kube-apiserver", version))
-    out = Output()
     dex = _dex_peer(out, config, dict(os.environ))
     out.info(f"starting the sandbox in {controlplane.sandbox_dir(directory.resolve())} "
              f"(Kubernetes {version}) ...")

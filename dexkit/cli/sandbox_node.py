@@ -18,13 +18,13 @@ from dexkit.sandbox import wiring
 def up_node(directory: Path, kubernetes_version: str | None, mode: wiring.Mode | None,
             timeout: float) -> None:
     """Start the node sandbox for the project in ``directory`` and say what runs where."""
-    from dexkit.config import load_config
+    from dexkit.cli.options import project_config
     from dexkit.sandbox import node, peers
 
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     version = peers.resolve_kubernetes_version(kubernetes_version)
     binaries = node.NodeBinaries.require(version)
-    out = Output()
     out.info(f"starting the node sandbox in {node.NodeLayout(directory.resolve()).sandbox} "
              f"(Kubernetes {version}) ...")
     started = time.monotonic()
