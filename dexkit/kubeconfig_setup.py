@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from dexkit import files
 from dexkit import kubeconfig as kc
@@ -31,16 +31,7 @@ from dexkit.kuberc import kuberc_advice
 
 if TYPE_CHECKING:
     from dexkit.config import ClusterSettings, Config
-
-
-class Reporter(Protocol):
-    """Where the use case says what it does (:class:`dexkit.console.Output` is one)."""
-
-    def info(self, text: str) -> None: ...
-
-    def step(self, verb: str, what: str, width: int = 10) -> None: ...
-
-    def warn(self, text: str, hint: str = "") -> None: ...
+    from dexkit.console import Reporter
 
 
 @dataclass(frozen=True)
