@@ -47,8 +47,8 @@ class _Printer:
             what += f" ({change.note})"
         self.out.step(verb, what, width=WIDTH)
 
-    def warn(self, message: str) -> None:
-        self.out.warn(message)
+    def warn(self, message: str, hint: str = "") -> None:
+        self.out.warn(message, hint)
 
 
 def _summary(result: DeployResult) -> str:
@@ -94,16 +94,11 @@ def deploy(
     resolved = resolve_cluster(out, directory, kubeconfig, context)
     cluster = connect(resolved.target)
     cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
-    if wait and resolved.sandbox is not None and not resolved.sandbox_has_node:
-        out.warn("the project's sandbox runs no node (kubelet), so Dex's Pods cannot start "
-                 "there: not waiting for the rollout",
-                 "the sandbox already runs Dex as a process; for Dex as a Pod start "
-                 "'dexkit sandbox up --node'")
-        wait = False
-    result = core.deploy(core.DeployRequest(project, env, dry_run=dry_run,
-                                            force_conflicts=force_conflicts),
-                         cluster, _Printer(out, dry_run))
-    if wait and not dry_run and result.deployment is not None:
+    result = core.deploy(core.DeployRequest(
+        project, env, dry_run=dry_run, force_conflicts=force_conflicts, wait=wait,
+        pods_run=resolved.sandbox is None or resolved.sandbox_has_node),
+        cluster, _Printer(out, dry_run))
+    if result.wait and result.deployment is not None:
         started = time.monotonic()
         _wait(out, cluster, result.deployment, timeout)
         _wait_serving(out, cluster, project, resolved,
