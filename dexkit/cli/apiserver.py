@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dexkit import files
 from dexkit.artefacts import read_ca_pem
+from dexkit.authnfile import merge_file
 from dexkit.cli.options import DirOption, Format, OutputOption, project_config
 from dexkit.config import Config, load_config
 from dexkit.console import Output
@@ -19,7 +19,6 @@ from dexkit.render.apiserver import (
     render_authentication_config,
     render_volume_snippet,
 )
-from dexkit.render.authnmerge import merge_authentication_config
 from dexkit.staticpod import patch_manifest
 
 app = typer.Typer(help="The API server's side: OIDC flags, AuthenticationConfiguration, "
@@ -84,17 +83,8 @@ def config_(directory: DirOption = Path(), merge: MergeOption = None,
 
 
 def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) -> None:
-    try:
-        text = files.read_text(path, what="an AuthenticationConfiguration")
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist",
-                         "without --merge, 'dexkit apiserver config' prints a new file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not a UTF-8 text file (byte {exc.start + 1} is "
-                         f"0x{exc.object[exc.start]:02x})",
-                         "pass the API server's AuthenticationConfiguration (YAML), e.g. "
-                         "/etc/kubernetes/dexkit/authentication-config.yaml") from None
-    result = merge_authentication_config(text, config, ca_pem, source=str(path))
+    outcome = merge_file(path, config, ca_pem, write=write)
+    result = outcome.result
     for note in result.notes:
         out.warn(note)
     kept = ", ".join(result.other_issuers) or "none"
@@ -102,15 +92,11 @@ def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) ->
         out.data(result.text)
         out.info(f"{result.action} dexkit's jwt entry; other issuers kept as they are: {kept}")
         return
-    if result.action == "unchanged":
+    if not outcome.written:
         out.success(f"{path} already has dexkit's jwt entry as rendered; nothing changed")
         return
-    # through a symbolic link (the file stays linked), the backup beside the file it points to
-    tx = files.Transaction()
-    stem = tx.edit(path, result.text)
-    applied = tx.apply()
-    if stem is not None:
-        out.step("backed up", str(applied.backup(stem)))
+    if outcome.backup is not None:
+        out.step("backed up", str(outcome.backup))
     out.step(result.action, f"dexkit's jwt entry in {path} (other issuers kept: {kept})")
 
 
