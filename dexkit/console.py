@@ -15,13 +15,24 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 from dexkit import redact
 from dexkit.errors import DexkitError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+class Reporter(Protocol):
+    """What a use case may say while it works (:class:`Output` is one): the use case never
+    prints, the command hands it its ``Output``."""
+
+    def info(self, text: str) -> None: ...
+
+    def step(self, verb: str, what: str, width: int = 10) -> None: ...
+
+    def warn(self, text: str, hint: str = "") -> None: ...
 
 
 def _wants_colour(stream: IO[str]) -> bool:

@@ -241,7 +241,7 @@ def classify(ref: kube.ObjectRef, before: Mapping[str, Any] | None,
 class Reporter(Protocol):
     def change(self, change: Change) -> None: ...
 
-    def warn(self, message: str) -> None: ...
+    def warn(self, message: str, hint: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -250,6 +250,8 @@ class DeployRequest:
     env: Mapping[str, str]
     dry_run: bool = False
     force_conflicts: bool = False
+    wait: bool = False  # the caller means to wait for the rollout and a login
+    pods_run: bool = True  # False: the cluster is a sandbox without a node (no kubelet)
 
 
 @dataclass
@@ -257,6 +259,7 @@ class DeployResult:
     changes: list[Change]
     deployment: kube.ObjectRef | None
     dry_run: bool
+    wait: bool = False  # whether the caller waits (see deploy())
 
     def counts(self) -> dict[str, int]:
         """How many objects each action touched, in a fixed order, zeros left out."""
@@ -329,8 +332,22 @@ def plan(pool: ThreadPoolExecutor, request: DeployRequest, cluster: kube.Cluster
                 live.get(namespace_ref(config)) is not None)
 
 
+NO_NODE = ("the project's sandbox runs no node (kubelet), so Dex's Pods cannot start there: "
+           "not waiting for the rollout",
+           "the sandbox already runs Dex as a process; for Dex as a Pod start "
+           "'dexkit sandbox up --node'")
+
+
 def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) -> DeployResult:
-    """Apply the project to ``cluster`` by the module's rules; report each object."""
+    """Apply the project to ``cluster`` by the module's rules; report each object.
+
+    The result says whether the caller waits for the rollout and a login: when asked, except
+    where Pods cannot run (a sandbox without a node: said first), after a dry run, or when no
+    Deployment was applied."""
+    wait = request.wait
+    if wait and not request.pods_run:
+        reporter.warn(*NO_NODE)
+        wait = False
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         decided = plan(pool, request, cluster)
         checked = preflight(pool, cluster, decided.objects,
@@ -345,7 +362,8 @@ def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) ->
                                 request.force_conflicts, reporter, decided.kept)
     deployment = next((kube.ObjectRef.of(o) for o in decided.objects
                        if o.get("kind") == "Deployment"), None)
-    return DeployResult(changes, deployment, request.dry_run)
+    return DeployResult(changes, deployment, request.dry_run,
+                        wait=wait and not request.dry_run and deployment is not None)
 
 
 def with_kept(changes: Sequence[Change], kept: Sequence[Change]) -> list[Change]:

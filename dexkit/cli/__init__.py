@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "logout": ("dexkit.cli.logout", "logout", False),
     "doctor": ("dexkit.cli.doctor", "doctor", False),
     "deploy": ("dexkit.cli.deploy", "deploy", False),
-    "destroy": ("dexkit.cli.deploy", "destroy", False),
+    "destroy": ("dexkit.cli.destroy", "destroy", False),
     # Runs through dexkit.__main__'s lean path; registered here for the help listing only.
     "token": ("dexkit.cli.token", "token", False),
 }

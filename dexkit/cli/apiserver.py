@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from dexkit import files
 from dexkit.artefacts import read_ca_pem
-from dexkit.cli.options import DirOption, Format, OutputOption
+from dexkit.authnfile import merge_file
+from dexkit.cli.options import DirOption, Format, OutputOption, project_config
 from dexkit.config import Config, load_config
 from dexkit.console import Output
 from dexkit.errors import UsageError
@@ -19,7 +19,6 @@ from dexkit.render.apiserver import (
     render_authentication_config,
     render_volume_snippet,
 )
-from dexkit.render.authnmerge import merge_authentication_config
 from dexkit.staticpod import patch_manifest
 
 app = typer.Typer(help="The API server's side: OIDC flags, AuthenticationConfiguration, "
@@ -33,10 +32,10 @@ def flags(directory: DirOption = Path(), output: OutputOption = Format.text) -> 
     In apiServer.mode flags these are the --oidc-* flags; in authentication-config mode, the
     one --authentication-config flag (never both: the API server refuses to start).
     """
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     rendered = [str(flag) for flag in apiserver_flags(config)]
     notes = identity_notes(config)
-    out = Output()
     if output.structured:
         out.structured(output, {"mode": config.api_server.mode, "flags": rendered,
                                 "notes": notes})
@@ -61,6 +60,8 @@ def config_(directory: DirOption = Path(), merge: MergeOption = None,
 
     apiserver.config.k8s.io/v1 for Kubernetes 1.34 and later, v1beta1 for 1.30 to 1.33.
     """
+    # Not project_config: dexkit.yaml's warnings are not said here; the file comes with its
+    # own warnings only.
     config = load_config(directory).config
     ca_pem = read_ca_pem(directory, config, required=True) or ""
     out = Output()
@@ -82,17 +83,8 @@ def config_(directory: DirOption = Path(), merge: MergeOption = None,
 
 
 def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) -> None:
-    try:
-        text = files.read_text(path, what="an AuthenticationConfiguration")
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist",
-                         "without --merge, 'dexkit apiserver config' prints a new file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not a UTF-8 text file (byte {exc.start + 1} is "
-                         f"0x{exc.object[exc.start]:02x})",
-                         "pass the API server's AuthenticationConfiguration (YAML), e.g. "
-                         "/etc/kubernetes/dexkit/authentication-config.yaml") from None
-    result = merge_authentication_config(text, config, ca_pem, source=str(path))
+    outcome = merge_file(path, config, ca_pem, write=write)
+    result = outcome.result
     for note in result.notes:
         out.warn(note)
     kept = ", ".join(result.other_issuers) or "none"
@@ -100,15 +92,11 @@ def _merge(config: Config, ca_pem: str, path: Path, write: bool, out: Output) ->
         out.data(result.text)
         out.info(f"{result.action} dexkit's jwt entry; other issuers kept as they are: {kept}")
         return
-    if result.action == "unchanged":
+    if not outcome.written:
         out.success(f"{path} already has dexkit's jwt entry as rendered; nothing changed")
         return
-    # through a symbolic link (the file stays linked), the backup beside the file it points to
-    tx = files.Transaction()
-    stem = tx.edit(path, result.text)
-    applied = tx.apply()
-    if stem is not None:
-        out.step("backed up", str(applied.backup(stem)))
+    if outcome.backup is not None:
+        out.step("backed up", str(outcome.backup))
     out.step(result.action, f"dexkit's jwt entry in {path} (other issuers kept: {kept})")
 
 
@@ -129,10 +117,10 @@ def patch(
     Idempotent: a second run reports "already configured" and changes nothing. The file is
     replaced atomically; flags and volumes that are not dexkit's stay byte for byte.
     """
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     outcome = patch_manifest(manifest, config, dry_run=dry_run, backup=backup)
     result = outcome.result
-    out = Output()
     if not result.changed:
         out.success(f"{manifest} is already configured for {config.issuer}; nothing changed")
         return
@@ -158,4 +146,5 @@ def _after_patch(mode: str, ca_file: str, authn_file: str) -> str:
 @app.command()
 def snippet(directory: DirOption = Path()) -> None:
     """Print the volume and volumeMount the API-server pod needs (the guide's snippet)."""
-    Output().data(render_volume_snippet(load_config(directory).config))
+    out = Output()
+    out.data(render_volume_snippet(project_config(out, directory)))

@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from dexkit import pki
-from dexkit.cli.options import DirOption, Format, OutputOption
-from dexkit.config import load_config
+from dexkit.cli.options import DirOption, Format, OutputOption, project_config
 from dexkit.console import Output
 from dexkit.errors import TLSError
 from dexkit.layout import tls_paths
@@ -23,17 +22,17 @@ app = typer.Typer(help="Inspect, check and rotate the TLS assets.", no_args_is_h
 @app.command()
 def show(directory: DirOption = Path(), output: OutputOption = Format.text) -> None:
     """Subject, SANs, validity, key type, fingerprint, and whether the chain verifies."""
-    loaded = load_config(directory)
-    paths = tls_paths(directory, loaded.config)
+    out = Output()
+    config = project_config(out, directory)
+    paths = tls_paths(directory, config)
     now = dt.datetime.now(dt.UTC)
     ca, cert = pki.load_cert(paths.ca), pki.load_cert(paths.cert)
     infos = [pki.describe("ca", paths.ca, ca, now), pki.describe("serving", paths.cert, cert, now)]
-    chain_error = pki.verify_chain(ca, cert, loaded.config.issuer_host, now)
-    out = Output()
+    chain_error = pki.verify_chain(ca, cert, config.issuer_host, now)
     if output.structured:
         out.structured(output, {
             "certificates": [dataclasses.asdict(i) for i in infos],
-            "chain": {"verifies": chain_error is None, "name": loaded.config.issuer_host,
+            "chain": {"verifies": chain_error is None, "name": config.issuer_host,
                       "error": chain_error}})
         return
     for info in infos:
@@ -48,7 +47,7 @@ def show(directory: DirOption = Path(), output: OutputOption = Format.text) -> N
             "sha256": info.sha256_fingerprint,
         }, title="CA" if info.role == "ca" else "Serving certificate")
     verdict = "verifies" if chain_error is None else f"does NOT verify: {chain_error}"
-    out.fields({"chain": f"{verdict} (for {loaded.config.issuer_host})"})
+    out.fields({"chain": f"{verdict} (for {config.issuer_host})"})
 
 
 @app.command()
@@ -59,11 +58,11 @@ def check(
     output: OutputOption = Format.text,
 ) -> None:
     """Exit non-zero when the TLS assets are expired, expiring, mismatched or not ours."""
-    loaded = load_config(directory)
-    paths = tls_paths(directory, loaded.config)
-    problems = pki.check_assets(paths, issuer_host=loaded.config.issuer_host, within_days=within,
-                                now=dt.datetime.now(dt.UTC))
     out = Output()
+    config = project_config(out, directory)
+    paths = tls_paths(directory, config)
+    problems = pki.check_assets(paths, issuer_host=config.issuer_host, within_days=within,
+                                now=dt.datetime.now(dt.UTC))
     if output.structured:
         out.structured(output, {"ok": not problems,
                                 "problems": [dataclasses.asdict(p) for p in problems]})

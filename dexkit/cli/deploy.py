@@ -1,4 +1,4 @@
-"""``dexkit deploy`` and ``dexkit destroy``: Dex into a cluster, and out of it again."""
+"""``dexkit deploy``: Dex into a cluster (``dexkit destroy`` takes it out again)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dexkit.cli.options import (
+    WIDTH,
     ContextOption,
     DirOption,
     KubeconfigOption,
+    cluster_line,
     resolve_cluster,
 )
 from dexkit.console import Output
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
     from dexkit.kube import Cluster, ObjectRef
     from dexkit.sandbox.target import Resolved
 
-WIDTH = 12  # "would create" is the longest verb
 MAX_FIELDS = 4
 
 
@@ -46,8 +47,8 @@ class _Printer:
             what += f" ({change.note})"
         self.out.step(verb, what, width=WIDTH)
 
-    def warn(self, message: str) -> None:
-        self.out.warn(message)
+    def warn(self, message: str, hint: str = "") -> None:
+        self.out.warn(message, hint)
 
 
 def _summary(result: DeployResult) -> str:
@@ -56,10 +57,6 @@ def _summary(result: DeployResult) -> str:
     if result.dry_run:
         return f"dry run: {', '.join(parts)}; nothing was changed"
     return f"deployed: {', '.join(parts)}"
-
-
-def _cluster_line(out: Output, cluster: Cluster, note: str = "") -> None:
-    out.step("cluster", f"{cluster.server} (context {cluster.context}){note}", width=WIDTH)
 
 
 def deploy(
@@ -96,17 +93,12 @@ def deploy(
         out.warn(warning)
     resolved = resolve_cluster(out, directory, kubeconfig, context)
     cluster = connect(resolved.target)
-    _cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
-    if wait and resolved.sandbox is not None and not resolved.sandbox_has_node:
-        out.warn("the project's sandbox runs no node (kubelet), so Dex's Pods cannot start "
-                 "there: not waiting for the rollout",
-                 "the sandbox already runs Dex as a process; for Dex as a Pod start "
-                 "'dexkit sandbox up --node'")
-        wait = False
-    result = core.deploy(core.DeployRequest(project, env, dry_run=dry_run,
-                                            force_conflicts=force_conflicts),
-                         cluster, _Printer(out, dry_run))
-    if wait and not dry_run and result.deployment is not None:
+    cluster_line(out, cluster, ": dry run, nothing will be changed" if dry_run else "")
+    result = core.deploy(core.DeployRequest(
+        project, env, dry_run=dry_run, force_conflicts=force_conflicts, wait=wait,
+        pods_run=resolved.sandbox is None or resolved.sandbox_has_node),
+        cluster, _Printer(out, dry_run))
+    if result.wait and result.deployment is not None:
         started = time.monotonic()
         _wait(out, cluster, result.deployment, timeout)
         _wait_serving(out, cluster, project, resolved,
@@ -146,39 +138,3 @@ def _wait_serving(out: Output, cluster: Cluster, project: Project, resolved: Res
         on_step=lambda step, detail: out.step(step, detail, width=WIDTH))
     for note in notes:
         out.info(note)
-
-
-def destroy(
-    directory: DirOption = Path(),
-    kubeconfig: KubeconfigOption = None,
-    context: ContextOption = None,
-    purge: Annotated[bool, typer.Option(
-        "--purge", help="Also delete the TLS and credential Secrets, and the namespace if "
-                        "deploy created it.")] = False,
-    purge_crds: Annotated[bool, typer.Option(
-        "--purge-crds", help="Also delete Dex's CRDs (dex.coreos.com) and all it stored in "
-                             "them: keys, refresh tokens, passwords.")] = False,
-) -> None:
-    """Remove what 'dexkit deploy' made (found by its labels); Secrets and CRDs stay unless
-    asked."""
-    from dexkit import destroy as core
-    from dexkit.config import load_config
-    from dexkit.kube import connect
-
-    config = load_config(directory).config
-    out = Output()
-    resolved = resolve_cluster(out, directory, kubeconfig, context)
-    cluster = connect(resolved.target)
-    _cluster_line(out, cluster)
-    if resolved.sandbox is not None and resolved.sandbox.dex_storage == "kubernetes":
-        out.warn("the sandbox's Dex reads its kubernetes storage through the ServiceAccount "
-                 "and RBAC this removes: it fails from now on",
-                 "'dexkit sandbox down' and 'up' again bring them back")
-    removals = core.destroy(cluster, config, purge=purge, purge_crds=purge_crds)
-    for removal in removals:
-        note = f" ({removal.note})" if removal.note else ""
-        out.step(removal.action, removal.ref.describe() + note, width=WIDTH)
-    deleted = sum(1 for r in removals if r.action == "deleted")
-    kept = sum(1 for r in removals if r.action == "kept")
-    out.success(f"destroyed: {deleted} deleted, {kept} kept" if removals
-                else f"nothing of dexkit's found in namespace {config.namespace}")

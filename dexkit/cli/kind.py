@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from dexkit import layout
-from dexkit.cli.options import DirOption
-from dexkit.config import load_config
+from dexkit.cli.options import DirOption, project_config
 from dexkit.console import Output
 from dexkit.render.bundle import AUTHN_FILE, KIND_HOSTS, KIND_PATCHES, ca_host_path
 from dexkit.render.kind import render_hosts_script, render_kind_config
@@ -36,16 +35,13 @@ def config_(
     port is mapped to the Dex NodePort. See docs/kind.md for how the issuer host resolves to Dex
     from the CI host and from the node.
     """
-    loaded = load_config(directory)
-    config = loaded.config
-    out_dir = (layout.out_dir(directory) if out is None else out).resolve()
     output = Output()
+    config = project_config(output, directory)
+    out_dir = (layout.out_dir(directory) if out is None else out).resolve()
     output.data(render_kind_config(
         config, ca_host_path=ca_host_path(config, str(directory.resolve())),
         authn_host_path=str(out_dir / AUTHN_FILE),
         patches_host_path=str(out_dir / KIND_PATCHES)))
-    for warning in loaded.warnings:
-        output.warn(warning)
     if config.api_server.mode == "authentication-config":
         output.info(f"the node mounts {out_dir / AUTHN_FILE}: run 'dexkit render' first")
     if render_hosts_script(config) is not None:

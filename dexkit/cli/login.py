@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -18,9 +18,6 @@ from dexkit.cli.login_options import (
 )
 from dexkit.cli.options import DirOption, Format, OutputOption
 from dexkit.console import Output
-
-if TYPE_CHECKING:
-    from dexkit.oidc.settings import LoginSettings
 
 
 def login(
@@ -43,26 +40,20 @@ def login(
     Any 'dexkit token' option may follow (e.g. --issuer ... --client-id ... to log in
     without a project)."""
     from dexkit.config import load_config
+    from dexkit.oidc.logins import settings_for
     from dexkit.oidc.session import login as do_login
     from dexkit.oidc.session import narrow
-    from dexkit.oidc.settings import build_settings, project_settings
 
     check_grant(grant)
     extra = [*ctx.args, *(["--skip-open-browser"] if no_browser else []),
              *(["--insecure"] if insecure else [])]
     out = Output()
     warn_insecure(out, insecure)
-    others: list[LoginSettings] = []
-    if any(a.partition("=")[0] in ("--issuer", "--oidc-issuer-url") for a in extra):
-        settings = build_settings([*extra, *(["--grant", grant] if grant != "authcode" else []),
-                                   *(["--username", username] if username else [])])
-    else:
-        config = load_config(directory).config
-        names: list[str | None] = [cluster] if cluster else \
-            [c.name for c in config.clusters] or [None]
-        each = [project_settings(directory, config, grant=grant, username=username,
-                                 extra=extra, cluster=name) for name in names]
-        settings, others = each[0], each[1:]
+    # Not project_config: dexkit.yaml's warnings are not said here, so that a failed login's
+    # first line is its error.
+    logins = settings_for(directory, extra, grant=grant, username=username,
+                          project=lambda: load_config(directory).config, cluster=cluster)
+    settings, others = logins.first, logins.others
     settings = settings.with_password(os.environ, may_prompt=True)
     result = do_login(settings, interactive=True)  # a person ran it: stdin is theirs
     for other in others:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from dexkit.config import Config
     from dexkit.console import Output
-    from dexkit.kube import Target
+    from dexkit.kube import Cluster, Target
     from dexkit.sandbox.target import Resolved
 
 DirOption = Annotated[
@@ -43,6 +44,25 @@ KubeconfigOption = Annotated[
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="Kubeconfig context (default: the current one).")
 ]
+
+
+def project_config(out: Output, directory: Path) -> Config:
+    """The project's dexkit.yaml, loaded and validated; its warnings are said here, once, for
+    every command that reads it."""
+    from dexkit.config import load_config
+
+    loaded = load_config(directory)
+    for warning in loaded.warnings:
+        out.warn(warning)
+    return loaded.config
+
+
+WIDTH = 12  # the step column of deploy and destroy: "would create" is the longest verb
+
+
+def cluster_line(out: Output, cluster: Cluster, note: str = "") -> None:
+    """The cluster a command changes, in the step column (deploy, destroy)."""
+    out.step("cluster", f"{cluster.server} (context {cluster.context}){note}", width=WIDTH)
 
 
 def cluster_target(out: Output, directory: Path, kubeconfig: Path | None,

@@ -11,8 +11,8 @@ import typer
 
 from dexkit import files, layout
 from dexkit.artefacts import read_render_inputs, write_bundle
-from dexkit.cli.options import DirOption
-from dexkit.config import Config, load_config
+from dexkit.cli.options import DirOption, project_config
+from dexkit.config import Config
 from dexkit.console import Output
 from dexkit.errors import UsageError
 from dexkit.render.bundle import KIND_CONFIG, kubernetes_stream, render_bundle
@@ -49,14 +49,11 @@ def render(directory: DirOption = Path(), out: OutOption = None,
     The same dexkit.yaml gives the same bytes; files whose content did not change are left
     alone, and files an earlier render wrote that are no longer wanted are removed.
     """
-    loaded = load_config(directory)
     output = Output()
-    for warning in loaded.warnings:
-        output.warn(warning)
+    config = project_config(output, directory)
     if format_ is not RenderFormat.bundle:
-        _render_other(loaded.config, format_, out, output)
+        _render_other(config, format_, out, output)
         return
-    config = loaded.config
     out_dir = layout.out_dir(directory) if out is None else Path(out)
     inputs = read_render_inputs(directory, config)
     bundle = render_bundle(config, ca_pem=inputs.ca_pem, project_dir=str(directory.resolve()),

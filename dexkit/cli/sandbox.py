@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dexkit.cli.options import DirOption, Format, OutputOption
-from dexkit.config import Config
+from dexkit.cli.options import DirOption, Format, OutputOption, project_config
 from dexkit.console import Output
 from dexkit.sandbox import controlplane, peers
 
@@ -102,83 +101,19 @@ def up(
     """Start etcd, kube-apiserver (configured only by dexkit's rendered OIDC flags or
     AuthenticationConfiguration) and Dex (the rendered config) on 127.0.0.1; ready once the API
     server accepts a Dex token. With --node, a real node instead of Dex as a process."""
-    if node:
-        from dexkit.cli.sandbox_node import up_node
-
-        up_node(directory, kubernetes_version, mode.value if mode else None, timeout)
-        return
     import os
 
-    from dexkit.config import load_config
-    from dexkit.sandbox import stack
+    from dexkit.sandbox import up as use_case
 
-    config = load_config(directory).config
-    version = peers.resolve_kubernetes_version(kubernetes_version)
-    binaries = controlplane.ControlPlaneBinaries(
-        etcd=peers.require_peer("etcd"),
-        kube_apiserver=peers.require_peer("kube-apiserver", version))
     out = Output()
-    dex = _dex_peer(out, config, dict(os.environ))
-    out.info(f"starting the sandbox in {controlplane.sandbox_dir(directory.resolve())} "
-             f"(Kubernetes {version}) ...")
-    started = time.monotonic()
-    env = dict(os.environ) if dex else {}
-    running = stack.start(stack.StackRequest(
-        project=directory, config=config, binaries=binaries, kubernetes_version=version,
-        dex=dex, mode=mode.value if mode else None, storage=storage.value, env=env,
-        die_with_parent=False, apiserver_timeout=timeout),
-        progress=lambda verb, detail: out.step(verb, detail))
-    for arg in running.wired.args:
-        out.step("oidc", arg)
-    for note in running.notes:
-        out.warn(note)
-    if running.ready_as:
-        out.step("login", f"the API server accepts Dex's token for {running.ready_as}")
-    elif dex is not None:
-        out.step("login", "the API server's OIDC authenticator is initialized (no static "
-                          "user to log in with here)")
-    out.fields(stack.describe(running),
-               title=f"sandbox ready in {time.monotonic() - started:.1f}s")
-    out.next_step(_next_steps(config, directory, dex is not None))
-
-
-def _dex_peer(out: Output, config: Config, environ: dict[str, str]) -> Path | None:
-    """The Dex binary to start, or None with the reason said (the sandbox still starts)."""
-    from dexkit.sandbox import dexlocal, wiring
-
-    which = peers.dex_build_for_image(config.dex.image)
-    dex = peers.locate(peers.peer_spec("dex", dex=which))
-    if config.dex.grpc.enabled and peers.dex_build(which).replaced:
-        out.warn(f"dex.grpc is on, but the sandbox's {peers.dex_build(which).what}: its gRPC "
-                 "API answers every call Unimplemented")
-    if not dex.available:
-        extra = f" --dex {which}" if which and which != peers.DEFAULT_DEX else ""
-        out.warn("Dex is not started: its peer is not built "
-                 f"({dex.path}); the API server is configured and waits for the issuer",
-                 f"build it with 'dexkit sandbox build --only dex{extra}'")
-        return None
-    if not wiring.issuer_is_local(config):
-        out.warn(f"Dex is not started: the issuer host '{config.issuer_host}' is not this "
-                 "machine, so the sandbox's API server will look for Dex there",
-                 "for a self-contained sandbox use 'dexkit init --issuer "
-                 "https://127.0.0.1:32000'")
-        return None
-    missing = dexlocal.missing_credentials(config, environ)
-    if missing:
-        out.warn(f"Dex is not started: it needs {', '.join(missing)} in the environment",
-                 "export them and run 'dexkit sandbox down' and 'up' again")
-        return None
-    return dex.path
-
-
-def _next_steps(config: Config, directory: Path, with_dex: bool) -> str:
-    where = "" if directory == Path() else f" --dir {directory}"
-    if not with_dex:
-        return f"stop it with 'dexkit sandbox down{where}'"
-    user = config.static_users[0].email if config.static_users else None
-    login = f" (log in as {user}, password in .dexkit/passwords/{user})" if user else ""
-    return (f"'dexkit verify{where}', then 'dexkit kubeconfig{where}' and 'kubectl auth "
-            f"whoami'{login}; stop it with 'dexkit sandbox down{where}'")
+    config = project_config(out, directory)
+    request = use_case.UpRequest(
+        project=directory, config=config, kubernetes_version=kubernetes_version,
+        mode=mode.value if mode else None, timeout=timeout, storage=storage.value,
+        environ=dict(os.environ))
+    running = (use_case.node if node else use_case.control_plane)(request, out)
+    out.fields(running.fields, title=running.title)
+    out.next_step(running.next_step)
 
 
 @app.command()
@@ -228,6 +163,9 @@ def exec_(
 ) -> None:
     """Run a command in the node sandbox's mount namespace, where its /etc/hosts maps the
     issuer's host to the NodePort on 127.0.0.1 (e.g. -- dexkit verify --grant password)."""
-    from dexkit.cli.sandbox_node import exec_in_node
+    import os
 
-    exec_in_node(directory, command)
+    from dexkit.sandbox import node
+
+    target = controlplane.sandbox_dir(directory.resolve())
+    node.exec_command(node.exec_argv(target, command, Path.cwd()), dict(os.environ))

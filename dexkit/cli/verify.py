@@ -23,6 +23,7 @@ from dexkit.cli.options import (
     KubeconfigOption,
     OutputOption,
     cluster_target,
+    project_config,
 )
 from dexkit.console import Output
 from dexkit.errors import UsageError
@@ -51,11 +52,11 @@ def verify(
 ) -> None:
     """Run the whole login and prove what the API server makes of the token."""
     from dexkit import verify as chain
-    from dexkit.config import load_config
     from dexkit.oidc.settings import project_settings
 
     check_grant(grant)
-    config = load_config(directory).config
+    out = Output()
+    config = project_config(out, directory)
     if config.clusters and cluster is None:
         raise UsageError("dexkit.yaml lists several clusters: name the one to verify",
                          f"pass --cluster, one of {', '.join(c.name for c in config.clusters)}")
@@ -63,7 +64,6 @@ def verify(
         config = config.for_cluster(cluster)
         if kubeconfig is None and context is None:
             context = cluster  # the context 'dexkit kubeconfig' writes for it
-    out = Output()
     warn_insecure(out, insecure)
     target = cluster_target(out, directory, kubeconfig, context)
     probes = tuple(chain.Probe.parse(t) for t in can or []) + tuple(

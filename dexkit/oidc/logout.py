@@ -22,8 +22,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dexkit.oidc.cache import KEYRING_SERVICE, TokenCache, read_entry
+
+if TYPE_CHECKING:
+    from dexkit.config import Config
 
 
 @dataclass(frozen=True)
@@ -44,27 +48,17 @@ class LogoutResult:
 
 
 def run(req: LogoutRequest) -> LogoutResult:
-    from dexkit.oidc.settings import build_settings, project_settings
+    from dexkit.oidc.logins import settings_for, standalone
 
     extra_keys: list[str] = []  # several clusters: every cluster's entry and the session
-    if any(a.partition("=")[0] in ("--issuer", "--oidc-issuer-url") for a in req.extra):
-        # --grant and --username are the command's own options: they belong to the key too
-        settings = build_settings([*req.extra,
-                                   *(["--grant", req.grant] if req.grant != "authcode" else []),
-                                   *(["--username", req.username] if req.username else [])])
-    elif req.every:
+    if req.every and not standalone(req.extra):
         settings = None
     else:
-        from dexkit.config import load_config
-
-        config = load_config(req.directory).config
-        each = [project_settings(req.directory, config, grant=req.grant, username=req.username,
-                                 extra=list(req.extra), cluster=c.name)
-                for c in config.clusters]
-        settings = each[0] if each else project_settings(
-            req.directory, config, grant=req.grant, username=req.username,
-            extra=list(req.extra))
-        extra_keys = [k for s in each for k in (s.cache_key, s.session_key) if k]
+        logins = settings_for(req.directory, req.extra, grant=req.grant, username=req.username,
+                              project=lambda: _load_config(req.directory))
+        settings = logins.first
+        if logins.per_cluster:
+            extra_keys = [k for s in logins.each for k in (s.cache_key, s.session_key) if k]
     if settings is None:
         from dexkit.oidc import options
 
@@ -149,6 +143,12 @@ def _forget(cache: TokenCache, key: str, result: LogoutResult) -> None:
         found = found or path == token
     if found:
         result.removed.append(str(token))
+
+
+def _load_config(directory: Path) -> Config:
+    from dexkit.config import load_config
+
+    return load_config(directory).config
 
 
 def _environ() -> dict[str, str]:

@@ -46,7 +46,7 @@ from dexkit.oidc.tokens import probe_token
 from dexkit.ready import NOT_INITIALIZED
 from dexkit.render.dex import NAME as DEX_ACCOUNT
 from dexkit.render.dex import render_manifests
-from dexkit.sandbox import controlplane, dexlocal, network, wiring
+from dexkit.sandbox import controlplane, dexlocal, network, peers, wiring
 from dexkit.sandbox.controlplane import ControlPlane, ControlPlaneBinaries, ControlPlaneOptions
 from dexkit.sandbox.process import PeerExited
 
@@ -120,6 +120,45 @@ def dex_storage_for(config: Config, choice: StorageChoice) -> tuple[str, str]:
         return "kubernetes", ""
     return "memory", (f"Dex uses memory storage here: the sandbox runs no "
                       f"{config.dex.storage.type} server for the rendered storage")
+
+
+@dataclass(frozen=True)
+class DexChoice:
+    """The Dex binary ``sandbox up`` starts, or None (the sandbox still starts, its API server
+    waiting for the issuer); ``notes`` are (warning, hint) pairs that say why, said either
+    way."""
+
+    path: Path | None
+    notes: tuple[tuple[str, str], ...] = ()
+
+
+def choose_dex(config: Config, environ: dict[str, str]) -> DexChoice:
+    """Whether Dex starts as a process: its peer is built (for the Dex ``dex.image`` names), the
+    issuer is on this machine, and the connectors' credentials are in ``environ``."""
+    notes: list[tuple[str, str]] = []
+    which = peers.dex_build_for_image(config.dex.image)
+    dex = peers.locate(peers.peer_spec("dex", dex=which))
+    if config.dex.grpc.enabled and peers.dex_build(which).replaced:
+        notes.append((f"dex.grpc is on, but the sandbox's {peers.dex_build(which).what}: its "
+                      "gRPC API answers every call Unimplemented", ""))
+    if not dex.available:
+        extra = f" --dex {which}" if which and which != peers.DEFAULT_DEX else ""
+        notes.append(("Dex is not started: its peer is not built "
+                      f"({dex.path}); the API server is configured and waits for the issuer",
+                      f"build it with 'dexkit sandbox build --only dex{extra}'"))
+        return DexChoice(None, tuple(notes))
+    if not wiring.issuer_is_local(config):
+        notes.append((f"Dex is not started: the issuer host '{config.issuer_host}' is not "
+                      "this machine, so the sandbox's API server will look for Dex there",
+                      "for a self-contained sandbox use 'dexkit init --issuer "
+                      "https://127.0.0.1:32000'"))
+        return DexChoice(None, tuple(notes))
+    missing = dexlocal.missing_credentials(config, environ)
+    if missing:
+        notes.append((f"Dex is not started: it needs {', '.join(missing)} in the environment",
+                      "export them and run 'dexkit sandbox down' and 'up' again"))
+        return DexChoice(None, tuple(notes))
+    return DexChoice(dex.path, tuple(notes))
 
 
 def start(req: StackRequest, progress: Progress | None = None, *,
