@@ -264,7 +264,7 @@ def test_the_ci_recipe_runs_verbatim_to_a_verified_login(
         created.seconds
     for step in [*runs, *replays["fork"], *replays["refused"]]:
         if step.ran:
-            harness.timings[f"step {step.name[:40]}"] = step.seconds
+            harness.timings[f"step {step.name[:50]}"] = step.seconds
     assert engine.docker(harness.engine.layout, "ps", "-aq", *KIND_NODES).strip() == ""
 
 

@@ -420,8 +420,7 @@ class Runner:
         start, end = ids.index(first), ids.index(last)
         chosen = list(enumerate(job.steps))[start:end + 1]
         runner = replace(self, id_token=id_token) if id_token is not None else self
-        return runner._steps(job, chosen, github,
-                             label=f"replayed as {github.event_name} ({github.ref}): ")
+        return runner._steps(job, chosen, github, label=f"as {github.event_name}: ")
 
     def _steps(self, job: Job, steps: Iterable[tuple[int, dict[str, Any]]], github: GitHub, *,
                label: str) -> list[StepRun]:
@@ -451,8 +450,11 @@ class Runner:
             if current.returncode == 0:
                 for command, hook in self.after.items():
                     if script.lstrip().startswith(command):
-                        runs.append(StepRun(f"harness, after '{command}'", "", "", 0,
-                                            hook(env), note="(not in the workflow)"))
+                        started = time.monotonic()
+                        said = hook(env)
+                        runs.append(StepRun(f"harness, after '{command}'", "", "", 0, said,
+                                            time.monotonic() - started,
+                                            note="(not in the workflow)"))
         return runs
 
     def _run_step(self, current: StepRun, script: str, env: dict[str, str]) -> None:
