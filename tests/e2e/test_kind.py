@@ -6,6 +6,20 @@ the workflow's steps are run as a runner runs them (tests/e2e/workflow.py). What
 GitHub runner is only what this machine lacks: the kind binary and the node image are built here
 (KIND_NODE_IMAGE and the download point at them), and the Dex image is built here and loaded
 with 'kind load image-archive' (dex.image: dexkit.local/dex:v2.45.1), since no registry answers.
+
+GitHub is not reachable either, and the recipe logs in with the job's own ID token. What stands
+in for it (the ``github`` fixture), each where GitHub's own would be:
+- GitHub's issuer, https://token.actions.githubusercontent.com, by that name on kind's network:
+  a container there has the name as its network alias, so docker's DNS answers it to the kind
+  node and, through the node's resolver and CoreDNS, to the Dex Pod, as a runner's DNS answers
+  GitHub's name; in that container's network namespace (and nowhere else) the stand-in issuer
+  (tests/e2e/ci_issuer.py: GitHub's discovery document, JWKS and claims) serves HTTPS on 443.
+  The scenario's connector names GitHub's issuer as users copy it; nothing of it is edited.
+- Trust: the Dex image built here has the stand-in's throwaway CA added to its CA bundle, as the
+  official image's bundle holds the CA that signs GitHub's certificate.
+- GitHub's token service: a local stand-in, whose URL and request token the runner hands to
+  the steps as ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN because the workflow's permissions grant
+  id-token: write (tests/e2e/workflow.py).
 """
 
 from __future__ import annotations
@@ -14,12 +28,24 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from dexkit.config import load_config
-from dexkit.sandbox import engine, peers
+from dexkit.sandbox import engine, images, peers
+from dexkit.scenarios import get_scenario
+from tests.e2e.ci_issuer import (
+    DISCOVERY,
+    GITHUB_HOST,
+    JWKS,
+    ActionsStandIn,
+    GitHubIssuer,
+    actions_token_service,
+    listener_in,
+    serve_documents,
+)
 from tests.e2e.conftest import new_static_project
 from tests.e2e.kind_harness import (
     CONTEXT,
@@ -31,7 +57,16 @@ from tests.e2e.kind_harness import (
     take_the_machine,
 )
 from tests.e2e.node_sandbox import set_in_config
-from tests.e2e.workflow import CURL_SHIM, SUDO_SHIM, Runner, StepRun, load_job
+from tests.e2e.workflow import (
+    CURL_SHIM,
+    FORK_PULL_REQUEST,
+    SUDO_SHIM,
+    GitHub,
+    IdTokenService,
+    Runner,
+    StepRun,
+    load_job,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -40,6 +75,10 @@ WORKFLOW = REPOSITORY / ".github" / "workflows" / "kind-e2e.yml"
 JOB = "kind-e2e"
 KIND_URL = f"https://kind.sigs.k8s.io/dl/v{peers.KIND_VERSION}/kind-linux-amd64"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The job the workflow runs as: a push to main (its ID token says so).
+PUSH = GitHub(repository="dexkit-ci/dexkit", ref="refs/heads/main", event_name="push")
+STAND_IN = "github-stand-in"
+KIND_NODES = ("--filter", "label=io.x-k8s.kind.cluster")
 
 
 def _minor(version: str) -> str:
@@ -60,8 +99,60 @@ def harness(request: pytest.FixtureRequest) -> Iterator[KindHarness]:
     yield from start_harness()
 
 
-def recipe(harness: KindHarness, root: Path, *, image: str, config_minor: str) -> Runner:
-    """A runner for the workflow with this machine's differences (module docstring)."""
+@dataclass
+class GitHubStandIn:
+    issuer: GitHubIssuer
+    service: ActionsStandIn
+    dex_archive: images.ImageArchive  # trusts the stand-in issuer's CA
+    fetched: list[str]  # the paths the issuer was asked for (by Dex, from inside the cluster)
+
+    @property
+    def id_token(self) -> IdTokenService:
+        return IdTokenService(self.service.url, self.service.request_token)
+
+
+def scenario_audience() -> str:
+    """The kind-ci connector's tokenExchange.audience: what the job asks GitHub for."""
+    (connector,) = get_scenario("kind-ci").config_data()["connectors"]
+    return str(connector["tokenExchange"]["audience"])
+
+
+@pytest.fixture(scope="module")
+def github(harness: KindHarness, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[GitHubStandIn]:
+    """GitHub's issuer and token service, standing in (module docstring)."""
+    started = time.monotonic()
+    directory = tmp_path_factory.mktemp("github")
+    issuer = GitHubIssuer(directory, PUSH, (scenario_audience(),))
+    bundle = directory / "ca-certificates.crt"
+    bundle.write_bytes(images.CA_BUNDLE.read_bytes() + issuer.ca_pem)
+    dex_archive = images.build_dex_image(images.dex_source(), root=directory, ca_bundle=bundle)
+    node = harness.node_image(DEFAULT_VERSION)  # its 'sleep' holds the namespace; no kind
+    harness.engine.docker("run", "-d", "--name", STAND_IN, "--network", engine.KIND_NETWORK,
+                          "--network-alias", GITHUB_HOST, "--entrypoint", "sleep", node,
+                          "infinity")
+    try:
+        pid = int(harness.engine.docker("inspect", "--format", "{{.State.Pid}}",
+                                        STAND_IN).strip())
+        address = harness.engine.docker(
+            "inspect", "--format",
+            f'{{{{(index .NetworkSettings.Networks "{engine.KIND_NETWORK}").IPAddress}}}}',
+            STAND_IN).strip()
+        listener = listener_in(pid, address, 443)
+        with serve_documents(issuer.documents(), listener, issuer.tls) as fetched, \
+                actions_token_service(issuer) as service:
+            harness.timings["github stand-in (Dex image with its CA, container)"] = \
+                time.monotonic() - started
+            yield GitHubStandIn(issuer, service, dex_archive, fetched)
+    finally:
+        harness.engine.docker("rm", "-f", "-v", STAND_IN)
+
+
+def recipe(harness: KindHarness, root: Path, *, image: str, config_minor: str,
+           github: GitHubStandIn | None = None) -> Runner:
+    """A runner for the workflow with this machine's differences (module docstring); without
+    ``github`` the job has no token service (nor the Dex image that trusts its issuer)."""
+    dex_archive = github.dex_archive if github is not None else harness.dex_archive
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DEXKIT_", "KUBECONFIG", "VIRTUAL_ENV", "PYTHON"))}
     env.update(harness.engine.env)
@@ -77,20 +168,23 @@ def recipe(harness: KindHarness, root: Path, *, image: str, config_minor: str) -
     def project_for_this_machine(step_env: dict[str, str]) -> str:
         project = Path(step_env["DEXKIT_DIR"])
         set_in_config(project, "image: ghcr.io/dexidp/dex:v2.45.1",
-                      f"image: {harness.dex_archive.name}")
+                      f"image: {dex_archive.name}")
         set_in_config(project, 'kubernetesVersion: "1.37"', f'kubernetesVersion: "{config_minor}"')
-        return f"dex.image: {harness.dex_archive.name}, kubernetesVersion: {config_minor}"
+        return f"dex.image: {dex_archive.name}, kubernetesVersion: {config_minor}"
 
     def load_dex(step_env: dict[str, str]) -> str:
-        harness.load_dex(step_env)
-        return f"kind load image-archive {harness.dex_archive.path.name}"
+        loaded = harness.run([str(harness.kind), "load", "image-archive",
+                              str(dex_archive.path)], step_env)
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+        return f"kind load image-archive {dex_archive.path.name}"
 
     return Runner(root=root, repository=REPOSITORY, base_env=env,
                   overrides={"KIND_NODE_IMAGE": image},
                   shims={"curl": CURL_SHIM.format(url=KIND_URL, kind=harness.kind),
                          "sudo": SUDO_SHIM},
                   after={"dexkit init": project_for_this_machine,
-                         "kind create cluster": load_dex})
+                         "kind create cluster": load_dex},
+                  github=PUSH, id_token=github.id_token if github is not None else None)
 
 
 def _report(runs: list[StepRun]) -> str:
@@ -104,35 +198,74 @@ def test_the_workflow_downloads_the_kind_release_the_harness_builds() -> None:
     assert "@sha256:" in job.env["KIND_NODE_IMAGE"]  # pinned by digest, as docs/ci-kind.md says
 
 
+VERIFIED = "verified: Dex login -> ID token -> API server identity, as configured"
+
+
 @pytest.mark.parametrize(("config_version", "image_version"), CASES,
                          ids=[f"config-{_minor(c)}-node-{_minor(i)}" for c, i in CASES])
 def test_the_ci_recipe_runs_verbatim_to_a_verified_login(
-        harness: KindHarness, tmp_path: Path, config_version: str, image_version: str) -> None:
+        harness: KindHarness, github: GitHubStandIn, tmp_path: Path, config_version: str,
+        image_version: str) -> None:
+    """The job logs in with its own ID token (token exchange), and doctor with the static
+    user; then, on the same cluster, the login steps again as two other jobs of the workflow:
+    a pull request from a fork (no ID token: the password fallback runs and passes), and a job
+    whose token service refuses (the exchange fails the job: no password hides it)."""
     image = harness.node_image(image_version)
     runner = recipe(harness, tmp_path / "run", image=image,
-                    config_minor=_minor(config_version))
+                    config_minor=_minor(config_version), github=github)
+    job = load_job(WORKFLOW, JOB)
+    replays: dict[str, list[StepRun]] = {}
+
+    def other_jobs(step_env: dict[str, str]) -> str:
+        replays["fork"] = runner.replay(job, "oidc", "password", FORK_PULL_REQUEST)
+        refused = IdTokenService(github.service.url, "not-the-job's")
+        replays["refused"] = runner.replay(job, "oidc", "password", PUSH, id_token=refused)
+        return "\n".join(str(r) for r in replays["fork"] + replays["refused"])
+
+    runner.after["dexkit doctor"] = other_jobs
     hosts_before = Path("/etc/hosts").read_bytes()
-    runs = runner.run(load_job(WORKFLOW, JOB))
+    asked_before = len(github.service.asked)
+    runs = runner.run(job)
     report = _report(runs)
     assert Path("/etc/hosts").read_bytes() == hosts_before, "the machine's /etc/hosts changed"
     failed = [r for r in runs if r.ran and r.returncode != 0]
     assert not failed, report
-    by_name = {r.name: r for r in runs}
-    verify = next(r for r in runs if r.script.lstrip().startswith("dexkit verify"))
-    assert "verified: Dex login -> ID token -> API server identity, as configured" in \
-        verify.output, report
+    by_id = {r.id: r for r in runs if r.id}
+    # The job's own ID token, exchanged at Dex: the API server sees GitHub's sub claim as the
+    # username and the repository owner as a group. Dex fetched GitHub's discovery document
+    # and keys from inside the cluster (by GitHub's name, trusting its CA).
+    assert by_id["oidc"].outputs == {"available": "true"}, report
+    exchange = by_id["exchange"]
+    assert exchange.ran and VERIFIED in exchange.output, report
+    assert github.issuer.subject() in exchange.output, report
+    assert f"oidc:repository_owner:{PUSH.repository_owner}" in exchange.output, report
+    assert set(github.service.asked[asked_before:]) == {scenario_audience()}, github.service.asked
+    assert DISCOVERY in github.fetched and JWKS in github.fetched, github.fetched
+    assert not by_id["password"].ran, report  # the fallback is for jobs without a token
     doctor = next(r for r in runs if r.script.lstrip().startswith("dexkit doctor"))
     assert "doctor: no broken link found" in doctor.output, report
     assert not any(r.ran for r in runs if r.condition == "failure()"), report
     assert all(r.ran and r.returncode == 0 for r in runs if r.condition == "always()"), report
+    # A pull request from a fork: no ID token, the password grant logs in and verifies.
+    fork = {r.id: r for r in replays["fork"]}
+    assert fork["oidc"].outputs == {"available": ""}, report
+    assert not fork["exchange"].ran, report
+    assert fork["password"].returncode == 0 and VERIFIED in fork["password"].output, report
+    # A job with a token service that refuses: the exchange step fails, and the password step
+    # does not run to hide it.
+    refused = {r.id: r for r in replays["refused"]}
+    assert refused["exchange"].returncode != 0, report
+    assert "answered HTTP 401" in refused["exchange"].output, report
+    assert not refused["password"].ran, report
     # The runner's /etc/hosts got the one entry hosts.sh writes (in the run's own copy).
     assert b"127.0.0.1 dex.example.com" in runner.hosts.read_bytes()
     created = next(r for r in runs if r.script.lstrip().startswith("kind create cluster"))
     harness.timings[f"kind create {_minor(config_version)} on {_minor(image_version)}"] = \
         created.seconds
-    for name, step in by_name.items():
-        harness.timings[f"step {name[:30]}"] = step.seconds
-    assert engine.docker(harness.engine.layout, "ps", "-aq").strip() == ""  # deleted
+    for step in [*runs, *replays["fork"], *replays["refused"]]:
+        if step.ran:
+            harness.timings[f"step {step.name[:50]}"] = step.seconds
+    assert engine.docker(harness.engine.layout, "ps", "-aq", *KIND_NODES).strip() == ""
 
 
 def test_a_failing_step_runs_the_log_steps_and_still_deletes_the_cluster(
@@ -158,7 +291,7 @@ def test_a_failing_step_runs_the_log_steps_and_still_deletes_the_cluster(
     assert logs.returncode == 0, report
     assert "kind export logs" in logs.script
     assert all(r.ran and r.returncode == 0 for r in runs if r.condition == "always()"), report
-    assert engine.docker(harness.engine.layout, "ps", "-aq").strip() == ""
+    assert engine.docker(harness.engine.layout, "ps", "-aq", *KIND_NODES).strip() == ""
 
 
 # --- the guide's other half: `dexkit apiserver patch` on a kubeadm node ---------------------

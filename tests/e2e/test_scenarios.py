@@ -224,6 +224,12 @@ def test_doctor_offline_finds_nothing_wrong_locally(dexkit: Any, tmp_path: Path,
     assert any(r["id"] == "local.config" and r["status"] == "ok" for r in local)
     bad = [f"{r['id']}: {r['status']}: {r['message']}" for r in local
            if r["status"] in ("fail", "warn")]
+    if name == "kind-ci":
+        # Dex v2.45.1 lists the token-exchange connector on its login page (only 2.46+ takes
+        # a connector's grantTypes): a warning that holds, and the only one.
+        assert [b.split(":")[0] for b in bad] == ["local.robots"], bad
+        assert "login page" in bad[0], bad
+        return
     assert bad == []
 
 
@@ -379,6 +385,7 @@ def test_password_login_meets_the_expectations(
         # Static users: the password init generated is in .dexkit/passwords/, where verify
         # finds it.
         project = _project(dexkit, tmp_path, name, issuer=f"https://127.0.0.1:{port}")
+        _edit(project, _exchange_issuers_unreachable)
         monkeypatch.delenv("DEXKIT_PASSWORD", raising=False)
         login = None
     _render(dexkit, project)
@@ -391,6 +398,17 @@ def test_password_login_meets_the_expectations(
         assert "verified:" in result.err
     finally:
         plane.stop()
+
+
+def _exchange_issuers_unreachable(data: dict[str, Any]) -> None:
+    """kind-ci's token-exchange connector names GitHub's issuer, which nothing here may ask
+    (traffic stays on this machine): a local port where nothing listens takes its place. Dex
+    then serves the static users with that connector unopened (continue_on_connector_failure,
+    on by default), as it does where GitHub cannot be reached; the login proves it."""
+    for connector in data.get("connectors") or []:
+        if connector.get("tokenExchange"):
+            (closed,) = controlplane.free_ports(1)
+            connector["issuer"] = f"https://127.0.0.1:{closed}"
 
 
 UPSTREAM_CLIENT = "dexkit-downstream"

@@ -500,7 +500,7 @@ def test_workflow_is_a_github_actions_workflow() -> None:
 def test_workflow_runs_the_recipe_in_order() -> None:
     order = [" ".join(["dexkit", *w[:1]]) for w in _commands("dexkit") if w[:1] != ["--version"]]
     assert order == ["dexkit init", "dexkit render", "dexkit deploy", "dexkit verify",
-                     "dexkit doctor"]
+                     "dexkit verify", "dexkit doctor"]
     (init,) = [w for w in _commands("dexkit") if w[:1] == ["init"]]
     assert init[init.index("--scenario") + 1] == "kind-ci"
 
@@ -528,7 +528,7 @@ def test_every_dexkit_command_of_the_workflow_exists_with_its_flags(
 
 
 def test_workflow_verify_asserts_the_kind_ci_expectations() -> None:
-    (words,) = [w for w in _commands("dexkit") if w[:1] == ["verify"]]
+    (words,) = [w for w in _commands("dexkit") if w[:1] == ["verify"] and "password" in w]
     expected = get_scenario("kind-ci").expectations()
 
     def pairs(args: list[str]) -> list[tuple[str, str]]:
@@ -558,6 +558,26 @@ def test_workflow_creates_the_cluster_from_what_dexkit_renders(
     assert (project / "out" / KIND_HOSTS).is_file()
     scripts = [s.get("run", "") for s in _steps()]
     assert any(f'sh "$DEXKIT_DIR/out/{KIND_HOSTS}"' in s for s in scripts)
+
+
+def test_workflow_logs_in_with_the_job_token_and_falls_back_only_without_one() -> None:
+    """The exchange runs when the job has an ID token and the password login only when it has
+    none: a failing exchange fails the job instead of being hidden by the password."""
+    data = _workflow()
+    (job,) = data["jobs"].values()
+    assert {**data.get("permissions", {}), **job.get("permissions", {})}["id-token"] == "write"
+    by_id = {s["id"]: s for s in _steps() if "id" in s}
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" in by_id["oidc"]["run"]
+    assert "GITHUB_OUTPUT" in by_id["oidc"]["run"]
+    assert by_id["exchange"]["if"] == "steps.oidc.outputs.available == 'true'"
+    assert by_id["password"]["if"] == "steps.oidc.outputs.available != 'true'"
+    assert not any(s.get("continue-on-error") for s in _steps())
+    (exchange,) = [w for w in _commands("dexkit") if w[:1] == ["verify"] and "token-exchange" in w]
+    config = get_scenario("kind-ci").config_data()
+    (connector,) = [c for c in config["connectors"] if c.get("tokenExchange")]
+    assert connector["issuer"] == "https://token.actions.githubusercontent.com"
+    assert connector["tokenExchange"]["groupClaims"] == ["repository_owner"]
+    assert "oidc:repository_owner:${GITHUB_REPOSITORY_OWNER}" in exchange
 
 
 # --- the kind config against kind's v1alpha4 types -----------------------------------------------
