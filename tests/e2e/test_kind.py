@@ -348,14 +348,16 @@ def _wait_for_flag(harness: KindHarness, env: dict[str, str], flag: str,
         time.sleep(3)
 
 
-@pytest.mark.parametrize("mode", ["flags", "authentication-config"])
-def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
-        harness: KindHarness, tmp_path: Path, mode: str) -> None:
+def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(harness: KindHarness,
+                                                              tmp_path: Path) -> None:
     """A kind cluster created without dexkit's patches; `dexkit apiserver patch` edits the
     node's real /etc/kubernetes/manifests/kube-apiserver.yaml (through /proc/<node>/root), the
-    kubelet restarts the API server with OIDC, and verify passes. In authentication-config mode,
-    a new CA in the rewritten file is taken without restarting the API server."""
-    project = new_static_project(tmp_path / "project", mode=mode, port=32000,
+    kubelet restarts the API server with OIDC flags, and verify passes. Then the same cluster
+    moves to an AuthenticationConfiguration, as an admin would: mode changed in dexkit.yaml,
+    patch again (the --oidc-* flags go, --authentication-config comes: the two never meet),
+    verify passes, and a new CA in the rewritten file is taken without restarting the API
+    server. One cluster for both modes: a kind cluster is CI's most expensive fixture."""
+    project = new_static_project(tmp_path / "project", mode="flags", port=32000,
                                  version=DEFAULT_VERSION)
     set_in_config(project, "image: ghcr.io/dexidp/dex:v2.45.1",
                   f"image: {harness.dex_archive.name}")
@@ -371,26 +373,32 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(
         manifest = manifests / "kube-apiserver.yaml"  # the node's /etc/kubernetes/manifests
         assert "oidc" not in manifest.read_text() and "authentication-config" not in \
             manifest.read_text()
+        verify = ["verify", "--dir", str(project), "--context", CONTEXT, "--grant", "password"]
+        # Flags: the CA where --oidc-ca-file names it.
         config = load_config(project).config
-        if mode == "flags":
-            place = root / config.api_server.ca_file.lstrip("/")
-            place.write_bytes((project / "ssl" / "ca.pem").read_bytes())
-            flag = "--oidc-issuer-url="
-        else:
-            place = root / config.api_server.authentication_config_file.lstrip("/")
-            place.parent.mkdir(parents=True, exist_ok=True)
-            place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
-            flag = "--authentication-config="
+        ca_place = root / config.api_server.ca_file.lstrip("/")
+        ca_place.write_bytes((project / "ssl" / "ca.pem").read_bytes())
         patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
         assert "patched" in patched or "configured" in patched, patched
-        assert flag in manifest.read_text()
-        _wait_for_flag(harness, env, flag)
+        assert "--oidc-issuer-url=" in manifest.read_text()
+        _wait_for_flag(harness, env, "--oidc-issuer-url=")
         _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait",
                 "--timeout", "300")
-        verify = ["verify", "--dir", str(project), "--context", CONTEXT, "--grant", "password"]
         assert "verified:" in _dexkit(env, *verify)
-        if mode == "authentication-config":
-            _new_ca_without_a_restart(harness, env, project, place, verify)
+        # The move to an AuthenticationConfiguration on the same node.
+        set_in_config(project, "\n  mode: flags\n", "\n  mode: authentication-config\n")
+        _dexkit(env, "render", "--dir", str(project))
+        config = load_config(project).config
+        place = root / config.api_server.authentication_config_file.lstrip("/")
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
+        patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
+        assert "removed" in patched, patched
+        text = manifest.read_text()
+        assert "--authentication-config=" in text and "--oidc-" not in text, text
+        _wait_for_flag(harness, env, "--authentication-config=")
+        assert "verified:" in _dexkit(env, *verify)
+        _new_ca_without_a_restart(harness, env, project, place, verify)
     finally:
         harness.delete_cluster(env)
 
