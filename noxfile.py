@@ -38,7 +38,7 @@ def kind(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("ruff>=0.12")  # PLC0415 is stable from 0.12
     session.run("ruff", "check", "dexkit", "tests", "benchmarks", "noxfile.py")
 
 

@@ -50,7 +50,8 @@ class _Stream:
     @property
     def rich(self) -> Console:
         if self._rich is None:
-            from rich.console import Console
+            # Heavy library, loaded when first printed to (rich.console ~30 ms, -X importtime).
+            from rich.console import Console  # noqa: PLC0415
 
             self._rich = Console(file=self.stream, no_color=not self.colour, highlight=False,
                                  soft_wrap=True, emoji=False,
@@ -64,7 +65,7 @@ class _Stream:
             self.stream.write(f"{lead}{text}\n")
             self.stream.flush()
             return
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415
 
         out = Text()
         if lead:
@@ -103,8 +104,9 @@ class Output:
                     self.step(verb, f"{title}: {text}", width)
             yield line
             return
-        from rich.markup import escape
-        from rich.progress import (
+        # rich.progress ~37 ms: only commands that show progress pay it.
+        from rich.markup import escape  # noqa: PLC0415
+        from rich.progress import (  # noqa: PLC0415
             BarColumn,
             MofNCompleteColumn,
             Progress,
@@ -112,7 +114,7 @@ class Output:
             TextColumn,
             TimeElapsedColumn,
         )
-        from rich.table import Column
+        from rich.table import Column  # noqa: PLC0415
 
         # Title, bar and counts first, at their width; the status text takes what is left of
         # the line and is cut there (Rich shrinks every column of a non-expanding table).
@@ -151,7 +153,8 @@ class Output:
 
     def yaml(self, value: Any) -> None:
         """The document ``json`` would print, as YAML (same keys, same order)."""
-        import yaml  # only for -o yaml: PyYAML is not on every command's path
+        # Only for -o yaml: PyYAML (~14 ms) is not on every command's path.
+        import yaml  # noqa: PLC0415
 
         plain = json.loads(json.dumps(value, sort_keys=True, default=str))
         self.data(yaml.safe_dump(plain, sort_keys=True, allow_unicode=True, width=1000))
@@ -165,8 +168,9 @@ class Output:
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[str]],
               title: str = "") -> None:
-        from rich.markup import escape
-        from rich.table import Table
+        # rich.table ~26 ms: only commands that print a table pay it.
+        from rich.markup import escape  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
 
         def cell(value: object) -> str:
             return escape(redact.line(str(value)))
@@ -192,7 +196,8 @@ class Output:
         if isinstance(error, DexkitError):
             code, message, hint = error.exit_code, error.message, error.hint
         elif isinstance(error, OSError):
-            from dexkit.files import os_error
+            # Deferred: files (tempfile, random) would add ~11 modules to every command's start.
+            from dexkit.files import os_error  # noqa: PLC0415
 
             described = os_error(error, error.filename or "", "use") if error.filename else None
             code = 1

@@ -25,6 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ import yaml
 from dexkit import files
 from dexkit.errors import UsageError
 from dexkit.kubeconfig_check import check_edit, mismatch
+from dexkit.oidc import options  # imports nothing itself
 
 DEFAULT = Path.home() / ".kube" / "config"
 SECTIONS = {"users": "user", "clusters": "cluster", "contexts": "context"}
@@ -462,7 +465,6 @@ def refuse_secrets(token_args: Sequence[str]) -> None:
     Every spelling counts: ``--password X``, ``--password=X`` and ``'--password X'`` as one
     item (a common mistake in hand-written ``args:``). The value is never repeated.
     """
-    from dexkit.oidc import options  # imports nothing itself
 
     for arg in token_args:
         name = arg.partition("=")[0].split(maxsplit=1)[0] if arg.strip() else ""
@@ -541,8 +543,6 @@ def plugin_command(absolute: bool) -> tuple[str, str | None]:
     """How kubectl starts dexkit: by name from PATH (portable: the kubeconfig works wherever
     dexkit is installed), or this installation's script by absolute path; and a warning
     when the name would not find this installation."""
-    import shutil
-    import sys
 
     here = Path(sys.argv[0])
     mine = here.resolve() if here.name in ("dexkit", "get-token") and here.exists() else None

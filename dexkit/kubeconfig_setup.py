@@ -28,6 +28,8 @@ from dexkit import kubeconfig as kc
 from dexkit.errors import UsageError
 from dexkit.kubeconfig import ClusterSpec
 from dexkit.kuberc import kuberc_advice
+from dexkit.oidc.settings import build_settings, project_token_args
+from dexkit.sandbox.target import running_sandbox, sandbox_cluster
 
 if TYPE_CHECKING:
     from dexkit.config import ClusterSettings, Config
@@ -61,7 +63,6 @@ class SetupResult:
 
 def setup(req: SetupRequest, out: Reporter) -> SetupResult:
     """Write (or print) the kubeconfig entries ``req`` asks for; see the module's rules."""
-    from dexkit.oidc.settings import build_settings, project_token_args
 
     config, directory = req.config, req.directory
     portable = req.output is not None
@@ -115,7 +116,6 @@ def _fleet(out: Reporter, req: SetupRequest, command: str) -> SetupResult:
     """Several clusters: per cluster a user '<user>-<cluster>' whose token has that cluster's
     audience, its cluster entry (from clusters[].server and certificateAuthority) and a
     context named after it; one login serves them all."""
-    from dexkit.oidc.settings import build_settings, project_token_args
 
     config, directory = req.config, req.directory
     portable = req.output is not None
@@ -180,7 +180,6 @@ def _cluster(out: Reporter, directory: Path, cluster: str | None, server: str | 
         return ClusterSpec(cluster, server, data), False
     if cluster is not None:
         return None, False
-    from dexkit.sandbox.target import running_sandbox, sandbox_cluster
 
     state = running_sandbox(directory.resolve())
     if state is None:

@@ -39,6 +39,8 @@ from dexkit.layout import STATE_DIR
 from dexkit.layout import password_file as password_file
 from dexkit.layout import tls_paths as tls_paths
 from dexkit.oidc.settings import read_password
+from dexkit.render.projectfile import project_file
+from dexkit.scenarios import get_scenario
 
 CONNECTOR_CHOICES = ("github", "static", "ldap", "oidc", "mock")
 GITIGNORE = "# Written by dexkit: private keys and generated passwords never go to git.\n" \
@@ -159,7 +161,6 @@ def render_config_file(config: Config) -> str:
 def config_file_keys(config: Config) -> tuple[str, list[str]]:
     """The commented dexkit.yaml, and the keys of its key-by-key sections it does not show
     (see :mod:`dexkit.render.projectfile`; a unit test keeps that list empty)."""
-    from dexkit.render.projectfile import project_file
 
     return project_file(config)
 
@@ -237,7 +238,6 @@ def _connector_settings(choice: str, base: dict[str, Any],
 
 def _scenario_settings(name: str, directory: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """A scenario's config with every default filled in, and the passwords of its users."""
-    from dexkit.scenarios import get_scenario
 
     data = get_scenario(name).config_data()
     data["staticUsers"], passwords = complete_static_users(data.get("staticUsers") or [],

@@ -132,8 +132,9 @@ def read_fd(fd: int, info: "Any", name: str, max_bytes: int = MAX_BYTES,
 
 def _wait(fd: int, name: str, deadline: float | None, timeout: float) -> float:
     """Wait for a pipe's writer; :class:`Refused` when it stays silent past ``timeout``."""
-    import select
-    import time
+    # On dexkit token's cached path (readfile imports only os): select and time only for a FIFO.
+    import select  # noqa: PLC0415
+    import time  # noqa: PLC0415
 
     now = time.monotonic()
     deadline = now + timeout if deadline is None else deadline

@@ -12,6 +12,7 @@ from dexkit.config import KEY_TYPES
 from dexkit.console import Output
 from dexkit.errors import UsageError
 from dexkit.project import CONNECTOR_CHOICES, InitRequest, init_project
+from dexkit.scenarios import get_scenario
 
 
 def init(
@@ -47,8 +48,6 @@ def init(
                          f"use one of {', '.join(CONNECTOR_CHOICES)}")
     chosen = None
     if scenario is not None:
-        from dexkit.scenarios import get_scenario
-
         chosen = get_scenario(scenario)
     result = init_project(InitRequest(
         directory=directory, issuer=issuer, hosts=tuple(host or ()), ips=tuple(ip or ()),

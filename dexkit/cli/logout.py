@@ -11,6 +11,7 @@ from dexkit.cli.login_options import PASS_THROUGH, GrantOption, UsernameOption, 
 from dexkit.cli.options import DirOption
 from dexkit.console import Output
 from dexkit.files import FileError
+from dexkit.oidc import logout as forget
 
 
 def logout(
@@ -25,7 +26,6 @@ def logout(
     """Forget a cached login, so that the next kubectl command logs in again.
 
     One login: the project's, or the one the 'dexkit token' options that follow describe."""
-    from dexkit.oidc import logout as forget
 
     check_grant(grant)
     out = Output()

@@ -17,6 +17,8 @@ from dexkit.console import Output
 from dexkit.errors import UsageError
 from dexkit.render.bundle import KIND_CONFIG, kubernetes_stream, render_bundle
 from dexkit.render.dex import tls_secret_name
+from dexkit.render.eks import render_aws_cli_input, render_eksctl
+from dexkit.render.helm import render_helm_values
 
 
 class RenderFormat(StrEnum):
@@ -77,15 +79,11 @@ def render(directory: DirOption = Path(), out: OutOption = None,
 def _render_other(config: Config, format_: RenderFormat, out: str | None,
                   output: Output) -> None:
     if format_ is RenderFormat.helm_values:
-        from dexkit.render.helm import render_helm_values
-
         values = render_helm_values(config)
         text, warnings = values.text(), values.warnings
         after = ("helm upgrade --install dex <the dex chart> --namespace "
                  f"{config.namespace} -f {out or 'values.yaml'}")
     else:
-        from dexkit.render.eks import render_aws_cli_input, render_eksctl
-
         if format_ is RenderFormat.eks:
             rendered = render_aws_cli_input(config)
             text = rendered.json()

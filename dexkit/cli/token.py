@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import typer
 
+from dexkit.oidc.plugin import main as plugin
+
 
 def token(ctx: typer.Context) -> None:
     """kubectl's exec credential plugin (kubelogin's get-token flags accepted)."""
-    from dexkit.oidc.plugin import main as plugin
 
     raise typer.Exit(plugin(list(ctx.args)))
 

@@ -27,6 +27,7 @@ from dexkit.cli.options import (
 )
 from dexkit.console import Output
 from dexkit.errors import UsageError
+from dexkit.oidc.settings import project_settings
 
 
 def verify(
@@ -51,8 +52,8 @@ def verify(
     output: OutputOption = Format.text,
 ) -> None:
     """Run the whole login and prove what the API server makes of the token."""
-    from dexkit import verify as chain
-    from dexkit.oidc.settings import project_settings
+    # Deferred until the command runs: ~11 modules, ~13 ms of 'dexkit verify --help'.
+    from dexkit import verify as chain  # noqa: PLC0415
 
     check_grant(grant)
     out = Output()

@@ -79,7 +79,9 @@ def config_path(directory: Path) -> Path:
 
 def load_config(directory: Path) -> LoadedConfig:
     """Read and validate ``<directory>/dexkit.yaml``; raise :class:`ConfigError` if it is bad."""
-    from dexkit.files import os_error, read_limited
+    # Deferred: files (tempfile, random: ~11 modules, ~5 ms) would load with the config model,
+    # e.g. in 'dexkit kind --help'.
+    from dexkit.files import os_error, read_limited  # noqa: PLC0415
 
     path = config_path(directory)
     try:

@@ -8,6 +8,7 @@ share: the issuer, Go durations, quoting for messages, URL redaction.
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 from typing import Annotated, Literal, NoReturn, TypeAlias
@@ -116,7 +117,6 @@ def check_issuer(value: str) -> Issuer:
 
 def json_quote(value: str) -> str:
     """``value`` quoted with escapes, so white space and control characters show."""
-    import json
 
     return json.dumps(value)
 

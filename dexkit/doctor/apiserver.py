@@ -22,13 +22,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from cryptography import x509
 
 from dexkit import files
 from dexkit.apiserverlog import TAIL_LINES
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
+from dexkit.errors import ClusterError, DexkitError
+from dexkit.kube import list_objects, pod_log
+from dexkit.oidc.discovery import explain_difference
+from dexkit.pki import fingerprint
+from dexkit.render.apiserver import username_expression
+from dexkit.sandbox import wiring
+from dexkit.sandbox.controlplane import SandboxLayout, SandboxState, sandbox_dir
+from dexkit.sandbox.process import is_running
 
 if TYPE_CHECKING:
-    from cryptography import x509
 
     from dexkit.config import Config
 
@@ -116,9 +124,6 @@ def pod_view(pod: dict[str, Any], config: Config) -> ApiServerView | None:
 
 def sandbox_view(directory: Path, config: Config, server: str) -> ApiServerView | None:
     """The project's sandbox API server, if it runs and is the one at ``server``."""
-    from dexkit.sandbox import wiring
-    from dexkit.sandbox.controlplane import SandboxLayout, SandboxState, sandbox_dir
-    from dexkit.sandbox.process import is_running
 
     state = SandboxState.load(sandbox_dir(directory.resolve()))
     if state is None:
@@ -137,9 +142,6 @@ def sandbox_view(directory: Path, config: Config, server: str) -> ApiServerView 
 
 def views(ctx: Context) -> list[ApiServerView]:
     def load() -> list[ApiServerView]:
-        from dexkit.errors import ClusterError
-        from dexkit.kube import list_objects
-
         try:
             pods = list_objects(ctx.cluster, "Pod", namespace="kube-system",
                                 labels="component=kube-apiserver")
@@ -218,9 +220,6 @@ def logs(ctx: Context) -> dict[str, str]:
     of its own: a success is not logged, so without a refused token the log alone cannot tell
     a failing authenticator from one that has just recovered (or one waiting for a stand-in)."""
     def load() -> dict[str, str]:
-        from dexkit.errors import ClusterError
-        from dexkit.kube import pod_log
-
         found: dict[str, str] = {}
         for view in views(ctx):
             text = ""
@@ -290,8 +289,6 @@ _FLAG_OF = {"issuer": "--oidc-issuer-url", "client ID": "--oidc-client-id",
 
 
 def differences(live: dict[str, Any], wanted: dict[str, Any], names: dict[str, str]) -> list[str]:
-    from dexkit.oidc.discovery import explain_difference
-
     found = []
     for key, want in wanted.items():
         have = live.get(key)
@@ -315,7 +312,6 @@ def judge_flags(view: ApiServerView) -> Result:
 
 def read_authentication_config(view: ApiServerView) -> dict[str, Any]:
     """The AuthenticationConfiguration file of a local API server, parsed."""
-    from dexkit.errors import DexkitError
 
     path = Path(view.flag("authentication-config") or "")
     try:
@@ -340,8 +336,6 @@ def jwt_entry(data: dict[str, Any], issuer: str) -> tuple[dict[str, Any] | None,
 
 
 def judge_authentication_config(view: ApiServerView, data: dict[str, Any]) -> Result:
-    from dexkit.oidc.discovery import explain_difference
-
     config = view.expected
     api = config.api_server
     entry, urls = jwt_entry(data, config.issuer)
@@ -370,7 +364,6 @@ def judge_authentication_config(view: ApiServerView, data: dict[str, Any]) -> Re
              "groups prefix": "claimMappings.groups.prefix"}
     # A CEL expression replaces claim and prefix (apiServer.usernameExpression/groupsExpression).
     # With robots, dexkit renders the username expression itself.
-    from dexkit.render.apiserver import username_expression
 
     for part, mapping, expression in (("username", username, username_expression(config)),
                                       ("groups", groups, api.groups_expression)):
@@ -406,8 +399,6 @@ def oidc(ctx: Context) -> Result:
 
 
 def _certs(data: bytes) -> list[x509.Certificate]:
-    from cryptography import x509
-
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -416,8 +407,6 @@ def _certs(data: bytes) -> list[x509.Certificate]:
 
 def judge_ca_pem(what: str, pem: bytes, ours: x509.Certificate, ca_name: str,
                  hint: str) -> Result:
-    from dexkit.pki import fingerprint
-
     held = _certs(pem)
     if any(fingerprint(c) == fingerprint(ours) for c in held):
         return ok(f"{what} holds dexkit's CA ({ca_name})")

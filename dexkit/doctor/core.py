@@ -33,15 +33,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
+from dexkit import pki
+from dexkit.config import load_config
 from dexkit.errors import DexkitError
+from dexkit.kube import Target, connect
+from dexkit.layout import tls_paths
+from dexkit.oidc.discovery import make_client
 
 if TYPE_CHECKING:
     import httpx
     from cryptography import x509
 
-    from dexkit import pki
     from dexkit.config import Config, LoadedConfig
-    from dexkit.kube import Cluster, Target
+    from dexkit.kube import Cluster
 
 Status = Literal["ok", "warn", "fail", "skip"]
 LoginMode = Literal["none", "password", "device"]
@@ -159,14 +163,10 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 def _connect(target: Target) -> Cluster:
-    from dexkit.kube import connect
-
     return connect(target)
 
 
 def _http(ca_file: Path) -> httpx.Client:
-    from dexkit.oidc.discovery import make_client
-
     return make_client(ca_file, timeout=5.0)
 
 
@@ -244,8 +244,6 @@ class Context:
 
     @property
     def loaded(self) -> LoadedConfig:
-        from dexkit.config import load_config
-
         return self.fact("loaded", lambda: load_config(self.directory))
 
     @property
@@ -259,8 +257,6 @@ class Context:
 
     @property
     def paths(self) -> pki.TLSPaths:
-        from dexkit.layout import tls_paths
-
         return tls_paths(self.directory, self.config)
 
     def relative(self, path: Path) -> str:
@@ -272,27 +268,19 @@ class Context:
 
     @property
     def ca(self) -> x509.Certificate:
-        from dexkit import pki
-
         return self.fact("ca", lambda: pki.load_cert(self.paths.ca))
 
     @property
     def cert(self) -> x509.Certificate:
-        from dexkit import pki
-
         return self.fact("cert", lambda: pki.load_cert(self.paths.cert))
 
     @property
     def key(self) -> pki.PrivateKey:
-        from dexkit import pki
-
         return self.fact("key", lambda: pki.load_key(self.paths.key))
 
     # the cluster ---------------------------------------------------------------------------------
     @property
     def target(self) -> Target:
-        from dexkit.kube import Target
-
         return self.request.target or Target()
 
     @property

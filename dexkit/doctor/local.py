@@ -10,18 +10,27 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from cryptography import x509
 
 from dexkit import files
 from dexkit.config import LOOPBACK_PORTS, Config, OIDCConnector, is_ip
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
+from dexkit.errors import UsageError
+from dexkit.kubeconfig import kubeconfig_paths
+from dexkit.kubeconfig import load as load_file
+from dexkit.kuberc import kuberc_advice, read_policy
 from dexkit.oidc import DEFAULT_SCOPES
-
-if TYPE_CHECKING:
-    from cryptography import x509
+from dexkit.oidc.discovery import explain_difference
+from dexkit.pki import check_key_dir, fingerprint, is_ca, sans_of, verify_chain
+from dexkit.pki import key_matches as matches
+from dexkit.render.dex import dex_clients, exchange_connector_grants, render_dex_config
+from dexkit.sandbox.controlplane import SandboxLayout, sandbox_dir
 
 # warn when a certificate expires within this many days (the guide's certificates live 10)
 EXPIRY_WARN_DAYS = 30
@@ -30,7 +39,6 @@ EXPIRY_WARN_DAYS = 30
 def covers(cert: x509.Certificate, host: str) -> bool:
     """Whether the certificate's SANs cover ``host`` (an IP SAN for an address; a DNS SAN or
     a one-label wildcard for a name), as TLS clients match them."""
-    from dexkit.pki import sans_of
 
     dns, ips = sans_of(cert)
     try:
@@ -43,8 +51,6 @@ def covers(cert: x509.Certificate, host: str) -> bool:
 
 
 def names_of(cert: x509.Certificate) -> str:
-    from dexkit.pki import sans_of
-
     dns, ips = sans_of(cert)
     return ", ".join(dns + ips) or "none"
 
@@ -52,7 +58,6 @@ def names_of(cert: x509.Certificate) -> str:
 @check("local.config")
 def config_valid(ctx: Context) -> Result:
     """dexkit.yaml validates and renders."""
-    from dexkit.render.dex import render_dex_config
 
     loaded = ctx.loaded
     config = ctx.config  # with --cluster, as that cluster's API server sees it
@@ -73,7 +78,6 @@ def tls_files(ctx: Context) -> Result:
     if missing:
         return fail(f"missing {', '.join(missing)}",
                     f"run 'dexkit init --dir {ctx.directory}' to create the TLS files")
-    from dexkit.pki import check_key_dir
 
     check_key_dir(paths.dir)  # the rule init and certs rotate apply: a FileError fails here
     open_keys = [(p, stat.S_IMODE(p.stat().st_mode)) for p in (paths.key, paths.ca_key)
@@ -92,7 +96,6 @@ def tls_files(ctx: Context) -> Result:
 @check("local.key-match", needs=("local.tls-files",))
 def key_matches(ctx: Context) -> Result:
     """key.pem is the private key of cert.pem."""
-    from dexkit.pki import key_matches as matches
 
     cert, key = ctx.relative(ctx.paths.cert), ctx.relative(ctx.paths.key)
     if not matches(ctx.cert, ctx.key):
@@ -104,7 +107,6 @@ def key_matches(ctx: Context) -> Result:
 @check("local.chain", needs=("local.tls-files",))
 def chain_verifies(ctx: Context) -> Result:
     """cert.pem verifies against ca.pem (RFC 5280 path validation)."""
-    from dexkit.pki import is_ca, sans_of, verify_chain
 
     ca_name, cert_name = ctx.relative(ctx.paths.ca), ctx.relative(ctx.paths.cert)
     ca, cert = ctx.ca, ctx.cert
@@ -278,9 +280,6 @@ def _same_issuer(a: str, b: str) -> bool:
 
 def kubeconfig_documents(ctx: Context) -> list[tuple[Path, dict[str, Any]]]:
     def load() -> list[tuple[Path, dict[str, Any]]]:
-        from dexkit.kubeconfig import kubeconfig_paths
-        from dexkit.kubeconfig import load as load_file
-
         explicit = ctx.target.kubeconfig
         environ = ctx.edges.environ.get("KUBECONFIG")
         if explicit is None and environ:
@@ -300,8 +299,6 @@ def kubeconfig_documents(ctx: Context) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _load_kubeconfig(load_file: Any, path: Path) -> dict[str, Any]:
-    from dexkit.errors import UsageError
-
     try:
         doc: dict[str, Any] = load_file(path)
     except (UnicodeDecodeError, RecursionError) as exc:
@@ -314,7 +311,6 @@ def _load_kubeconfig(load_file: Any, path: Path) -> dict[str, Any]:
 
 def kubeconfig_section(path: Path, doc: dict[str, Any], name: str) -> list[Any]:
     """``users``/``clusters``/``contexts`` of a kubeconfig: a list, or a clear error."""
-    from dexkit.errors import UsageError
 
     section = doc.get(name)
     if section is None:
@@ -327,8 +323,6 @@ def kubeconfig_section(path: Path, doc: dict[str, Any], name: str) -> list[Any]:
 
 
 def _is_sandbox_admin(ctx: Context, path: Path) -> bool:
-    from dexkit.sandbox.controlplane import SandboxLayout, sandbox_dir
-
     return path.resolve() == SandboxLayout(sandbox_dir(ctx.directory.resolve())).kubeconfig
 
 
@@ -352,7 +346,6 @@ def login_users(ctx: Context) -> list[LoginUser]:
 def kubeconfig_user(ctx: Context) -> Result:
     """kubeconfig users for this issuer use its exact URL, the API server's client ID, the
     groups scope, a registered redirect URI and dexkit's CA."""
-    from dexkit.oidc.discovery import explain_difference
 
     users = login_users(ctx)
     if not users:
@@ -400,7 +393,6 @@ def accepted_audiences(config: Config) -> list[str]:
 @check("local.robots", needs=("local.config",))
 def robots(ctx: Context) -> Result:
     """The token-exchange connectors and the robot clients fit the Dex that runs them."""
-    from dexkit.render.dex import exchange_connector_grants
 
     config = ctx.config
     exchange = [c for c in config.connectors
@@ -440,9 +432,6 @@ def clusters(ctx: Context) -> Result:
 @check("local.kuberc")
 def kuberc(ctx: Context) -> Result:
     """kubectl's kuberc lets it run dexkit as a credential plugin (Kubernetes 1.35+)."""
-    import shutil
-
-    from dexkit.kuberc import kuberc_advice, read_policy
 
     environ = ctx.edges.environ
     home = Path(environ["HOME"]) if environ.get("HOME") else None
@@ -468,7 +457,6 @@ def _redirect_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
     """Dex answers 'Unregistered redirect_uri' to a browser login that comes back on a URI its
     client does not list; dexkit's loopback server tries its ports in order, so each one used
     must be registered."""
-    from dexkit.render.dex import dex_clients
 
     client = next((c for c in dex_clients(ctx.config) if c.id == user.client_id), None)
     if client is None or not user.redirect_uris:
@@ -481,8 +469,6 @@ def _redirect_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
 
 
 def _ca_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
-    from dexkit.pki import fingerprint
-
     problems = []
     ours = fingerprint(ctx.ca)
     for ca_file in user.ca_files:
@@ -502,8 +488,6 @@ def _ca_problems(ctx: Context, who: str, user: LoginUser) -> list[str]:
 
 
 def _certs_in(data: bytes) -> list[x509.Certificate]:
-    from cryptography import x509
-
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError:

@@ -11,14 +11,18 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+
 from dexkit.config import OIDCConnector
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.doctor.local import covers, names_of
+from dexkit.errors import OIDCError
+from dexkit.oidc.discovery import WELL_KNOWN, discover, explain_difference, get_json
+from dexkit.oidc.flows import CLIENT_CREDENTIALS_GRANT, CLIENT_CREDENTIALS_HINT, EXCHANGE_GRANT
+from dexkit.pki import inspect_cert
 
 if TYPE_CHECKING:
     import datetime as dt
-
-    from cryptography import x509
 
     from dexkit.oidc.discovery import Provider
 
@@ -134,9 +138,6 @@ def tls_handshake(ctx: Context) -> Result:
 def _served(ctx: Context, der: bytes) -> x509.Certificate:
     """The server's certificate, inspected whole like dexkit's own (a malformed one is a
     TLSError naming the server, which fails the check)."""
-    from cryptography import x509
-
-    from dexkit.pki import inspect_cert
 
     return inspect_cert(x509.load_der_x509_certificate(der),
                         f"the certificate {_where(ctx)} presents",
@@ -200,7 +201,6 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def discovery_document(ctx: Context) -> dict[str, Any]:
     """``<issuer>/.well-known/openid-configuration``, fetched trusting only dexkit's CA."""
-    from dexkit.oidc.discovery import WELL_KNOWN, get_json
 
     url = ctx.config.issuer.rstrip("/") + WELL_KNOWN
     return ctx.fact("network.discovery", lambda: get_json(ctx.http, url, "discovery"))
@@ -208,7 +208,6 @@ def discovery_document(ctx: Context) -> dict[str, Any]:
 
 def provider(ctx: Context) -> Provider:
     """The full provider (endpoints for a login), by dexkit's own discovery."""
-    from dexkit.oidc.discovery import discover
 
     return ctx.fact("network.provider", lambda: discover(ctx.http, ctx.config.issuer))
 
@@ -216,7 +215,6 @@ def provider(ctx: Context) -> Provider:
 def judge_discovery(document: dict[str, Any], issuer: str, url: str) -> Result:
     """What the API server needs from discovery (the issuer, byte for byte, and the JWKS),
     then what a login needs (the authorization and token endpoints)."""
-    from dexkit.oidc.discovery import explain_difference
 
     published = str(document.get("issuer", ""))
     if published != issuer:
@@ -241,8 +239,6 @@ def judge_discovery(document: dict[str, Any], issuer: str, url: str) -> Result:
 @check("network.discovery", needs=("network.tls",))
 def discovery(ctx: Context) -> Result:
     """Discovery answers and its issuer equals the configured issuer byte for byte."""
-    from dexkit.errors import OIDCError
-    from dexkit.oidc.discovery import WELL_KNOWN
 
     url = ctx.config.issuer.rstrip("/") + WELL_KNOWN
     try:
@@ -293,7 +289,6 @@ def judge_jwks(jwks: dict[str, Any], accepted: tuple[str, ...], uri: str,
 @check("network.jwks", needs=("network.discovery",))
 def jwks(ctx: Context) -> Result:
     """JWKS answers with keys of an algorithm the API server accepts."""
-    from dexkit.oidc.discovery import get_json
 
     uri = str(discovery_document(ctx)["jwks_uri"])
     document = get_json(ctx.http, uri, "JWKS")
@@ -305,7 +300,6 @@ def jwks(ctx: Context) -> Result:
 @check("network.grants", needs=("network.discovery",))
 def grants(ctx: Context) -> Result:
     """Dex offers the grants dexkit.yaml's robots need: token exchange, client_credentials."""
-    from dexkit.oidc.flows import CLIENT_CREDENTIALS_GRANT, CLIENT_CREDENTIALS_HINT, EXCHANGE_GRANT
 
     config = ctx.config
     wanted = []

@@ -9,7 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from dexkit.config import LDAPConnector, OIDCConnector
+from dexkit.doctor.cluster import live, secret_bytes, server_clock
 from dexkit.doctor.core import Context, Result, check, ok, warn
+from dexkit.doctor.local import kubeconfig_documents, kubeconfig_section, login_users
+from dexkit.render.dex import credential_envs
 
 if TYPE_CHECKING:
     from dexkit.config import Config
@@ -53,8 +57,6 @@ def groups_prefix(ctx: Context) -> Result:
 
 def _client_secret_places(ctx: Context) -> list[tuple[str, str]]:
     """(where, value) for every client secret doctor can see; values are compared, never shown."""
-    from dexkit.doctor.local import login_users
-    from dexkit.render.dex import credential_envs
 
     config: Config = ctx.config
     found: list[tuple[str, str]] = []
@@ -69,7 +71,6 @@ def _client_secret_places(ctx: Context) -> list[tuple[str, str]]:
             found.append((f"the environment variable {env.env} (client '{client_id}')", value))
     if ctx.request.offline or not ctx.passed("cluster.reachable"):
         return found
-    from dexkit.doctor.cluster import live, secret_bytes
 
     for client_id, env in envs.items():
         secret = live(ctx, "Secret", env.secret)
@@ -98,8 +99,6 @@ def client_secret(ctx: Context) -> Result:
 @check("security.insecure", needs=("local.config",))
 def insecure(ctx: Context) -> Result:
     """Nothing skips TLS verification, logs in over plain http or trusts unverified emails."""
-    from dexkit.config import LDAPConnector, OIDCConnector
-    from dexkit.doctor.local import kubeconfig_documents, kubeconfig_section, login_users
 
     found = [f"kubeconfig user '{u.name}' ({_insecure_flag(u.tool)})"
              for u in login_users(ctx) if u.insecure]
@@ -133,7 +132,6 @@ def _insecure_flag(tool: str) -> str:
 @check("security.clock-skew", needs=("cluster.reachable",), cluster=True)
 def clock_skew(ctx: Context) -> Result:
     """This machine's clock agrees with the API server's (its Date header) within a minute."""
-    from dexkit.doctor.cluster import server_clock
 
     answer, local = server_clock(ctx)
     if answer.date is None or not isinstance(local, dt.datetime):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,8 +284,6 @@ def project_lock(directory: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[Non
     public directory: it holds dexkit.yaml) and removed again if the body fails and left it
     empty.
     """
-    import fcntl
-    import time
 
     created: list[Path] = []
     _make_dirs(directory, PUBLIC_DIR, created)

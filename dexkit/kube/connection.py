@@ -5,11 +5,14 @@ errors into :class:`ClusterError`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from yaml import YAMLError
 
 from dexkit.errors import ClusterError
 
@@ -54,9 +57,9 @@ def connect(target: Target, *, bearer_token: str | None = None) -> Cluster:
     ``KUBECONFIG``, else ``~/.kube/config``), resolved now rather than when the client library
     was imported, so a changed ``KUBECONFIG`` is honoured.
     """
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-    from yaml import YAMLError
+    # The kubernetes client (~250 ms) loads when a cluster is first contacted, not with kube.
+    from kubernetes import client, config  # noqa: PLC0415
+    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
 
     _quiet_library_logging()
     files = _kubeconfig_files(target)
@@ -114,7 +117,6 @@ def _quiet_library_logging() -> None:
     deploy's one error). A handler on the root logger that drops everything stops both:
     ``basicConfig`` does nothing once the root logger has a handler.
     """
-    import logging
 
     root = logging.getLogger()
     if not root.handlers:
@@ -143,9 +145,10 @@ def translate(exc: BaseException, cluster: Cluster, action: str) -> ClusterError
     ``action`` names what was refused as kubectl's RBAC messages do (``patch deployments.apps
     "dex" in namespace "dex"``), so a 403 always says which verb on which resource.
     """
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError as Urllib3Error
-    from urllib3.exceptions import MaxRetryError, SSLError
+    # kubernetes and urllib3 (~250 ms) are loaded here only if connect() has not run.
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+    from urllib3.exceptions import HTTPError as Urllib3Error  # noqa: PLC0415
+    from urllib3.exceptions import MaxRetryError, SSLError  # noqa: PLC0415
 
     where = f"{cluster.server} (context {cluster.context})"
     tls_error = ClusterError(f"{action}: TLS verification of {where} failed",

@@ -4,11 +4,14 @@ subject), asked as a bearer token without the client library where it can; and i
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from dexkit.errors import ClusterError
 from dexkit.files import read_text
@@ -28,7 +31,8 @@ class Identity:
 
 def who_am_i(cluster: Cluster) -> Identity:
     """SelfSubjectReview: how the API server sees the caller (``kubectl auth whoami``)."""
-    from kubernetes import client
+    # The kubernetes client (~250 ms): see connection.connect.
+    from kubernetes import client  # noqa: PLC0415
 
     api = client.AuthenticationV1Api(cluster.api)
     try:
@@ -53,7 +57,7 @@ class Permission:
 
 def can_i(cluster: Cluster, verb: str, resource: str, namespace: str | None = None) -> Permission:
     """SelfSubjectAccessReview: ``kubectl auth can-i VERB RESOURCE``."""
-    from kubernetes import client
+    from kubernetes import client  # noqa: PLC0415
 
     # "deployments.apps" is resource "deployments" in group "apps", as kubectl spells it.
     name, _, group = resource.partition(".")
@@ -96,7 +100,8 @@ class TokenSession:
     http: Any = field(repr=False)
 
     def post(self, path: str, body: dict[str, Any], action: str) -> dict[str, Any]:
-        import httpx
+        # httpx (~45 ms): only the token-only path (no kubernetes client) needs it.
+        import httpx  # noqa: PLC0415
 
         try:
             response = self.http.post(self.server.rstrip("/") + path, json=body)
@@ -124,9 +129,8 @@ class TokenSession:
 def token_session(target: Target, bearer_token: str) -> TokenSession | Cluster:
     """A light session for ``bearer_token`` on ``target``'s cluster, or, when its kubeconfig
     entry needs more than that handles, the kubernetes client (:func:`connect`)."""
-    import ssl
-
-    import yaml
+    # ssl (~10 ms) only for a kubeconfig entry's own CA.
+    import ssl  # noqa: PLC0415
 
     files = [Path(f) for f in _kubeconfig_files(target) if Path(f).is_file()]
     docs: list[tuple[Path, dict[str, Any]]] = []
@@ -150,7 +154,7 @@ def token_session(target: Target, bearer_token: str) -> TokenSession | Cluster:
         context_ssl = cluster_tls(entry, cluster[0].parent)
     except (OSError, ValueError, ssl.SSLError):
         return connect(target, bearer_token=bearer_token)
-    import httpx
+    import httpx  # noqa: PLC0415
 
     headers = {"Authorization": f"Bearer {bearer_token}", "User-Agent": "dexkit"}
     return TokenSession(str(entry["server"]), str(name or ""),
@@ -161,8 +165,7 @@ def cluster_tls(entry: Mapping[str, Any], base: Path) -> ssl.SSLContext:
     """The TLS context for a kubeconfig cluster ``entry`` (a relative CA path is relative to
     ``base``, its file's directory): trusting only the CA it names, and the system store
     (~20 ms to load) only when it names none, as kubectl does."""
-    import base64
-    import ssl
+    import ssl  # noqa: PLC0415
 
     if entry.get("certificate-authority-data"):
         pem = base64.b64decode(str(entry["certificate-authority-data"])).decode()
@@ -239,9 +242,10 @@ class ServerClock:
 
 def server_clock(cluster: Cluster) -> ServerClock:
     """``GET /version`` (open to every authenticated user): version and ``Date`` header."""
-    from email.utils import parsedate_to_datetime
+    # email.utils (~10 ms) parses the Date header only here.
+    from email.utils import parsedate_to_datetime  # noqa: PLC0415
 
-    from kubernetes import client
+    from kubernetes import client  # noqa: PLC0415
 
     try:
         info, _status, headers = client.VersionApi(cluster.api).get_code_with_http_info()
@@ -260,7 +264,7 @@ def subject_can(cluster: Cluster, user: str, groups: Sequence[str], verb: str, r
     """SubjectAccessReview: may ``user`` (in ``groups``) do ``verb`` on ``resource``? Asked by
     the caller on someone else's behalf (``kubectl auth can-i --as``), e.g. Dex's
     ServiceAccount."""
-    from kubernetes import client
+    from kubernetes import client  # noqa: PLC0415
 
     attrs = client.V1ResourceAttributes(verb=verb, resource=resource, group=group or None,
                                         namespace=namespace)

@@ -133,7 +133,8 @@ def _call(cluster: Cluster, method: str, path: str, *,
           content_type: str = "application/json", accept: str = "application/json") -> Any:
     """One request through the official client (its TLS, auth and proxy settings); the decoded
     body. Non-2xx answers raise the client's ApiException, network failures urllib3's errors."""
-    from kubernetes.client.exceptions import ApiException
+    # The kubernetes client (~250 ms): see connection.connect.
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
     api = cluster.api
     request = api.param_serialize(method=method, resource_path=path, query_params=list(query),
@@ -150,7 +151,7 @@ def _call(cluster: Cluster, method: str, path: str, *,
 
 
 def _status(exc: BaseException) -> int | None:
-    from kubernetes.client.exceptions import ApiException
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
     return exc.status if isinstance(exc, ApiException) else None
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from dexkit import files, readfile
 from dexkit.errors import LoginRequired
 
 if TYPE_CHECKING:
@@ -89,7 +90,6 @@ def read_failure(directory: Path, key: str, now: float) -> Failure | None:
 def _read_private(path: Path) -> bytes | None:
     """The record's bytes through the one reader (no links, ours, 0600, a size limit), or
     None for anything else: a record that cannot be trusted is no record."""
-    from dexkit import readfile
 
     try:
         return readfile.read(path, secret=True, max_bytes=_MAX_RECORD_BYTES)
@@ -106,7 +106,6 @@ def is_record(path: Path) -> bool:
 def record_failure(directory: Path, key: str, grant: str, now: float, base: float) -> Failure:
     """Write the record of a failure at ``now``: one more in a row when the last one's pause
     ended less than :data:`STREAK_GAP` ago."""
-    from dexkit import files
 
     last = read_failure(directory, key, now)
     count = 1
@@ -146,7 +145,8 @@ def refuse_if_paused(directory: Path, key: str, *, grant: str, base: float, now:
 
 def try_take(lock: FileLock) -> bool:
     """Take ``lock`` if it is free; never wait."""
-    from filelock import Timeout
+    # filelock (~20 ms) only when a login must wait for another.
+    from filelock import Timeout  # noqa: PLC0415
 
     try:
         lock.acquire(blocking=False)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from dexkit.errors import DexkitError
+
 
 def _backend() -> Any:
-    import keyring
+    # keyring (~60 ms) only for --token-cache-storage=keyring.
+    import keyring  # noqa: PLC0415
 
     return keyring.get_keyring()
 
@@ -20,8 +23,8 @@ def _backend() -> Any:
 def available() -> str | None:
     """None when a usable keyring backend exists, else the reason there is none."""
     try:
-        import keyring
-        from keyring.backends import fail
+        import keyring  # noqa: PLC0415
+        from keyring.backends import fail  # noqa: PLC0415
     except ImportError:
         return "the keyring library is not installed"
     try:
@@ -38,7 +41,7 @@ def available() -> str | None:
 
 
 def get(service: str, key: str) -> str | None:
-    from keyring.errors import KeyringError
+    from keyring.errors import KeyringError  # noqa: PLC0415
 
     try:
         value = _backend().get_password(service, key)
@@ -48,9 +51,7 @@ def get(service: str, key: str) -> str | None:
 
 
 def put(service: str, key: str, value: str) -> None:
-    from keyring.errors import KeyringError
-
-    from dexkit.errors import DexkitError
+    from keyring.errors import KeyringError  # noqa: PLC0415
 
     try:
         _backend().set_password(service, key, value)
@@ -60,7 +61,7 @@ def put(service: str, key: str, value: str) -> None:
 
 
 def delete(service: str, key: str) -> bool:
-    from keyring.errors import KeyringError, PasswordDeleteError
+    from keyring.errors import KeyringError, PasswordDeleteError  # noqa: PLC0415
 
     try:
         _backend().delete_password(service, key)

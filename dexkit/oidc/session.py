@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -51,15 +52,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dexkit.errors import DexkitError, LoginRequired, OIDCError, UsageError
-from dexkit.oidc import attempts, flows
+from dexkit.oidc import attempts, flows, keyring_store
+from dexkit.oidc.cache import TokenCache
 from dexkit.oidc.discovery import Provider, discover, make_client
 from dexkit.oidc.settings import Grant, LoginSettings
 from dexkit.oidc.tokens import Expectations, fetch_jwks, verifier_loading, verify_id_token
+from dexkit.redact import line
 
 if TYPE_CHECKING:
     import httpx
 
-    from dexkit.oidc.cache import TokenCache
 
 MIN_VALIDITY = 60
 
@@ -109,12 +111,9 @@ def client_of(settings: LoginSettings, *, narrowed: bool = True) -> flows.Client
 def cache_of(settings: LoginSettings, edges: Edges | None = None) -> TokenCache:
     """The settings' cache; keyring storage without a usable backend degrades to disk, with
     one warning."""
-    from dexkit.oidc.cache import TokenCache
 
     storage = settings.cache_storage.value
     if storage == "keyring":
-        from dexkit.oidc import keyring_store
-
         reason = keyring_store.available()
         if reason is not None:
             (edges or Edges()).say(f"warning: {reason}; the token cache is kept on disk in "
@@ -365,7 +364,8 @@ def run_grant(settings: LoginSettings, http: httpx.Client, provider: Provider, *
     if grant is Grant.PASSWORD:
         return _password_grant(settings, http, provider, edges, interactive, client)
     if grant is Grant.TOKEN_EXCHANGE:
-        from dexkit.oidc.subject import check_subject, read_subject
+        # Deferred: only a token exchange reads a subject token (~15 ms, -X importtime).
+        from dexkit.oidc.subject import check_subject, read_subject  # noqa: PLC0415
 
         subject = read_subject(settings, edges.environ)
         check_subject(subject, settings, edges.clock())
@@ -434,8 +434,6 @@ def _password_grant(settings: LoginSettings, http: httpx.Client, provider: Provi
 
 
 def _say(text: str) -> None:
-    from dexkit.redact import line
-
     # console's rule, line by line (a URL to open is meant to stand on a line of its own)
     sys.stderr.write("\n".join(line(part) for part in text.split("\n")) + "\n")
     sys.stderr.flush()
@@ -462,11 +460,12 @@ def _read_line(prompt: str) -> str:
 def _open_browser(url: str, command: str | None) -> None:
     """``--browser-command`` (or $BROWSER) with the URL, else the system's browser. Its output
     never reaches our stdout, which kubectl reads as the credential."""
-    import subprocess
+    # subprocess (~4 ms) and webbrowser (~9 ms) only when a browser is opened.
+    import subprocess  # noqa: PLC0415
 
     chosen = command or os.environ.get("BROWSER", "").split(os.pathsep)[0]
     if not chosen:
-        import webbrowser
+        import webbrowser  # noqa: PLC0415
 
         saved = os.dup(1)
         try:
@@ -476,7 +475,6 @@ def _open_browser(url: str, command: str | None) -> None:
             os.dup2(saved, 1)
             os.close(saved)
         return
-    import shlex
 
     try:
         words = shlex.split(chosen)

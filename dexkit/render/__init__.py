@@ -72,7 +72,7 @@ def dump_documents(documents: list[Any]) -> str:
 def environment() -> jinja2.Environment:
     # Imported on first use: dexkit.yaml (dexkit.render.projectfile) and the YAML helpers above
     # need no Jinja, and 'dexkit init' never pays for its import.
-    import jinja2
+    import jinja2  # noqa: PLC0415
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dexkit import files
 from dexkit.errors import DexkitError
 from dexkit.layout import sandbox_dir as sandbox_dir
 from dexkit.sandbox.process import ProcessRecord
@@ -124,8 +125,6 @@ class SandboxState:
                    dex_storage=str(data.get("dex_storage", "")))
 
     def save(self) -> None:
-        from dexkit import files
-
         files.atomic_write(SandboxLayout(self.dir).state, self.to_json(), files.PRIVATE)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dexkit.sandbox import controlplane, peers
+from dexkit.sandbox import controlplane, peers, stack
+from dexkit.sandbox import node as level2
 
 if TYPE_CHECKING:
     from dexkit.config import Config
@@ -47,7 +48,6 @@ class Up:
 
 def control_plane(req: UpRequest, out: Reporter) -> Up:
     """Start the level-1 sandbox for ``req.project`` and say what runs where."""
-    from dexkit.sandbox import stack
 
     config, directory = req.config, req.project
     version = peers.resolve_kubernetes_version(req.kubernetes_version)
@@ -92,7 +92,6 @@ def _next_steps(config: Config, directory: Path, with_dex: bool) -> str:
 
 def node(req: UpRequest, out: Reporter) -> Up:
     """Start the node sandbox (level 2) for ``req.project`` and say what runs where."""
-    from dexkit.sandbox import node as level2
 
     directory = req.project
     version = peers.resolve_kubernetes_version(req.kubernetes_version)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dexkit.config import check_nodes
 from dexkit.errors import ConfigError, DexkitError, UsageError
 from dexkit.redact import line
 from dexkit.render import scalar
@@ -137,7 +138,6 @@ def _check_plain_yaml(text: str, root: yaml.Node | None, source: str) -> None:
     """Refuse what a text edit cannot get right: the same key twice (PyYAML keeps the last,
     the kubelet refuses the file) and anchors or aliases (one edit would change two places).
     kubeadm writes neither."""
-    from dexkit.config import check_nodes
 
     try:
         check_nodes(root, source)

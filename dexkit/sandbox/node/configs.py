@@ -4,6 +4,7 @@ controller-manager's and scheduler's argv. Nothing here starts, reads or writes 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,8 +43,6 @@ def in_namespace(pid: int) -> list[str]:
 
 
 def first_service_ip() -> str:
-    import ipaddress
-
     return str(ipaddress.IPv4Network(SERVICE_CIDR).network_address + 1)
 
 

@@ -11,6 +11,7 @@ from typing import NoReturn
 from dexkit.errors import DexkitError
 from dexkit.sandbox.controlplane import SandboxState
 from dexkit.sandbox.node.state import NAMESPACE_PEER, PACKAGES_HINT, is_node
+from dexkit.sandbox.process import is_running
 
 
 def namespace_ready(pid: int, hosts: Path) -> Callable[[], bool]:
@@ -24,7 +25,6 @@ def namespace_ready(pid: int, hosts: Path) -> Callable[[], bool]:
 
 def namespace_holder(state: SandboxState) -> int:
     """The PID of the running holder of the sandbox's mount namespace."""
-    from dexkit.sandbox.process import is_running
 
     for record in state.processes:
         if record.name == NAMESPACE_PEER and is_running(record):
