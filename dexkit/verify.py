@@ -183,7 +183,8 @@ def step_login(state: _State) -> str:
 
     assert state.provider is not None
     login = state.req.login
-    state.tokens = run_grant(login, state.http, state.provider)
+    # a look: no refresh token, which would revoke the one kubectl's cache holds
+    state.tokens = run_grant(login.looking_only(), state.http, state.provider)
     return f"{login.grant} grant as {login.username or 'the browser user'}"
 
 
