@@ -138,23 +138,40 @@ def send(http: httpx.Client, method: str, url: str, *, data: dict[str, str] | No
     ``RemoteProtocolError``) is not retried, as Dex may have redeemed the token. httpx's own
     ``HTTPTransport(retries=)`` would also retry a certificate that does not verify, a name
     that does not resolve and a connect time-out, by count: seconds added to the mistakes
-    ``verify`` and ``doctor`` exist to name."""
+    ``verify`` and ``doctor`` exist to name.
+
+    The window is the process's (:class:`_Window`), shared by the requests that follow a
+    refusal until one is answered."""
     import httpx
 
-    deadline: float | None = None
     pause = 0.1
     while True:
         try:
-            return http.request(method, url, data=data)
+            response = http.request(method, url, data=data)
         except httpx.ConnectError as exc:
             if not _refused(exc):
                 raise
             now = clock()
-            deadline = now + CONNECT_RETRY if deadline is None else deadline
-            if now >= deadline:
+            if _window.deadline is None:
+                _window.deadline = now + CONNECT_RETRY
+            if now >= _window.deadline:
                 raise
-            sleep(min(pause, deadline - now))
+            sleep(min(pause, _window.deadline - now))
             pause = min(pause * 2, 0.5)
+        else:
+            _window.deadline = None
+            return response
+
+
+class _Window:
+    """This process's retry window: opened by the first refusal, closed by an answer. A Dex
+    that stays down costs :data:`CONNECT_RETRY` s once per command, not once per request (a
+    refresh, then a login's discovery, each waiting in turn)."""
+
+    deadline: float | None = None
+
+
+_window = _Window()
 
 
 def _refused(exc: BaseException) -> bool:

@@ -14,6 +14,12 @@ import pytest
 from dexkit.oidc import discovery
 
 
+@pytest.fixture(autouse=True)
+def closed_window() -> None:
+    """Each test starts with the process's retry window closed."""
+    discovery._window.deadline = None
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -105,3 +111,24 @@ def test_a_reset_after_the_request_went_out_is_not_tried_again() -> None:
         discovery.send(client, "POST", "https://x/token", data={"grant_type": "refresh_token"},
                        clock=clock, sleep=clock.sleep)
     assert len(sent) == 1 and clock.sleeps == []
+
+
+def test_one_window_per_command_while_dex_stays_down() -> None:
+    # A refresh refused for the whole window, then the login's discovery: said at once, not
+    # after a second window. An answer closes the window for the next refusal.
+    clock = Clock()
+    down = _failing(ConnectionRefusedError(111, "Connection refused"), times=1000)
+    with pytest.raises(httpx.ConnectError):
+        discovery.send(down, "POST", "https://x/token", clock=clock, sleep=clock.sleep)
+    waited = clock.now
+    with pytest.raises(httpx.ConnectError):
+        discovery.send(down, "GET", "https://x/.well-known/openid-configuration", clock=clock,
+                       sleep=clock.sleep)
+    assert clock.now == waited == pytest.approx(discovery.CONNECT_RETRY)
+    back = _failing(ConnectionRefusedError(111, "Connection refused"), times=0)
+    assert discovery.send(back, "GET", "https://x/", clock=clock,
+                          sleep=clock.sleep).status_code == 200
+    again = _failing(ConnectionRefusedError(111, "Connection refused"), times=2)
+    assert discovery.send(again, "GET", "https://x/", clock=clock,
+                          sleep=clock.sleep).status_code == 200
+    assert clock.now == pytest.approx(waited + 0.3)
