@@ -1,4 +1,4 @@
-"""Sessions: tests (everything, e2e included), lint, typecheck, bench, fuzz, kind.
+"""Sessions: tests (everything, e2e included), lint, typecheck, bench, fuzz, kind, soak.
 
 `nox -s tests` is the README's test command and what `.ci/run` runs. e2e tests build the real
 peers (etcd, kube-apiserver, kubectl, dex) from their Go modules on first use and cache them
@@ -75,3 +75,19 @@ def fuzz(session: nox.Session) -> None:
     for target in session.posargs or ["config", "issuer", "patch"]:
         session.run("python", "-m", "tests.fuzz.atheris_targets", target,
                     f"-max_total_time={seconds}", "-print_final_stats=1")
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """``deploy --wait`` proven on the real node more times than CI can (issue 20): each of
+    DEXKIT_SOAK_NODES (default 10) fresh nodes logs in with kubectl at once after the deploy,
+    and the first runs DEXKIT_SOAK_CYCLES (default 20) cycles of certs rotate, deploy --wait
+    and verify. Needs what the node tests need (root, Debian's containerd, runc, CNI plugins,
+    iptables); about 7 minutes for 20 and 10."""
+    import os
+
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/e2e/test_node_soak.py",
+                env={"DEXKIT_REQUIRE_PEERS": "1",
+                     "DEXKIT_SOAK_CYCLES": os.environ.get("DEXKIT_SOAK_CYCLES", "20"),
+                     "DEXKIT_SOAK_NODES": os.environ.get("DEXKIT_SOAK_NODES", "10")})

@@ -9,12 +9,18 @@ initialized"). Rules, in the order they act, each polled until it holds within o
 1. Endpoints: the Service's EndpointSlices list at least one ready endpoint, and every ready
    endpoint is a Pod of the Deployment's current ReplicaSet (its ``pod-template-hash``): no
    old Pod is left behind the Service.
-2. TLS through the Service: a handshake with the NodePort on a node address (each node's
-   InternalIP, then 127.0.0.1) presents ``ssl/cert.pem`` for the issuer's host, three times in
-   a row (a connection may still land on a terminating Pod or be refused). Where no node
-   address answers (a ClusterIP Service, nodes not reachable from here), discovery is fetched
-   through the API server's service proxy instead: it proves that Dex serves through the
-   Service, not which certificate (the proxy does not show it).
+2. TLS through the Service: handshakes with the NodePort present ``ssl/cert.pem`` for the
+   issuer's host, every one of at least :data:`HANDSHAKES` in a row over at least
+   :data:`SETTLE` seconds. kube-proxy follows the EndpointSlices of rule 1 some time later
+   (measured on the node sandbox: 0.4 to 0.9 s; ``minSyncPeriod`` is 1 s on kubeadm and kind),
+   and until it has, a connection may land on a Pod that is gone (refused, or timed out when
+   its address is dead) or terminating (the old certificate); any such handshake starts the
+   count again. The address judged is the first that answers (each node's InternalIP, then
+   127.0.0.1), and it stays the one judged: a time-out there is a connection that went
+   nowhere, not a node out of reach. Where no address answers at all (a ClusterIP Service,
+   nodes not reachable from here), discovery is fetched through the API server's service
+   proxy instead: it proves that Dex serves through the Service, not which certificate (the
+   proxy does not show it), and not what kube-proxy does (the proxy sends to the endpoints).
 3. The API server: where its log can be read (the project's sandbox, or a kube-apiserver Pod
    in kube-system, as on kubeadm and kind), a probe token for the issuer and client (signed by
    a throwaway key, refused either way) is sent until the log no longer answers it with
@@ -41,7 +47,10 @@ from dexkit.render.dex import NAME, SELECTOR
 
 # kube-apiserver's JWT authenticator before its first successful discovery of the issuer.
 NOT_INITIALIZED = "authenticator not initialized"
-HANDSHAKES = 3
+HANDSHAKES = 10  # good handshakes in a row through the NodePort (rule 2)
+SETTLE = 2.0  # s the good handshakes must span: longer than kube-proxy takes to follow
+BURST = 4  # handshakes per poll
+HANDSHAKE_TIMEOUT = 2.0  # s: a connection to a dead Pod address times out; do not wait long
 POLL = 0.5
 APISERVER_LABEL = "component=kube-apiserver"
 LOG_TAIL = 50
@@ -85,8 +94,9 @@ def wait_until_serving(cluster: kube.Cluster, target: Target, *, timeout: float,
     hashes = _poll(e, deadline, "endpoints", lambda: _endpoints(cluster, target.config),
                    on_step)
     on_step("endpoints", f"the Service's ready endpoints are the new Pods ({hashes})")
-    on_step("tls", _poll(e, deadline, "tls", lambda: _through_service(cluster, target, e),
-                         on_step))
+    streak = Streak()
+    on_step("tls", _poll(e, deadline, "tls",
+                         lambda: _through_service(cluster, target, e, streak), on_step))
     log = _apiserver_log(cluster, target)
     if log is None:
         notes.append("the API server's log cannot be read here: whether it accepts Dex's "
@@ -181,7 +191,7 @@ def _endpoints(cluster: kube.Cluster, config: Config) -> tuple[bool, str]:
 def served_certificate(address: str, port: int, server_name: str,
                        context: ssl.SSLContext) -> bytes:
     """The DER certificate ``address:port`` presents for ``server_name`` (verified)."""
-    with socket.create_connection((address, port), timeout=5) as raw, \
+    with socket.create_connection((address, port), timeout=HANDSHAKE_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname=server_name) as tls:
         der = tls.getpeercert(binary_form=True)
     if der is None:
@@ -189,45 +199,75 @@ def served_certificate(address: str, port: int, server_name: str,
     return der
 
 
-def _through_service(cluster: kube.Cluster, target: Target, e: Edges) -> tuple[bool, str]:
+@dataclass
+class Streak:
+    """Rule 2 across polls: the address judged, and the good handshakes in a row there."""
+
+    address: str = ""
+    good: int = 0
+    since: float | None = None
+
+    def reset(self) -> None:
+        self.good, self.since = 0, None
+
+
+def _through_service(cluster: kube.Cluster, target: Target, e: Edges,
+                     streak: Streak | None = None) -> tuple[bool, str]:
     config = target.config
     service = config.dex.service
     if service.type == "NodePort":
-        answered, detail = _nodeport(cluster, target, e)
+        answered, detail = _nodeport(cluster, target, e, streak or Streak())
         if answered:
             return detail == "ok", detail if detail != "ok" else (
-                f"the NodePort {service.node_port} presents ssl/cert.pem ({HANDSHAKES} "
-                "handshakes)")
+                f"the NodePort {service.node_port} presents ssl/cert.pem ({HANDSHAKES}+ "
+                f"handshakes in a row over {SETTLE:g} s)")
     return _through_proxy(cluster, config)
 
 
-def _nodeport(cluster: kube.Cluster, target: Target, e: Edges) -> tuple[bool, str]:
-    """(whether a node address is reachable, "ok" or why not yet). A refused connection is
-    a reachable node whose kube-proxy has not caught up: waited for. Unreachable nodes (no
-    route, time-outs) leave the proof to the API server's proxy."""
+def _nodeport(cluster: kube.Cluster, target: Target, e: Edges,
+              streak: Streak) -> tuple[bool, str]:
+    """(whether an address answers, "ok" or why not yet), by rule 2. A node address that
+    refuses answers (its kube-proxy has not caught up); this machine's loopback that refuses
+    proves nothing. Addresses that never answered (no route, time-outs) leave the proof to
+    the API server's proxy."""
     config = target.config
     port = config.dex.service.node_port
     wanted = hashlib.sha256(ssl.PEM_cert_to_DER_cert(target.cert_pem.decode())).hexdigest()
     context = ssl.create_default_context(cadata=target.ca_pem.decode())
-    reachable, why = False, ""
     nodes = _node_addresses(cluster)
-    for address in [*nodes, "127.0.0.1"]:
-        try:
-            served = [e.handshake(address, port, config.issuer_host, context)
-                      for _ in range(HANDSHAKES)]
-        except ConnectionRefusedError as exc:
-            # A node that refuses is reachable; this machine's loopback proves nothing.
-            if address in nodes:
-                reachable, why = True, f"{address}:{port}: {exc.strerror or exc}"
-            continue
-        except (OSError, ssl.SSLError) as exc:
-            why = why or f"{address}:{port}: {exc}"
-            continue
-        if any(hashlib.sha256(d).hexdigest() != wanted for d in served):
-            return True, (f"{address}:{port} presents another certificate than ssl/cert.pem "
-                          "(an old Pod, or something else on that port)")
-        return True, "ok"
-    return reachable, why
+    why = ""
+    for address in [streak.address] if streak.address else [*nodes, "127.0.0.1"]:
+        for _ in range(BURST):
+            try:
+                served = e.handshake(address, port, config.issuer_host, context)
+            except ConnectionRefusedError as exc:
+                if streak.address or address in nodes:
+                    streak.address = address
+                    streak.reset()
+                    return True, f"{address}:{port}: {exc.strerror or exc}"
+                break
+            except (OSError, ssl.SSLError) as exc:
+                if streak.address:
+                    streak.reset()
+                    return True, (f"{address}:{port}: {exc} (kube-proxy may still send "
+                                  "connections to a Pod that is gone)")
+                why = why or f"{address}:{port}: {exc}"
+                break
+            streak.address = address
+            if hashlib.sha256(served).hexdigest() != wanted:
+                streak.reset()
+                return True, (f"{address}:{port} presents another certificate than "
+                              "ssl/cert.pem (an old Pod, or something else on that port)")
+            streak.good += 1
+            streak.since = e.clock() if streak.since is None else streak.since
+        if streak.address:
+            if streak.since is not None and streak.good >= HANDSHAKES and \
+                    e.clock() - streak.since >= SETTLE:
+                return True, "ok"
+            # the same words on every poll: said once
+            return True, (f"{address}:{port} presents ssl/cert.pem; {HANDSHAKES} handshakes "
+                          f"in a row over {SETTLE:g} s show that kube-proxy has caught up")
+    return False, why
 
 
 def _node_addresses(cluster: kube.Cluster) -> list[str]:

@@ -65,6 +65,18 @@ def rollout_status(deployment: Mapping[str, Any]) -> RolloutStatus:
     return RolloutStatus(desired, updated, available, total, observed, done, message, failed)
 
 
+def not_serving(deployment: Mapping[str, Any]) -> str:
+    """Why no Pod of the Deployment can answer, in a few words, or "" when one is available
+    (pure). A Deployment scaled to 0 says so: its status then looks healthy."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    if "replicas" in spec and int(spec["replicas"]) == 0:
+        return "is scaled to 0 replicas"
+    available = int(status.get("availableReplicas") or 0)
+    if available >= 1:
+        return ""
+    return f"has 0 of {int(spec.get('replicas', 1))} replicas available"
+
+
 def _deadline_exceeded(status: Mapping[str, Any]) -> str:
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and \

@@ -141,9 +141,32 @@ def step_tls(state: _State) -> str:
                         "serve Dex with ssl/cert.pem and ssl/key.pem from 'dexkit init' "
                         "('dexkit deploy' updates the TLS secret)") from None
     except OSError as exc:
+        why = dex_not_serving(state.req)
+        if why:
+            raise OIDCError(f"cannot connect to {host}:{port}: Dex's {why}",
+                            "scale it up, or run 'dexkit deploy', which applies dexkit.yaml's "
+                            "replicas and waits until a login works") from None
         raise OIDCError(f"cannot connect to {host}:{port}: {exc}",
                         "is Dex running, and does the issuer host resolve to it?") from None
     return f"{host}:{port} {version}, certificate verified by ssl/ca.pem"
+
+
+def dex_not_serving(req: VerifyRequest) -> str:
+    """Why Dex's Deployment in the target cluster cannot answer ("Deployment dex/dex is
+    scaled to 0 replicas"), or "" when it can, or when there is no such Deployment or no
+    cluster to ask (Dex may run elsewhere): asked only once Dex did not answer."""
+    from dexkit import kube
+    from dexkit.errors import ClusterError
+    from dexkit.render.dex import NAME
+    from dexkit.rollout import not_serving
+
+    ref = kube.ObjectRef("Deployment", NAME, req.config.namespace)
+    try:
+        found = kube.get_object(kube.connect(req.target), ref)
+    except ClusterError:
+        return ""
+    why = not_serving(found) if found is not None else ""
+    return f"{ref.describe()} {why}" if why else ""
 
 
 def step_discovery(state: _State) -> str:
@@ -160,7 +183,8 @@ def step_login(state: _State) -> str:
 
     assert state.provider is not None
     login = state.req.login
-    state.tokens = run_grant(login, state.http, state.provider)
+    # a look: no refresh token, which would revoke the one kubectl's cache holds
+    state.tokens = run_grant(login.looking_only(), state.http, state.provider)
     return f"{login.grant} grant as {login.username or 'the browser user'}"
 
 

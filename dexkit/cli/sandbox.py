@@ -1,4 +1,5 @@
-"""``dexkit sandbox build | peers | up | status | down``: a real control plane, locally."""
+"""``dexkit sandbox build | peers | up | status | restart | down``: a real control plane,
+locally."""
 
 from __future__ import annotations
 
@@ -139,6 +140,22 @@ def status(directory: DirOption = Path(), output: OutputOption = Format.text) ->
     if report and not all(p.running for p in report):
         out.warn("a peer is not running", f"read its log, then 'dexkit sandbox down --dir "
                  f"{directory}' to stop the rest")
+
+
+@app.command()
+def restart(
+    peer: Annotated[str, typer.Argument(help="etcd or kube-apiserver.", show_default=False)],
+    directory: DirOption = Path(),
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait until it serves.")]
+        = 120.0,
+) -> None:
+    """Stop one peer of the running sandbox and start it again with the same arguments,
+    ports and data (as an upgrade or a crash would): ready once the API server serves again."""
+    from dexkit.sandbox.restart import restart_peer
+
+    done = restart_peer(controlplane.sandbox_dir(directory.resolve()), peer, timeout=timeout)
+    Output().success(f"{done.name} restarted (pid {done.process.pid}) and serving in "
+                     f"{done.seconds:.1f}s")
 
 
 @app.command()

@@ -138,6 +138,7 @@ def deployment(ctx: Context) -> Result:
     """Dex's Deployment exists and is available."""
     skip_if_sandbox_runs_dex(ctx)
     from dexkit.render.dex import NAME
+    from dexkit.rollout import not_serving
 
     found = live(ctx, "Deployment", NAME)
     where = f"Deployment {_name(ctx, NAME)}"
@@ -145,6 +146,11 @@ def deployment(ctx: Context) -> Result:
         return fail(f"{where} does not exist", DEPLOY_HINT)
     spec, status = found.get("spec") or {}, found.get("status") or {}
     wanted = int(spec.get("replicas", 1))
+    if wanted == 0:
+        ns = ctx.config.namespace
+        return fail(f"{where} {not_serving(found)}: no Pod serves the issuer",
+                    f"scale it up ('kubectl -n {ns} scale deployment {NAME} --replicas="
+                    f"{ctx.config.dex.min_replicas}'), or run 'dexkit deploy'")
     available = int(status.get("availableReplicas") or 0)
     condition = next((c for c in status.get("conditions") or []
                       if c.get("type") == "Available"), None)

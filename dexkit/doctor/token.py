@@ -63,8 +63,9 @@ def login(ctx: Context) -> Login:
                                     scopes=scopes, extra=["--skip-open-browser"],
                                     environ=ctx.edges.environ)
         found = provider(ctx)
-        tokens = run_grant(settings, ctx.http, found, edges=Edges(environ=ctx.edges.environ),
-                           interactive=False)
+        # a look: no refresh token, which would revoke the one kubectl's cache holds
+        tokens = run_grant(settings.looking_only(), ctx.http, found,
+                           edges=Edges(environ=ctx.edges.environ), interactive=False)
         # The signature, expiry and nonce are verified here; iss and aud are judged by their
         # own checks below, against the API server, so verification takes the token's own.
         audiences = unverified_claims(tokens.id_token).get("aud")

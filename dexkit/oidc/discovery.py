@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     import httpx
 
 WELL_KNOWN = "/.well-known/openid-configuration"
+# s during which a connection that is refused or reset before the request went out is tried
+# again. A Dex Pod that just died keeps its place in kube-proxy's rules until the kubelet, the
+# EndpointSlice controller and kube-proxy have each noticed (1 to 3 s on the node sandbox):
+# meanwhile some connections to the Service land on it and are refused. Nothing reached Dex,
+# so any request may be sent again; a Dex that is down for good costs this long to say so.
+CONNECT_RETRY = 5.0
 
 
 @dataclass(frozen=True)
@@ -119,11 +126,70 @@ def explain_difference(expected: str, got: str) -> str:
     return "they differ in case or encoding"
 
 
+def send(http: httpx.Client, method: str, url: str, *, data: dict[str, str] | None = None,
+         clock: Callable[[], float] = time.monotonic,
+         sleep: Callable[[float], None] = time.sleep) -> httpx.Response:
+    """``http.request``, tried again for :data:`CONNECT_RETRY` s while the connection is
+    refused or reset before the request was sent (the reason is said above the constant).
+
+    httpx raises ``ConnectError`` only while it opens a connection (TCP connect, TLS
+    handshake), before a byte of the request is written: a refresh token or a device code
+    sent again here was never seen by Dex. A failure after that (``ReadError``,
+    ``RemoteProtocolError``) is not retried, as Dex may have redeemed the token. httpx's own
+    ``HTTPTransport(retries=)`` would also retry a certificate that does not verify, a name
+    that does not resolve and a connect time-out, by count: seconds added to the mistakes
+    ``verify`` and ``doctor`` exist to name.
+
+    The window is the process's (:class:`_Window`), shared by the requests that follow a
+    refusal until one is answered."""
+    import httpx
+
+    pause = 0.1
+    while True:
+        try:
+            response = http.request(method, url, data=data)
+        except httpx.ConnectError as exc:
+            if not _refused(exc):
+                raise
+            now = clock()
+            if _window.deadline is None:
+                _window.deadline = now + CONNECT_RETRY
+            if now >= _window.deadline:
+                raise
+            sleep(min(pause, _window.deadline - now))
+            pause = min(pause * 2, 0.5)
+        else:
+            _window.deadline = None
+            return response
+
+
+class _Window:
+    """This process's retry window: opened by the first refusal, closed by an answer. A Dex
+    that stays down costs :data:`CONNECT_RETRY` s once per command, not once per request (a
+    refresh, then a login's discovery, each waiting in turn)."""
+
+    deadline: float | None = None
+
+
+_window = _Window()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the cause of a connection error is a refusal or a reset (not a TLS failure, a
+    name that does not resolve, or a time-out: trying again would not help, or take long)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError | ConnectionResetError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def get_json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
     import httpx
 
     try:
-        response = http.get(url)
+        response = send(http, "GET", url)
     except httpx.ConnectError as exc:
         raise _connect_error(url, what, exc) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:

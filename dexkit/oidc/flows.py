@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from dexkit.errors import OIDCError
 from dexkit.oidc import DEFAULT_SCOPES
+from dexkit.oidc.discovery import Provider, send
 
 if TYPE_CHECKING:
     from http.server import HTTPServer
 
     import httpx
 
-    from dexkit.oidc.discovery import Provider
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -74,7 +74,7 @@ def _post(http: httpx.Client, provider: Provider, form: dict[str, str],
     import httpx
 
     try:
-        response = http.post(provider.token_endpoint, data=form)
+        response = send(http, "POST", provider.token_endpoint, data=form)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
                         "check that Dex is running") from None
@@ -374,9 +374,9 @@ def device_start(http: httpx.Client, provider: Provider, client: Client) -> Devi
 
     endpoint = provider.device_authorization_endpoint or provider.issuer + "/device/code"
     try:
-        response = http.post(endpoint, data={"client_id": client.id,
-                                             "client_secret": client.secret,
-                                             "scope": client.scope})
+        response = send(http, "POST", endpoint, data={"client_id": client.id,
+                                                      "client_secret": client.secret,
+                                                      "scope": client.scope})
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"cannot start a device login at {endpoint}: {exc}",
                         "check that Dex is running") from None
@@ -402,7 +402,7 @@ def device_poll(http: httpx.Client, provider: Provider, client: Client, start: D
     while clock() < deadline:
         sleep(interval)
         try:
-            response = http.post(provider.token_endpoint, data=form)
+            response = send(http, "POST", provider.token_endpoint, data=form)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise OIDCError(f"device login polling failed: {exc}", "check Dex") from None
         body = response.json()

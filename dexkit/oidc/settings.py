@@ -33,6 +33,8 @@ from dexkit.issuer import IssuerError, parse_issuer
 from dexkit.oidc import options
 from dexkit.oidc.cache import STORAGES
 
+OFFLINE_ACCESS = "offline_access"
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -217,6 +219,16 @@ class LoginSettings:
         from dataclasses import replace
 
         return replace(self, password_arg=found, password_file=None)
+
+    def looking_only(self) -> LoginSettings:
+        """These settings for a login that only looks (``verify``, ``doctor --login``, the
+        sandbox's readiness probe): without ``offline_access``, so Dex issues no refresh token.
+        Dex keeps one refresh token per user and client and deletes the older one when it
+        issues another: a look that asked for one would log the user's kubectl out (its next
+        refresh refused, found by the node's fault tests)."""
+        from dataclasses import replace
+
+        return replace(self, scopes=tuple(s for s in self.scopes if s != OFFLINE_ACCESS))
 
     def password_hint(self) -> str:
         return (f"set {self.password_env}, pass --password-file FILE, or run 'dexkit init "

@@ -321,8 +321,9 @@ def wait_for_login(plane: ControlPlane, config: Config, project: Path,
     settings = project_settings(project, config, grant="password", username=username,
                                 extra=["--password-env", "DEXKIT_SANDBOX_PASSWORD"],
                                 environ=environ)
-    # A readiness probe: nothing goes into the user's token cache.
-    result = do_login(settings, edges=Edges(environ=environ), store=False)
+    # A readiness probe: nothing goes into the user's token cache, and no refresh token is
+    # asked for (it would revoke the user's).
+    result = do_login(settings.looking_only(), edges=Edges(environ=environ), store=False)
     token = result.tokens.id_token
     last = ""
     while True:

@@ -1,20 +1,27 @@
 """Shared pieces of the node-sandbox tests: the guide's project, the CLI run as a user runs
-it (in the sandbox's mount namespace), and the machine state that ``down`` must restore."""
+it (in the sandbox's mount namespace), a running node with its project (:class:`Guide`,
+:func:`running_guide`), and the machine state that ``down`` must restore."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from dexkit.config import load_config
 from dexkit.sandbox import cgroups, images, network, node, peers
-from tests.e2e.conftest import peer_unavailable
+from tests.e2e.conftest import KUBERNETES_VERSION, peer_unavailable, say
 
 DEX_IMAGE = images.dex_image_name()
+USER = "admin@example.com"
+NAMESPACE = "dex"
 
 
 def require_node_machine() -> None:
@@ -85,6 +92,91 @@ def run(argv: list[str], env: dict[str, str], *, timeout: float = 300,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
                           check=False, cwd=cwd)
+
+
+# --- a running node and its project -------------------------------------------------------
+
+
+class Guide:
+    """The running node and the project, with the CLI as a user runs it."""
+
+    def __init__(self, project: Path, running: node.Node, home: Path, kubectl: Path) -> None:
+        self.project = project
+        self.node = running
+        self.home = home
+        self.kubectl = kubectl
+        self.env = cli_env(home, DEXKIT_TOKEN_CACHE=str(self.token_cache))
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.node.kubeconfig
+
+    @property
+    def token_cache(self) -> Path:
+        return self.home / "token-cache"
+
+    def dexkit(self, *args: str, timeout: float = 300,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run(dexkit_cli(self.project, *args, "--dir", str(self.project)),
+                   {**self.env, **(env or {})}, timeout=timeout, cwd=self.project)
+
+    def kubectl_json(self, *args: str) -> Any:
+        out = subprocess.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args,
+                              "-o", "json"], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    def kubectl_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+                              capture_output=True, text=True, check=check)
+
+    def as_user(self, kubeconfig: Path, *args: str,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """kubectl with a user's kubeconfig (its user runs ``dexkit token``), in the node's
+        mount namespace, where the issuer's host resolves."""
+        return run(in_sandbox(self.project, str(self.kubectl), "--kubeconfig", str(kubeconfig),
+                              *args), self.env, timeout=timeout)
+
+    def user_kubeconfig(self, name: str, *token_args: str) -> Path:
+        """A copy of the admin kubeconfig with dexkit's password-grant user as its current
+        context (``dexkit kubeconfig --grant password``, then ``token_args``)."""
+        path = self.home / f"{name}.kubeconfig"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.kubeconfig.read_bytes())
+        made = self.dexkit("kubeconfig", "--kubeconfig", str(path), "--grant", "password",
+                           "--context", "oidc", "--cluster", "dexkit-sandbox", "--use-context",
+                           *token_args)
+        assert made.returncode == 0, made.stdout + made.stderr
+        return path
+
+    def dex_pods(self) -> list[dict[str, Any]]:
+        return pods(self.kubectl, self.kubeconfig, NAMESPACE)
+
+    def password(self) -> str:
+        return (self.project / ".dexkit/passwords" / USER).read_text().strip()
+
+
+@contextlib.contextmanager
+def running_guide(root: Path, binaries: node.NodeBinaries, kubectl: Path,
+                  prepare: Callable[[Path], None] = lambda _project: None) -> Iterator[Guide]:
+    """A fresh guide project under ``root`` (``prepare`` may edit it) on a fresh node sandbox;
+    on the way out the node is stopped and the machine must be as it was before."""
+    project = root / "project"
+    init_guide_project(project)
+    prepare(project)
+    before = machine_state()
+    started = time.monotonic()
+    running = node.start(node.NodeRequest(
+        project=project, config=load_config(project).config, binaries=binaries,
+        kubernetes_version=KUBERNETES_VERSION))
+    say(f"node sandbox ready in {time.monotonic() - started:.1f}s: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in running.timings.items()))
+    sandbox = running.plane.layout.dir
+    try:
+        yield Guide(project, running, root / "home", kubectl)
+    finally:
+        running.stop()
+    after = machine_state(sandbox)
+    assert after == {**before, "processes": []}, "the node sandbox left something behind"
 
 
 # --- what the machine looked like -----------------------------------------------------------

@@ -28,61 +28,23 @@ from dexkit import kube, rollout
 from dexkit.config import load_config
 from dexkit.sandbox import node, peers
 from dexkit.sandbox.state import sandbox_dir
-from tests.e2e.conftest import KUBERNETES_VERSION, say
+from tests.e2e.conftest import KUBERNETES_VERSION
 from tests.e2e.node_sandbox import (
     DEX_IMAGE,
-    cli_env,
-    dexkit_cli,
+    NAMESPACE,
+    USER,
+    Guide,
     in_sandbox,
-    init_guide_project,
-    machine_state,
     node_binaries,
-    pods,
     require_node_machine,
     run,
+    running_guide,
     set_in_config,
 )
 
 # The node and port 32000 are the machine's: this module has it to itself.
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex,
               pytest.mark.usefixtures("machine_exclusive")]
-USER = "admin@example.com"
-NAMESPACE = "dex"
-
-
-class Guide:
-    """The running node and the project, with the CLI as a user runs it."""
-
-    def __init__(self, project: Path, running: node.Node, home: Path, kubectl: Path) -> None:
-        self.project = project
-        self.node = running
-        self.home = home
-        self.kubectl = kubectl
-        self.env = cli_env(home, DEXKIT_TOKEN_CACHE=str(home / "token-cache"))
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.node.kubeconfig
-
-    def dexkit(self, *args: str, timeout: float = 300,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run(dexkit_cli(self.project, *args, "--dir", str(self.project)),
-                   {**self.env, **(env or {})}, timeout=timeout, cwd=self.project)
-
-    def kubectl_json(self, *args: str) -> Any:
-        out = subprocess.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args,
-                              "-o", "json"], capture_output=True, text=True, check=True)
-        return json.loads(out.stdout)
-
-    def kubectl_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-                              capture_output=True, text=True, check=check)
-
-    def dex_pods(self) -> list[dict[str, Any]]:
-        return pods(self.kubectl, self.kubeconfig, NAMESPACE)
-
-    def password(self) -> str:
-        return (self.project / ".dexkit/passwords" / USER).read_text().strip()
 
 
 @pytest.fixture(scope="module")
@@ -90,23 +52,8 @@ def guide(tmp_path_factory: pytest.TempPathFactory, peer: Callable[[str], Path],
           kubectl: Path) -> Iterator[Guide]:
     require_node_machine()
     binaries = node_binaries(peer, KUBERNETES_VERSION)
-    root = tmp_path_factory.mktemp("node")
-    project = root / "project"
-    init_guide_project(project)
-    before = machine_state()
-    started = time.monotonic()
-    running = node.start(node.NodeRequest(
-        project=project, config=load_config(project).config, binaries=binaries,
-        kubernetes_version=KUBERNETES_VERSION))
-    say(f"node sandbox ready in {time.monotonic() - started:.1f}s: "
-        + ", ".join(f"{k} {v:.1f}s" for k, v in running.timings.items()))
-    sandbox = running.plane.layout.dir
-    try:
-        yield Guide(project, running, root / "home", kubectl)
-    finally:
-        running.stop()
-    after = machine_state(sandbox)
-    assert after == {**before, "processes": []}, "the node sandbox left something behind"
+    with running_guide(tmp_path_factory.mktemp("node"), binaries, kubectl) as running:
+        yield running
 
 
 # --- the node -------------------------------------------------------------------------------

@@ -433,6 +433,16 @@ def test_rollout_status_follows_kubectl(kwargs: dict[str, int], done: bool, mess
     assert (status.done, status.message) == (done, message)
 
 
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({}, ""),
+    ({"available": 1}, ""),
+    ({"replicas": 0, "updated": 0, "available": 0, "total": 0}, "is scaled to 0 replicas"),
+    ({"available": 0}, "has 0 of 2 replicas available"),
+])
+def test_why_no_pod_serves(kwargs: dict[str, int], why: str) -> None:
+    assert rollout.not_serving(deployment(**kwargs)) == why
+
+
 def test_a_progress_deadline_fails_the_rollout() -> None:
     condition = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                  "message": 'ReplicaSet "dex-1" has timed out progressing.'}

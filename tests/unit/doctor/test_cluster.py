@@ -303,3 +303,15 @@ def test_dex_rbac_denied_names_what(new_project: Project, sar: list[tuple[str, s
 def test_dex_rbac_skipped_for_other_storage(new_project: Project) -> None:
     result = run(_ctx(new_project(dex={"storage": {"type": "memory"}})), "cluster.dex-rbac")
     assert result.status == "skip" and "storage is memory" in result.message
+
+
+def test_a_deployment_scaled_to_zero_is_named(new_project: Project) -> None:
+    # Scaled to 0, a Deployment's status looks healthy: Available is True ("minimum
+    # availability" of nothing), and nothing serves the issuer.
+    deployment = _deployment(0, True, "Deployment has minimum availability.")
+    deployment["spec"]["replicas"] = 0
+    result = run(_ctx(new_project(), {"Deployment/dex": deployment}), "cluster.deployment")
+    assert (result.status, result.message) == (
+        "fail", "Deployment dex/dex is scaled to 0 replicas: no Pod serves the issuer")
+    assert result.hint == ("scale it up ('kubectl -n dex scale deployment dex --replicas=1'), "
+                           "or run 'dexkit deploy'")

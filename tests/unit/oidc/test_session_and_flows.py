@@ -332,3 +332,23 @@ def test_an_issuer_difference_a_url_parser_cannot_read_is_named_not_raised() -> 
     assert explain_difference("https://h:1", "https://h:1:2") == \
         "the port of 'https://h:1:2' cannot be read"
     assert explain_difference("https://h:1", "https://h:2") == "the port differs ('1' vs '2')"
+
+
+def test_verify_logs_in_without_asking_for_a_refresh_token(issuer: FakeIssuer,
+                                                           tmp_path: Path) -> None:
+    # Dex keeps one refresh token per user and client: a new one revokes the one kubectl's
+    # cache holds. verify (and doctor --login, the sandbox's probe) only look.
+    from dexkit import verify
+    from dexkit.kube import Target
+    from dexkit.oidc.discovery import discover
+
+    settings = settings_for(tmp_path, "--grant", "password", "--username", "alice@example.com",
+                            "--password", "right")
+    assert "offline_access" in settings.scopes
+    http = issuer.client()
+    state = verify._State(verify.VerifyRequest(config=None, project_dir=tmp_path,  # type: ignore[arg-type]
+                                               target=Target(), login=settings))
+    state.http, state.provider = http, discover(http, ISSUER)
+    verify.step_login(state)
+    assert issuer.forms[-1]["scope"] == "openid email groups profile"
+    assert settings.looking_only().scopes == ("openid", "email", "groups", "profile")

@@ -50,6 +50,15 @@ def _jwt(exp: int) -> str:
     return f"{b64({'alg': 'RS256'})}.{b64({'iss': ISSUER, 'exp': exp})}.c2ln"
 
 
+@pytest.fixture(autouse=True)
+def refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The closed port refuses every connection: no retry window (discovery.CONNECT_RETRY)
+    for each of the thousands of generated calls."""
+    from dexkit.oidc import discovery
+
+    monkeypatch.setattr(discovery, "CONNECT_RETRY", 0.0)
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     directory = tmp_path / "cache"

@@ -80,3 +80,13 @@ def test_status_and_down_without_a_sandbox(dexkit, tmp_path: Path) -> None:  # t
     assert json.loads(result.out)["running"] is False
     result = dexkit("sandbox", "down", "--dir", tmp_path)
     assert result.code == 0 and "nothing was running" in result.err
+
+
+def test_restart_names_what_it_cannot_do(dexkit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = dexkit("sandbox", "restart", "kubelet", "--dir", tmp_path)
+    assert result.code == 2
+    assert result.err.splitlines() == ["error: dexkit cannot restart 'kubelet'",
+                                       "hint: name one of etcd, kube-apiserver"]
+    result = dexkit("sandbox", "restart", "etcd", "--dir", tmp_path)
+    assert result.code == 1
+    assert result.err.splitlines()[0].startswith("error: no sandbox runs in ")
