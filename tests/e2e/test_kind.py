@@ -397,6 +397,11 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(harness: KindHarnes
         text = manifest.read_text()
         assert "--authentication-config=" in text and "--oidc-" not in text, text
         _wait_for_flag(harness, env, "--authentication-config=")
+        # deploy again, as after any render: nothing of Dex's changed, but its wait is what says
+        # a login works again once the API server under Dex's storage has restarted (Dex
+        # answers 500 to a login while its kubernetes storage cannot reach the API server).
+        _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait",
+                "--timeout", "300")
         assert "verified:" in _dexkit(env, *verify)
         _new_ca_without_a_restart(harness, env, project, place, verify)
     finally:
