@@ -84,8 +84,6 @@ def soak(session: nox.Session) -> None:
     and the first runs DEXKIT_SOAK_CYCLES (default 20) cycles of certs rotate, deploy --wait
     and verify. Needs what the node tests need (root, Debian's containerd, runc, CNI plugins,
     iptables); about 7 minutes for 20 and 10."""
-    import os
-
     session.install("-e", ".[test]")
     session.run("pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/e2e/test_node_soak.py",
                 env={"DEXKIT_REQUIRE_PEERS": "1",
