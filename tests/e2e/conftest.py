@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import yaml
 from dexkit.config import Config, load_config, validate_values
 from dexkit.errors import DexkitError
 from dexkit.sandbox import controlplane, peers, stack
+from tests import machine
 from tests.e2e.oidc_sandbox import start_stack
 
 REQUIRE_PEERS = os.environ.get("DEXKIT_REQUIRE_PEERS", "") not in ("", "0")
@@ -73,49 +73,17 @@ def say(line: str) -> None:
 _progress = say
 
 
-MACHINE_LOCK_WAIT = 45 * 60.0  # seconds: longer than a whole cold suite
+MACHINE_LOCK_WAIT = machine.MACHINE_LOCK_WAIT
 
 
-class MachineLock:
-    """``flock`` on one file per machine: every e2e run holds it shared; a test module that
-    takes what belongs to the machine (the node sandbox's bridge, iptables rules and cgroup
-    tree, a container engine, port 32000 that kube-proxy captures) holds it exclusively while
-    it runs. Two runs at once (a developer's and CI's) then share the machine for level-1
-    sandboxes (free ports each) and take turns for the rest; a wait is said, and fails by name
-    after :data:`MACHINE_LOCK_WAIT`. (filelock's FileLock is an exclusive ``flock`` too, so
-    runs of older checkouts take part.)"""
+class MachineLock(machine.MachineLock):
+    """:class:`tests.machine.MachineLock`, its waits said past pytest's capture."""
 
-    def __init__(self) -> None:
-        base = Path("/run/lock")
-        base = base if os.access(base, os.W_OK) else Path(tempfile.gettempdir())
-        self.path = base / "dexkit-e2e.lock"
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def waiting(self, why: str) -> None:
+        say(f"another dexkit e2e run holds {self.path}; waiting for it ({why})")
 
-    def take(self, exclusive: bool, why: str) -> None:
-        import fcntl
-
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        try:
-            fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            say(f"another dexkit e2e run holds {self.path}; waiting for it ({why})")
-        deadline = time.monotonic() + MACHINE_LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another dexkit e2e run held {self.path} for "
-                                f"{MACHINE_LOCK_WAIT / 60:.0f} minutes", pytrace=False)
-                time.sleep(1.0)
-
-    def release(self) -> None:
-        import fcntl
-
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    def timed_out(self, message: str) -> None:
+        pytest.fail(message, pytrace=False)
 
 
 _MACHINE: list[MachineLock] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dexkit import pki
+from tests.machine import machine_shared
 from tests.promise import Result, assert_clean_failure, run, snapshot
 from tests.unit.render.helpers import FIXTURES
 
@@ -33,13 +34,16 @@ def tmpfs() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.fail("the disk-full tests mount a tmpfs and need root (CI runs as root)")
     where = Path(tempfile.mkdtemp(prefix="dexkit-tmpfs-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=4096,mode=0755",
-                    "dexkit-test", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        where.rmdir()
+    # The mount is the machine's for a moment: an e2e module that compares the machine's
+    # mounts before and after (node, kind) holds the lock exclusively and must not see it.
+    with machine_shared("a tmpfs for the disk-full tests"):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=4096,mode=0755",
+                        "dexkit-test", str(where)], check=True)
+        try:
+            yield where
+        finally:
+            subprocess.run(["umount", "-l", str(where)], check=False)
+            where.rmdir()
 
 
 def _free(path: Path) -> int:
