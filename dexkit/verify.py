@@ -7,7 +7,6 @@ failure names the cause and the fix.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -125,16 +124,14 @@ def _ca_file(state: _State) -> Path:
 def step_tls(state: _State) -> str:
     """A TLS handshake with the issuer, trusting only dexkit's CA."""
     from dexkit.errors import OIDCError
-    from dexkit.oidc.discovery import tls_context
+    from dexkit.oidc.discovery import handshake, tls_context
 
     host, port = state.req.config.issuer_host, state.req.config.issuer_port
     login = state.req.login
     context = tls_context(None, insecure=login.insecure, more_files=login.ca_files,
                           ca_data=login.ca_data)
     try:
-        with socket.create_connection((host, port), timeout=5) as raw, \
-                context.wrap_socket(raw, server_hostname=host) as tls:
-            version = tls.version()
+        _, version = handshake(host, port, host, context, timeout=5)
     except ssl.SSLCertVerificationError as exc:
         raise OIDCError(f"Dex's certificate is not trusted by {_ca_file(state)}: "
                         f"{exc.verify_message}",
