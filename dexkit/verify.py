@@ -201,7 +201,7 @@ def step_token(state: _State) -> str:
         raise OIDCError(f"the ID token has no '{api.username_claim}' claim (the API server's "
                         "username claim)", f"request the scope that carries it, or set "
                         f"apiServer.usernameClaim to one of {sorted(claims)}")
-    if api.username_claim == "email" and claims.get("email_verified") is False:
+    if unverified_email(state.req.config, claims):
         raise OIDCError("email_verified is false: the API server refuses an email username "
                         "that is not verified", "verify the address upstream, or use another "
                         "username claim with a prefix")
@@ -235,6 +235,13 @@ def step_review(state: _State) -> str:
                 raise ClusterError(*explain(failure, state.req.config.issuer)) from None
             time.sleep(2)  # the authenticator may still be fetching Dex's discovery document
     return f"{state.identity.username} in {', '.join(state.identity.groups)}"
+
+
+def unverified_email(config: Config, claims: dict[str, Any]) -> bool:
+    """Whether the API server refuses ``claims`` for an unverified email: the username is the
+    email claim and email_verified is false. A token without email_verified passes, as the API
+    server checks the claim only when it is present. Shared by verify and doctor."""
+    return config.api_server.username_claim == "email" and claims.get("email_verified") is False
 
 
 def robot_of(config: Config, claims: dict[str, Any]) -> str | None:
