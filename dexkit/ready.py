@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import Any
 from dexkit import kube
 from dexkit.config import Config
 from dexkit.errors import ClusterError, DexkitError
+from dexkit.oidc.discovery import handshake
 from dexkit.render.dex import NAME, SELECTOR
 
 # kube-apiserver's JWT authenticator before its first successful discovery of the issuer.
@@ -191,10 +191,8 @@ def _endpoints(cluster: kube.Cluster, config: Config) -> tuple[bool, str]:
 def served_certificate(address: str, port: int, server_name: str,
                        context: ssl.SSLContext) -> bytes:
     """The DER certificate ``address:port`` presents for ``server_name`` (verified)."""
-    with socket.create_connection((address, port), timeout=HANDSHAKE_TIMEOUT) as raw, \
-            context.wrap_socket(raw, server_hostname=server_name) as tls:
-        der = tls.getpeercert(binary_form=True)
-    if der is None:
+    der, _ = handshake(address, port, server_name, context, timeout=HANDSHAKE_TIMEOUT)
+    if not der:
         raise ssl.SSLError("no certificate presented")
     return der
 

@@ -1,24 +1,37 @@
 """The whole chain, proven: TLS trust → discovery → login → token → API server → RBAC.
 
-Steps are small functions run in order over one shared state; the first failure stops the
-chain and the remaining steps are reported as skipped. Each result carries its timing, and a
-failure names the cause and the fix.
+Rules (the runner is shaped like :mod:`dexkit.doctor.core`'s):
+
+- A step is one small function registered with :func:`step` under its name, in chain order;
+  it returns a sentence of what it proved, or raises a :class:`~dexkit.errors.DexkitError`
+  whose message and hint become its failure. The steps share one :class:`_State`.
+- A step ``needs`` only steps that run before it (a unit test holds the registry to that), and
+  runs only when each of them passed; otherwise it is skipped with "an earlier step failed".
+  Each step needs the one before it: what a later link reports about a token an earlier link
+  refused would mislead, so the first failure is the one reported.
+- Each result carries its timing; a failure names the cause and the fix.
+- The edges (clock, sleep, wall time, the TLS handshake, the HTTP client to the issuer) come in
+  through :class:`Edges`, so unit tests replace them.
 """
 
 from __future__ import annotations
 
-import socket
+import datetime as dt
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dexkit.apiserverlog import TAIL_LINES, AuthenticatorFailure, explain, last_failure
 from dexkit.errors import DexkitError
+from dexkit.oidc.discovery import handshake
+from dexkit.oidc.session import http_client
 
 if TYPE_CHECKING:
+    import httpx
+
     from dexkit.config import Config
     from dexkit.kube import Identity, Target
     from dexkit.oidc.discovery import Provider
@@ -75,9 +88,31 @@ class StepResult:
     seconds: float = 0.0
 
 
+class Handshake(Protocol):
+    def __call__(self, address: str, port: int, server_name: str, context: ssl.SSLContext, *,
+                 timeout: float) -> tuple[bytes, str]: ...
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Everything outside the process the steps lean on, besides the issuer and the cluster
+    they prove; unit tests pass fakes."""
+
+    clock: Callable[[], float] = time.monotonic  # timings and the review's deadline
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], dt.datetime] = _utc_now  # to read the API server's log by
+    handshake: Handshake = handshake
+    http: Callable[[LoginSettings], httpx.Client] = http_client
+
+
 @dataclass
 class _State:
     req: VerifyRequest
+    edges: Edges = field(default_factory=Edges)
     http: Any = None
     provider: Provider | None = None
     tokens: TokenSet | None = None
@@ -85,28 +120,51 @@ class _State:
     identity: Identity | None = None
 
 
-Step = Callable[[_State], str]
+StepFn = Callable[[_State], str]
 
 
-def run(req: VerifyRequest) -> list[StepResult]:
-    state = _State(req)
-    results: list[StepResult] = []
-    failed = False
-    for name, step in STEPS:
-        if failed:
-            results.append(StepResult(name, "skip", "an earlier step failed"))
-            continue
-        start = time.perf_counter()
-        try:
-            detail = step(state)
-            results.append(StepResult(name, "ok", detail, seconds=time.perf_counter() - start))
-        except DexkitError as exc:
-            failed = True
-            results.append(StepResult(name, "fail", exc.message, exc.hint,
-                                      time.perf_counter() - start))
-    if state.http is not None:
-        state.http.close()
-    return results
+@dataclass(frozen=True)
+class Step:
+    name: str
+    fn: StepFn
+    needs: tuple[str, ...] = ()
+
+
+STEPS: list[Step] = []
+
+
+def step(name: str, *, needs: tuple[str, ...] = ()) -> Callable[[StepFn], StepFn]:
+    """Register the decorated function as step ``name``, after those registered before it."""
+    def register(fn: StepFn) -> StepFn:
+        if any(s.name == name for s in STEPS):
+            raise ValueError(f"step '{name}' is registered twice")
+        STEPS.append(Step(name, fn, needs))
+        return fn
+    return register
+
+
+def run_step(chosen: Step, state: _State, results: dict[str, StepResult]) -> StepResult:
+    if any(results[need].status != "ok" for need in chosen.needs):
+        return StepResult(chosen.name, "skip", "an earlier step failed")
+    start = state.edges.clock()
+    try:
+        detail = chosen.fn(state)
+    except DexkitError as exc:
+        return StepResult(chosen.name, "fail", exc.message, exc.hint,
+                          state.edges.clock() - start)
+    return StepResult(chosen.name, "ok", detail, seconds=state.edges.clock() - start)
+
+
+def run(req: VerifyRequest, edges: Edges | None = None) -> list[StepResult]:
+    state = _State(req, edges or Edges())
+    results: dict[str, StepResult] = {}
+    try:
+        for chosen in STEPS:
+            results[chosen.name] = run_step(chosen, state, results)
+    finally:
+        if state.http is not None:
+            state.http.close()
+    return list(results.values())
 
 
 def passed(results: list[StepResult]) -> bool:
@@ -122,6 +180,7 @@ def _ca_file(state: _State) -> Path:
     return tls_paths(state.req.project_dir, state.req.config).ca
 
 
+@step("TLS trust")
 def step_tls(state: _State) -> str:
     """A TLS handshake with the issuer, trusting only dexkit's CA."""
     from dexkit.errors import OIDCError
@@ -132,9 +191,7 @@ def step_tls(state: _State) -> str:
     context = tls_context(None, insecure=login.insecure, more_files=login.ca_files,
                           ca_data=login.ca_data)
     try:
-        with socket.create_connection((host, port), timeout=5) as raw, \
-                context.wrap_socket(raw, server_hostname=host) as tls:
-            version = tls.version()
+        _, version = state.edges.handshake(host, port, host, context, timeout=5)
     except ssl.SSLCertVerificationError as exc:
         raise OIDCError(f"Dex's certificate is not trusted by {_ca_file(state)}: "
                         f"{exc.verify_message}",
@@ -169,15 +226,16 @@ def dex_not_serving(req: VerifyRequest) -> str:
     return f"{ref.describe()} {why}" if why else ""
 
 
+@step("issuer discovery", needs=("TLS trust",))
 def step_discovery(state: _State) -> str:
     from dexkit.oidc.discovery import discover
-    from dexkit.oidc.session import http_client
 
-    state.http = http_client(state.req.login)
+    state.http = state.edges.http(state.req.login)
     state.provider = discover(state.http, state.req.login.issuer)
     return f"issuer matches byte for byte; grants: {', '.join(state.provider.grant_types)}"
 
 
+@step("login", needs=("issuer discovery",))
 def step_login(state: _State) -> str:
     from dexkit.oidc.session import run_grant
 
@@ -188,6 +246,7 @@ def step_login(state: _State) -> str:
     return f"{login.grant} grant as {login.username or 'the browser user'}"
 
 
+@step("token claims", needs=("login",))
 def step_token(state: _State) -> str:
     from dexkit.errors import OIDCError
     from dexkit.oidc.session import verify_for
@@ -204,7 +263,7 @@ def step_token(state: _State) -> str:
         raise OIDCError(f"the ID token has no '{api.username_claim}' claim (the API server's "
                         "username claim)", f"request the scope that carries it, or set "
                         f"apiServer.usernameClaim to one of {sorted(claims)}")
-    if api.username_claim == "email" and claims.get("email_verified") is False:
+    if unverified_email(state.req.config, claims):
         raise OIDCError("email_verified is false: the API server refuses an email username "
                         "that is not verified", "verify the address upstream, or use another "
                         "username claim with a prefix")
@@ -217,12 +276,14 @@ def step_token(state: _State) -> str:
             f"{api.groups_claim}={groups}")
 
 
+@step("API server review", needs=("token claims",))
 def step_review(state: _State) -> str:
     from dexkit.errors import ClusterError
     from dexkit.kube import review_identity, token_session
 
     assert state.tokens is not None
-    deadline = time.monotonic() + state.req.authenticator_wait
+    edges = state.edges
+    deadline = edges.clock() + state.req.authenticator_wait
     session = token_session(state.req.target, state.tokens.id_token)
     while True:
         try:
@@ -231,13 +292,20 @@ def step_review(state: _State) -> str:
         except ClusterError as exc:
             if exc.status != 401:
                 raise
-            if time.monotonic() > deadline:
-                failure = authenticator_failure(state.req)
+            if edges.clock() > deadline:
+                failure = authenticator_failure(state.req, edges.now())
                 if failure is None:
                     raise
                 raise ClusterError(*explain(failure, state.req.config.issuer)) from None
-            time.sleep(2)  # the authenticator may still be fetching Dex's discovery document
+            edges.sleep(2)  # the authenticator may still be fetching Dex's discovery document
     return f"{state.identity.username} in {', '.join(state.identity.groups)}"
+
+
+def unverified_email(config: Config, claims: dict[str, Any]) -> bool:
+    """Whether the API server refuses ``claims`` for an unverified email: the username is the
+    email claim and email_verified is false. A token without email_verified passes, as the API
+    server checks the claim only when it is present. Shared by verify and doctor."""
+    return config.api_server.username_claim == "email" and claims.get("email_verified") is False
 
 
 def robot_of(config: Config, claims: dict[str, Any]) -> str | None:
@@ -246,13 +314,11 @@ def robot_of(config: Config, claims: dict[str, Any]) -> str | None:
     return str(party) if party in config.robot_ids else None
 
 
-def authenticator_failure(req: VerifyRequest) -> AuthenticatorFailure | None:
+def authenticator_failure(req: VerifyRequest, now: dt.datetime) -> AuthenticatorFailure | None:
     """Why the API server's OIDC authenticator is not initialized, from its own log (see
     :mod:`dexkit.apiserverlog`); None when the log cannot be read or names nothing."""
-    import datetime as dt
-
     log = apiserver_log(req.project_dir, req.target)
-    return last_failure(log, req.config.issuer, dt.datetime.now(dt.UTC)) if log else None
+    return last_failure(log, req.config.issuer, now) if log else None
 
 
 def apiserver_log(project_dir: Path, target: Target) -> str:
@@ -323,6 +389,7 @@ def mapping_mismatch(config: Config, claims: dict[str, Any],
     return None
 
 
+@step("claim mapping", needs=("API server review",))
 def step_mapping(state: _State) -> str:
     from dexkit.errors import DexkitError as Mismatch
 
@@ -343,6 +410,7 @@ def step_mapping(state: _State) -> str:
     return f"user and {len(groups)} groups as promised (groups prefix '{prefix}')"
 
 
+@step("authorization", needs=("claim mapping",))
 def step_authorization(state: _State) -> str:
     from dexkit.errors import DexkitError as Denied
     from dexkit.kube import review_access, token_session
@@ -371,13 +439,3 @@ def scopes_for(config: Config) -> tuple[str, ...]:
 
     return project_scopes(config)
 
-
-STEPS: list[tuple[str, Step]] = [
-    ("TLS trust", step_tls),
-    ("issuer discovery", step_discovery),
-    ("login", step_login),
-    ("token claims", step_token),
-    ("API server review", step_review),
-    ("claim mapping", step_mapping),
-    ("authorization", step_authorization),
-]

@@ -17,7 +17,14 @@ from dexkit.config import OIDCConnector
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
 from dexkit.doctor.local import covers, names_of
 from dexkit.errors import OIDCError
-from dexkit.oidc.discovery import WELL_KNOWN, discover, explain_difference, get_json
+from dexkit.oidc.discovery import (
+    WELL_KNOWN,
+    discover,
+    explain_difference,
+    get_json,
+    handshake,
+    tls_context,
+)
 from dexkit.oidc.flows import CLIENT_CREDENTIALS_GRANT, CLIENT_CREDENTIALS_HINT, EXCHANGE_GRANT
 from dexkit.pki import inspect_cert
 
@@ -99,16 +106,9 @@ def _handshake(ctx: Context, verify: bool) -> tuple[bytes, str]:
     """The server's leaf certificate (DER) and TLS version; verified against ssl/ca.pem and
     the issuer's host when ``verify``."""
     host, port = ctx.config.issuer_host, ctx.config.issuer_port
-    if verify:
-        context = ssl.create_default_context(cafile=str(ctx.paths.ca))
-    else:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    address = _first_accepting(ctx)
-    with socket.create_connection((address, port), timeout=ctx.edges.timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
-        return tls.getpeercert(binary_form=True) or b"", str(tls.version())
+    context = ssl.create_default_context(cafile=str(ctx.paths.ca)) if verify else \
+        tls_context(None, insecure=True)
+    return handshake(_first_accepting(ctx), port, host, context, timeout=ctx.edges.timeout)
 
 
 @check("network.tls", needs=("network.tcp", "local.tls-files"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
+from dexkit.verify import unverified_email
 
 if TYPE_CHECKING:
     from dexkit.doctor.apiserver import ApiServerView
@@ -154,7 +155,7 @@ def email_verified(ctx: Context) -> Result:
     if "email" not in claims:
         return fail("the token has no 'email' claim, the API server's username claim",
                     "request the 'email' scope, and check that the connector returns an email")
-    if claims.get("email_verified") is False:
+    if unverified_email(ctx.config, claims):
         return fail(f"email_verified is false for {claims['email']}: the API server refuses an "
                     "email username that is not verified",
                     "verify the address upstream (or, for a connector that cannot, use another "

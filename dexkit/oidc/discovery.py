@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +71,18 @@ def tls_context(ca_file: Path | None, *, insecure: bool = False,
             raise OIDCError(f"--certificate-authority-data is not a PEM certificate: {exc}",
                             "pass the CA's PEM, base64-encoded (base64 -w0 ca.pem)") from None
     return context
+
+
+def handshake(address: str, port: int, server_name: str, context: ssl.SSLContext, *,
+              timeout: float) -> tuple[bytes, str]:
+    """One TLS handshake with ``address:port`` for ``server_name`` under ``context``: the
+    certificate the server presents (DER, b"" if none) and the TLS version. Raises
+    ``ssl.SSLCertVerificationError`` when ``context`` verifies and the certificate fails, other
+    ``ssl.SSLError`` or ``OSError`` when no TLS session comes up. verify, doctor and deploy's
+    readiness wait each shake hands through this one function."""
+    with socket.create_connection((address, port), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=server_name) as tls:
+        return tls.getpeercert(binary_form=True) or b"", str(tls.version())
 
 
 def make_client(ca_file: Path | None, *, insecure: bool = False, timeout: float = 10.0,

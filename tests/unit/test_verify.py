@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dexkit.config import parse_config
-from dexkit.kube import Identity
-from dexkit.verify import Probe, expected_identity, mapping_mismatch
+from dexkit.errors import OIDCError
+from dexkit.kube import Identity, Target
+from dexkit.verify import (
+    STEPS,
+    Edges,
+    Probe,
+    Step,
+    StepResult,
+    VerifyRequest,
+    _State,
+    expected_identity,
+    mapping_mismatch,
+    run_step,
+)
 
 CLAIMS = {"email": "admin@example.com", "sub": "Cg1hZG1pbg", "groups": ["team-a", "team-a/x"]}
 
@@ -46,3 +60,31 @@ def test_what_cel_expressions_make_is_left_to_the_api_server() -> None:
 def test_probes_parse() -> None:
     assert str(Probe.parse("list nodes")) == "list nodes"
     assert str(Probe.parse("get pods default")) == "get pods in default"
+
+
+def test_every_step_needs_only_steps_that_run_before_it() -> None:
+    names = [s.name for s in STEPS]
+    assert names == ["TLS trust", "issuer discovery", "login", "token claims",
+                     "API server review", "claim mapping", "authorization"]
+    for position, chosen in enumerate(STEPS):
+        for need in chosen.needs:
+            assert need in names[:position], f"{chosen.name} needs {need}, which runs later"
+
+
+def test_a_failure_is_timed_by_the_clock_and_skips_what_needs_it(tmp_path: Path) -> None:
+    ticks = iter([10.0, 10.25])
+
+    def refused(state: _State) -> str:
+        raise OIDCError("refused", "fix it")
+
+    state = _State(VerifyRequest(config=parse_config("issuer: https://127.0.0.1:32000\n"),
+                                 project_dir=tmp_path, target=Target(), login=None),  # type: ignore[arg-type]
+                   Edges(clock=lambda: next(ticks)))
+    results: dict[str, StepResult] = {}
+    results["a"] = run_step(Step("a", refused), state, results)
+    results["b"] = run_step(Step("b", lambda state: "never runs", needs=("a",)), state, results)
+    results["c"] = run_step(Step("c", lambda state: "never runs", needs=("b",)), state, results)
+    assert list(results.values()) == [
+        StepResult("a", "fail", "refused", "fix it", 0.25),
+        StepResult("b", "skip", "an earlier step failed"),
+        StepResult("c", "skip", "an earlier step failed")]
