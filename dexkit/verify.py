@@ -28,6 +28,7 @@ from dexkit.apiserverlog import TAIL_LINES, AuthenticatorFailure, explain, last_
 from dexkit.errors import DexkitError
 from dexkit.oidc.discovery import handshake
 from dexkit.oidc.session import http_client
+from dexkit.render.apiserver.authn import refuses_unverified_email
 
 if TYPE_CHECKING:
     import httpx
@@ -304,8 +305,9 @@ def step_review(state: _State) -> str:
 def unverified_email(config: Config, claims: dict[str, Any]) -> bool:
     """Whether the API server refuses ``claims`` for an unverified email: the username is the
     email claim and email_verified is false. A token without email_verified passes, as the API
-    server checks the claim only when it is present. Shared by verify and doctor."""
-    return config.api_server.username_claim == "email" and claims.get("email_verified") is False
+    server checks the claim only when it is present; with apiServer.usernameExpression it is not
+    checked at all (the expression and the rules say what is). Shared by verify and doctor."""
+    return refuses_unverified_email(config) and claims.get("email_verified") is False
 
 
 def robot_of(config: Config, claims: dict[str, Any]) -> str | None:

@@ -88,3 +88,17 @@ def test_a_failure_is_timed_by_the_clock_and_skips_what_needs_it(tmp_path: Path)
         StepResult("a", "fail", "refused", "fix it", 0.25),
         StepResult("b", "skip", "an earlier step failed"),
         StepResult("c", "skip", "an earlier step failed")]
+
+
+def test_email_verified_is_judged_as_the_rendered_api_server_judges_it() -> None:
+    """With apiServer.usernameExpression dexkit renders no email_verified rule: verify and
+    doctor must not refuse what that API server accepts."""
+    from dexkit.verify import unverified_email
+    from tests.unit.render.helpers import make_config
+
+    unverified = {"email": "a@b.c", "email_verified": False}
+    assert unverified_email(make_config(), unverified)
+    assert not unverified_email(make_config(), {"email": "a@b.c"})
+    expression = make_config({"apiServer": {"mode": "authentication-config",
+                                            "usernameExpression": "claims.sub"}})
+    assert not unverified_email(expression, unverified)

@@ -128,12 +128,20 @@ def authentication_api_version(minor: int) -> str:
     return "apiserver.config.k8s.io/v1" if minor >= 34 else "apiserver.config.k8s.io/v1beta1"
 
 
+def refuses_unverified_email(config: Config) -> bool:
+    """Whether the API server dexkit renders refuses a token whose email_verified is false: the
+    username comes from the email claim, not from apiServer.usernameExpression (which then says
+    all there is to say)."""
+    api = config.api_server
+    return api.username_claim == "email" and api.username_expression is None
+
+
 def claim_validation_rules(config: Config) -> list[dict[str, str]]:
     """dexkit's email_verified rule (username from the email claim), requiredClaims, then
     apiServer.claimValidationRules as written."""
     api = config.api_server
     rules: list[dict[str, str]] = []
-    if api.username_claim == "email" and api.username_expression is None:
+    if refuses_unverified_email(config):
         rules.append({"expression": EMAIL_VERIFIED_RULE,
                       "message": "the email address in the token is not verified"})
     rules += [{"claim": key, "requiredValue": value}
