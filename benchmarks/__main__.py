@@ -16,6 +16,7 @@ from benchmarks import (
     bench_sandbox,
     bench_token,
 )
+from tests.machine import MachineLock
 
 SECTIONS = {
     "init": bench_init.run,
@@ -26,13 +27,22 @@ SECTIONS = {
     "kind": bench_kind.run,
 }
 OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+# Sections that take the machine (a node sandbox's bridge and iptables rules, a container
+# engine): they hold the e2e suite's machine lock exclusively, as the e2e modules that do the
+# same, so that a test run and a benchmark never meet. The others hold it shared.
+MACHINE_SECTIONS = ("node", "kind")
 
 
 def main(argv: list[str]) -> None:
     chosen = argv or list(SECTIONS)
     parts = []
     for name in chosen:
-        text, _ = SECTIONS[name]()
+        lock = MachineLock()
+        lock.take(exclusive=name in MACHINE_SECTIONS, why=f"the {name} benchmark")
+        try:
+            text, _ = SECTIONS[name]()
+        finally:
+            lock.release()
         print(text + "\n", flush=True)
         parts.append(text)
     header = (
