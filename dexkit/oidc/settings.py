@@ -21,16 +21,18 @@ The password, for the password grant, is looked up in one order, first found win
 from __future__ import annotations
 
 import os
+import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from dexkit import redact
 from dexkit.errors import UsageError
 from dexkit.issuer import IssuerError, parse_issuer
-from dexkit.oidc import options
+from dexkit.oidc import DEFAULT_SCOPES, options
 from dexkit.oidc.cache import STORAGES
 
 OFFLINE_ACCESS = "offline_access"
@@ -184,7 +186,9 @@ class LoginSettings:
         if self.password_arg is not None:
             return self.password_arg
         if self.password_file is not None:
-            from dexkit.files import read_text
+            # dexkit.files (~10 modules, ~5 ms: tempfile, random) only when a file is read: the
+            # '--help' of token, login, verify and kubeconfig load this module.
+            from dexkit.files import read_text  # noqa: PLC0415
 
             try:
                 # The user named this file: a link (a mounted Secret) or a pipe (<(pass show
@@ -201,7 +205,9 @@ class LoginSettings:
             if stored.is_file() or stored.is_symlink():
                 return read_password(stored)
         if may_prompt and sys.stdin.isatty():
-            import getpass
+            # getpass (~0.5 ms, 2 modules with termios) only for a prompt: the '--help' of token,
+            # login, verify and kubeconfig load this module.
+            import getpass  # noqa: PLC0415
 
             return getpass.getpass(f"Password for {self.username}: ")
         return None
@@ -216,8 +222,6 @@ class LoginSettings:
         found = self.password(environ, may_prompt=may_prompt)
         if found is None:
             raise UsageError(f"no password for {self.username}", self.password_hint())
-        from dataclasses import replace
-
         return replace(self, password_arg=found, password_file=None)
 
     def looking_only(self) -> LoginSettings:
@@ -226,8 +230,6 @@ class LoginSettings:
         Dex keeps one refresh token per user and client and deletes the older one when it
         issues another: a look that asked for one would log the user's kubectl out (its next
         refresh refused, found by the node's fault tests)."""
-        from dataclasses import replace
-
         return replace(self, scopes=tuple(s for s in self.scopes if s != OFFLINE_ACCESS))
 
     def password_hint(self) -> str:
@@ -244,11 +246,7 @@ class LoginSettings:
     def login_command(self) -> str:
         """The command that logs in with these settings in a terminal and fills the cache
         (secret values hidden: it is printed)."""
-        import shlex
-
-        from dexkit.redact import argv
-
-        return shlex.join(["dexkit", "login", *argv(self.argv)])
+        return shlex.join(["dexkit", "login", *redact.argv(self.argv)])
 
 
 def build_settings(argv: list[str] | tuple[str, ...], *,
@@ -361,8 +359,6 @@ def _check_issuer(issuer: str, grant: Grant, *, allow_http: bool) -> list[str]:
     password) is refused unless ``--allow-insecure-http`` says so (the refresh grant, the
     refresh token, likewise: see dexkit.oidc.session.obtain), and every other use is warned.
     """
-    from dexkit.redact import url
-
     # The one issuer parse (dexkit.issuer): what passes here, httpx and Go read alike; it
     # refuses control and non-ASCII characters, a port that is not one, and user:password@.
     try:
@@ -370,7 +366,7 @@ def _check_issuer(issuer: str, grant: Grant, *, allow_http: bool) -> list[str]:
     except IssuerError as exc:
         raise UsageError(f"--issuer: {exc}", exc.hint) from None
     if parts.scheme not in ("https", "http"):
-        raise UsageError(f"--issuer {url(issuer)}: not an https URL",
+        raise UsageError(f"--issuer {redact.url(issuer)}: not an https URL",
                          "pass Dex's issuer URL, e.g. https://dex.example.com:32000")
     if parts.scheme == "https":
         return []
@@ -420,8 +416,10 @@ def _client_secret(opts: dict[str, Any], environ: Mapping[str, str]) -> str:
 
 
 def _ca_data(text: str) -> bytes:
-    import base64
-    import binascii
+    # base64 and binascii (~0.8 ms, 4 modules with struct) only for an embedded CA: the
+    # '--help' of token, login, verify and kubeconfig load this module.
+    import base64  # noqa: PLC0415
+    import binascii  # noqa: PLC0415
 
     try:
         return base64.b64decode(text, validate=True)
@@ -530,9 +528,11 @@ def project_token_args(directory: Path, config: Config, *, grant: str = "authcod
         audience = audience or config.api_server.client_id
     args = ["--issuer", config.issuer, "--client-id", client_id or login]
     if embed_ca:
-        import base64
+        import base64  # noqa: PLC0415
 
-        from dexkit.files import read_limited
+        # dexkit.files (~10 modules, ~5 ms: tempfile, random) only when a file is read: the
+        # '--help' of token, login, verify and kubeconfig load this module.
+        from dexkit.files import read_limited  # noqa: PLC0415
 
         try:
             data = read_limited(ca, trust=True)
@@ -580,7 +580,9 @@ def _robot(config: Config) -> str:
 
 
 def _exchange_args(config: Config) -> list[str]:
-    from dexkit.config import OIDCConnector
+    # The config model (~45 ms, ~46 modules) only for a project's login: the '--help' of
+    # token, login, verify and kubeconfig load this module.
+    from dexkit.config import OIDCConnector  # noqa: PLC0415
 
     found = [c for c in config.connectors
              if isinstance(c, OIDCConnector) and c.token_exchange is not None]
@@ -593,16 +595,17 @@ def _exchange_args(config: Config) -> list[str]:
             "--subject-audience", conn.token_exchange.audience]
 
 
-# The project's paths (dexkit.layout) for the kubeconfig a project login writes; imported here,
-# not at the top, so that the token path (which loads this module) loads one module fewer.
+# The project's paths (dexkit.layout, ~0.8 ms) for the kubeconfig a project login writes;
+# imported here, not at the top, so that the token path (which loads this module) loads one
+# module fewer.
 def project_ca(directory: Path, config: Config) -> Path:
-    from dexkit.layout import tls_paths
+    from dexkit.layout import tls_paths  # noqa: PLC0415
 
     return tls_paths(directory, config).ca
 
 
 def stored_password(directory: Path, username: str) -> Path:
-    from dexkit.layout import password_file
+    from dexkit.layout import password_file  # noqa: PLC0415
 
     return password_file(directory, username)
 
@@ -614,15 +617,15 @@ def read_password(path: Path) -> str:
     """A project's stored password: from a regular file of the user's own that nobody else can
     read, never through a symbolic link (a cloned project must not turn any local file into
     the password it sends to its own issuer); see :mod:`dexkit.readfile`."""
-    from dexkit.files import read_text
+    # dexkit.files (~10 modules, ~5 ms: tempfile, random) only when a file is read: the
+    # '--help' of token, login, verify and kubeconfig load this module.
+    from dexkit.files import read_text  # noqa: PLC0415
 
     return read_text(path, secret=True, max_bytes=PASSWORD_MAX_BYTES, what="a password").strip()
 
 
 def project_scopes(config: Config) -> tuple[str, ...]:
     """dexkit's scopes, without ``groups`` when the API server maps no groups claim."""
-    from dexkit.oidc import DEFAULT_SCOPES
-
     if config.api_server.groups_claim:
         return DEFAULT_SCOPES
     return tuple(s for s in DEFAULT_SCOPES if s != "groups")
