@@ -38,11 +38,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dexkit import kube
 from dexkit.config import Config
 from dexkit.errors import ClusterError, DexkitError
 from dexkit.oidc.discovery import handshake
+from dexkit.oidc.tokens import probe_token
 from dexkit.render.dex import NAME, SELECTOR
 
 # kube-apiserver's JWT authenticator before its first successful discovery of the issuer.
@@ -285,8 +287,6 @@ def _through_proxy(cluster: kube.Cluster, config: Config) -> tuple[bool, str]:
 
 
 def urlpath(config: Config) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(config.issuer).path.rstrip("/") + "/.well-known/openid-configuration"
 
 
@@ -320,8 +320,6 @@ def _tail(path: Path, size: int = 64 * 1024) -> str:
 
 def _authenticator(cluster: kube.Cluster, target: Target, log: Callable[[], str],
                    e: Edges) -> tuple[bool, str]:
-    from dexkit.oidc.tokens import probe_token
-
     config = target.config
     probe = probe_token(config.issuer, config.api_server.client_id)
     marker = hashlib.sha256(probe.encode()).hexdigest()[:8]

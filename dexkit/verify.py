@@ -24,20 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from dexkit import kube
 from dexkit.apiserverlog import TAIL_LINES, AuthenticatorFailure, explain, last_failure
-from dexkit.errors import DexkitError
-from dexkit.oidc.discovery import handshake
-from dexkit.oidc.session import http_client
+from dexkit.config import ROBOT_USERNAME_PREFIX, Config
+from dexkit.errors import ClusterError, DexkitError, OIDCError, UsageError
+from dexkit.kube import Identity, Target
+from dexkit.layout import tls_paths
+from dexkit.oidc.discovery import Provider, discover, handshake, tls_context
+from dexkit.oidc.flows import TokenSet
+from dexkit.oidc.session import http_client, run_grant, verify_for
+from dexkit.oidc.settings import LoginSettings, project_scopes
 from dexkit.render.apiserver.authn import refuses_unverified_email
+from dexkit.render.dex import NAME
+from dexkit.rollout import not_serving
+from dexkit.sandbox.target import running_sandbox
 
 if TYPE_CHECKING:
     import httpx
-
-    from dexkit.config import Config
-    from dexkit.kube import Identity, Target
-    from dexkit.oidc.discovery import Provider
-    from dexkit.oidc.flows import TokenSet
-    from dexkit.oidc.settings import LoginSettings
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -55,8 +58,6 @@ class Probe:
     def parse(cls, text: str, expect_allowed: bool = True) -> Probe:
         words = text.split()
         if len(words) not in (2, 3):
-            from dexkit.errors import UsageError
-
             raise UsageError(f"'{text}' is not 'VERB RESOURCE [NAMESPACE]'",
                              "for example --can 'list nodes' or --can 'get pods default'")
         return cls(words[0], words[1], words[2] if len(words) == 3 else None, expect_allowed)
@@ -176,17 +177,12 @@ def passed(results: list[StepResult]) -> bool:
 
 
 def _ca_file(state: _State) -> Path:
-    from dexkit.layout import tls_paths
-
     return tls_paths(state.req.project_dir, state.req.config).ca
 
 
 @step("TLS trust")
 def step_tls(state: _State) -> str:
     """A TLS handshake with the issuer, trusting only dexkit's CA."""
-    from dexkit.errors import OIDCError
-    from dexkit.oidc.discovery import tls_context
-
     host, port = state.req.config.issuer_host, state.req.config.issuer_port
     login = state.req.login
     context = tls_context(None, insecure=login.insecure, more_files=login.ca_files,
@@ -213,11 +209,6 @@ def dex_not_serving(req: VerifyRequest) -> str:
     """Why Dex's Deployment in the target cluster cannot answer ("Deployment dex/dex is
     scaled to 0 replicas"), or "" when it can, or when there is no such Deployment or no
     cluster to ask (Dex may run elsewhere): asked only once Dex did not answer."""
-    from dexkit import kube
-    from dexkit.errors import ClusterError
-    from dexkit.render.dex import NAME
-    from dexkit.rollout import not_serving
-
     ref = kube.ObjectRef("Deployment", NAME, req.config.namespace)
     try:
         found = kube.get_object(kube.connect(req.target), ref)
@@ -229,8 +220,6 @@ def dex_not_serving(req: VerifyRequest) -> str:
 
 @step("issuer discovery", needs=("TLS trust",))
 def step_discovery(state: _State) -> str:
-    from dexkit.oidc.discovery import discover
-
     state.http = state.edges.http(state.req.login)
     state.provider = discover(state.http, state.req.login.issuer)
     return f"issuer matches byte for byte; grants: {', '.join(state.provider.grant_types)}"
@@ -238,8 +227,6 @@ def step_discovery(state: _State) -> str:
 
 @step("login", needs=("issuer discovery",))
 def step_login(state: _State) -> str:
-    from dexkit.oidc.session import run_grant
-
     assert state.provider is not None
     login = state.req.login
     # a look: no refresh token, which would revoke the one kubectl's cache holds
@@ -249,9 +236,6 @@ def step_login(state: _State) -> str:
 
 @step("token claims", needs=("login",))
 def step_token(state: _State) -> str:
-    from dexkit.errors import OIDCError
-    from dexkit.oidc.session import verify_for
-
     assert state.provider is not None and state.tokens is not None
     api = state.req.config.api_server
     state.claims = verify_for(state.req.login, state.http, state.provider, state.tokens)
@@ -279,16 +263,13 @@ def step_token(state: _State) -> str:
 
 @step("API server review", needs=("token claims",))
 def step_review(state: _State) -> str:
-    from dexkit.errors import ClusterError
-    from dexkit.kube import review_identity, token_session
-
     assert state.tokens is not None
     edges = state.edges
     deadline = edges.clock() + state.req.authenticator_wait
-    session = token_session(state.req.target, state.tokens.id_token)
+    session = kube.token_session(state.req.target, state.tokens.id_token)
     while True:
         try:
-            state.identity = review_identity(session)
+            state.identity = kube.review_identity(session)
             break
         except ClusterError as exc:
             if exc.status != 401:
@@ -327,16 +308,12 @@ def apiserver_log(project_dir: Path, target: Target) -> str:
     """The API server's recent log: its static Pod's (kubeadm, kind) through the API with the
     target's own credentials, else the project's running sandbox's log file; '' when neither
     can be read (a managed control plane, or no right to read kube-system's pods)."""
-    from dexkit.errors import ClusterError
-    from dexkit.kube import connect, list_objects, pod_log
-    from dexkit.sandbox.target import running_sandbox
-
     try:
-        cluster = connect(target)
-        pods = list_objects(cluster, "Pod", namespace="kube-system",
-                            labels="component=kube-apiserver")
-        text = "\n".join(pod_log(cluster, "kube-system", p["metadata"]["name"], "kube-apiserver",
-                                 tail=TAIL_LINES) for p in pods)
+        cluster = kube.connect(target)
+        pods = kube.list_objects(cluster, "Pod", namespace="kube-system",
+                                 labels="component=kube-apiserver")
+        text = "\n".join(kube.pod_log(cluster, "kube-system", p["metadata"]["name"],
+                                       "kube-apiserver", tail=TAIL_LINES) for p in pods)
         if text:
             return text
     except ClusterError:
@@ -355,8 +332,6 @@ def apiserver_log(project_dir: Path, target: Target) -> str:
 def expected_identity(config: Config, claims: dict[str, Any]) -> tuple[str, list[str]]:
     """What the API server must make of ``claims``, by the config's mapping rules (a robot's
     token: 'client:<id>', see dexkit.render.apiserver.username_expression)."""
-    from dexkit.config import ROBOT_USERNAME_PREFIX
-
     api = config.api_server
     robot = robot_of(config, claims)
     username = ROBOT_USERNAME_PREFIX + robot if robot is not None and \
@@ -393,20 +368,18 @@ def mapping_mismatch(config: Config, claims: dict[str, Any],
 
 @step("claim mapping", needs=("API server review",))
 def step_mapping(state: _State) -> str:
-    from dexkit.errors import DexkitError as Mismatch
-
     assert state.identity is not None
     req, identity = state.req, state.identity
     mismatch = mapping_mismatch(req.config, state.claims, identity)
     if mismatch is not None:
-        raise Mismatch(*mismatch)
+        raise DexkitError(*mismatch)
     _, groups = expected_identity(req.config, state.claims)
     if req.expect_user is not None and identity.username != req.expect_user:
-        raise Mismatch(f"user is '{identity.username}', expected '{req.expect_user}'",
+        raise DexkitError(f"user is '{identity.username}', expected '{req.expect_user}'",
                        "log in as the expected user")
     absent = [g for g in req.expect_groups if g not in identity.groups]
     if absent:
-        raise Mismatch(f"expected groups {absent} are not among {list(identity.groups)}",
+        raise DexkitError(f"expected groups {absent} are not among {list(identity.groups)}",
                        "check the user's groups upstream and the groups prefix")
     prefix = req.config.api_server.groups_prefix
     return f"user and {len(groups)} groups as promised (groups prefix '{prefix}')"
@@ -414,19 +387,16 @@ def step_mapping(state: _State) -> str:
 
 @step("authorization", needs=("claim mapping",))
 def step_authorization(state: _State) -> str:
-    from dexkit.errors import DexkitError as Denied
-    from dexkit.kube import review_access, token_session
-
     assert state.tokens is not None
     if not state.req.probes:
         return "no probes asked (--can / --cannot)"
-    session = token_session(state.req.target, state.tokens.id_token)
+    session = kube.token_session(state.req.target, state.tokens.id_token)
     lines = []
     for probe in state.req.probes:
-        result = review_access(session, probe.verb, probe.resource, probe.namespace)
+        result = kube.review_access(session, probe.verb, probe.resource, probe.namespace)
         if result.allowed != probe.expect_allowed:
             verdict = "allowed" if result.allowed else "denied"
-            raise Denied(f"'{probe}' is {verdict}, expected "
+            raise DexkitError(f"'{probe}' is {verdict}, expected "
                          f"{'allowed' if probe.expect_allowed else 'denied'}",
                          "bind a ClusterRole to the user's (prefixed) group, e.g. rbac: in "
                          "dexkit.yaml and 'dexkit deploy'" if probe.expect_allowed else
@@ -437,7 +407,5 @@ def step_authorization(state: _State) -> str:
 
 def scopes_for(config: Config) -> tuple[str, ...]:
     """dexkit's scopes for ``config`` (see dexkit.oidc.settings.project_scopes)."""
-    from dexkit.oidc.settings import project_scopes
-
     return project_scopes(config)
 

@@ -12,38 +12,57 @@ import base64
 import difflib
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from dexkit import kube
+from dexkit.config import (
+    PROVEN_MINORS,
+    SUPPORTED_MINORS,
+    Config,
+    KubernetesStorage,
+    version_warnings,
+)
+from dexkit.deploy import crd_established
+from dexkit.doctor.apiserver import sandbox_view
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
-
-if TYPE_CHECKING:
-    from cryptography import x509
-
-    from dexkit.config import Config
-    from dexkit.kube import ServerClock
+from dexkit.kube import ObjectRef, ServerClock
+from dexkit.pki import fingerprint, key_matches
+from dexkit.render.apiserver import authentication_api_version
+from dexkit.render.dex import (
+    CONFIG_FILE,
+    CONFIG_SECRET,
+    CRD_GROUP,
+    NAME,
+    STORAGE_VERBS,
+    crd_resources,
+    dexkit_applies_crds,
+    render_dex_config,
+    render_service,
+    storage_kinds,
+)
+from dexkit.rollout import not_serving
+from dexkit.sandbox.controlplane import SandboxState, sandbox_dir
 
 DEPLOY_HINT = "run 'dexkit deploy' to apply what dexkit.yaml renders"
 
 
 def server_clock(ctx: Context) -> tuple[ServerClock, object]:
     """The API server's version and Date header, with this machine's clock read just after."""
-    from dexkit.kube import server_clock as read
-
     def load() -> tuple[ServerClock, object]:
-        answer = read(ctx.cluster)
+        answer = kube.server_clock(ctx.cluster)
         return answer, ctx.edges.clock()
     return ctx.fact("cluster.clock", load)
 
 
 def live(ctx: Context, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
     """The live object in Dex's namespace (or ``namespace``), None when it does not exist."""
-    from dexkit.kube import ObjectRef, get_object
-
     ns = namespace or ctx.config.namespace
     return ctx.fact(f"live:{kind}:{ns}/{name}",
-                    lambda: get_object(ctx.cluster, ObjectRef(kind, name, ns)))
+                    lambda: kube.get_object(ctx.cluster, ObjectRef(kind, name, ns)))
 
 
 def _name(ctx: Context, name: str) -> str:
@@ -56,10 +75,6 @@ def skip_if_sandbox_runs_dex(ctx: Context, *, storage_checks: bool = False) -> N
     not apply (the network and API-server checks still judge that Dex). Checks of what Dex's
     kubernetes storage needs (``storage_checks``) do apply when that Dex uses it: it reads the
     sandbox through the rendered ServiceAccount and RBAC."""
-    from dexkit.doctor.apiserver import sandbox_view
-    from dexkit.render.dex import NAME
-    from dexkit.sandbox.controlplane import SandboxState, sandbox_dir
-
     def load() -> str:
         if sandbox_view(ctx.directory, ctx.config, ctx.cluster.server) is None:
             return ""
@@ -88,8 +103,6 @@ _VERSION = re.compile(r"^v?1\.(\d+)(?:\.|$)")
 @check("cluster.version", needs=("cluster.reachable",), cluster=True)
 def version(ctx: Context) -> Result:
     """The cluster's Kubernetes minor is proven and is the one dexkit.yaml renders for."""
-    from dexkit.config import PROVEN_MINORS, version_warnings
-
     answer, _ = server_clock(ctx)
     match = _VERSION.match(answer.version or "")
     if match is None:
@@ -116,9 +129,6 @@ def version(ctx: Context) -> Result:
 
 def rendered_differences(config: Config, minor: int) -> list[str]:
     """What dexkit would render differently for the API server of minor ``minor``."""
-    from dexkit.config import SUPPORTED_MINORS
-    from dexkit.render.apiserver import authentication_api_version
-
     found = []
     ours, theirs = config.minor, min(minor, SUPPORTED_MINORS[-1])
     if config.api_server.mode == "authentication-config" and \
@@ -137,8 +147,6 @@ def rendered_differences(config: Config, minor: int) -> list[str]:
 def deployment(ctx: Context) -> Result:
     """Dex's Deployment exists and is available."""
     skip_if_sandbox_runs_dex(ctx)
-    from dexkit.render.dex import NAME
-    from dexkit.rollout import not_serving
 
     found = live(ctx, "Deployment", NAME)
     where = f"Deployment {_name(ctx, NAME)}"
@@ -212,12 +220,10 @@ def _probe_mismatch(pod: dict[str, Any]) -> list[str]:
 
 def _pod_problems(ctx: Context, deployment: dict[str, Any]) -> list[str]:
     """Why Dex's pods are not ready, in a few words each (waiting reasons, scheduling)."""
-    from dexkit.kube import list_objects
-
     selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     labels = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
     try:
-        pods = list_objects(ctx.cluster, "Pod", namespace=ctx.config.namespace, labels=labels)
+        pods = kube.list_objects(ctx.cluster, "Pod", namespace=ctx.config.namespace, labels=labels)
     except Exception:
         return []
     found = []
@@ -247,7 +253,6 @@ def _pod_problems(ctx: Context, deployment: dict[str, Any]) -> list[str]:
 def service(ctx: Context) -> Result:
     """Dex's Service exposes the port dexkit renders (the issuer's port for a NodePort)."""
     skip_if_sandbox_runs_dex(ctx)
-    from dexkit.render.dex import NAME, render_service
 
     found = live(ctx, "Service", NAME)
     where = f"Service {_name(ctx, NAME)}"
@@ -285,8 +290,6 @@ def service(ctx: Context) -> Result:
 
 
 def _short_fingerprint(cert: x509.Certificate) -> str:
-    from dexkit.pki import fingerprint
-
     return fingerprint(cert)[:23] + "…"
 
 
@@ -299,9 +302,6 @@ def secret_bytes(secret: dict[str, Any], key: str) -> bytes | None:
 def tls_secret(ctx: Context) -> Result:
     """The TLS Secret in the cluster holds ssl/cert.pem (and its key)."""
     skip_if_sandbox_runs_dex(ctx)
-    from cryptography import x509
-
-    from dexkit.pki import key_matches
 
     name = ctx.config.tls_secret_name
     where = f"Secret {_name(ctx, name)}"
@@ -334,8 +334,6 @@ def tls_secret(ctx: Context) -> Result:
 
 def _private_key(data: bytes) -> Any:
     """The PEM key, or None when it is not one (its bytes are never shown)."""
-    from cryptography.hazmat.primitives import serialization
-
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
@@ -430,8 +428,6 @@ def config_drift(rendered: str, live_text: str, where: str) -> list[str]:
 @check("cluster.dex-config", needs=("cluster.reachable", "local.config"), cluster=True)
 def dex_config(ctx: Context) -> Result:
     """The Dex config in the cluster is what dexkit renders now (drift as a diff, no secrets)."""
-    from dexkit.render.dex import CONFIG_FILE, CONFIG_SECRET, render_dex_config
-
     skip_if_sandbox_runs_dex(ctx)
     key = CONFIG_FILE.rsplit("/", 1)[-1]
     where = f"Secret {_name(ctx, CONFIG_SECRET)}"
@@ -466,8 +462,6 @@ def dex_config(ctx: Context) -> Result:
 def dex_permissions(config: Config) -> list[tuple[str, str, str, str | None]]:
     """(verb, group, resource, namespace): what the project's Dex's kubernetes storage calls
     (creating CRDs only when Dex makes them itself)."""
-    from dexkit.render.dex import CRD_GROUP, STORAGE_VERBS, crd_resources, dexkit_applies_crds
-
     wanted: list[tuple[str, str, str, str | None]] = []
     if not dexkit_applies_crds(config):
         wanted.append(("create", "apiextensions.k8s.io", "customresourcedefinitions", None))
@@ -479,9 +473,6 @@ def dex_permissions(config: Config) -> list[tuple[str, str, str, str | None]]:
 @check("cluster.dex-crds", needs=("cluster.reachable", "local.config"), cluster=True)
 def dex_crds(ctx: Context) -> Result:
     """Dex's CRDs exist and are served, when dexkit applies them (Dex only checks them)."""
-    from dexkit.deploy import crd_established
-    from dexkit.render.dex import CRD_GROUP, dexkit_applies_crds, storage_kinds
-
     skip_if_sandbox_runs_dex(ctx, storage_checks=True)
     config = ctx.config
     if not dexkit_applies_crds(config):
@@ -506,10 +497,6 @@ def dex_crds(ctx: Context) -> Result:
 @check("cluster.dex-rbac", needs=("cluster.reachable", "local.config"), cluster=True)
 def dex_rbac(ctx: Context) -> Result:
     """Dex's ServiceAccount may manage its CRDs and their objects (SubjectAccessReview)."""
-    from dexkit.config import KubernetesStorage
-    from dexkit.kube import subject_can
-    from dexkit.render.dex import NAME, crd_resources, dexkit_applies_crds
-
     skip_if_sandbox_runs_dex(ctx, storage_checks=True)
     config = ctx.config
     if not isinstance(config.dex.storage, KubernetesStorage):
@@ -523,8 +510,8 @@ def dex_rbac(ctx: Context) -> Result:
     groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]
     wanted = dex_permissions(config)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(lambda w: subject_can(ctx.cluster, user, groups, w[0], w[2],
-                                                      w[1], w[3]), wanted))
+        answers = list(pool.map(lambda w: kube.subject_can(ctx.cluster, user, groups, w[0],
+                                                           w[2], w[1], w[3]), wanted))
     denied = [(w, a) for w, a in zip(wanted, answers, strict=True) if not a.allowed]
     if denied:
         listed = [f"{verb} {resource}.{group}" + (f" in {where}" if where else "")

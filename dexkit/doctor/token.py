@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dexkit import kube
+from dexkit.apiserverlog import explain, last_failure
+from dexkit.doctor.apiserver import ApiServerView, logs, views
 from dexkit.doctor.core import Context, Result, Skip, check, fail, ok, warn
-from dexkit.verify import unverified_email
-
-if TYPE_CHECKING:
-    from dexkit.doctor.apiserver import ApiServerView
+from dexkit.doctor.local import login_users
+from dexkit.doctor.network import provider
+from dexkit.errors import ClusterError
+from dexkit.oidc.discovery import explain_difference
+from dexkit.oidc.session import Edges, run_grant
+from dexkit.oidc.settings import project_scopes, project_settings
+from dexkit.oidc.tokens import (
+    Expectations,
+    fetch_jwks,
+    unverified_claims,
+    unverified_header,
+    verify_id_token,
+)
+from dexkit.verify import mapping_mismatch, unverified_email
 
 
 @dataclass(frozen=True)
@@ -31,9 +44,6 @@ class Login:
 
 
 def _client_settings(ctx: Context) -> tuple[str, tuple[str, ...], str]:
-    from dexkit.doctor.local import login_users
-    from dexkit.oidc.settings import project_scopes
-
     exact = [u for u in login_users(ctx) if u.issuer == ctx.config.issuer]
     if len(exact) == 1 and exact[0].client_id:
         user = exact[0]
@@ -47,16 +57,6 @@ def _client_settings(ctx: Context) -> tuple[str, tuple[str, ...], str]:
 
 def login(ctx: Context) -> Login:
     def load() -> Login:
-        from dexkit.doctor.network import provider
-        from dexkit.oidc.session import Edges, run_grant
-        from dexkit.oidc.settings import project_settings
-        from dexkit.oidc.tokens import (
-            Expectations,
-            fetch_jwks,
-            unverified_claims,
-            verify_id_token,
-        )
-
         client_id, scopes, via = _client_settings(ctx)
         # The same settings (and so the same password order) as 'dexkit login' and verify.
         settings = project_settings(ctx.directory, ctx.config, grant=ctx.request.login,
@@ -83,8 +83,6 @@ def login(ctx: Context) -> Login:
 @check("token.login", needs=("network.discovery", "local.config"), login=True)
 def logs_in(ctx: Context) -> Result:
     """A login succeeds and its ID token's signature verifies against the issuer's JWKS."""
-    from dexkit.oidc.tokens import unverified_header
-
     got = login(ctx)
     who = got.claims.get("email") or got.claims.get("sub")
     alg = unverified_header(got.id_token).get("alg")
@@ -94,8 +92,6 @@ def logs_in(ctx: Context) -> Result:
 
 def _views(ctx: Context) -> list[ApiServerView]:
     """The API servers whose configuration can be seen (none offline or when hidden)."""
-    from dexkit.doctor.apiserver import views
-
     if ctx.request.offline or not ctx.passed("apiserver.visible"):
         return []
     mode = ctx.results.get("apiserver.mode")
@@ -109,8 +105,6 @@ def _views(ctx: Context) -> list[ApiServerView]:
 @check("token.issuer", needs=("token.login",), login=True)
 def token_issuer(ctx: Context) -> Result:
     """The token's iss is the configured issuer (and the API server's), byte for byte."""
-    from dexkit.oidc.discovery import explain_difference
-
     iss = str(login(ctx).claims.get("iss", ""))
     wanted = [("dexkit.yaml", ctx.config.issuer)]
     wanted += [(v.source, v.flag("oidc-issuer-url") or "") for v in _views(ctx)
@@ -201,10 +195,6 @@ DISCOVERY_ROUND = 12.0
 def review(ctx: Context) -> Result:
     """The API server accepts the token and maps user and groups as dexkit.yaml promises
     (SelfSubjectReview)."""
-    from dexkit.errors import ClusterError
-    from dexkit.kube import connect, who_am_i
-    from dexkit.verify import mapping_mismatch
-
     got = login(ctx)
     # The API server retries discovery every 10 s: a freshly configured one may need a round.
     # A refusal that a failed check above already explains is not waited for.
@@ -213,7 +203,7 @@ def review(ctx: Context) -> Result:
     deadline = time.monotonic() + (0 if explained else DISCOVERY_ROUND)
     while True:
         try:
-            identity = who_am_i(connect(ctx.target, bearer_token=got.id_token))
+            identity = kube.who_am_i(kube.connect(ctx.target, bearer_token=got.id_token))
             break
         except ClusterError as exc:
             if exc.status != 401:
@@ -229,9 +219,6 @@ def review(ctx: Context) -> Result:
 
 def _refused(ctx: Context) -> Result:
     """A 401: named from the API server's own log when its authenticator never initialized."""
-    from dexkit.apiserverlog import explain, last_failure
-    from dexkit.doctor.apiserver import logs
-
     if ctx.passed("apiserver.visible"):
         for source, text in logs(ctx).items():
             failure = last_failure(text, ctx.config.issuer, ctx.now)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from dexkit.errors import OIDCError
 from dexkit.files import read_limited
@@ -87,7 +88,9 @@ def handshake(address: str, port: int, server_name: str, context: ssl.SSLContext
 
 def make_client(ca_file: Path | None, *, insecure: bool = False, timeout: float = 10.0,
                 more_files: Sequence[Path] = (), ca_data: Sequence[bytes] = ()) -> httpx.Client:
-    import httpx
+    # httpx (~45 ms) only when a request is sent: 'dexkit token --help' and the cached
+    # token's neighbours load this module without it.
+    import httpx  # noqa: PLC0415
 
     context = tls_context(ca_file, insecure=insecure, more_files=more_files, ca_data=ca_data)
     return httpx.Client(verify=context, timeout=timeout, follow_redirects=False,
@@ -123,8 +126,6 @@ def discover(http: httpx.Client, issuer: str) -> Provider:
 
 def explain_difference(expected: str, got: str) -> str:
     """Say how two issuer strings differ, in the terms users search for."""
-    from urllib.parse import urlsplit
-
     if got.rstrip("/") == expected.rstrip("/"):
         return "they differ only by a trailing slash"
     a, b = urlsplit(expected), urlsplit(got)
@@ -155,7 +156,9 @@ def send(http: httpx.Client, method: str, url: str, *, data: dict[str, str] | No
 
     The window is the process's (:class:`_Window`), shared by the requests that follow a
     refusal until one is answered."""
-    import httpx
+    # httpx (~45 ms) only when a request is sent: 'dexkit token --help' and the cached
+    # token's neighbours load this module without it.
+    import httpx  # noqa: PLC0415
 
     pause = 0.1
     while True:
@@ -199,7 +202,9 @@ def _refused(exc: BaseException) -> bool:
 
 
 def get_json(http: httpx.Client, url: str, what: str) -> dict[str, Any]:
-    import httpx
+    # httpx (~45 ms) only when a request is sent: 'dexkit token --help' and the cached
+    # token's neighbours load this module without it.
+    import httpx  # noqa: PLC0415
 
     try:
         response = send(http, "GET", url)

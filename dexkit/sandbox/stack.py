@@ -42,6 +42,10 @@ from dexkit.artefacts import read_render_inputs
 from dexkit.config import Config, KubernetesStorage, MemoryStorage
 from dexkit.deploy import order, prepared, wait_established
 from dexkit.errors import ClusterError, DexkitError, OIDCError
+from dexkit.layout import password_file
+from dexkit.oidc.session import Edges
+from dexkit.oidc.session import login as do_login
+from dexkit.oidc.settings import project_settings, read_password
 from dexkit.oidc.tokens import probe_token
 from dexkit.ready import NOT_INITIALIZED
 from dexkit.render.dex import NAME as DEX_ACCOUNT
@@ -102,9 +106,6 @@ class Stack:
 
 def sandbox_login(config: Config, project: Path) -> tuple[str, str] | None:
     """The first static user and its stored password, when the project has one."""
-    from dexkit.layout import password_file
-    from dexkit.oidc.settings import read_password
-
     for user in config.static_users:
         stored = password_file(project, user.email)
         if stored.is_file() or stored.is_symlink():
@@ -311,10 +312,6 @@ def wait_for_login(plane: ControlPlane, config: Config, project: Path,
                    clock: Callable[[], float] = time.monotonic) -> str:
     """Log in to Dex with the password grant, then send the ID token to the API server until
     a SelfSubjectReview answers; the username it reports."""
-    from dexkit.oidc.session import Edges
-    from dexkit.oidc.session import login as do_login
-    from dexkit.oidc.settings import project_settings
-
     deadline = clock() + timeout
     username, password = login
     environ = {"DEXKIT_SANDBOX_PASSWORD": password}
