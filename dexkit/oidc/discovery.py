@@ -141,7 +141,7 @@ def explain_difference(expected: str, got: str) -> str:
 
 
 def send(http: httpx.Client, method: str, url: str, *, data: dict[str, str] | None = None,
-         clock: Callable[[], float] = time.monotonic,
+         read_timeout: float | None = None, clock: Callable[[], float] = time.monotonic,
          sleep: Callable[[float], None] = time.sleep) -> httpx.Response:
     """``http.request``, tried again for :data:`CONNECT_RETRY` s while the connection is
     refused or reset before the request was sent (the reason is said above the constant).
@@ -163,7 +163,11 @@ def send(http: httpx.Client, method: str, url: str, *, data: dict[str, str] | No
     pause = 0.1
     while True:
         try:
-            response = http.request(method, url, data=data)
+            response = http.request(method, url, data=data) if read_timeout is None else \
+                http.request(method, url, data=data,
+                             timeout=httpx.Timeout(http.timeout.connect, read=read_timeout,
+                                                   write=http.timeout.write,
+                                                   pool=http.timeout.pool))
         except httpx.ConnectError as exc:
             if not _refused(exc):
                 raise

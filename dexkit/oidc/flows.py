@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+EXCHANGE_READ_TIMEOUT = 45.0  # seconds: see token_exchange
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a URN
 # Dex serves client_credentials from its main branch after v2.45.1 (2.46), when listed.
@@ -69,13 +70,14 @@ def _form_auth(client: Client) -> dict[str, str]:
 
 
 def _post(http: httpx.Client, provider: Provider, form: dict[str, str],
-          what: str) -> tuple[int, Any]:
+          what: str, *, read_timeout: float | None = None) -> tuple[int, Any]:
     """(status, JSON body or {}) of one token-endpoint request."""
     # httpx (~45 ms) only when a request is sent: 'dexkit token --help' loads this module.
     import httpx  # noqa: PLC0415
 
     try:
-        response = send(http, "POST", provider.token_endpoint, data=form)
+        response = send(http, "POST", provider.token_endpoint, data=form,
+                        read_timeout=read_timeout)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
                         "check that Dex is running") from None
@@ -155,7 +157,11 @@ def token_exchange(http: httpx.Client, provider: Provider, client: Client, *,
 
 def _exchange_request(http: httpx.Client, provider: Provider, form: dict[str, str],
                       connector_id: str) -> dict[str, Any]:
-    status, body = _post(http, provider, form, "token exchange")
+    # Dex verifies the subject token against the connector's issuer while it answers: on the
+    # connector's first use it fetches that issuer's discovery document and keys (through the
+    # cluster's DNS), which took more than the 10 s read time-out once on kind (CI).
+    status, body = _post(http, provider, form, "token exchange",
+                         read_timeout=EXCHANGE_READ_TIMEOUT)
     if status == 200 and isinstance(body, dict):
         return body
     code = body.get("error", "") if isinstance(body, dict) else ""
