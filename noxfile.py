@@ -20,16 +20,28 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
 
 
+# `nox -s tests` without arguments: three pytest processes side by side. Each test module that
+# takes the machine (marker `machine`: a node sandbox, a container engine) runs in the first, one
+# at a time under the machine lock; the level-1 e2e modules (loopback sandboxes) in the second;
+# unit, interop, fuzz and packaging in the third. -m machine and -m "not machine" split tests/e2e
+# in two with nothing left out.
+PARTS = (
+    ("e2e, the machine's modules", ["tests/e2e", "-m", "machine"]),
+    ("e2e, level-1 sandboxes", ["tests/e2e", "-m", "not machine"]),
+    ("unit, interop, fuzz, packaging", ["tests", "--ignore=tests/e2e"]),
+)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Unit, interop (openssl, TLS), packaging and e2e tests against real peers.
 
-    Without arguments, two pytest runs side by side: the e2e suite, which mostly waits (peers
-    starting, Pods rolling out, a kubelet's back-off), and the rest, which mostly computes; on
-    2 cores that hides the rest's ~4 minutes inside the e2e run's. The rest's output follows
-    the e2e run's; either failing fails the session. Tests of the rest that change the machine
-    for a moment hold the e2e machine lock (tests/machine.py), so the e2e modules that compare
-    the machine before and after never see them."""
+    Without arguments, the PARTS above run side by side: the e2e tests mostly wait (peers
+    starting, Pods rolling out, a kubelet's back-off), the rest mostly computes; on 2 cores that
+    hides most of each inside the others. The first part's output is shown as it runs, the
+    others' follow it; any part failing fails the session. Peers a cold run builds are built
+    once: the second process to want a release waits for the first's build (a lock per release
+    in the cache)."""
     session.install("-e", ".[test]")
     if session.posargs:
         session.run("pytest", *session.posargs)
@@ -37,20 +49,30 @@ def tests(session: nox.Session) -> None:
     env = {**os.environ, "PATH": f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}",
            "VIRTUAL_ENV": str(Path(session.bin).parent)}
     python = str(Path(session.bin) / "python")
-    log = Path(session.create_tmp()) / "pytest-rest.log"
-    with log.open("w") as out:
-        rest = subprocess.Popen([python, "-m", "pytest", "-p", "no:cacheprovider", "tests",
-                                 "--ignore=tests/e2e"], stdout=out, stderr=subprocess.STDOUT,
-                                env=env)
-        try:
-            e2e = subprocess.run([python, "-m", "pytest", "tests/e2e"], env=env, check=False)
-        finally:
-            code = rest.wait()
-    session.log("the rest of the suite (unit, interop, fuzz, packaging), run beside it:")
-    sys.stdout.write(log.read_text())
-    sys.stdout.flush()
-    if e2e.returncode or code:
-        session.error(f"pytest failed: e2e exit {e2e.returncode}, the rest exit {code}")
+    tmp = Path(session.create_tmp())
+    (live_name, live_args), *others = PARTS
+    logs = [tmp / f"pytest-part{number}.log" for number in range(2, len(PARTS) + 1)]
+    background = []
+    for (_, args), log in zip(others, logs, strict=True):
+        with log.open("w") as out:
+            background.append(subprocess.Popen(
+                [python, "-m", "pytest", "-p", "no:cacheprovider", *args], stdout=out,
+                stderr=subprocess.STDOUT, env=env))
+    codes = {}
+    try:
+        session.log(f"{live_name}, shown as it runs:")
+        codes[live_name] = subprocess.run([python, "-m", "pytest", "-p", "no:cacheprovider",
+                                           *live_args], env=env, check=False).returncode
+    finally:
+        for (name, _), process in zip(others, background, strict=True):
+            codes[name] = process.wait()
+    for (name, _), log in zip(others, logs, strict=True):
+        session.log(f"{name}, run beside it:")
+        sys.stdout.write(log.read_text())
+        sys.stdout.flush()
+    failed = [f"{name} exit {code}" for name, code in codes.items() if code]
+    if failed:
+        session.error(f"pytest failed: {'; '.join(failed)}")
 
 
 @nox.session(python=PYTHON)

@@ -1,10 +1,11 @@
 """The machine-wide lock that keeps what changes the machine apart from what checks it.
 
-Every e2e run holds it shared; a test module that takes what belongs to the machine (the node
-sandbox's bridge, iptables rules and cgroup tree, a container engine, port 32000 that kube-proxy
-captures) holds it exclusively while it runs, and compares the machine before and after. A test
-elsewhere that changes the machine for a moment (the disk-full tests mount a tmpfs) holds it
-shared while it does, so that such a comparison never sees it.
+A test module that takes what belongs to the machine (the node sandbox's bridge, iptables rules
+and cgroup tree, a container engine, port 32000 that kube-proxy captures) holds it exclusively
+while it runs, and compares the machine before and after. A test elsewhere that changes the
+machine for a moment (the disk-full tests mount a tmpfs) holds it shared while it does, so that
+such a comparison never sees it. Level-1 sandboxes (loopback, kernel-chosen ports above the
+NodePort range) neither change nor compare the machine and take nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ MACHINE_LOCK_WAIT = 45 * 60.0  # seconds: longer than a whole cold suite
 
 
 class MachineLock:
-    """``flock`` on one file per machine: every e2e run holds it shared; a test module that
-    takes what belongs to the machine (the node sandbox's bridge, iptables rules and cgroup
-    tree, a container engine, port 32000 that kube-proxy captures) holds it exclusively while
-    it runs. Two runs at once (a developer's and CI's) then share the machine for level-1
-    sandboxes (free ports each) and take turns for the rest; a wait is said, and fails by name
-    after :data:`MACHINE_LOCK_WAIT`. (filelock's FileLock is an exclusive ``flock`` too, so
-    runs of older checkouts take part.)"""
+    """``flock`` on one file per machine: a test module that takes what belongs to the machine
+    holds it exclusively while it runs; a test that changes the machine for a moment holds it
+    shared. Two runs at once (a developer's and CI's) take turns for the machine's modules; a
+    wait is said, and fails by name after :data:`MACHINE_LOCK_WAIT`. (filelock's FileLock is
+    an exclusive ``flock`` too, so runs of older checkouts take part.)"""
 
     def __init__(self) -> None:
         base = Path("/run/lock")

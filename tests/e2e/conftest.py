@@ -86,30 +86,25 @@ class MachineLock(machine.MachineLock):
         pytest.fail(message, pytrace=False)
 
 
-_MACHINE: list[MachineLock] = []
-
-
-@pytest.fixture(scope="session", autouse=True)
-def machine_lock() -> Iterator[MachineLock]:
-    """The run's share of the machine (see :class:`MachineLock`)."""
-    lock = MachineLock()
-    lock.take(exclusive=False, why="shared, for level-1 sandboxes")
-    _MACHINE.append(lock)
-    try:
-        yield lock
-    finally:
-        _MACHINE.remove(lock)
-        lock.release()
-
-
 @pytest.fixture(scope="module")
-def machine_exclusive(machine_lock: MachineLock) -> Iterator[None]:
-    """The whole machine for one test module (node, engine, port 32000); shared again after."""
-    machine_lock.take(exclusive=True, why="this module needs the machine to itself")
+def machine_exclusive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The whole machine for one test module (node, engine, port 32000), released after it.
+
+    Only such modules take the lock: level-1 sandboxes (loopback, ports the kernel hands out,
+    above the NodePort range kube-proxy captures) neither change nor compare the machine, so
+    they run beside a node or an engine, in this run or another. A module that takes the
+    machine carries the ``machine`` marker: ``nox -s tests`` runs those in one process of their
+    own, one module at a time, beside the level-1 modules."""
+    if request.node.get_closest_marker("machine") is None:
+        pytest.fail(f"{request.node.nodeid} takes the machine but is not marked "
+                    "pytest.mark.machine (nox -s tests would run it beside another such module)",
+                    pytrace=False)
+    lock = MachineLock()
+    lock.take(exclusive=True, why="this module needs the machine to itself")
     try:
         yield
     finally:
-        machine_lock.take(exclusive=False, why="shared again")
+        lock.release()
 
 
 Peer = Callable[..., Path]

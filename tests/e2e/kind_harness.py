@@ -39,10 +39,9 @@ NODE = f"{CLUSTER}-control-plane"
 
 
 def take_the_machine(request: pytest.FixtureRequest) -> None:
-    """The whole machine for the calling module: the engine, its port 32000 and what its nodes
-    write are the machine's. Where conftest has a shared/exclusive lock (``machine_exclusive``)
-    it is taken exclusively; where it has only the session's exclusive ``machine_lock``, that
-    already holds it."""
+    """The whole machine for the calling module (marked ``machine``): the engine, its port 32000
+    and what its nodes write are the machine's. Where conftest has no ``machine_exclusive``
+    (an older checkout's), its session lock already holds it."""
     with contextlib.suppress(pytest.FixtureLookupError):
         request.getfixturevalue("machine_exclusive")
 

@@ -68,7 +68,7 @@ from tests.e2e.workflow import (
     load_job,
 )
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.machine]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 WORKFLOW = REPOSITORY / ".github" / "workflows" / "kind-e2e.yml"

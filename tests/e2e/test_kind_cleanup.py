@@ -29,7 +29,7 @@ from tests.e2e.kind_harness import (
 )
 from tests.unit.render.helpers import make_config
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.machine]
 
 
 @pytest.fixture(scope="module", autouse=True)

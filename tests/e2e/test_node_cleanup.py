@@ -33,7 +33,8 @@ from tests.e2e.node_sandbox import (
     set_in_config,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("machine_exclusive")]
+pytestmark = [pytest.mark.e2e, pytest.mark.machine,
+              pytest.mark.usefixtures("machine_exclusive")]
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from tests.e2e.node_sandbox import (
 )
 
 # The node and port 32000 are the machine's: this module has it to itself.
-pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex,
+pytestmark = [pytest.mark.e2e, pytest.mark.machine, pytest.mark.needs_dex,
               pytest.mark.usefixtures("machine_exclusive")]
 ISSUER = "https://127.0.0.1:32000"
 NAMESPACE = "dex"

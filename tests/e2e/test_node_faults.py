@@ -41,7 +41,7 @@ from tests.e2e.node_sandbox import (
     set_in_config,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex,
+pytestmark = [pytest.mark.e2e, pytest.mark.machine, pytest.mark.needs_dex,
               pytest.mark.usefixtures("machine_exclusive")]
 
 CALLS = 20

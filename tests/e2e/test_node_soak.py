@@ -35,7 +35,7 @@ from tests.e2e.node_sandbox import (
     running_guide,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex,
+pytestmark = [pytest.mark.e2e, pytest.mark.machine, pytest.mark.needs_dex,
               pytest.mark.usefixtures("machine_exclusive")]
 
 CYCLES = int(os.environ.get("DEXKIT_SOAK_CYCLES") or "3")

@@ -27,7 +27,7 @@ from tests.e2e.browser import CHROMEDRIVER, CHROMIUM, Browser, UrlInbox, spki_pi
 from tests.e2e.conftest import peer_unavailable
 
 # The node and port 32000 are the machine's: this module has it to itself.
-pytestmark = [pytest.mark.e2e, pytest.mark.needs_dex,
+pytestmark = [pytest.mark.e2e, pytest.mark.machine, pytest.mark.needs_dex,
               pytest.mark.usefixtures("machine_exclusive")]
 USER = "admin@example.com"
 README_PORT = 32000

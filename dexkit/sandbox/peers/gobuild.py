@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from dexkit import files
 from dexkit.errors import DexkitError
 from dexkit.sandbox.peers.catalog import (
@@ -227,13 +229,13 @@ def build_peers(specs: Iterable[PeerSpec], *, progress: Progress, root: Path | N
         groups.setdefault((spec.module, spec.module_version), []).append(spec)
     for (module, module_version), group in groups.items():
         manifests += _build_group(module, module_version, group, progress=progress, root=root,
-                                  go=go, go_ver=gover, clock=clock, proxy=proxy)
+                                  go=go, go_ver=gover, clock=clock, proxy=proxy, force=force)
     return manifests
 
 
 def _build_group(module: str, module_version: str, group: list[PeerSpec], *, progress: Progress,
                  root: Path, go: str, go_ver: str, clock: Callable[[], float],
-                 proxy: Mapping[str, str] | None = None) -> list[Manifest]:
+                 proxy: Mapping[str, str] | None = None, force: bool = False) -> list[Manifest]:
     first = group[0]
     if not module_version:
         raise DexkitError(
@@ -243,6 +245,41 @@ def _build_group(module: str, module_version: str, group: list[PeerSpec], *, pro
     label = "kubernetes" if module == KUBERNETES_MODULE else first.name
     workdir = root / "work" / f"{label}-{first.version}"
     workdir.mkdir(parents=True, exist_ok=True)
+    # Two builds of one release at once (two test processes, two terminals) would share the
+    # generated module: the second waits for the first and builds only what is still missing.
+    lock = FileLock(workdir.parent / f".{workdir.name}.lock")
+    if not _try_lock(lock):
+        progress(f"[{label} {first.version}] another build of this release is running; "
+                 "waiting for it")
+        lock.acquire()
+    try:
+        if not force:
+            group = [spec for spec in group
+                     if locate(spec, root=root, env={}).source == "missing"]
+        if not group:
+            progress(f"[{label} {first.version}] built by the other build meanwhile")
+            return []
+        return _build_locked(module, module_version, group, workdir=workdir,
+                             progress=progress, root=root, go=go, go_ver=go_ver, clock=clock,
+                             proxy=proxy)
+    finally:
+        lock.release()
+
+
+def _try_lock(lock: FileLock) -> bool:
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    return True
+
+
+def _build_locked(module: str, module_version: str, group: list[PeerSpec], *, workdir: Path,
+                  progress: Progress, root: Path, go: str, go_ver: str,
+                  clock: Callable[[], float],
+                  proxy: Mapping[str, str] | None) -> list[Manifest]:
+    first = group[0]
+    label = "kubernetes" if module == KUBERNETES_MODULE else first.name
     log_path = workdir / "build.log"
     log_path.write_text(f"dexkit build of {module}@{module_version} "
                         f"({dt.datetime.now(dt.UTC).isoformat(timespec='seconds')})\n")

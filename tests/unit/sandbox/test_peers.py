@@ -8,6 +8,8 @@ import os
 import stat
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -286,6 +288,9 @@ elif args[:2] == ["mod", "vendor"]:
     for name in ("api.go", "clients.go"):
         open(os.path.join(pkg, name), "w").write("package apiserver\\n")
 elif args[0] == "build":
+    if os.environ.get("FAKE_GO_SLEEP"):
+        import time
+        time.sleep(float(os.environ["FAKE_GO_SLEEP"]))
     if os.environ.get("FAKE_GO_FAIL"):
         print("compile error: something broke", file=sys.stderr)
         sys.exit(2)
@@ -346,6 +351,41 @@ def test_build_generates_one_kubernetes_module_with_staging_replaces(
     again: list[str] = []
     assert peers.build_peers(specs, progress=again.append, root=root, go=str(fake_go)) == []
     assert all("already built" in line for line in again)
+
+
+def test_two_builds_of_one_release_at_once_build_it_once(
+        tmp_path: Path, fake_go: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two test processes (or terminals) asking for one release share its generated module:
+    # the second waits for the first, then finds the binaries built.
+    monkeypatch.setenv("FAKE_GO_SLEEP", "0.5")
+    root = tmp_path / "cache"
+    compiling = threading.Event()
+    first_lines: list[str] = []
+    second_lines: list[str] = []
+
+    def first_progress(line: str) -> None:
+        first_lines.append(line)
+        if "compiling" in line:
+            compiling.set()
+
+    results: dict[str, list[peers.Manifest]] = {}
+
+    def build(key: str, progress: Callable[[str], None]) -> None:
+        results[key] = peers.build_peers([peers.peer_spec("kube-apiserver", "1.37")],
+                                         progress=progress, root=root, go=str(fake_go))
+
+    first = threading.Thread(target=build, args=("first", first_progress))
+    first.start()
+    assert compiling.wait(30)
+    build("second", second_lines.append)
+    first.join(30)
+
+    assert [m.name for m in results["first"]] == ["kube-apiserver"]
+    assert results["second"] == []
+    assert any("another build of this release is running; waiting for it" in line
+               for line in second_lines)
+    assert any("built by the other build meanwhile" in line for line in second_lines)
+    assert sum(1 for c in _calls(tmp_path) if c["args"][0] == "build") == 1
 
 
 def test_dex_is_built_without_cgo(tmp_path: Path, fake_go: Path) -> None:
