@@ -2,21 +2,19 @@
 
 A test module that takes what belongs to the machine (the node sandbox's bridge, iptables rules
 and cgroup tree, a container engine, port 32000 that kube-proxy captures) holds it exclusively
-while it runs, and compares the machine before and after. A test elsewhere that changes the
-machine for a moment (the disk-full tests mount a tmpfs) holds it shared while it does, so that
-such a comparison never sees it. Level-1 sandboxes (loopback, kernel-chosen ports above the
-NodePort range) neither change nor compare the machine and take nothing.
+while it runs, and compares the machine before and after. Level-1 sandboxes (loopback,
+kernel-chosen ports above the NodePort range) neither change nor compare the machine and take
+nothing; the disk-full tests mount their tmpfs in a mount namespace of their own. ``nox -s
+bench`` holds it shared while it times, exclusively for its node and kind sections.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 MACHINE_LOCK_WAIT = 45 * 60.0  # seconds: longer than a whole cold suite
@@ -24,10 +22,10 @@ MACHINE_LOCK_WAIT = 45 * 60.0  # seconds: longer than a whole cold suite
 
 class MachineLock:
     """``flock`` on one file per machine: a test module that takes what belongs to the machine
-    holds it exclusively while it runs; a test that changes the machine for a moment holds it
-    shared. Two runs at once (a developer's and CI's) take turns for the machine's modules; a
-    wait is said, and fails by name after :data:`MACHINE_LOCK_WAIT`. (filelock's FileLock is
-    an exclusive ``flock`` too, so runs of older checkouts take part.)"""
+    holds it exclusively while it runs (the module docstring says who holds it shared). Two
+    runs at once (a developer's and CI's) take turns for the machine's modules; a wait is said,
+    and fails by name after :data:`MACHINE_LOCK_WAIT`. (filelock's FileLock is an exclusive
+    ``flock`` too, so runs of older checkouts take part.)"""
 
     def __init__(self) -> None:
         base = Path("/run/lock")
@@ -62,14 +60,3 @@ class MachineLock:
     def release(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
-
-
-@contextlib.contextmanager
-def machine_shared(why: str) -> Iterator[None]:
-    """Hold the machine shared for a block (see the module docstring)."""
-    lock = MachineLock()
-    lock.take(exclusive=False, why=why)
-    try:
-        yield
-    finally:
-        lock.release()

@@ -42,14 +42,11 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import yaml
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from dexkit import pki
-from dexkit.project import hash_password
-from dexkit.sandbox import controlplane
-from tests.e2e.tlsfiles import write_localhost_tls
+from tests.e2e.loopback_dex import start_loopback_dex
 from tests.e2e.workflow import GitHub
 
 JOB_EMAIL = "ci-job@ci.example.net"
@@ -98,33 +95,13 @@ def _context(ca_pem: str) -> Any:
 
 
 def start_ci_issuer(directory: Path, dex: Path) -> CIIssuer:
-    directory.mkdir(parents=True, exist_ok=True)
-    port, telemetry = controlplane.free_ports(2)
-    write_localhost_tls(directory)
-    password = secrets.token_urlsafe(12)
-    issuer = f"https://127.0.0.1:{port}"
-    config = {
-        "issuer": issuer,
-        "storage": {"type": "memory"},
-        "web": {"https": f"127.0.0.1:{port}", "tlsCert": str(directory / "cert.pem"),
-                "tlsKey": str(directory / "key.pem")},
-        "telemetry": {"http": f"127.0.0.1:{telemetry}"},
-        "expiry": {"idTokens": f"{LIFETIME_SECONDS}s"},
-        "oauth2": {"skipApprovalScreen": True, "passwordConnector": "local"},
-        "enablePasswordDB": True,
-        "staticPasswords": [{"email": JOB_EMAIL, "hash": hash_password(password),
-                             "username": JOB_NAME,
-                             "userID": str(uuid.uuid5(uuid.NAMESPACE_URL, JOB_EMAIL)),
-                             "groups": ["deployers"]}],
-        "staticClients": [{"id": aud, "name": aud, "secret": CLIENT_SECRET,
-                           "redirectURIs": ["http://127.0.0.1:1/callback"]}
-                          for aud in AUDIENCES],
-    }
-    path = directory / "ci-issuer.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = controlplane.start_dex(None, dex, path, telemetry_addr=f"127.0.0.1:{telemetry}",
-                                     log_path=directory / "ci-issuer.log")
-    return CIIssuer(issuer, (directory / "ca.pem").read_text(), process, password)
+    upstream = start_loopback_dex(
+        directory, dex, name="ci-issuer", email=JOB_EMAIL, username=JOB_NAME,
+        groups=["deployers"], oauth2={"passwordConnector": "local"},
+        clients=[{"id": aud, "name": aud, "secret": CLIENT_SECRET,
+                  "redirectURIs": ["http://127.0.0.1:1/callback"]} for aud in AUDIENCES],
+        extra={"expiry": {"idTokens": f"{LIFETIME_SECONDS}s"}})
+    return CIIssuer(upstream.issuer, upstream.ca_pem, upstream.process, upstream.password)
 
 
 @dataclass

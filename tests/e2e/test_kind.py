@@ -184,7 +184,8 @@ def recipe(harness: KindHarness, root: Path, *, image: str, config_minor: str,
                          "sudo": SUDO_SHIM},
                   after={"dexkit init": project_for_this_machine,
                          "kind create cluster": load_dex},
-                  github=PUSH, id_token=github.id_token if github is not None else None)
+                  github=PUSH, id_token=github.id_token if github is not None else None,
+                  pip_cache=harness.engine.layout.cache / "workflow-pip")
 
 
 def _report(runs: list[StepRun]) -> str:

@@ -32,11 +32,12 @@ import pytest
 import yaml
 
 from dexkit.config import LDAPConnector, load_config, validate_values
-from dexkit.project import hash_password, render_config_file
+from dexkit.project import render_config_file
 from dexkit.sandbox import controlplane
 from dexkit.scenarios import Expectations, get_scenario, list_scenarios
 from dexkit.verify import Probe
 from tests.e2e.conftest import KUBERNETES_VERSION, peer_unavailable
+from tests.e2e.loopback_dex import start_loopback_dex
 from tests.e2e.oidc_sandbox import (
     aggregate_cluster_roles,
     kubectl_run,
@@ -44,7 +45,6 @@ from tests.e2e.oidc_sandbox import (
     start_stack,
 )
 from tests.e2e.slapd import LDAPError, Slapd, Tools, find_tools, start_slapd
-from tests.e2e.tlsfiles import write_localhost_tls
 from tests.ldif import Entry, escape_filter_value, parse_ldif
 
 pytestmark = pytest.mark.e2e
@@ -418,34 +418,12 @@ def _upstream_dex(directory: Path, dex: Path, *, user: str, groups: list[str],
                   redirect_uri: str) -> tuple[Any, str, str, str]:
     """A second real Dex as the upstream OIDC provider; returns (process, issuer, CA PEM,
     password of ``user``)."""
-    import secrets
-    import uuid
-
-
-    port, telemetry = controlplane.free_ports(2)
-    write_localhost_tls(directory)
-    password = secrets.token_urlsafe(12)
-    issuer = f"https://127.0.0.1:{port}"
-    config = {
-        "issuer": issuer,
-        "storage": {"type": "memory"},
-        "web": {"https": f"127.0.0.1:{port}", "tlsCert": str(directory / "cert.pem"),
-                "tlsKey": str(directory / "key.pem")},
-        "telemetry": {"http": f"127.0.0.1:{telemetry}"},
-        "oauth2": {"skipApprovalScreen": True},
-        "enablePasswordDB": True,
-        "staticPasswords": [{"email": user, "hash": hash_password(password),
-                             "username": user.partition("@")[0],
-                             "userID": str(uuid.uuid5(uuid.NAMESPACE_URL, user)),
-                             "groups": groups}],
-        "staticClients": [{"id": UPSTREAM_CLIENT, "name": "dexkit downstream",
-                           "secret": "upstream-test-secret", "redirectURIs": [redirect_uri]}],
-    }
-    path = directory / "upstream.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = controlplane.start_dex(None, dex, path, telemetry_addr=f"127.0.0.1:{telemetry}",
-                                     log_path=directory / "upstream-dex.log")
-    return process, issuer, (directory / "ca.pem").read_text(), password
+    upstream = start_loopback_dex(
+        directory, dex, name="upstream-dex", email=user, username=user.partition("@")[0],
+        groups=groups, clients=[{"id": UPSTREAM_CLIENT, "name": "dexkit downstream",
+                                 "secret": "upstream-test-secret",
+                                 "redirectURIs": [redirect_uri]}])
+    return upstream.process, upstream.issuer, upstream.ca_pem, upstream.password
 
 
 def _drive_browser(url: str, ca_files: list[Path], user: str, password: str) -> None:

@@ -30,7 +30,9 @@ Rules (what a GitHub-hosted runner does, and where this machine differs):
   runner gives them.
 - ``uses:`` steps are the runner's: ``actions/checkout`` is the workspace (a copy of the
   repository's tracked files), ``actions/setup-python`` is a fresh virtualenv first on
-  ``PATH``; the others (``upload-artifact``) are recorded as not run.
+  ``PATH``, and with ``cache: pip`` pip's cache for the steps after it is the runner's
+  ``pip_cache`` (what actions/cache restores on a runner; a fresh one without it); the others
+  (``upload-artifact``) are recorded as not run.
 - Each step runs in a private mount namespace where ``/etc/hosts`` and ``/usr/local/bin`` are
   the run's own files: ``sudo tee -a /etc/hosts`` and ``sudo mv kind /usr/local/bin`` work as on
   a runner, and the machine's own files are never touched.
@@ -351,6 +353,7 @@ class Runner:
     timeout: float = 900
     github: GitHub = field(default_factory=GitHub)
     id_token: IdTokenService | None = None
+    pip_cache: Path | None = None  # setup-python's `cache: pip`, as the runner's cache keeps it
 
     @property
     def workspace(self) -> Path:
@@ -439,6 +442,10 @@ class Runner:
                 done[current.id] = current
             if "run" not in step:
                 current.note = f"(uses: {step.get('uses')}: the harness's own)"
+                if str(step.get("uses", "")).startswith("actions/setup-python@") and \
+                        (step.get("with") or {}).get("cache") == "pip":
+                    env["PIP_CACHE_DIR"] = str(self.pip_cache or self.runner_temp / "pip")
+                    current.note += f"; pip's cache: {env['PIP_CACHE_DIR']}"
                 continue
             if not evaluate(condition, Facts(failed, done, github)):
                 continue

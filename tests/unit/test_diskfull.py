@@ -9,6 +9,7 @@ Mounting needs root. CI runs as root; elsewhere these tests fail, loudly, rather
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import subprocess
@@ -19,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from dexkit import pki
-from tests.machine import machine_shared
 from tests.promise import Result, assert_clean_failure, run, snapshot
 from tests.unit.render.helpers import FIXTURES
 
@@ -29,21 +29,44 @@ FILLER = "filler"
 pytestmark = pytest.mark.root
 
 
+CLONE_NEWNS = 0x00020000
+_PRIVATE: list[bool] = []
+
+
+def _mounts_of_our_own() -> None:
+    """Move the thread that runs the tests (and the CLI, in process) into a mount namespace
+    of its own, once, whose mounts receive the machine's but send nothing back: the tmpfs is
+    never the machine's, so the e2e modules that compare the machine's mounts (node, kind) never
+    see it and nothing here waits for them. unshare(2) with CLONE_NEWNS moves only the calling
+    thread; `mount` and `umount` run as its children and live in the same namespace."""
+    if _PRIVATE:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        pytest.fail(f"unshare(CLONE_NEWNS): {os.strerror(ctypes.get_errno())}")
+    subprocess.run(["mount", "--make-rslave", "/"], check=True)
+    _PRIVATE.append(True)
+
+
 @pytest.fixture
 def tmpfs() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.fail("the disk-full tests mount a tmpfs and need root (CI runs as root)")
+    _mounts_of_our_own()
     where = Path(tempfile.mkdtemp(prefix="dexkit-tmpfs-"))
-    # The mount is the machine's for a moment: an e2e module that compares the machine's
-    # mounts before and after (node, kind) holds the lock exclusively and must not see it.
-    with machine_shared("a tmpfs for the disk-full tests"):
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=4096,mode=0755",
-                        "dexkit-test", str(where)], check=True)
-        try:
-            yield where
-        finally:
-            subprocess.run(["umount", "-l", str(where)], check=False)
-            where.rmdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=4096,mode=0755",
+                    "dexkit-test", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        where.rmdir()
+
+
+def test_the_tmpfs_is_never_the_machines(tmpfs: Path) -> None:
+    machine = Path("/proc/1/mountinfo").read_text()  # init's view: the machine's mounts
+    assert str(tmpfs) not in machine
+    assert str(tmpfs) in Path("/proc/thread-self/mountinfo").read_text()
 
 
 def _free(path: Path) -> int:

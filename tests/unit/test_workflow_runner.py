@@ -126,3 +126,18 @@ def test_a_step_key_the_harness_does_not_run_is_refused(tmp_path: Path) -> None:
     workflow.write_text("permissions: {id-token: write}\njobs:\n  j:\n    permissions: {}\n"
                         "    steps:\n    - run: 'true'\n")
     assert not load_job(workflow, "j").may_have_an_id_token  # the job's own replace them
+
+
+@pytest.mark.parametrize("cache", ["pip", None])
+def test_setup_python_with_cache_pip_gives_later_steps_the_runners_pip_cache(
+        tmp_path: Path, cache: str | None) -> None:
+    runner = _runner(tmp_path / "run", pip_cache=tmp_path / "kept")
+    for directory in (runner.workspace, runner.runner_temp, runner.local_bin):
+        directory.mkdir(parents=True)
+    runner.hosts.write_bytes(Path("/etc/hosts").read_bytes())
+    setup: dict[str, object] = {"uses": "actions/setup-python@v5",
+                                "with": {"python-version": "3.11", "cache": cache}}
+    job = Job({}, [setup, {"id": "s", "run": 'echo "dir=${PIP_CACHE_DIR:-}" >> "$GITHUB_OUTPUT"'}])
+    runs = runner._steps(job, enumerate(job.steps), runner.github, label="")
+    assert runs[1].returncode == 0, runs[1].output
+    assert runs[1].outputs == {"dir": str(tmp_path / "kept") if cache else ""}
