@@ -43,7 +43,10 @@ class _Quiet:
     def change(self, change: deploy.Change) -> None:
         pass
 
-    def warn(self, message: str) -> None:
+    def step(self, verb: str, what: str) -> None:
+        pass
+
+    def warn(self, message: str, hint: str = "") -> None:
         pass
 
 

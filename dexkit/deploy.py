@@ -241,6 +241,8 @@ def classify(ref: kube.ObjectRef, before: Mapping[str, Any] | None,
 class Reporter(Protocol):
     def change(self, change: Change) -> None: ...
 
+    def step(self, verb: str, what: str) -> None: ...
+
     def warn(self, message: str, hint: str = "") -> None: ...
 
 
@@ -358,12 +360,74 @@ def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) ->
                                                  request.project.config), decided.kept)
             _report(reporter, changes)
         else:
+            if wait:
+                wait_for_service_network(cluster, reporter)
             changes = apply_all(pool, cluster, decided.objects, decided.live,
                                 request.force_conflicts, reporter, decided.kept)
     deployment = next((kube.ObjectRef.of(o) for o in decided.objects
                        if o.get("kind") == "Deployment"), None)
     return DeployResult(changes, deployment, request.dry_run,
                         wait=wait and not request.dry_run and deployment is not None)
+
+
+# The Service network before Dex's Pods. Dex on kubernetes storage reaches the API server at the
+# `kubernetes` Service, which kube-proxy programs on each node. `kind create cluster --wait`
+# returns when the node is Ready, seconds before kube-proxy's Pod runs (the DaemonSet
+# controller makes it once the controller manager holds its lease): a Dex Pod started in
+# between waits 15 s for its first request ("cannot get kubernetes version: ... Client.Timeout
+# exceeded"), exits and is restarted. Measured on kind 1.37 here: Dex available 31 s after it
+# was applied, with a restart, against about 10 s once kube-proxy runs. Only when the caller
+# waits anyway; a cluster without kube-proxy (a CNI that replaces it) or a user who may not
+# read kube-system's DaemonSets has nothing to wait for.
+KUBE_PROXY = kube.ObjectRef("DaemonSet", "kube-proxy", "kube-system")
+SERVICE_NETWORK_TIMEOUT = 60.0
+
+
+def wait_for_service_network(cluster: kube.Cluster, reporter: Reporter, *,
+                             timeout: float = SERVICE_NETWORK_TIMEOUT,
+                             clock: Callable[[], float] = time.monotonic,
+                             sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until kube-proxy runs on every node it should, when the cluster has it; said once if
+    it does not yet, warned (never failed) after ``timeout``: the rollout wait judges Dex."""
+    started = clock()
+    said = False
+    while True:
+        try:
+            daemonset = kube.get_object(cluster, KUBE_PROXY)
+        except ClusterError:
+            return  # not ours to read: the rollout wait still names a Dex that cannot start
+        ready, desired = daemonset_ready(daemonset)
+        if ready:
+            if said:
+                reporter.step("network", f"kube-proxy runs on {desired} node(s) after "
+                                         f"{clock() - started:.0f}s")
+            return
+        if not said:
+            reporter.step("network", f"waiting: kube-proxy is not running on every node yet "
+                                     f"({KUBE_PROXY.describe()}); Dex reaches the API server "
+                                     "through the Service network it programs")
+            said = True
+        if clock() - started >= timeout:
+            reporter.warn(f"kube-proxy is still not running on every node after {timeout:.0f}s; "
+                          "deploying anyway",
+                          "see 'kubectl -n kube-system get pods -l k8s-app=kube-proxy'")
+            return
+        sleep(0.5)
+
+
+def daemonset_ready(daemonset: Mapping[str, Any] | None) -> tuple[bool, int]:
+    """(whether the DaemonSet's current Pods are ready on every node it schedules to, how many
+    nodes); a missing one is ready: nothing to wait for."""
+    if daemonset is None:
+        return True, 0
+    status = daemonset.get("status") or {}
+    generation = (daemonset.get("metadata") or {}).get("generation", 0)
+    desired = int(status.get("desiredNumberScheduled") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= int(generation or 0)
+    ready = observed and desired > 0 and \
+        int(status.get("numberReady") or 0) >= desired and \
+        int(status.get("updatedNumberScheduled") or 0) >= desired
+    return ready, desired
 
 
 def with_kept(changes: Sequence[Change], kept: Sequence[Change]) -> list[Change]:

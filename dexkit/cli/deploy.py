@@ -47,6 +47,9 @@ class _Printer:
             what += f" ({change.note})"
         self.out.step(verb, what, width=WIDTH)
 
+    def step(self, verb: str, what: str) -> None:
+        self.out.step(verb, what, width=WIDTH)
+
     def warn(self, message: str, hint: str = "") -> None:
         self.out.warn(message, hint)
 

@@ -78,6 +78,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
               namespaced=False),
     _resource("Deployment", "apps/v1", "deployments"),
     _resource("ReplicaSet", "apps/v1", "replicasets"),
+    _resource("DaemonSet", "apps/v1", "daemonsets"),
     _resource("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
     _resource("Ingress", "networking.k8s.io/v1", "ingresses"),
     _resource("CustomResourceDefinition", "apiextensions.k8s.io/v1",

@@ -139,6 +139,15 @@ class KindHarness:
                 f"{time.monotonic() - started:.1f}s")
         return self.images[version].name
 
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a test's phase into the module's timings line."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.monotonic() - started
+
     def env(self, home: Path, **extra: str) -> dict[str, str]:
         """A user's environment for kind, docker and kubectl on this engine."""
         bin_dir = home.parent / f"{home.name}-bin"

@@ -217,7 +217,10 @@ def test_the_ci_recipe_runs_verbatim_to_a_verified_login(
     job = load_job(WORKFLOW, JOB)
     replays: dict[str, list[StepRun]] = {}
 
+    restarts: list[int] = []
+
     def other_jobs(step_env: dict[str, str]) -> str:
+        restarts.append(_dex_restarts(harness, step_env))
         replays["fork"] = runner.replay(job, "oidc", "password", FORK_PULL_REQUEST)
         refused = IdTokenService(github.service.url, "not-the-job's")
         replays["refused"] = runner.replay(job, "oidc", "password", PUSH, id_token=refused)
@@ -258,6 +261,9 @@ def test_the_ci_recipe_runs_verbatim_to_a_verified_login(
     assert refused["exchange"].returncode != 0, report
     assert "answered HTTP 401" in refused["exchange"].output, report
     assert not refused["password"].ran, report
+    # Deployed seconds after `kind create`: deploy waited for kube-proxy, so Dex's first start
+    # reached the API server (before, it timed out, exited and was restarted: ~20 s lost).
+    assert restarts == [0], f"Dex restarted {restarts} time(s) on the fresh cluster"
     # The runner's /etc/hosts got the one entry hosts.sh writes (in the run's own copy).
     assert b"127.0.0.1 dex.example.com" in runner.hosts.read_bytes()
     created = next(r for r in runs if r.script.lstrip().startswith("kind create cluster"))
@@ -332,6 +338,16 @@ def _apiserver_pod(harness: KindHarness, env: dict[str, str]) -> dict[str, objec
     return pod
 
 
+def _dex_restarts(harness: KindHarness, env: dict[str, str]) -> int:
+    import json
+
+    out = harness.run([str(harness.kubectl), "--context", CONTEXT, "-n", "dex", "get", "pods",
+                       "-o", "json"], env)
+    assert out.returncode == 0, out.stderr
+    return sum(int(status.get("restartCount", 0)) for pod in json.loads(out.stdout)["items"]
+               for status in pod.get("status", {}).get("containerStatuses", []))
+
+
 def _wait_for_flag(harness: KindHarness, env: dict[str, str], flag: str,
                    timeout: float = 240) -> None:
     """Until the kubelet has restarted the API server from the patched manifest."""
@@ -367,7 +383,9 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(harness: KindHarnes
     manifests = tmp_path / "node-kubernetes" / "manifests"
     manifests.mkdir(parents=True)
     (tmp_path / "plain.yaml").write_text(PLAIN_CLUSTER.format(manifests=manifests))
-    harness.create_cluster(tmp_path / "plain.yaml", harness.node_image(DEFAULT_VERSION), env)
+    with harness.phase("patch: kind create (no patches)"):
+        harness.create_cluster(tmp_path / "plain.yaml", harness.node_image(DEFAULT_VERSION),
+                               env)
     try:
         harness.load_dex(env)
         root = Path(f"/proc/{harness.node_pid()}/root")
@@ -379,13 +397,16 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(harness: KindHarnes
         config = load_config(project).config
         ca_place = root / config.api_server.ca_file.lstrip("/")
         ca_place.write_bytes((project / "ssl" / "ca.pem").read_bytes())
-        patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
-        assert "patched" in patched or "configured" in patched, patched
-        assert "--oidc-issuer-url=" in manifest.read_text()
-        _wait_for_flag(harness, env, "--oidc-issuer-url=")
-        _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait",
-                "--timeout", "300")
-        assert "verified:" in _dexkit(env, *verify)
+        with harness.phase("patch: flags, until the API server runs them"):
+            patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
+            assert "patched" in patched or "configured" in patched, patched
+            assert "--oidc-issuer-url=" in manifest.read_text()
+            _wait_for_flag(harness, env, "--oidc-issuer-url=")
+        with harness.phase("patch: deploy --wait"):
+            _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait",
+                    "--timeout", "300")
+        with harness.phase("patch: verify (flags)"):
+            assert "verified:" in _dexkit(env, *verify)
         # The move to an AuthenticationConfiguration on the same node.
         set_in_config(project, "\n  mode: flags\n", "\n  mode: authentication-config\n")
         _dexkit(env, "render", "--dir", str(project))
@@ -393,15 +414,17 @@ def test_apiserver_patch_on_the_real_manifest_of_a_kind_node(harness: KindHarnes
         place = root / config.api_server.authentication_config_file.lstrip("/")
         place.parent.mkdir(parents=True, exist_ok=True)
         place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
-        patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
-        assert "removed" in patched, patched
-        text = manifest.read_text()
-        assert "--authentication-config=" in text and "--oidc-" not in text, text
-        _wait_for_flag(harness, env, "--authentication-config=")
+        with harness.phase("patch: authentication-config, until the API server runs it"):
+            patched = _dexkit(env, "apiserver", "patch", str(manifest), "--dir", str(project))
+            assert "removed" in patched, patched
+            text = manifest.read_text()
+            assert "--authentication-config=" in text and "--oidc-" not in text, text
+            _wait_for_flag(harness, env, "--authentication-config=")
         # Dex keeps its state in the API server it was just cut off from (the restart): its
         # first logins may answer 500 until its storage client reconnects, so verify is
         # retried for a bounded time and the failures are counted in the output.
-        _verify_within(env, verify, seconds=90)
+        with harness.phase("patch: verify (authentication-config)"):
+            _verify_within(env, verify, seconds=90)
         _new_ca_without_a_restart(harness, env, project, place, verify)
     finally:
         harness.delete_cluster(env)
@@ -435,9 +458,11 @@ def _new_ca_without_a_restart(harness: KindHarness, env: dict[str, str], project
     _dexkit(env, "certs", "rotate", "--ca", "--dir", str(project))
     _dexkit(env, "render", "--dir", str(project))
     place.write_bytes((project / "out/apiserver/authentication-config.yaml").read_bytes())
-    _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait", "--timeout",
-            "300")
-    _verify_within(env, verify, seconds=150)
+    with harness.phase("patch: new CA, deploy --wait"):
+        _dexkit(env, "deploy", "--dir", str(project), "--context", CONTEXT, "--wait",
+                "--timeout", "300")
+    with harness.phase("patch: new CA, until verify passes (no restart)"):
+        _verify_within(env, verify, seconds=150)
     after = _apiserver_pod(harness, env)["status"]["containerStatuses"][0]  # type: ignore[index]
     assert after["containerID"] == before["containerID"]  # type: ignore[index]
     assert after["restartCount"] == before["restartCount"]  # type: ignore[index]

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import yaml
 from dexkit import credentials, deploy, kube, rollout
 from dexkit.config import Config
 from dexkit.console import Output
-from dexkit.errors import ConfigError, TLSError, UsageError
+from dexkit.errors import ClusterError, ConfigError, TLSError, UsageError
 from dexkit.render.dex import credential_envs, render_manifests
 from tests.unit.render.helpers import GOLDEN, case_config, connector_pems, make_config
 
@@ -531,3 +532,96 @@ def test_progress_on_a_terminal_is_a_rich_bar(monkeypatch: pytest.MonkeyPatch) -
     assert "rollout Deployment dex/dex" in frame and "1/1" in frame
     assert "1 of 1 replicas available" in frame
     assert "\x1b[" in frame  # drawn in place, not printed as lines
+
+
+# --- the Service network before Dex's Pods (kube-proxy) -------------------------------------
+
+def _daemonset(generation: int = 1, observed: int = 1, desired: int = 1, ready: int = 1,
+               updated: int = 1) -> dict[str, object]:
+    return {"metadata": {"generation": generation},
+            "status": {"observedGeneration": observed, "desiredNumberScheduled": desired,
+                       "numberReady": ready, "updatedNumberScheduled": updated}}
+
+
+@pytest.mark.parametrize(("daemonset", "expected"), [
+    (None, (True, 0)),  # no kube-proxy (a CNI that replaces it): nothing to wait for
+    (_daemonset(), (True, 1)),
+    (_daemonset(desired=0, ready=0, updated=0), (False, 0)),  # no Pod made yet
+    (_daemonset(ready=0), (False, 1)),
+    (_daemonset(desired=3, ready=3, updated=2), (False, 3)),  # an old Pod still runs
+    (_daemonset(generation=2, observed=1), (False, 1)),  # the controller has not seen it
+    ({"metadata": {}, "status": {}}, (False, 0)),
+])
+def test_kube_proxy_is_ready_when_its_current_pods_run_on_every_node(
+        daemonset: dict[str, object] | None, expected: tuple[bool, int]) -> None:
+    assert deploy.daemonset_ready(daemonset) == expected
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def change(self, change: deploy.Change) -> None:
+        self.lines.append(change.ref.describe())
+
+    def step(self, verb: str, what: str) -> None:
+        self.lines.append(f"{verb} {what}")
+
+    def warn(self, message: str, hint: str = "") -> None:
+        self.lines.append(f"warning {message} / {hint}")
+
+
+def _clock() -> tuple[list[float], Callable[[], float], Callable[[float], None]]:
+    now = [0.0]
+    return now, lambda: now[0], lambda seconds: now.__setitem__(0, now[0] + seconds)
+
+
+def test_deploy_waits_for_kube_proxy_and_says_so_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter([_daemonset(desired=0, ready=0, updated=0), _daemonset(ready=0),
+                    _daemonset(ready=0), _daemonset()])
+    asked: list[kube.ObjectRef] = []
+
+    def get_object(cluster: object, ref: kube.ObjectRef) -> dict[str, object] | None:
+        asked.append(ref)
+        return next(answers)
+
+    monkeypatch.setattr(deploy.kube, "get_object", get_object)
+    reporter = _Lines()
+    _, clock, sleep = _clock()
+    deploy.wait_for_service_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
+                                    sleep=sleep)
+    assert asked == [kube.ObjectRef("DaemonSet", "kube-proxy", "kube-system")] * 4
+    assert reporter.lines == [
+        "network waiting: kube-proxy is not running on every node yet (DaemonSet "
+        "kube-system/kube-proxy); Dex reaches the API server through the Service network it "
+        "programs",
+        "network kube-proxy runs on 1 node(s) after 2s"]
+
+
+@pytest.mark.parametrize("answer", [None, _daemonset(), ClusterError("forbidden", status=403)])
+def test_nothing_is_said_when_there_is_nothing_to_wait_for(
+        monkeypatch: pytest.MonkeyPatch, answer: object) -> None:
+    def get_object(cluster: object, ref: kube.ObjectRef) -> object:
+        if isinstance(answer, ClusterError):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(deploy.kube, "get_object", get_object)
+    reporter = _Lines()
+    _, clock, sleep = _clock()
+    deploy.wait_for_service_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
+                                    sleep=sleep)
+    assert reporter.lines == []
+
+
+def test_a_kube_proxy_that_never_runs_is_a_warning_not_a_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deploy.kube, "get_object", lambda cluster, ref: _daemonset(ready=0))
+    reporter = _Lines()
+    now, clock, sleep = _clock()
+    deploy.wait_for_service_network(object(), reporter, timeout=60,  # type: ignore[arg-type]
+                                    clock=clock, sleep=sleep)
+    assert now[0] == 60
+    assert reporter.lines[-1] == (
+        "warning kube-proxy is still not running on every node after 60s; deploying anyway / "
+        "see 'kubectl -n kube-system get pods -l k8s-app=kube-proxy'")
