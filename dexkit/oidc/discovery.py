@@ -149,7 +149,9 @@ def send(http: httpx.Client, method: str, url: str, *, data: dict[str, str] | No
     httpx raises ``ConnectError`` only while it opens a connection (TCP connect, TLS
     handshake), before a byte of the request is written: a refresh token or a device code
     sent again here was never seen by Dex. A failure after that (``ReadError``,
-    ``RemoteProtocolError``) is not retried, as Dex may have redeemed the token. httpx's own
+    ``RemoteProtocolError``) is not retried here, as Dex may have redeemed the token: only a
+    refresh is sent again, once, by its caller (``flows.refresh``: Dex takes the previous
+    refresh token again for a few seconds). httpx's own
     ``HTTPTransport(retries=)`` would also retry a certificate that does not verify, a name
     that does not resolve and a connect time-out, by count: seconds added to the mistakes
     ``verify`` and ``doctor`` exist to name.

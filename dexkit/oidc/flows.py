@@ -70,17 +70,31 @@ def _form_auth(client: Client) -> dict[str, str]:
 
 
 def _post(http: httpx.Client, provider: Provider, form: dict[str, str],
-          what: str, *, read_timeout: float | None = None) -> tuple[int, Any]:
-    """(status, JSON body or {}) of one token-endpoint request."""
+          what: str, *, read_timeout: float | None = None,
+          resend_if_answer_lost: bool = False) -> tuple[int, Any]:
+    """(status, JSON body or {}) of one token-endpoint request; with
+    ``resend_if_answer_lost``, sent once more at once when the connection broke after the
+    request went out (see :func:`refresh`)."""
     # httpx (~45 ms) only when a request is sent: 'dexkit token --help' loads this module.
     import httpx  # noqa: PLC0415
 
-    try:
-        response = send(http, "POST", provider.token_endpoint, data=form,
-                        read_timeout=read_timeout)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
-                        "check that Dex is running") from None
+    lost = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+    resends = 1 if resend_if_answer_lost else 0
+    while True:
+        try:
+            response = send(http, "POST", provider.token_endpoint, data=form,
+                            read_timeout=read_timeout)
+        except lost:
+            if resends:
+                resends -= 1
+                continue
+            raise OIDCError(f"{what}: the connection to {provider.token_endpoint} broke "
+                            "before Dex answered", "check that Dex is running; try again") \
+                from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise OIDCError(f"{what}: cannot reach {provider.token_endpoint}: {exc}",
+                            "check that Dex is running") from None
+        break
     try:
         return response.status_code, response.json()
     except ValueError:
@@ -88,8 +102,9 @@ def _post(http: httpx.Client, provider: Provider, form: dict[str, str],
 
 
 def _token_request(http: httpx.Client, provider: Provider, form: dict[str, str],
-                   what: str) -> dict[str, Any]:
-    status, body = _post(http, provider, form, what)
+                   what: str, *, resend_if_answer_lost: bool = False) -> dict[str, Any]:
+    status, body = _post(http, provider, form, what,
+                         resend_if_answer_lost=resend_if_answer_lost)
     if status != 200:
         raise token_error(what, status, body)
     if not isinstance(body, dict) or "id_token" not in body:
@@ -192,7 +207,14 @@ def refresh(http: httpx.Client, provider: Provider, client: Client,
             refresh_token: str) -> TokenSet:
     form = {**_form_auth(client), "grant_type": "refresh_token",
             "refresh_token": refresh_token, "scope": client.scope}
-    body = _token_request(http, provider, form, "token refresh")
+    # An answer lost with its connection (a Dex Pod killed while it answered) is asked for
+    # again at once, with the same token. Dex rotates refresh tokens and may have stored the
+    # successor before it died; it takes the previous token again within
+    # expiry.refreshTokens.reuseInterval (3 s by default) and answers with the current one,
+    # nothing rotated twice (server/refreshhandlers.go). Not resent, the session was lost:
+    # the cache kept a token Dex had already replaced. Outside the interval, or with reuse
+    # off, Dex refuses it as it would have refused the next call.
+    body = _token_request(http, provider, form, "token refresh", resend_if_answer_lost=True)
     # Dex rotates refresh tokens by default: keep the new one, or the old one if none came.
     return TokenSet(id_token=str(body["id_token"]),
                     refresh_token=body.get("refresh_token") or refresh_token)

@@ -18,6 +18,7 @@ import secrets
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ import yaml
 
 from dexkit import kube
 from dexkit.config import load_config, validate_values
+from dexkit.errors import OIDCError
+from dexkit.oidc import flows
+from dexkit.oidc.discovery import discover
 from dexkit.project import render_config_file
 from dexkit.render.dex import CRD_GROUP, NAME, crd_resources
 from dexkit.sandbox import images, peers
@@ -161,6 +165,51 @@ def test_a_refresh_token_from_the_crds_gives_a_new_id_token(storage_sandbox: Dex
         verify=ssl.create_default_context(cafile=str(plane.layout.ca)))
     assert review.status_code == 201, review.text
     assert review.json()["status"]["userInfo"]["username"] == sandbox.user
+
+
+REUSE_INTERVAL = 3.0  # what dexkit renders: expiry.refreshTokens.reuseInterval
+
+
+def test_a_refresh_whose_answer_was_lost_is_answered_again(storage_sandbox: DexSandbox) -> None:
+    """Dex stores the rotated refresh token, then answers; here the answer is lost on the way
+    (dropped after Dex sent it, as when a Dex Pod dies mid-answer). dexkit's refresh sends the
+    same token once more and Dex, within its reuse interval, answers with the token it stored:
+    the session survives, and that token refreshes again."""
+    sandbox = storage_sandbox
+    config = sandbox.config
+    ca = ssl.create_default_context(cafile=str(sandbox.project / config.tls.dir / "ca.pem"))
+    client = flows.Client(config.api_server.client_id,
+                          scopes=("openid", "email", "groups", "offline_access"))
+    with httpx.Client(verify=ca, timeout=10) as plain:
+        provider = discover(plain, config.issuer)
+        login = flows.password_grant(plain, provider, client, sandbox.user, sandbox.password)
+    assert login.refresh_token
+    # Within the reuse interval of its last use Dex answers with the same token; past it, a
+    # refresh rotates the token: the case where a lost answer loses the session.
+    time.sleep(REUSE_INTERVAL + 0.5)
+    dropped: list[str] = []
+
+    class LosesTheFirstAnswer(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            if not dropped:
+                response.read()  # Dex answered: it has stored the successor
+                response.close()
+                dropped.append(response.json()["refresh_token"])
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request)
+            return response
+
+    with httpx.Client(transport=LosesTheFirstAnswer(verify=ca), timeout=10) as lossy:
+        refreshed = flows.refresh(lossy, provider, client, login.refresh_token)
+    assert dropped and refreshed.refresh_token == dropped[0] != login.refresh_token
+    time.sleep(REUSE_INTERVAL + 0.5)
+    with httpx.Client(verify=ca, timeout=10) as plain:
+        again = flows.refresh(plain, provider, client, refreshed.refresh_token)
+        assert again.refresh_token != refreshed.refresh_token
+        # and the token the lost answer replaced is refused now, as Dex refuses any old one
+        with pytest.raises(OIDCError, match="already been claimed"):
+            flows.refresh(plain, provider, client, login.refresh_token)
 
 
 def test_the_dex_that_runs_is_the_one_named(dex_build: tuple[str, Path]) -> None:

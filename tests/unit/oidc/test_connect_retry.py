@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import socket
 import ssl
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
-from dexkit.oidc import discovery
+from dexkit.errors import OIDCError
+from dexkit.oidc import discovery, flows
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +99,8 @@ def test_a_real_refusal_is_recognised_through_httpx() -> None:
 
 
 def test_a_reset_after_the_request_went_out_is_not_tried_again() -> None:
-    # Dex may have redeemed the refresh token before the connection broke: sending it again
-    # would be refused (or, worse, burn the token's successor).
+    # Dex may have redeemed what was sent before the connection broke: send() never sends it
+    # again (only flows.refresh does, once, below).
     sent: list[httpx.Request] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -132,3 +134,52 @@ def test_one_window_per_command_while_dex_stays_down() -> None:
     assert discovery.send(again, "GET", "https://x/", clock=clock,
                           sleep=clock.sleep).status_code == 200
     assert clock.now == pytest.approx(waited + 0.3)
+
+
+# --- an answer lost after the request went out ----------------------------------------------
+
+PROVIDER = discovery.Provider(issuer="https://dex.test",
+                              authorization_endpoint="https://dex.test/auth",
+                              token_endpoint="https://dex.test/token",
+                              jwks_uri="https://dex.test/keys")
+
+
+def _losing(lost: type[httpx.TransportError], times: int) -> tuple[httpx.Client,
+                                                                   list[dict[str, str]]]:
+    """A token endpoint that takes each request and loses the answer ``times`` times."""
+    seen: list[dict[str, str]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(parse_qsl(request.content.decode())))
+        if len(seen) <= times:
+            raise lost("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, json={"id_token": "id-2", "refresh_token": "refresh-2"})
+    return httpx.Client(transport=httpx.MockTransport(handle)), seen
+
+
+@pytest.mark.parametrize("lost", [httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError])
+def test_a_refresh_whose_answer_was_lost_is_asked_for_once_more_with_the_same_token(
+        lost: type[httpx.TransportError]) -> None:
+    # Dex takes the previous refresh token again within its reuse interval and answers with
+    # the one it stored before the answer was lost: the session survives a Dex Pod's death.
+    client, seen = _losing(lost, times=1)
+    tokens = flows.refresh(client, PROVIDER, flows.Client("kubernetes"), "refresh-1")
+    assert tokens == flows.TokenSet("id-2", "refresh-2")
+    assert [s["refresh_token"] for s in seen] == ["refresh-1", "refresh-1"]
+
+
+def test_a_second_lost_answer_is_said_not_sent_again() -> None:
+    client, seen = _losing(httpx.RemoteProtocolError, times=2)
+    with pytest.raises(OIDCError) as info:
+        flows.refresh(client, PROVIDER, flows.Client("kubernetes"), "refresh-1")
+    assert info.value.message == ("token refresh: the connection to https://dex.test/token "
+                                  "broke before Dex answered")
+    assert len(seen) == 2
+
+
+def test_a_login_whose_answer_was_lost_is_not_sent_again() -> None:
+    # A password, a code or a device code: nothing Dex takes twice; said at once.
+    client, seen = _losing(httpx.RemoteProtocolError, times=1)
+    with pytest.raises(OIDCError):
+        flows.password_grant(client, PROVIDER, flows.Client("kubernetes"), "alice", "secret")
+    assert len(seen) == 1

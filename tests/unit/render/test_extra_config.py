@@ -33,8 +33,10 @@ def test_mappings_merge_key_by_key_and_lists_of_ids_are_appended() -> None:
                            "redirectURIs": ["https://portal.example.com/cb"]}],
     })
     assert dex["oauth2"] == {"skipApprovalScreen": False, "responseTypes": ["code"]}
+    # key by key, also one level down: dexkit's reuseInterval stays beside the user's setting
     assert dex["expiry"] == {"idTokens": "24h",
-                             "refreshTokens": {"validIfNotUsedFor": "168h"}}
+                             "refreshTokens": {"reuseInterval": "3s",
+                                               "validIfNotUsedFor": "168h"}}
     assert dex["logger"] == {"level": "info", "format": "text"}
     assert dex["frontend"] == {"issuer": "Example Corp", "theme": "dark"}
     assert dex["web"]["https"] == "0.0.0.0:5556"
