@@ -361,7 +361,7 @@ def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) ->
             _report(reporter, changes)
         else:
             if wait:
-                wait_for_service_network(cluster, reporter)
+                wait_for_cluster_network(cluster, reporter)
             changes = apply_all(pool, cluster, decided.objects, decided.live,
                                 request.force_conflicts, reporter, decided.kept)
     deployment = next((kube.ObjectRef.of(o) for o in decided.objects
@@ -370,64 +370,97 @@ def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) ->
                         wait=wait and not request.dry_run and deployment is not None)
 
 
-# The Service network before Dex's Pods. Dex on kubernetes storage reaches the API server at the
-# `kubernetes` Service, which kube-proxy programs on each node. `kind create cluster --wait`
-# returns when the node is Ready, seconds before kube-proxy's Pod runs (the DaemonSet
-# controller makes it once the controller manager holds its lease): a Dex Pod started in
-# between waits 15 s for its first request ("cannot get kubernetes version: ... Client.Timeout
-# exceeded"), exits and is restarted. Measured on kind 1.37 here: Dex available 31 s after it
-# was applied, with a restart, against about 10 s once kube-proxy runs. Only when the caller
-# waits anyway; a cluster without kube-proxy (a CNI that replaces it) or a user who may not
-# read kube-system's DaemonSets has nothing to wait for.
+# The cluster's network before Dex's Pods. Dex on kubernetes storage reaches the API server at
+# the `kubernetes` Service, which kube-proxy programs on each node; Dex resolves its upstreams
+# (GitHub's issuer for token exchange, an OIDC or LDAP host, postgres by Service name) through
+# the cluster's DNS. `kind create cluster --wait` returns when the node is Ready, seconds before
+# kube-proxy's Pod runs and CoreDNS is ready. Measured on kind 1.37 here: a Dex started first
+# waited 15 s for its first request ("cannot get kubernetes version: ... Client.Timeout
+# exceeded"), exited and was restarted (available 31 s after it was applied, against ~10 s
+# once kube-proxy runs); with kube-proxy waited for but not CoreDNS, the first token exchange
+# failed after 10 s (Dex could not resolve GitHub's issuer: "no connector 'ci' that takes
+# token exchanges"). Only when the caller waits anyway; a cluster without them (a CNI that
+# replaces kube-proxy, another DNS) or a user who may not read kube-system has nothing to wait
+# for.
 KUBE_PROXY = kube.ObjectRef("DaemonSet", "kube-proxy", "kube-system")
-SERVICE_NETWORK_TIMEOUT = 60.0
+CLUSTER_DNS = kube.ObjectRef("Deployment", "coredns", "kube-system")
+CLUSTER_NETWORK_TIMEOUT = 60.0
 
 
-def wait_for_service_network(cluster: kube.Cluster, reporter: Reporter, *,
-                             timeout: float = SERVICE_NETWORK_TIMEOUT,
-                             clock: Callable[[], float] = time.monotonic,
-                             sleep: Callable[[float], None] = time.sleep) -> None:
-    """Until kube-proxy runs on every node it should, when the cluster has it; said once if
-    it does not yet, warned (never failed) after ``timeout``: the rollout wait judges Dex."""
-    started = clock()
-    said = False
-    while True:
-        try:
-            daemonset = kube.get_object(cluster, KUBE_PROXY)
-        except ClusterError:
-            return  # not ours to read: the rollout wait still names a Dex that cannot start
-        ready, desired = daemonset_ready(daemonset)
-        if ready:
-            if said:
-                reporter.step("network", f"kube-proxy runs on {desired} node(s) after "
-                                         f"{clock() - started:.0f}s")
-            return
-        if not said:
-            reporter.step("network", f"waiting: kube-proxy is not running on every node yet "
-                                     f"({KUBE_PROXY.describe()}); Dex reaches the API server "
-                                     "through the Service network it programs")
-            said = True
-        if clock() - started >= timeout:
-            reporter.warn(f"kube-proxy is still not running on every node after {timeout:.0f}s; "
-                          "deploying anyway",
-                          "see 'kubectl -n kube-system get pods -l k8s-app=kube-proxy'")
-            return
-        sleep(0.5)
+@dataclass(frozen=True)
+class _Needed:
+    ref: kube.ObjectRef
+    ready: Callable[[Mapping[str, Any] | None], bool]
+    waiting: str  # said once while it is not ready
+    done: str
 
 
-def daemonset_ready(daemonset: Mapping[str, Any] | None) -> tuple[bool, int]:
-    """(whether the DaemonSet's current Pods are ready on every node it schedules to, how many
-    nodes); a missing one is ready: nothing to wait for."""
+def daemonset_ready(daemonset: Mapping[str, Any] | None) -> bool:
+    """The DaemonSet's current Pods are ready on every node it schedules to (a missing one is
+    ready: nothing to wait for)."""
     if daemonset is None:
-        return True, 0
+        return True
     status = daemonset.get("status") or {}
-    generation = (daemonset.get("metadata") or {}).get("generation", 0)
     desired = int(status.get("desiredNumberScheduled") or 0)
-    observed = int(status.get("observedGeneration") or 0) >= int(generation or 0)
-    ready = observed and desired > 0 and \
+    return _observed(daemonset) and desired > 0 and \
         int(status.get("numberReady") or 0) >= desired and \
         int(status.get("updatedNumberScheduled") or 0) >= desired
-    return ready, desired
+
+
+def deployment_serves(deployment: Mapping[str, Any] | None) -> bool:
+    """At least one of the Deployment's Pods is ready: its Service answers (a missing one
+    serves: nothing to wait for)."""
+    if deployment is None:
+        return True
+    status = deployment.get("status") or {}
+    return _observed(deployment) and int(status.get("readyReplicas") or 0) >= 1
+
+
+def _observed(obj: Mapping[str, Any]) -> bool:
+    generation = int((obj.get("metadata") or {}).get("generation") or 0)
+    return int((obj.get("status") or {}).get("observedGeneration") or 0) >= generation
+
+
+CLUSTER_NETWORK = (
+    _Needed(KUBE_PROXY, daemonset_ready,
+            f"kube-proxy is not running on every node yet ({KUBE_PROXY.describe()}); Dex "
+            "reaches the API server through the Service network it programs",
+            "kube-proxy runs on every node"),
+    _Needed(CLUSTER_DNS, deployment_serves,
+            f"the cluster's DNS has no ready Pod yet ({CLUSTER_DNS.describe()}); Dex resolves "
+            "its upstreams through it",
+            "the cluster's DNS answers"),
+)
+
+
+def wait_for_cluster_network(cluster: kube.Cluster, reporter: Reporter, *,
+                             timeout: float = CLUSTER_NETWORK_TIMEOUT,
+                             clock: Callable[[], float] = time.monotonic,
+                             sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until kube-proxy runs on every node and the cluster's DNS answers, where the cluster
+    has them; each said once if it is not ready yet, warned (never failed) after ``timeout``:
+    the rollout wait and the login checks judge Dex."""
+    started = clock()
+    for needed in CLUSTER_NETWORK:
+        said = False
+        while True:
+            try:
+                ready = needed.ready(kube.get_object(cluster, needed.ref))
+            except ClusterError:
+                break  # not ours to read: the rollout wait still names a Dex that fails
+            if ready:
+                if said:
+                    reporter.step("network", f"{needed.done} after {clock() - started:.0f}s")
+                break
+            if not said:
+                reporter.step("network", f"waiting: {needed.waiting}")
+                said = True
+            if clock() - started >= timeout:
+                reporter.warn(f"still waiting for {needed.ref.describe()} after "
+                              f"{timeout:.0f}s; deploying anyway",
+                              f"see 'kubectl -n {needed.ref.namespace} get pods'")
+                return
+            sleep(0.5)
 
 
 def with_kept(changes: Sequence[Change], kept: Sequence[Change]) -> list[Change]:

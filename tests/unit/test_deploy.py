@@ -534,7 +534,7 @@ def test_progress_on_a_terminal_is_a_rich_bar(monkeypatch: pytest.MonkeyPatch) -
     assert "\x1b[" in frame  # drawn in place, not printed as lines
 
 
-# --- the Service network before Dex's Pods (kube-proxy) -------------------------------------
+# --- the cluster's network before Dex's Pods (kube-proxy, CoreDNS) ----------------------------
 
 def _daemonset(generation: int = 1, observed: int = 1, desired: int = 1, ready: int = 1,
                updated: int = 1) -> dict[str, object]:
@@ -543,18 +543,35 @@ def _daemonset(generation: int = 1, observed: int = 1, desired: int = 1, ready: 
                        "numberReady": ready, "updatedNumberScheduled": updated}}
 
 
-@pytest.mark.parametrize(("daemonset", "expected"), [
-    (None, (True, 0)),  # no kube-proxy (a CNI that replaces it): nothing to wait for
-    (_daemonset(), (True, 1)),
-    (_daemonset(desired=0, ready=0, updated=0), (False, 0)),  # no Pod made yet
-    (_daemonset(ready=0), (False, 1)),
-    (_daemonset(desired=3, ready=3, updated=2), (False, 3)),  # an old Pod still runs
-    (_daemonset(generation=2, observed=1), (False, 1)),  # the controller has not seen it
-    ({"metadata": {}, "status": {}}, (False, 0)),
+def _deployment(ready: int = 1, generation: int = 1, observed: int = 1) -> dict[str, object]:
+    return {"metadata": {"generation": generation},
+            "status": {"observedGeneration": observed, "readyReplicas": ready}}
+
+
+@pytest.mark.parametrize(("daemonset", "ready"), [
+    (None, True),  # no kube-proxy (a CNI that replaces it): nothing to wait for
+    (_daemonset(), True),
+    (_daemonset(desired=0, ready=0, updated=0), False),  # no Pod made yet
+    (_daemonset(ready=0), False),
+    (_daemonset(desired=3, ready=3, updated=2), False),  # an old Pod still runs
+    (_daemonset(generation=2, observed=1), False),  # the controller has not seen it
+    ({"metadata": {}, "status": {}}, False),
 ])
 def test_kube_proxy_is_ready_when_its_current_pods_run_on_every_node(
-        daemonset: dict[str, object] | None, expected: tuple[bool, int]) -> None:
-    assert deploy.daemonset_ready(daemonset) == expected
+        daemonset: dict[str, object] | None, ready: bool) -> None:
+    assert deploy.daemonset_ready(daemonset) is ready
+
+
+@pytest.mark.parametrize(("deployment", "serves"), [
+    (None, True),  # another DNS: nothing to wait for
+    (_deployment(ready=1), True),  # one ready Pod of two answers the Service
+    (_deployment(ready=0), False),
+    (_deployment(generation=2, observed=1), False),
+    ({"metadata": {}, "status": {}}, False),
+])
+def test_cluster_dns_serves_once_one_pod_is_ready(deployment: dict[str, object] | None,
+                                                  serves: bool) -> None:
+    assert deploy.deployment_serves(deployment) is serves
 
 
 class _Lines:
@@ -576,52 +593,65 @@ def _clock() -> tuple[list[float], Callable[[], float], Callable[[float], None]]
     return now, lambda: now[0], lambda seconds: now.__setitem__(0, now[0] + seconds)
 
 
-def test_deploy_waits_for_kube_proxy_and_says_so_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = iter([_daemonset(desired=0, ready=0, updated=0), _daemonset(ready=0),
-                    _daemonset(ready=0), _daemonset()])
+def _answers(monkeypatch: pytest.MonkeyPatch,
+             by_kind: dict[str, list[object]]) -> list[kube.ObjectRef]:
     asked: list[kube.ObjectRef] = []
 
-    def get_object(cluster: object, ref: kube.ObjectRef) -> dict[str, object] | None:
-        asked.append(ref)
-        return next(answers)
-
-    monkeypatch.setattr(deploy.kube, "get_object", get_object)
-    reporter = _Lines()
-    _, clock, sleep = _clock()
-    deploy.wait_for_service_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
-                                    sleep=sleep)
-    assert asked == [kube.ObjectRef("DaemonSet", "kube-proxy", "kube-system")] * 4
-    assert reporter.lines == [
-        "network waiting: kube-proxy is not running on every node yet (DaemonSet "
-        "kube-system/kube-proxy); Dex reaches the API server through the Service network it "
-        "programs",
-        "network kube-proxy runs on 1 node(s) after 2s"]
-
-
-@pytest.mark.parametrize("answer", [None, _daemonset(), ClusterError("forbidden", status=403)])
-def test_nothing_is_said_when_there_is_nothing_to_wait_for(
-        monkeypatch: pytest.MonkeyPatch, answer: object) -> None:
     def get_object(cluster: object, ref: kube.ObjectRef) -> object:
+        asked.append(ref)
+        answers = by_kind[ref.kind]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if isinstance(answer, ClusterError):
             raise answer
         return answer
 
     monkeypatch.setattr(deploy.kube, "get_object", get_object)
+    return asked
+
+
+def test_deploy_waits_for_kube_proxy_then_dns_and_says_each_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _answers(monkeypatch, {
+        "DaemonSet": [_daemonset(desired=0, ready=0, updated=0), _daemonset(ready=0),
+                      _daemonset()],
+        "Deployment": [_deployment(ready=0), _deployment(ready=0), _deployment()]})
     reporter = _Lines()
     _, clock, sleep = _clock()
-    deploy.wait_for_service_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
+    deploy.wait_for_cluster_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
+                                    sleep=sleep)
+    assert asked == [deploy.KUBE_PROXY] * 3 + [deploy.CLUSTER_DNS] * 3
+    assert kube.ObjectRef("DaemonSet", "kube-proxy", "kube-system") == deploy.KUBE_PROXY
+    assert kube.ObjectRef("Deployment", "coredns", "kube-system") == deploy.CLUSTER_DNS
+    assert reporter.lines == [
+        "network waiting: kube-proxy is not running on every node yet (DaemonSet "
+        "kube-system/kube-proxy); Dex reaches the API server through the Service network it "
+        "programs",
+        "network kube-proxy runs on every node after 1s",
+        "network waiting: the cluster's DNS has no ready Pod yet (Deployment "
+        "kube-system/coredns); Dex resolves its upstreams through it",
+        "network the cluster's DNS answers after 2s"]
+
+
+@pytest.mark.parametrize("answer", [None, "ready", ClusterError("forbidden", status=403)])
+def test_nothing_is_said_when_there_is_nothing_to_wait_for(
+        monkeypatch: pytest.MonkeyPatch, answer: object) -> None:
+    _answers(monkeypatch, {"DaemonSet": [_daemonset() if answer == "ready" else answer],
+                           "Deployment": [_deployment() if answer == "ready" else answer]})
+    reporter = _Lines()
+    _, clock, sleep = _clock()
+    deploy.wait_for_cluster_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
                                     sleep=sleep)
     assert reporter.lines == []
 
 
-def test_a_kube_proxy_that_never_runs_is_a_warning_not_a_failure(
+def test_a_network_that_never_comes_is_a_warning_not_a_failure(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deploy.kube, "get_object", lambda cluster, ref: _daemonset(ready=0))
+    _answers(monkeypatch, {"DaemonSet": [_daemonset(ready=0)], "Deployment": [_deployment()]})
     reporter = _Lines()
     now, clock, sleep = _clock()
-    deploy.wait_for_service_network(object(), reporter, timeout=60,  # type: ignore[arg-type]
+    deploy.wait_for_cluster_network(object(), reporter, timeout=60,  # type: ignore[arg-type]
                                     clock=clock, sleep=sleep)
     assert now[0] == 60
     assert reporter.lines[-1] == (
-        "warning kube-proxy is still not running on every node after 60s; deploying anyway / "
-        "see 'kubectl -n kube-system get pods -l k8s-app=kube-proxy'")
+        "warning still waiting for DaemonSet kube-system/kube-proxy after 60s; deploying "
+        "anyway / see 'kubectl -n kube-system get pods'")
