@@ -44,7 +44,13 @@ import yaml
 
 from dexkit import credentials, files, kube, pki
 from dexkit.artefacts import read_render_inputs
-from dexkit.config import Config, load_config
+from dexkit.config import (
+    Config,
+    KubernetesStorage,
+    MemoryStorage,
+    SQLiteStorage,
+    load_config,
+)
 from dexkit.errors import ClusterError, DexkitError, TLSError
 from dexkit.labels import INSTANCE_LABEL as INSTANCE_LABEL
 from dexkit.layout import tls_paths
@@ -361,7 +367,7 @@ def deploy(request: DeployRequest, cluster: kube.Cluster, reporter: Reporter) ->
             _report(reporter, changes)
         else:
             if wait:
-                wait_for_cluster_network(cluster, reporter)
+                wait_for_cluster_network(cluster, reporter, needs=(SERVICE_NETWORK,))
             changes = apply_all(pool, cluster, decided.objects, decided.live,
                                 request.force_conflicts, reporter, decided.kept)
     deployment = next((kube.ObjectRef.of(o) for o in decided.objects
@@ -421,27 +427,40 @@ def _observed(obj: Mapping[str, Any]) -> bool:
     return int((obj.get("status") or {}).get("observedGeneration") or 0) >= generation
 
 
-CLUSTER_NETWORK = (
-    _Needed(KUBE_PROXY, daemonset_ready,
-            f"kube-proxy is not running on every node yet ({KUBE_PROXY.describe()}); Dex "
-            "reaches the API server through the Service network it programs",
-            "kube-proxy runs on every node"),
-    _Needed(CLUSTER_DNS, deployment_serves,
-            f"the cluster's DNS has no ready Pod yet ({CLUSTER_DNS.describe()}); Dex resolves "
-            "its upstreams through it",
-            "the cluster's DNS answers"),
-)
+# kube-proxy before Dex starts (its storage needs the API server at once); the DNS only before
+# deploy returns (Dex resolves an upstream when a login first uses it), so that its wait runs
+# beside the rollout's and the login checks'.
+SERVICE_NETWORK = _Needed(
+    KUBE_PROXY, daemonset_ready,
+    f"kube-proxy is not running on every node yet ({KUBE_PROXY.describe()}); Dex reaches the "
+    "API server through the Service network it programs",
+    "kube-proxy runs on every node")
+DNS = _Needed(
+    CLUSTER_DNS, deployment_serves,
+    f"the cluster's DNS has no ready Pod yet ({CLUSTER_DNS.describe()}); Dex resolves its "
+    "upstreams through it",
+    "the cluster's DNS answers")
+CLUSTER_NETWORK = (SERVICE_NETWORK, DNS)
+
+
+def needs_cluster_dns(config: Config) -> bool:
+    """Whether a login makes Dex resolve a name: an upstream connector (GitHub, OIDC, LDAP, a CI
+    system's issuer), appended ones included, or a database by host name. Static users on
+    kubernetes, memory or sqlite storage resolve nothing."""
+    return bool(config.connectors or config.dex.extra_config.get("connectors")) or \
+        not isinstance(config.dex.storage, KubernetesStorage | MemoryStorage | SQLiteStorage)
 
 
 def wait_for_cluster_network(cluster: kube.Cluster, reporter: Reporter, *,
+                             needs: Sequence[_Needed] = CLUSTER_NETWORK,
                              timeout: float = CLUSTER_NETWORK_TIMEOUT,
                              clock: Callable[[], float] = time.monotonic,
                              sleep: Callable[[float], None] = time.sleep) -> None:
-    """Until kube-proxy runs on every node and the cluster's DNS answers, where the cluster
-    has them; each said once if it is not ready yet, warned (never failed) after ``timeout``:
-    the rollout wait and the login checks judge Dex."""
+    """Until each of ``needs`` is ready (kube-proxy on every node, the cluster's DNS answering),
+    where the cluster has it; each said once if it is not ready yet, warned (never failed)
+    after ``timeout``: the rollout wait and the login checks judge Dex."""
     started = clock()
-    for needed in CLUSTER_NETWORK:
+    for needed in needs:
         said = False
         while True:
             try:

@@ -108,6 +108,8 @@ def deploy(
         _wait(out, cluster, result.deployment, timeout)
         _wait_serving(out, cluster, project, resolved,
                       max(1.0, timeout - (time.monotonic() - started)))
+        if core.needs_cluster_dns(project.config):
+            core.wait_for_cluster_network(cluster, _Printer(out, dry_run), needs=(core.DNS,))
     out.success(_summary(result))
 
 

@@ -619,6 +619,7 @@ def test_deploy_waits_for_kube_proxy_then_dns_and_says_each_once(
     _, clock, sleep = _clock()
     deploy.wait_for_cluster_network(object(), reporter, clock=clock,  # type: ignore[arg-type]
                                     sleep=sleep)
+    assert deploy.CLUSTER_NETWORK == (deploy.SERVICE_NETWORK, deploy.DNS)
     assert asked == [deploy.KUBE_PROXY] * 3 + [deploy.CLUSTER_DNS] * 3
     assert kube.ObjectRef("DaemonSet", "kube-proxy", "kube-system") == deploy.KUBE_PROXY
     assert kube.ObjectRef("Deployment", "coredns", "kube-system") == deploy.CLUSTER_DNS
@@ -655,3 +656,13 @@ def test_a_network_that_never_comes_is_a_warning_not_a_failure(
     assert reporter.lines[-1] == (
         "warning still waiting for DaemonSet kube-system/kube-proxy after 60s; deploying "
         "anyway / see 'kubectl -n kube-system get pods'")
+
+
+@pytest.mark.parametrize(("case", "needs"), [
+    ("default", True),  # GitHub: Dex resolves github.com
+    ("static-authn", False),  # static users on kubernetes storage: nothing to resolve
+    ("ldap-postgres", True),
+])
+def test_the_dns_is_waited_for_only_when_a_login_makes_dex_resolve_a_name(
+        case: str, needs: bool) -> None:
+    assert deploy.needs_cluster_dns(case_config(case)) is needs
