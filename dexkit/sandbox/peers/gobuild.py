@@ -259,7 +259,7 @@ def _build_group(module: str, module_version: str, group: list[PeerSpec], *, pro
         if not group:
             progress(f"[{label} {first.version}] built by the other build meanwhile")
             return []
-        return _build_locked(module, module_version, group, workdir=workdir,
+        return _build_locked(module, module_version, group, label=label, workdir=workdir,
                              progress=progress, root=root, go=go, go_ver=go_ver, clock=clock,
                              proxy=proxy)
     finally:
@@ -274,12 +274,11 @@ def _try_lock(lock: FileLock) -> bool:
     return True
 
 
-def _build_locked(module: str, module_version: str, group: list[PeerSpec], *, workdir: Path,
-                  progress: Progress, root: Path, go: str, go_ver: str,
+def _build_locked(module: str, module_version: str, group: list[PeerSpec], *, label: str,
+                  workdir: Path, progress: Progress, root: Path, go: str, go_ver: str,
                   clock: Callable[[], float],
                   proxy: Mapping[str, str] | None) -> list[Manifest]:
     first = group[0]
-    label = "kubernetes" if module == KUBERNETES_MODULE else first.name
     log_path = workdir / "build.log"
     log_path.write_text(f"dexkit build of {module}@{module_version} "
                         f"({dt.datetime.now(dt.UTC).isoformat(timespec='seconds')})\n")
